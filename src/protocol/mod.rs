@@ -1,0 +1,109 @@
+//! Sans-IO wire protocols: bytes in, `Request` out; nothing here touches a socket or the store.
+//!
+//! Every parser takes the unread part of a connection's input buffer and answers with a
+//! [`Parsed`]: a complete request borrowing from that buffer and how many bytes it used, a
+//! request for more bytes, or an error with the exact reply memcached would send and what the
+//! connection must do next (swallow a data block, close). One `Request` type serves the text and
+//! meta formats so that the executor has a single dispatch.
+
+pub mod meta;
+pub mod text;
+
+/// Limits applied while parsing, the same for client input and replicated frames.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest key in bytes (memcached: KEY_MAX_LENGTH = 250).
+    pub max_key_len: usize,
+    /// Largest value accepted (-I); larger data blocks are swallowed and refused.
+    pub item_size_max: usize,
+    /// A command line longer than this without a newline closes the connection (2048), except
+    /// for get/gets, whose key lists may be longer.
+    pub max_line_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_key_len: 250, item_size_max: 1024 * 1024, max_line_len: 2048 }
+    }
+}
+
+/// Outcome of parsing from the front of the input buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed<'a> {
+    /// A complete request and the number of input bytes it used (line and data block).
+    Request(Request<'a>, usize),
+    /// Not enough input yet; call again with more bytes.
+    Incomplete,
+    /// Bad input: send `reply` (already terminated by "\r\n", may be empty), drop `consumed`
+    /// bytes, then discard a further `swallow` bytes as they arrive, then apply `then`.
+    Error { reply: &'static [u8], consumed: usize, swallow: usize, then: AfterError },
+}
+
+/// What the connection does after an error reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterError {
+    Continue,
+    /// Close the connection once the reply (if any) is flushed.
+    Close,
+}
+
+/// The storage commands of the text protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreMode {
+    Set,
+    Add,
+    Replace,
+    Append,
+    Prepend,
+    /// Compare-and-swap against the given unique.
+    Cas(u64),
+}
+
+/// Which `stats` listing was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatsGroup<'a> {
+    General,
+    Settings,
+    Items,
+    Slabs,
+    Sizes,
+    Conns,
+    Replication,
+    Reset,
+    /// Anything else: memcached answers with an error for unknown groups.
+    Other(&'a [u8]),
+}
+
+/// One client request, borrowing keys and data from the input buffer.
+///
+/// Expiration times are raw client values (seconds, relative up to 30 days, else absolute unix
+/// time, negative means already expired); the store converts them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request<'a> {
+    Store {
+        mode: StoreMode,
+        key: &'a [u8],
+        flags: u32,
+        exptime: i64,
+        /// The data block without its trailing "\r\n".
+        data: &'a [u8],
+        noreply: bool,
+    },
+    /// get/gets: `keys` is the raw, space-separated key list (see [`text::keys`]).
+    Get { keys: &'a [u8], with_cas: bool },
+    /// gat/gats: get and touch.
+    GetAndTouch { exptime: i64, keys: &'a [u8], with_cas: bool },
+    Delete { key: &'a [u8], noreply: bool },
+    /// incr/decr.
+    Arith { key: &'a [u8], incr: bool, delta: u64, noreply: bool },
+    Touch { key: &'a [u8], exptime: i64, noreply: bool },
+    FlushAll { delay: i64, noreply: bool },
+    Version,
+    Verbosity { level: u32, noreply: bool },
+    Quit,
+    Shutdown,
+    CacheMemlimit { megabytes: u64, noreply: bool },
+    Stats(StatsGroup<'a>),
+    /// mg/ms/md/ma/mn/me: see [`meta`].
+    Meta(meta::MetaRequest<'a>),
+}

@@ -1,0 +1,3 @@
+//! tokio listeners, one task per connection, stats and shutdown.
+
+pub mod stats;

@@ -1,0 +1,92 @@
+//! One cached item: key and value in a single allocation, plus the metadata memcached keeps
+//! (flags, expiry, CAS, access time) and the version replication orders writes by.
+
+use super::version::Version;
+
+/// Bytes charged per item on top of key and value: the slab node, the hash table slot and the
+/// allocator's rounding. Keeps `-m` close to the resident memory the items really take.
+pub const ITEM_OVERHEAD: usize = 96;
+
+/// Local, never-replicated item state used by the meta protocol.
+pub const FETCHED: u8 = 1;
+pub const STALE: u8 = 2;
+pub const TOKEN_SENT: u8 = 4;
+
+#[derive(Debug)]
+pub struct Item {
+    data: Box<[u8]>,
+    key_len: u8,
+    /// FETCHED / STALE / TOKEN_SENT.
+    pub bits: u8,
+    pub flags: u32,
+    /// Absolute unix seconds; 0 = never expires.
+    pub exptime: u32,
+    /// Unix seconds of the last store (what a delayed flush_all compares against).
+    pub time: u32,
+    /// Unix seconds of the last access (mg `l` and `h` flags).
+    pub last_access: u32,
+    pub cas: u64,
+    /// Version of the latest change of any kind.
+    pub version: Version,
+    /// Version of the latest full write; incr/decr records name it as their base.
+    pub base: Version,
+}
+
+impl Item {
+    pub fn new(key: &[u8], value: &[u8]) -> Item {
+        Item::from_parts(key, &[value])
+    }
+
+    /// Builds the item from a key and value pieces laid end to end (append/prepend).
+    pub fn from_parts(key: &[u8], value_parts: &[&[u8]]) -> Item {
+        let vlen: usize = value_parts.iter().map(|p| p.len()).sum();
+        let mut data = Vec::with_capacity(key.len() + vlen);
+        data.extend_from_slice(key);
+        for part in value_parts {
+            data.extend_from_slice(part);
+        }
+        Item {
+            data: data.into_boxed_slice(),
+            key_len: key.len() as u8,
+            bits: 0,
+            flags: 0,
+            exptime: 0,
+            time: 0,
+            last_access: 0,
+            cas: 0,
+            version: Version::ZERO,
+            base: Version::ZERO,
+        }
+    }
+
+    pub fn key(&self) -> &[u8] {
+        &self.data[..self.key_len as usize]
+    }
+
+    pub fn value(&self) -> &[u8] {
+        &self.data[self.key_len as usize..]
+    }
+
+    /// Overwrites the value in place; the caller guarantees the length is unchanged.
+    pub fn value_mut(&mut self) -> &mut [u8] {
+        &mut self.data[self.key_len as usize..]
+    }
+
+    /// Bytes charged against the memory limit.
+    pub fn charge(&self) -> usize {
+        self.data.len() + ITEM_OVERHEAD
+    }
+
+    pub fn is_expired(&self, now: u32) -> bool {
+        self.exptime != 0 && self.exptime <= now
+    }
+
+    pub fn has(&self, bit: u8) -> bool {
+        self.bits & bit != 0
+    }
+}
+
+/// Bytes an item with this key and value would be charged.
+pub fn charge_for(key_len: usize, value_len: usize) -> usize {
+    key_len + value_len + ITEM_OVERHEAD
+}

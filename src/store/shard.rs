@@ -1,0 +1,213 @@
+//! One shard of the cache: a hash index over a slab of items, threaded on an LRU list, plus the
+//! tombstones of recently deleted keys. A shard is only ever touched under its own lock.
+
+use super::item::Item;
+use super::version::Version;
+use hashbrown::{HashMap, HashTable};
+use std::hash::BuildHasher;
+
+pub(crate) const NIL: u32 = u32::MAX;
+
+/// Bytes charged per tombstone on top of its key.
+pub(crate) const TOMBSTONE_OVERHEAD: usize = 64;
+
+struct Node {
+    item: Option<Item>,
+    /// Towards the most recently used end.
+    prev: u32,
+    /// Towards the least recently used end.
+    next: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tombstone {
+    pub version: Version,
+    /// Unix seconds after which the tombstone may be dropped.
+    pub until: u32,
+}
+
+pub(crate) struct Shard {
+    index: HashTable<u32>,
+    nodes: Vec<Node>,
+    free: Vec<u32>,
+    /// Most recently used.
+    head: u32,
+    /// Least recently used: the eviction end.
+    tail: u32,
+    pub items: usize,
+    /// Bytes charged for items and tombstones in this shard.
+    pub bytes: usize,
+    pub tombstones: HashMap<Box<[u8]>, Tombstone>,
+}
+
+pub(crate) fn hash_key<S: BuildHasher>(hasher: &S, key: &[u8]) -> u64 {
+    hasher.hash_one(key)
+}
+
+impl Shard {
+    pub fn new() -> Shard {
+        Shard {
+            index: HashTable::new(),
+            nodes: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            items: 0,
+            bytes: 0,
+            tombstones: HashMap::new(),
+        }
+    }
+
+    pub fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
+        let nodes = &self.nodes;
+        self.index
+            .find(hash, |&idx| nodes[idx as usize].item.as_ref().is_some_and(|it| it.key() == key))
+            .copied()
+    }
+
+    pub fn item(&self, idx: u32) -> &Item {
+        self.nodes[idx as usize].item.as_ref().expect("live slot")
+    }
+
+    pub fn item_mut(&mut self, idx: u32) -> &mut Item {
+        self.nodes[idx as usize].item.as_mut().expect("live slot")
+    }
+
+    /// Links a new item (its key must not be present) at the most recently used end.
+    pub fn insert<S: BuildHasher>(&mut self, hasher: &S, hash: u64, item: Item) -> u32 {
+        self.items += 1;
+        self.bytes += item.charge();
+        let idx = match self.free.pop() {
+            Some(idx) => {
+                self.nodes[idx as usize].item = Some(item);
+                idx
+            }
+            None => {
+                self.nodes.push(Node { item: Some(item), prev: NIL, next: NIL });
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        let nodes = &self.nodes;
+        self.index.insert_unique(hash, idx, |&i| {
+            hash_key(hasher, nodes[i as usize].item.as_ref().expect("indexed slot").key())
+        });
+        self.link_front(idx);
+        idx
+    }
+
+    /// Swaps the item in a slot for a new one with the same key and marks it most recently used.
+    pub fn replace(&mut self, idx: u32, item: Item) -> Item {
+        self.bytes += item.charge();
+        let old = self.nodes[idx as usize].item.replace(item).expect("live slot");
+        self.bytes -= old.charge();
+        self.bump(idx);
+        old
+    }
+
+    pub fn remove(&mut self, hash: u64, idx: u32) -> Item {
+        self.unlink(idx);
+        if let Ok(entry) = self.index.find_entry(hash, |&i| i == idx) {
+            entry.remove();
+        }
+        let item = self.nodes[idx as usize].item.take().expect("live slot");
+        self.free.push(idx);
+        self.items -= 1;
+        self.bytes -= item.charge();
+        item
+    }
+
+    /// Marks a slot most recently used.
+    pub fn bump(&mut self, idx: u32) {
+        if self.head != idx {
+            self.unlink(idx);
+            self.link_front(idx);
+        }
+    }
+
+    /// The least recently used slot.
+    pub fn lru_tail(&self) -> Option<u32> {
+        (self.tail != NIL).then_some(self.tail)
+    }
+
+    /// The slot after `idx` towards the least recently used end... walking from the tail uses
+    /// `prev` instead; both are exposed for the sweeper and eviction.
+    pub fn towards_head(&self, idx: u32) -> Option<u32> {
+        let p = self.nodes[idx as usize].prev;
+        (p != NIL).then_some(p)
+    }
+
+    /// Every live slot, in no particular order.
+    pub fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+        self.nodes.iter().enumerate().filter(|(_, n)| n.item.is_some()).map(|(i, _)| i as u32)
+    }
+
+    pub fn add_tombstone(&mut self, key: &[u8], tomb: Tombstone) {
+        match self.tombstones.get_mut(key) {
+            Some(t) => {
+                if tomb.version > t.version {
+                    *t = tomb;
+                }
+            }
+            None => {
+                self.bytes += key.len() + TOMBSTONE_OVERHEAD;
+                self.tombstones.insert(key.into(), tomb);
+            }
+        }
+    }
+
+    pub fn remove_tombstone(&mut self, key: &[u8]) {
+        if self.tombstones.remove(key).is_some() {
+            self.bytes -= key.len() + TOMBSTONE_OVERHEAD;
+        }
+    }
+
+    /// Drops tombstones whose time is up; returns the bytes freed.
+    pub fn purge_tombstones(&mut self, now: u32) -> usize {
+        let mut freed = 0;
+        self.tombstones.retain(|k, t| {
+            let keep = t.until > now;
+            if !keep {
+                freed += k.len() + TOMBSTONE_OVERHEAD;
+            }
+            keep
+        });
+        self.bytes -= freed;
+        freed
+    }
+
+    fn unlink(&mut self, idx: u32) {
+        let (prev, next) = {
+            let n = &self.nodes[idx as usize];
+            (n.prev, n.next)
+        };
+        if prev != NIL {
+            self.nodes[prev as usize].next = next;
+        } else if self.head == idx {
+            self.head = next;
+        }
+        if next != NIL {
+            self.nodes[next as usize].prev = prev;
+        } else if self.tail == idx {
+            self.tail = prev;
+        }
+        let n = &mut self.nodes[idx as usize];
+        n.prev = NIL;
+        n.next = NIL;
+    }
+
+    fn link_front(&mut self, idx: u32) {
+        let old_head = self.head;
+        {
+            let n = &mut self.nodes[idx as usize];
+            n.prev = NIL;
+            n.next = old_head;
+        }
+        if old_head != NIL {
+            self.nodes[old_head as usize].prev = idx;
+        }
+        self.head = idx;
+        if self.tail == NIL {
+            self.tail = idx;
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Unit tests of the store's memcached semantics and replication merge rules.
+
+use super::*;
+use crate::protocol::StoreMode;
+
+fn store() -> Store {
+    Store::new(StoreConfig::default())
+}
+
+fn get(s: &Store, key: &[u8]) -> Option<Vec<u8>> {
+    s.entry(key).item().map(|it| it.value().to_vec())
+}
+
+#[test]
+fn set_add_replace_append_prepend_cas() {
+    let s = store();
+    let mut e = s.entry(b"k");
+    assert_eq!(e.store(StoreMode::Replace, 0, Expiry::Never, b"x", 0, false), StoreOutcome::NotStored);
+    assert!(matches!(e.store(StoreMode::Add, 5, Expiry::Never, b"a", 0, false), StoreOutcome::Stored(_)));
+    assert_eq!(e.store(StoreMode::Add, 0, Expiry::Never, b"b", 0, false), StoreOutcome::NotStored);
+    assert!(matches!(e.store(StoreMode::Append, 9, Expiry::Never, b"z", 0, false), StoreOutcome::Stored(_)));
+    assert!(matches!(e.store(StoreMode::Prepend, 9, Expiry::Never, b"<", 0, false), StoreOutcome::Stored(_)));
+    assert_eq!(e.item().unwrap().value(), b"<az");
+    assert_eq!(e.item().unwrap().flags, 5, "append keeps the old flags");
+    let cas = e.item().unwrap().cas;
+    assert_eq!(e.store(StoreMode::Cas(cas + 100), 0, Expiry::Never, b"n", 0, false), StoreOutcome::Exists);
+    assert!(matches!(e.store(StoreMode::Cas(cas), 0, Expiry::Never, b"n", 0, false), StoreOutcome::Stored(_)));
+    drop(e);
+    assert_eq!(get(&s, b"k").unwrap(), b"n");
+    assert_eq!(s.entry(b"missing").store(StoreMode::Cas(1), 0, Expiry::Never, b"n", 0, false), StoreOutcome::NotFound);
+}
+
+#[test]
+fn arith_follows_memcached() {
+    let s = store();
+    let mut e = s.entry(b"n");
+    assert_eq!(e.arith(true, 1), Err(ArithError::NotFound));
+    e.put(&[b"100"], 0, Expiry::Never, None).unwrap();
+    assert_eq!(e.arith(false, 1).unwrap().0, 99);
+    assert_eq!(e.item().unwrap().value(), b"99 ", "shorter result is space padded in place");
+    assert_eq!(e.arith(true, 1).unwrap().0, 100);
+    assert_eq!(e.arith(false, 1000).unwrap().0, 0);
+    e.put(&[b"18446744073709551615"], 0, Expiry::Never, None).unwrap();
+    assert_eq!(e.arith(true, 2).unwrap().0, 1, "incr wraps");
+    e.put(&[b"abc"], 0, Expiry::Never, None).unwrap();
+    assert_eq!(e.arith(true, 1), Err(ArithError::NonNumeric));
+    e.put(&[b"-5"], 0, Expiry::Never, None).unwrap();
+    assert_eq!(e.arith(true, 1), Err(ArithError::NonNumeric));
+}
+
+#[test]
+fn parse_counter_matches_safe_strtoull() {
+    assert_eq!(parse_counter(b"12"), Some(12));
+    assert_eq!(parse_counter(b" 12 "), Some(12));
+    assert_eq!(parse_counter(b"+7"), Some(7));
+    assert_eq!(parse_counter(b"-0"), Some(0));
+    assert_eq!(parse_counter(b"12a"), None);
+    assert_eq!(parse_counter(b""), None);
+    assert_eq!(parse_counter(b"99999999999999999999"), None);
+}
+
+#[test]
+fn expiry_rules() {
+    let now = 1_700_000_000;
+    assert_eq!(Expiry::from_client(0, now), Expiry::Never);
+    assert_eq!(Expiry::from_client(-1, now), Expiry::Expired);
+    assert_eq!(Expiry::from_client(10, now), Expiry::At(now + 10));
+    assert_eq!(Expiry::from_client(now as i64 - 5, now), Expiry::Expired);
+    assert_eq!(Expiry::from_client(now as i64 + 5, now), Expiry::At(now + 5));
+    let s = store();
+    s.entry(b"dead").put(&[b"v"], 0, Expiry::Expired, None).unwrap();
+    assert!(get(&s, b"dead").is_none());
+}
+
+#[test]
+fn memory_limit_evicts_lru_or_refuses_with_no_evict() {
+    let cfg = StoreConfig { mem_limit: 200_000, shards: 4, ..Default::default() };
+    let s = Store::new(cfg);
+    for i in 0..5000u32 {
+        s.entry(format!("key{i}").as_bytes()).put(&[&[b'x'; 100]], 0, Expiry::Never, None).unwrap();
+    }
+    let st = s.stats();
+    assert!(st.bytes <= 200_000, "bytes {} over limit", st.bytes);
+    assert!(st.evictions > 0);
+    assert!(get(&s, b"key4999").is_some());
+    assert!(get(&s, b"key0").is_none());
+
+    let cfg = StoreConfig { mem_limit: 20_000, shards: 4, evict: false, ..Default::default() };
+    let s = Store::new(cfg);
+    let mut refused = 0;
+    for i in 0..500u32 {
+        if s.entry(format!("key{i}").as_bytes()).put(&[&[b'x'; 100]], 0, Expiry::Never, None)
+            == Err(StoreError::OutOfMemory)
+        {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0);
+    assert_eq!(s.stats().evictions, 0);
+}
+
+#[test]
+fn flush_all_immediate_and_delayed() {
+    let s = store();
+    s.entry(b"a").put(&[b"1"], 0, Expiry::Never, None).unwrap();
+    s.flush_all(0);
+    assert!(get(&s, b"a").is_none());
+    s.entry(b"b").put(&[b"1"], 0, Expiry::Never, None).unwrap();
+    assert!(get(&s, b"b").is_some(), "writes after a flush survive");
+    s.flush_all(100);
+    assert!(get(&s, b"b").is_some(), "delayed flush has not happened yet");
+}
+
+struct Collect(parking_lot::Mutex<Vec<Mutation>>);
+impl MutationSink for Collect {
+    fn publish(&self, m: Mutation) {
+        self.0.lock().push(m);
+    }
+}
+
+fn pair() -> (Store, Store, Arc<Collect>, Arc<Collect>) {
+    let a = Store::new(StoreConfig { node_id: 1, ..Default::default() });
+    let b = Store::new(StoreConfig { node_id: 2, ..Default::default() });
+    let ca = Arc::new(Collect(parking_lot::Mutex::new(Vec::new())));
+    let cb = Arc::new(Collect(parking_lot::Mutex::new(Vec::new())));
+    a.set_mutation_sink(ca.clone());
+    b.set_mutation_sink(cb.clone());
+    (a, b, ca, cb)
+}
+
+fn ship(from: &Collect, to: &Store) {
+    for m in from.0.lock().drain(..) {
+        to.apply_remote(&m);
+    }
+}
+
+#[test]
+fn concurrent_increments_on_two_nodes_add_up() {
+    let (a, b, ca, cb) = pair();
+    a.entry(b"c").put(&[b"10"], 0, Expiry::Never, None).unwrap();
+    ship(&ca, &b);
+    for _ in 0..3 {
+        a.entry(b"c").arith(true, 1).unwrap();
+    }
+    for _ in 0..4 {
+        b.entry(b"c").arith(true, 1).unwrap();
+    }
+    ship(&ca, &b);
+    ship(&cb, &a);
+    assert_eq!(parse_counter(&get(&a, b"c").unwrap()), Some(17));
+    assert_eq!(parse_counter(&get(&b, b"c").unwrap()), Some(17));
+}
+
+#[test]
+fn last_writer_wins_and_deletes_do_not_resurrect() {
+    let (a, b, ca, cb) = pair();
+    a.entry(b"k").put(&[b"from-a"], 0, Expiry::Never, None).unwrap();
+    b.entry(b"k").put(&[b"from-b"], 0, Expiry::Never, None).unwrap();
+    a.entry(b"gone").put(&[b"x"], 0, Expiry::Never, None).unwrap();
+    ship(&ca, &b);
+    b.entry(b"gone").delete();
+    ship(&cb, &a);
+    ship(&ca, &b);
+    assert_eq!(get(&a, b"k"), get(&b, b"k"));
+    assert_eq!(get(&a, b"k").unwrap(), b"from-b");
+    assert!(get(&a, b"gone").is_none() && get(&b, b"gone").is_none());
+    // a replayed old put is refused by the tombstone
+    let old = Mutation {
+        key: Bytes::from_static(b"gone"),
+        version: Version::new(1, 1),
+        kind: MutationKind::Put { flags: 0, exptime: 0, value: Bytes::from_static(b"zombie") },
+    };
+    assert_eq!(b.apply_remote(&old), ApplyOutcome::Stale);
+}
