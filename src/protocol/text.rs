@@ -11,3 +11,6 @@ pub fn parse<'a>(_input: &'a [u8], _limits: &Limits) -> Parsed<'a> {
 pub fn keys(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
     raw.split(|b| *b == b' ').filter(|k| !k.is_empty())
 }
+
+/// memcached's reply to a data block larger than -I.
+pub const TOO_LARGE: &[u8] = b"SERVER_ERROR object too large for cache\r\n";
