@@ -9,7 +9,9 @@ fn parse_all(input: &[u8], limits: &Limits) -> usize {
     while pos < input.len() {
         match text::parse(&input[pos..], limits) {
             Parsed::Request(_, used) => pos += used,
-            Parsed::Error { consumed, swallow, .. } => pos += consumed + swallow,
+            Parsed::Error {
+                consumed, swallow, ..
+            } => pos += consumed + swallow,
             Parsed::Incomplete => break,
         }
         n += 1;
@@ -36,7 +38,10 @@ fn bench_parser(c: &mut Criterion) {
             v.extend_from_slice(b"\r\n");
             v
         }),
-        ("mg_flags", b"mg user:session:0000001234 v f t c\r\n".to_vec()),
+        (
+            "mg_flags",
+            b"mg user:session:0000001234 v f t c\r\n".to_vec(),
+        ),
     ];
     for (name, one) in cases {
         let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 16).collect();

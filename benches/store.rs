@@ -5,10 +5,18 @@ use repcached::protocol::StoreMode;
 use repcached::store::{Expiry, Store, StoreConfig};
 
 fn filled(n: usize) -> (Store, Vec<Vec<u8>>) {
-    let store = Store::new(StoreConfig { mem_limit: 1 << 30, ..Default::default() });
-    let keys: Vec<Vec<u8>> = (0..n).map(|i| format!("key:{i:010}").into_bytes()).collect();
+    let store = Store::new(StoreConfig {
+        mem_limit: 1 << 30,
+        ..Default::default()
+    });
+    let keys: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("key:{i:010}").into_bytes())
+        .collect();
     for k in &keys {
-        store.entry(k).put(&[&[b'v'; 100]], 0, Expiry::Never, None).unwrap();
+        store
+            .entry(k)
+            .put(&[&[b'v'; 100]], 0, Expiry::Never, None)
+            .unwrap();
     }
     (store, keys)
 }
@@ -40,15 +48,26 @@ fn bench_store(c: &mut Criterion) {
             black_box(e.store(StoreMode::Set, 0, Expiry::Never, &value, 0, false))
         })
     });
-    store.entry(b"counter").put(&[b"0"], 0, Expiry::Never, None).unwrap();
-    c.bench_function("store/incr", |b| b.iter(|| black_box(store.entry(b"counter").arith(true, 1))));
-    let small = Store::new(StoreConfig { mem_limit: 4 << 20, ..Default::default() });
+    store
+        .entry(b"counter")
+        .put(&[b"0"], 0, Expiry::Never, None)
+        .unwrap();
+    c.bench_function("store/incr", |b| {
+        b.iter(|| black_box(store.entry(b"counter").arith(true, 1)))
+    });
+    let small = Store::new(StoreConfig {
+        mem_limit: 4 << 20,
+        ..Default::default()
+    });
     let mut n = 0u64;
     c.bench_function("store/set_with_eviction", |b| {
         b.iter(|| {
             n += 1;
             let key = n.to_le_bytes();
-            let stored = small.entry(&key).put(&[&value], 0, Expiry::Never, None).is_ok();
+            let stored = small
+                .entry(&key)
+                .put(&[&value], 0, Expiry::Never, None)
+                .is_ok();
             black_box(stored)
         })
     });

@@ -5,7 +5,7 @@
 
 use super::stats::Stats;
 use super::{stats_report, Shared};
-use crate::protocol::{text, Request, StoreMode};
+use crate::protocol::{text, Request, ShutdownMode, StoreMode};
 use crate::store::{ArithError, Expiry, StoreError, StoreOutcome};
 use std::sync::atomic::Ordering;
 
@@ -159,9 +159,11 @@ pub fn execute(shared: &Shared, req: &Request<'_>, out: &mut Vec<u8>) -> Flow {
             }
         }
         Request::Quit => return Flow::Close,
-        Request::Shutdown => {
+        Request::Shutdown(mode) => {
             if !shared.config.enable_shutdown {
                 out.extend_from_slice(b"ERROR: shutdown not enabled\r\n");
+            } else if *mode == ShutdownMode::Invalid {
+                out.extend_from_slice(b"CLIENT_ERROR invalid shutdown mode\r\n");
             } else {
                 return Flow::Shutdown;
             }

@@ -41,6 +41,17 @@ pub fn write(shared: &Shared, group: StatsGroup<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(b"RESET\r\n");
             return;
         }
+        StatsGroup::Detail(arg) => {
+            // Per-prefix detail statistics are not kept: on/off are accepted, dump is empty.
+            if arg == b"dump" {
+                out.extend_from_slice(b"END\r\n");
+            } else {
+                out.extend_from_slice(b"OK\r\n");
+            }
+            return;
+        }
+        // The store has no slab classes to dump items from.
+        StatsGroup::CacheDump { .. } => {}
         StatsGroup::Other(_) => {
             out.extend_from_slice(b"ERROR\r\n");
             return;
