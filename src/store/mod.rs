@@ -255,9 +255,12 @@ impl Store {
         let _ = self.sink.set(sink);
     }
 
-    pub fn next_cas(&self) -> u64 {
+    /// The CAS id of the write with this version. Derived from the version rather than from a
+    /// local counter so that every node gives the same write the same CAS id: a `gets` on one
+    /// node followed by a `cas` on another succeeds exactly when that node holds the same write.
+    pub fn cas_for(&self, version: Version) -> u64 {
         if self.cas_enabled {
-            self.next_cas.fetch_add(1, Ordering::Relaxed) + 1
+            version.hlc
         } else {
             0
         }
@@ -495,7 +498,7 @@ impl Store {
                     e.remove_with_tombstone(m.version);
                     return ApplyOutcome::Applied;
                 }
-                let cas = self.next_cas();
+                let cas = self.cas_for(m.version);
                 match e.put_raw(&[value], *flags, exp, cas, m.version, m.version) {
                     Ok(()) => ApplyOutcome::Applied,
                     Err(_) => ApplyOutcome::Rejected,
@@ -562,7 +565,7 @@ impl Store {
         if exp == Expiry::Expired {
             return ApplyOutcome::Stale;
         }
-        let cas = self.next_cas();
+        let cas = self.cas_for(version);
         match e.put_raw(&[value], flags, exp, cas, version, base) {
             Ok(()) => ApplyOutcome::Applied,
             Err(_) => ApplyOutcome::Rejected,
@@ -711,7 +714,7 @@ impl<'s, 'k> Entry<'s, 'k> {
             return Err(StoreError::TooLarge);
         }
         let version = self.store.clock.tick();
-        let cas = cas.unwrap_or_else(|| self.store.next_cas());
+        let cas = cas.unwrap_or_else(|| self.store.cas_for(version));
         if exptime == Expiry::Expired {
             // Stored already dead: no item remains, and a tombstone keeps older writes out.
             self.remove_with_tombstone(version);
@@ -929,7 +932,7 @@ impl<'s, 'k> Entry<'s, 'k> {
         };
         let value = apply_delta(current, incr, delta);
         let version = self.store.clock.tick();
-        let cas = self.store.next_cas();
+        let cas = self.store.cas_for(version);
         self.write_counter(value, cas, version)?;
         self.publish(
             MutationKind::Delta {
@@ -973,7 +976,6 @@ impl<'s, 'k> Entry<'s, 'k> {
         value: u64,
         held: Version,
     ) -> ApplyOutcome {
-        let cas = self.store.next_cas();
         match self
             .item()
             .map(|it| (it.base, it.version, parse_counter(it.value())))
@@ -982,6 +984,7 @@ impl<'s, 'k> Entry<'s, 'k> {
                 // Same lineage: add the peer's delta to ours, so concurrent increments add up.
                 let next = apply_delta(current, incr, delta);
                 let new_version = item_version.max(version);
+                let cas = self.store.cas_for(new_version);
                 match self.write_counter(next, cas, new_version) {
                     Ok(()) => ApplyOutcome::Applied,
                     Err(_) => ApplyOutcome::Rejected,
@@ -991,6 +994,7 @@ impl<'s, 'k> Entry<'s, 'k> {
             _ if version <= held => ApplyOutcome::Stale,
             _ => {
                 // We never saw the write the delta was based on: take the origin's result.
+                let cas = self.store.cas_for(version);
                 let (flags, exp) = self
                     .item()
                     .map(|it| (it.flags, Expiry::from_abs(it.exptime, self.now)))

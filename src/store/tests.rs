@@ -238,3 +238,34 @@ fn last_writer_wins_and_deletes_do_not_resurrect() {
     };
     assert_eq!(b.apply_remote(&old), ApplyOutcome::Stale);
 }
+
+#[test]
+fn the_same_write_has_the_same_cas_on_every_node() {
+    let (a, b, ca, cb) = pair();
+    let cas_a = a.entry(b"k").put(&[b"v"], 0, Expiry::Never, None).unwrap();
+    ship(&ca, &b);
+    assert_eq!(b.entry(b"k").item().unwrap().cas, cas_a);
+    // a cas on B with the id read on A succeeds while nothing newer happened
+    let out = b
+        .entry(b"k")
+        .store(StoreMode::Cas(cas_a), 0, Expiry::Never, b"w", 0, false);
+    assert!(matches!(out, StoreOutcome::Stored(_)));
+    ship(&cb, &a);
+    let cas_now = a.entry(b"k").item().unwrap().cas;
+    assert_eq!(cas_now, b.entry(b"k").item().unwrap().cas);
+    // and the stale id now fails on both
+    let stale = a
+        .entry(b"k")
+        .store(StoreMode::Cas(cas_a), 0, Expiry::Never, b"x", 0, false);
+    assert_eq!(stale, StoreOutcome::Exists);
+    a.entry(b"c").put(&[b"1"], 0, Expiry::Never, None).unwrap();
+    ship(&ca, &b);
+    a.entry(b"c").arith(true, 1).unwrap();
+    b.entry(b"c").arith(true, 1).unwrap();
+    ship(&ca, &b);
+    ship(&cb, &a);
+    assert_eq!(
+        a.entry(b"c").item().unwrap().cas,
+        b.entry(b"c").item().unwrap().cas
+    );
+}
