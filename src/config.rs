@@ -414,6 +414,10 @@ impl Config {
             line_args.extend(words.iter().map(OsString::from));
             let cli = match parse_cli(line_args) {
                 Err(ConfigError::Invalid(message)) => return Err(in_file(Some(*line), message)),
+                Err(ConfigError::Help(_) | ConfigError::Version(_)) => {
+                    let message = "-h and -V cannot be used in a config file".to_string();
+                    return Err(in_file(Some(*line), message));
+                }
                 Err(other) => return Err(other),
                 Ok(cli) => cli,
             };

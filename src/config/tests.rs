@@ -657,6 +657,12 @@ fn config_file_errors() {
         )
     );
 
+    let f = TempFile::new("help", "-h\n");
+    assert_eq!(
+        err(&["--config", f.path()]),
+        format!("{}:1: -h and -V cannot be used in a config file", f.path())
+    );
+
     // A bad command line is still reported as such, not against the file.
     let f = TempFile::new("goodfile", "-m 16\n");
     assert_eq!(
