@@ -148,13 +148,21 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// A bad line in the config file.
-    #[error("{}:{line}: {message}", path.display())]
+    /// A bad option in the config file; `line` is known unless the mistake spans lines
+    /// (e.g. -I larger than half of -m).
+    #[error("{}: {message}", location(path, *line))]
     File {
         path: PathBuf,
-        line: usize,
+        line: Option<usize>,
         message: String,
     },
+}
+
+fn location(path: &Path, line: Option<usize>) -> String {
+    match line {
+        Some(line) => format!("{}:{line}", path.display()),
+        None => path.display().to_string(),
+    }
 }
 
 impl ConfigError {
@@ -386,7 +394,7 @@ impl Config {
             .unwrap_or_else(|| OsString::from("repcached"));
         let cli = parse_cli(args.iter().cloned())?;
         let Some(path) = cli.config.clone() else {
-            return cli.into_config();
+            return cli.into_config(Checks::All);
         };
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadFile {
             path: path.clone(),
@@ -394,31 +402,60 @@ impl Config {
         })?;
         let file = parse_config_file(&path, &text)?;
 
-        // Parse the file alone first so that its mistakes are reported against the file.
-        let mut file_args = vec![program];
-        file_args.extend(file.args.iter().map(OsString::from));
-        let file_cli = parse_cli(file_args.iter().cloned()).map_err(|e| match e {
-            ConfigError::Invalid(message) => ConfigError::File {
-                path: path.clone(),
-                line: 0,
-                message,
-            },
-            other => other,
-        })?;
-        if file_cli.config.is_some() {
-            return Err(ConfigError::File {
-                path,
-                line: 0,
-                message: "--config cannot be used inside a config file".into(),
-            });
+        // Each line on its own must be well-formed and hold good values, so that such
+        // mistakes name their line.
+        let in_file = |line: Option<usize>, message: String| ConfigError::File {
+            path: path.clone(),
+            line,
+            message,
+        };
+        for (line, words) in &file.lines {
+            let mut line_args = vec![program.clone()];
+            line_args.extend(words.iter().map(OsString::from));
+            let cli = match parse_cli(line_args) {
+                Err(ConfigError::Invalid(message)) => return Err(in_file(Some(*line), message)),
+                Err(ConfigError::Help(_) | ConfigError::Version(_)) => {
+                    let message = "-h and -V cannot be used in a config file".to_string();
+                    return Err(in_file(Some(*line), message));
+                }
+                Err(other) => return Err(other),
+                Ok(cli) => cli,
+            };
+            if cli.config.is_some() {
+                let message = "--config cannot be used inside a config file".to_string();
+                return Err(in_file(Some(*line), message));
+            }
+            if let Err(ConfigError::Invalid(message)) = cli.into_config(Checks::OneOption) {
+                return Err(in_file(Some(*line), message));
+            }
         }
 
         // File options first, then the command line: single-valued options override
-        // (clap's args_override_self), repeatable ones (-l, -x, -o, -v) append.
-        file_args.extend(args.into_iter().skip(1));
-        let mut config = parse_cli(file_args)?.into_config()?;
-        config.log_file = file.log_file;
-        Ok(config)
+        // (clap's args_override_self), repeatable ones (-l, -x, -o, -v) append. A file that is
+        // only inconsistent (-I above half of -m) may be fixed by the command line.
+        let mut file_args = vec![program];
+        file_args.extend(
+            file.lines
+                .iter()
+                .flat_map(|(_, words)| words.iter().map(OsString::from)),
+        );
+        let mut all_args = file_args.clone();
+        all_args.extend(args.into_iter().skip(1));
+        match parse_cli(all_args).and_then(|cli| cli.into_config(Checks::All)) {
+            Ok(mut config) => {
+                config.log_file = file.log_file;
+                Ok(config)
+            }
+            Err(ConfigError::Invalid(message)) => {
+                // Blame the file when it is wrong on its own.
+                let file_alone = parse_cli(file_args).and_then(|cli| cli.into_config(Checks::All));
+                match file_alone {
+                    Err(ConfigError::Invalid(m)) if m == message => Err(in_file(None, message)),
+                    _ => Err(ConfigError::Invalid(message)),
+                }
+            }
+            Err(other) => Err(other),
+        }
     }
 }
 
@@ -446,8 +483,17 @@ fn clap_error(err: clap::Error) -> ConfigError {
     }
 }
 
+/// Which checks [`Cli::into_config`] makes.
+#[derive(Clone, Copy, PartialEq)]
+enum Checks {
+    /// Everything: a complete command line.
+    All,
+    /// Only what one option can get wrong on its own (one config-file line).
+    OneOption,
+}
+
 impl Cli {
-    fn into_config(self) -> Result<Config, ConfigError> {
+    fn into_config(self, checks: Checks) -> Result<Config, ConfigError> {
         let d = Config::default();
         let mut ignored = Vec::new();
         let mut warnings = Vec::new();
@@ -526,7 +572,7 @@ impl Cli {
         if item_size_max < ITEM_SIZE_MIN {
             return Err(invalid("Item max size cannot be less than 1024 bytes."));
         }
-        if item_size_max > memory_limit / 2 {
+        if checks == Checks::All && item_size_max > memory_limit / 2 {
             return Err(invalid(
                 "Cannot set item size limit higher than 1/2 of memory max.",
             ));
@@ -559,7 +605,9 @@ impl Cli {
             subopts.parse(list)?;
             ignored.push(format!("-o {list}"));
         }
-        subopts.check()?;
+        if checks == Checks::All {
+            subopts.check()?;
+        }
 
         self.check_ignored(&mut ignored)?;
 
@@ -687,7 +735,8 @@ impl Cli {
 /// What a config file holds besides options: Debian's `logfile FILE` directive.
 #[derive(Debug, Default, PartialEq)]
 struct ConfigFile {
-    args: Vec<String>,
+    /// Option words of each line, with the 1-based line number.
+    lines: Vec<(usize, Vec<String>)>,
     log_file: Option<PathBuf>,
 }
 
@@ -712,14 +761,17 @@ fn parse_config_file(path: &Path, text: &str) -> Result<ConfigFile, ConfigError>
                 _ => {
                     return Err(ConfigError::File {
                         path: path.to_path_buf(),
-                        line: index + 1,
+                        line: Some(index + 1),
                         message: format!("unknown directive '{line}' (options start with '-')"),
                     })
                 }
             }
             continue;
         }
-        out.args.extend(line.split_whitespace().map(str::to_string));
+        out.lines.push((
+            index + 1,
+            line.split_whitespace().map(str::to_string).collect(),
+        ));
     }
     Ok(out)
 }
@@ -1078,3 +1130,6 @@ impl SubOptions {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -146,20 +146,22 @@ fn raise_nofile_limit(max_connections: u64) -> anyhow::Result<()> {
             std::io::Error::last_os_error()
         );
     }
-    let want = max_connections.saturating_add(FD_RESERVE);
-    let (cur, max) = (rlim.rlim_cur as u64, rlim.rlim_max as u64);
+    // rlim_t is u64 on the Linux targets we build for.
+    let needed: libc::rlim_t = max_connections;
+    let want = needed.saturating_add(FD_RESERVE);
+    let (cur, max) = (rlim.rlim_cur, rlim.rlim_max);
     if cur >= want {
         return Ok(());
     }
-    let target = if max >= max_connections {
+    let target = if max >= needed {
         libc::rlimit {
-            rlim_cur: want.min(max) as libc::rlim_t,
-            rlim_max: rlim.rlim_max,
+            rlim_cur: want.min(max),
+            rlim_max: max,
         }
     } else {
         libc::rlimit {
-            rlim_cur: want as libc::rlim_t,
-            rlim_max: want as libc::rlim_t,
+            rlim_cur: want,
+            rlim_max: want,
         }
     };
     // SAFETY: setrlimit reads the local struct.
@@ -169,9 +171,9 @@ fn raise_nofile_limit(max_connections: u64) -> anyhow::Result<()> {
              Try starting as root or requesting smaller maxconns value."
         );
     }
-    if (target.rlim_cur as u64) < want {
+    if target.rlim_cur < want {
         warn!(
-            "open file limit {} leaves little room above -c {max_connections}",
+            "open file limit {} leaves little room above -c {needed}",
             target.rlim_cur
         );
     }
