@@ -138,9 +138,24 @@ fn listen_addrs(config: &Config) -> Vec<String> {
     }
 }
 
-fn socket_addr(host: &str, port: u16) -> Result<SocketAddr, ServerError> {
+/// Splits `HOST`, `HOST:PORT`, `[V6]` or `[V6]:PORT` (memcached's -l accepts a port too).
+fn split_host_port(spec: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = spec.strip_prefix('[') {
+        if let Some((host, tail)) = rest.split_once(']') {
+            return (host, tail.strip_prefix(':').and_then(|p| p.parse().ok()));
+        }
+    }
+    match spec.split_once(':') {
+        Some((host, port)) if !port.contains(':') => (host, port.parse().ok()),
+        _ => (spec, None),
+    }
+}
+
+/// Resolves a listen spec; a port inside the spec wins over `default_port`.
+fn socket_addr(spec: &str, default_port: u16) -> Result<SocketAddr, ServerError> {
     use std::net::ToSocketAddrs;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let (host, port) = split_host_port(spec);
+    let port = port.unwrap_or(default_port);
     (host, port)
         .to_socket_addrs()
         .map_err(|e| ServerError::Bind {
