@@ -70,8 +70,24 @@ pub enum StatsGroup<'a> {
     Conns,
     Replication,
     Reset,
-    /// Anything else: memcached answers with an error for unknown groups.
+    /// `stats detail on|off|dump` (the argument, already validated).
+    Detail(&'a [u8]),
+    /// `stats cachedump <class> <limit>` (class already checked to be below 64).
+    CacheDump { class: u32, limit: u32 },
+    /// Anything else (the sub-command token): memcached answers `ERROR` for unknown groups,
+    /// but also knows `sizes_enable`, `sizes_disable` and `extstore`.
     Other(&'a [u8]),
+}
+
+/// The form of a `shutdown` command; memcached refuses all of them unless started with `-A`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownMode {
+    /// `shutdown`
+    Immediate,
+    /// `shutdown graceful`
+    Graceful,
+    /// Any other arguments: "CLIENT_ERROR invalid shutdown mode" when shutdown is enabled.
+    Invalid,
 }
 
 /// One client request, borrowing keys and data from the input buffer.
@@ -101,7 +117,7 @@ pub enum Request<'a> {
     Version,
     Verbosity { level: u32, noreply: bool },
     Quit,
-    Shutdown,
+    Shutdown(ShutdownMode),
     CacheMemlimit { megabytes: u64, noreply: bool },
     Stats(StatsGroup<'a>),
     /// mg/ms/md/ma/mn/me: see [`meta`].
