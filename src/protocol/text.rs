@@ -23,8 +23,7 @@ const DETAIL_USAGE: &[u8] = b"CLIENT_ERROR usage: stats detail on|off|dump\r\n";
 const BAD_LINE: &[u8] = b"CLIENT_ERROR bad command line\r\n";
 const ILLEGAL_SLAB: &[u8] = b"CLIENT_ERROR Illegal slab id\r\n";
 const MEMLIMIT_TOO_SMALL: &[u8] = b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n";
-const MEMLIMIT_NOT_BYTES: &[u8] =
-    b"MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\n";
+const MEMLIMIT_NOT_BYTES: &[u8] = b"MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\n";
 
 /// memcached's read buffer: a line whose "\n" is not within this many bytes never completes
 /// there (the connection is closed) unless it is a multiget.
@@ -55,7 +54,13 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
         return error(ERROR, consumed, false);
     };
     let ntokens = toks.ntokens();
-    let l = Line { input, line, consumed, toks: &toks, limits };
+    let l = Line {
+        input,
+        line,
+        consumed,
+        toks: &toks,
+        limits,
+    };
     match cmd[0] {
         b'm' if cmd.len() == 2 => match cmd[1] {
             b'g' | b's' | b'd' | b'n' | b'a' | b'e' => super::meta::parse(input, limits),
@@ -178,13 +183,23 @@ fn is_multiget(input: &[u8]) -> bool {
 }
 
 fn close<'a>() -> Parsed<'a> {
-    Parsed::Error { reply: b"", consumed: 0, swallow: 0, then: AfterError::Close }
+    Parsed::Error {
+        reply: b"",
+        consumed: 0,
+        swallow: 0,
+        then: AfterError::Close,
+    }
 }
 
 /// An error reply that consumes the line; with noreply memcached suppresses the reply too.
 fn error<'a>(reply: &'static [u8], consumed: usize, noreply: bool) -> Parsed<'a> {
     let reply = if noreply { &b""[..] } else { reply };
-    Parsed::Error { reply, consumed, swallow: 0, then: AfterError::Continue }
+    Parsed::Error {
+        reply,
+        consumed,
+        swallow: 0,
+        then: AfterError::Continue,
+    }
 }
 
 /// The first tokens of a line, split the way memcached's tokenize_command does.
@@ -293,7 +308,7 @@ impl<'a> Line<'a, '_> {
                 None => return self.err(BAD_FORMAT, noreply),
             },
         };
-        if vlen < 0 || vlen > i32::MAX - 2 {
+        if !(0..=i32::MAX - 2).contains(&vlen) {
             return self.err(BAD_FORMAT, noreply);
         }
         // vlen is in 0..=i32::MAX - 2 here, so the cast is lossless.
@@ -321,7 +336,17 @@ impl<'a> Line<'a, '_> {
             return error(BAD_CHUNK, used, noreply);
         }
         let exptime = i64::from(exptime);
-        Parsed::Request(Request::Store { mode, key, flags, exptime, data, noreply }, used)
+        Parsed::Request(
+            Request::Store {
+                mode,
+                key,
+                flags,
+                exptime,
+                data,
+                noreply,
+            },
+            used,
+        )
     }
 
     /// get/gets/gat/gats/bget (process_get_command).
@@ -343,7 +368,11 @@ impl<'a> Line<'a, '_> {
             return self.err(BAD_FORMAT, false);
         }
         if touch {
-            self.req(Request::GetAndTouch { exptime, keys, with_cas })
+            self.req(Request::GetAndTouch {
+                exptime,
+                keys,
+                with_cas,
+            })
         } else {
             self.req(Request::Get { keys, with_cas })
         }
@@ -361,7 +390,12 @@ impl<'a> Line<'a, '_> {
             return self.err(BAD_FORMAT, noreply);
         }
         match strtoull(t.at(2)) {
-            Some(delta) => self.req(Request::Arith { key, incr, delta, noreply }),
+            Some(delta) => self.req(Request::Arith {
+                key,
+                incr,
+                delta,
+                noreply,
+            }),
             None => self.err(BAD_DELTA, noreply),
         }
     }
@@ -403,7 +437,11 @@ impl<'a> Line<'a, '_> {
             return self.err(BAD_FORMAT, noreply);
         }
         match strtol32(t.at(2)) {
-            Some(e) => self.req(Request::Touch { key, exptime: i64::from(e), noreply }),
+            Some(e) => self.req(Request::Touch {
+                key,
+                exptime: i64::from(e),
+                noreply,
+            }),
             None => self.err(BAD_EXPTIME, noreply),
         }
     }
@@ -452,7 +490,10 @@ impl<'a> Line<'a, '_> {
             None => self.err(ERROR, noreply),
             Some(mb) if mb < 8 => self.err(MEMLIMIT_TOO_SMALL, noreply),
             Some(mb) if mb > 1_000_000_000 => self.err(MEMLIMIT_NOT_BYTES, noreply),
-            Some(mb) => self.req(Request::CacheMemlimit { megabytes: u64::from(mb), noreply }),
+            Some(mb) => self.req(Request::CacheMemlimit {
+                megabytes: u64::from(mb),
+                noreply,
+            }),
         }
     }
 
@@ -520,13 +561,18 @@ fn c_number(tok: &[u8]) -> Option<(bool, Option<u64>)> {
         neg = s == b'-';
         i += 1;
     }
-    let digits = tok[i.min(tok.len())..].iter().take_while(|b| b.is_ascii_digit()).count();
+    let digits = tok[i.min(tok.len())..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
     if digits == 0 {
         return None;
     }
     let mut mag = Some(0u64);
     for &d in &tok[i..i + digits] {
-        mag = mag.and_then(|m| m.checked_mul(10)).and_then(|m| m.checked_add(u64::from(d - b'0')));
+        mag = mag
+            .and_then(|m| m.checked_mul(10))
+            .and_then(|m| m.checked_add(u64::from(d - b'0')));
     }
     match tok.get(i + digits) {
         None => Some((neg, mag)),

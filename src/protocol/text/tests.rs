@@ -11,7 +11,12 @@ fn p(input: &[u8]) -> Parsed<'_> {
 fn req(input: &[u8]) -> Request<'_> {
     match p(input) {
         Parsed::Request(r, n) => {
-            assert_eq!(n, input.len(), "consumed for {:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                n,
+                input.len(),
+                "consumed for {:?}",
+                String::from_utf8_lossy(input)
+            );
             r
         }
         other => panic!("{:?} -> {other:?}", String::from_utf8_lossy(input)),
@@ -19,11 +24,21 @@ fn req(input: &[u8]) -> Request<'_> {
 }
 
 fn err(reply: &'static [u8], consumed: usize) -> Parsed<'static> {
-    Parsed::Error { reply, consumed, swallow: 0, then: AfterError::Continue }
+    Parsed::Error {
+        reply,
+        consumed,
+        swallow: 0,
+        then: AfterError::Continue,
+    }
 }
 
 fn closed() -> Parsed<'static> {
-    Parsed::Error { reply: b"", consumed: 0, swallow: 0, then: AfterError::Close }
+    Parsed::Error {
+        reply: b"",
+        consumed: 0,
+        swallow: 0,
+        then: AfterError::Close,
+    }
 }
 
 /// Lines answered with an error that consumes exactly the line.
@@ -85,7 +100,12 @@ fn error_lines() {
         (b"stats cachedump 64 1\r\n", ILLEGAL_SLAB),
     ];
     for (input, reply) in cases {
-        assert_eq!(p(input), err(reply, input.len()), "{:?}", String::from_utf8_lossy(input));
+        assert_eq!(
+            p(input),
+            err(reply, input.len()),
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
     }
 }
 
@@ -106,7 +126,12 @@ fn noreply_mutes_errors() {
         b"touch foo x noreply\r\n",
     ];
     for input in cases {
-        assert_eq!(p(input), err(b"", input.len()), "{:?}", String::from_utf8_lossy(input));
+        assert_eq!(
+            p(input),
+            err(b"", input.len()),
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
     }
     // Token-count errors come before noreply is looked at.
     assert_eq!(p(b"set foo 0 noreply\r\n"), err(ERROR, 19));
@@ -174,11 +199,24 @@ fn storage_requests() {
         }
     );
     // C number quirks: 32-bit truncation, "-0", trailing whitespace, a ignored 7th token.
-    let quirks: &[(&[u8], u32, i64, &[u8], bool)] = &[
+    type Quirk = (&'static [u8], u32, i64, &'static [u8], bool);
+    let quirks: &[Quirk] = &[
         (b"set k 4294967296 0 1\r\na\r\n", 0, 0, b"a", false),
-        (b"set k 18446744073709551615 0 1\r\na\r\n", u32::MAX, 0, b"a", false),
+        (
+            b"set k 18446744073709551615 0 1\r\na\r\n",
+            u32::MAX,
+            0,
+            b"a",
+            false,
+        ),
         (b"set k -0 0 1\r\na\r\n", 0, 0, b"a", false),
-        (b"set k +7 2147483648 1\r\na\r\n", 7, -2147483648, b"a", false),
+        (
+            b"set k +7 2147483648 1\r\na\r\n",
+            7,
+            -2147483648,
+            b"a",
+            false,
+        ),
         (b"set k 0 0 1\t\r\na\r\n", 0, 0, b"a", false),
         (b"set k 0 0 1\tjunk\r\na\r\n", 0, 0, b"a", false),
         (b"set k 0 0 1 junk\r\na\r\n", 0, 0, b"a", false),
@@ -188,8 +226,18 @@ fn storage_requests() {
     ];
     for (input, f, e, d, nr) in quirks {
         match req(input) {
-            Request::Store { flags, exptime, data, noreply, key, .. } => {
-                assert_eq!((flags, exptime, data, noreply, key), (*f, *e, *d, *nr, &b"k"[..]))
+            Request::Store {
+                flags,
+                exptime,
+                data,
+                noreply,
+                key,
+                ..
+            } => {
+                assert_eq!(
+                    (flags, exptime, data, noreply, key),
+                    (*f, *e, *d, *nr, &b"k"[..])
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -250,21 +298,61 @@ fn too_large_swallows() {
 
 #[test]
 fn retrieval_requests() {
-    assert_eq!(req(b"get a b\r\n"), Request::Get { keys: b" a b", with_cas: false });
-    assert_eq!(req(b"gets a\n"), Request::Get { keys: b" a", with_cas: true });
-    assert_eq!(req(b"bget a\r\n"), Request::Get { keys: b" a", with_cas: false });
-    assert_eq!(req(b"get a\0junk\r\n"), Request::Get { keys: b" a", with_cas: false });
-    assert_eq!(req(b"get a\rb\r\n"), Request::Get { keys: b" a\rb", with_cas: false });
+    assert_eq!(
+        req(b"get a b\r\n"),
+        Request::Get {
+            keys: b" a b",
+            with_cas: false
+        }
+    );
+    assert_eq!(
+        req(b"gets a\n"),
+        Request::Get {
+            keys: b" a",
+            with_cas: true
+        }
+    );
+    assert_eq!(
+        req(b"bget a\r\n"),
+        Request::Get {
+            keys: b" a",
+            with_cas: false
+        }
+    );
+    assert_eq!(
+        req(b"get a\0junk\r\n"),
+        Request::Get {
+            keys: b" a",
+            with_cas: false
+        }
+    );
+    assert_eq!(
+        req(b"get a\rb\r\n"),
+        Request::Get {
+            keys: b" a\rb",
+            with_cas: false
+        }
+    );
     assert_eq!(
         req(b"gat 10\r\n"),
-        Request::GetAndTouch { exptime: 10, keys: b"", with_cas: false }
+        Request::GetAndTouch {
+            exptime: 10,
+            keys: b"",
+            with_cas: false
+        }
     );
     assert_eq!(
         req(b"gats -1 a  b \r\n"),
-        Request::GetAndTouch { exptime: -1, keys: b" a  b ", with_cas: true }
+        Request::GetAndTouch {
+            exptime: -1,
+            keys: b" a  b ",
+            with_cas: true
+        }
     );
     // "noreply" is just a key for get.
-    let Request::Get { keys: raw, .. } = req(b"get a noreply\r\n") else { panic!() };
+    let Request::Get { keys: raw, .. } = req(b"get a noreply\r\n") else {
+        panic!()
+    };
     assert_eq!(keys(raw).collect::<Vec<_>>(), vec![&b"a"[..], b"noreply"]);
     // Long key lists go past memcached's 24 tokens.
     let mut line = b"get".to_vec();
@@ -272,45 +360,156 @@ fn retrieval_requests() {
         line.extend_from_slice(format!(" k{i}").as_bytes());
     }
     line.extend_from_slice(b"\r\n");
-    let Request::Get { keys: raw, .. } = req(&line) else { panic!() };
+    let Request::Get { keys: raw, .. } = req(&line) else {
+        panic!()
+    };
     assert_eq!(keys(raw).count(), 100);
 }
 
 #[test]
 fn other_requests() {
     let cases: &[(&[u8], Request)] = &[
-        (b"delete k\r\n", Request::Delete { key: b"k", noreply: false }),
-        (b"delete k 0\r\n", Request::Delete { key: b"k", noreply: false }),
-        (b"delete k noreply\r\n", Request::Delete { key: b"k", noreply: true }),
-        (b"delete k 0 noreply\r\n", Request::Delete { key: b"k", noreply: true }),
-        (b"incr k 5\r\n", Request::Arith { key: b"k", incr: true, delta: 5, noreply: false }),
-        (b"incr k 1 2\r\n", Request::Arith { key: b"k", incr: true, delta: 1, noreply: false }),
+        (
+            b"delete k\r\n",
+            Request::Delete {
+                key: b"k",
+                noreply: false,
+            },
+        ),
+        (
+            b"delete k 0\r\n",
+            Request::Delete {
+                key: b"k",
+                noreply: false,
+            },
+        ),
+        (
+            b"delete k noreply\r\n",
+            Request::Delete {
+                key: b"k",
+                noreply: true,
+            },
+        ),
+        (
+            b"delete k 0 noreply\r\n",
+            Request::Delete {
+                key: b"k",
+                noreply: true,
+            },
+        ),
+        (
+            b"incr k 5\r\n",
+            Request::Arith {
+                key: b"k",
+                incr: true,
+                delta: 5,
+                noreply: false,
+            },
+        ),
+        (
+            b"incr k 1 2\r\n",
+            Request::Arith {
+                key: b"k",
+                incr: true,
+                delta: 1,
+                noreply: false,
+            },
+        ),
         (
             b"decr k 18446744073709551615 noreply\r\n",
-            Request::Arith { key: b"k", incr: false, delta: u64::MAX, noreply: true },
+            Request::Arith {
+                key: b"k",
+                incr: false,
+                delta: u64::MAX,
+                noreply: true,
+            },
         ),
         (
             b"decr k -18446744073709551615\r\n",
-            Request::Arith { key: b"k", incr: false, delta: 1, noreply: false },
+            Request::Arith {
+                key: b"k",
+                incr: false,
+                delta: 1,
+                noreply: false,
+            },
         ),
-        (b"touch k 10 x\r\n", Request::Touch { key: b"k", exptime: 10, noreply: false }),
-        (b"touch k -5 noreply\r\n", Request::Touch { key: b"k", exptime: -5, noreply: true }),
-        (b"flush_all\r\n", Request::FlushAll { delay: 0, noreply: false }),
-        (b"flush_all noreply\r\n", Request::FlushAll { delay: 0, noreply: true }),
-        (b"flush_all 10 20\r\n", Request::FlushAll { delay: 10, noreply: false }),
-        (b"flush_all -5 noreply\r\n", Request::FlushAll { delay: -5, noreply: true }),
+        (
+            b"touch k 10 x\r\n",
+            Request::Touch {
+                key: b"k",
+                exptime: 10,
+                noreply: false,
+            },
+        ),
+        (
+            b"touch k -5 noreply\r\n",
+            Request::Touch {
+                key: b"k",
+                exptime: -5,
+                noreply: true,
+            },
+        ),
+        (
+            b"flush_all\r\n",
+            Request::FlushAll {
+                delay: 0,
+                noreply: false,
+            },
+        ),
+        (
+            b"flush_all noreply\r\n",
+            Request::FlushAll {
+                delay: 0,
+                noreply: true,
+            },
+        ),
+        (
+            b"flush_all 10 20\r\n",
+            Request::FlushAll {
+                delay: 10,
+                noreply: false,
+            },
+        ),
+        (
+            b"flush_all -5 noreply\r\n",
+            Request::FlushAll {
+                delay: -5,
+                noreply: true,
+            },
+        ),
         (b"version\r\n", Request::Version),
         (b"version foo bar\r\n", Request::Version),
         (b"quit\r\n", Request::Quit),
         (b"quit now\r\n", Request::Quit),
         (b"shutdown\r\n", Request::Shutdown(ShutdownMode::Immediate)),
-        (b"shutdown graceful\r\n", Request::Shutdown(ShutdownMode::Graceful)),
-        (b"shutdown foo\r\n", Request::Shutdown(ShutdownMode::Invalid)),
-        (b"verbosity 1 2\r\n", Request::Verbosity { level: 1, noreply: false }),
-        (b"verbosity 5 noreply\r\n", Request::Verbosity { level: 5, noreply: true }),
+        (
+            b"shutdown graceful\r\n",
+            Request::Shutdown(ShutdownMode::Graceful),
+        ),
+        (
+            b"shutdown foo\r\n",
+            Request::Shutdown(ShutdownMode::Invalid),
+        ),
+        (
+            b"verbosity 1 2\r\n",
+            Request::Verbosity {
+                level: 1,
+                noreply: false,
+            },
+        ),
+        (
+            b"verbosity 5 noreply\r\n",
+            Request::Verbosity {
+                level: 5,
+                noreply: true,
+            },
+        ),
         (
             b"cache_memlimit 100\r\n",
-            Request::CacheMemlimit { megabytes: 100, noreply: false },
+            Request::CacheMemlimit {
+                megabytes: 100,
+                noreply: false,
+            },
         ),
         (b"stats\r\n", Request::Stats(StatsGroup::General)),
         (b"stats \r\n", Request::Stats(StatsGroup::General)),
@@ -320,13 +519,25 @@ fn other_requests() {
         (b"stats sizes\r\n", Request::Stats(StatsGroup::Sizes)),
         (b"stats settings\r\n", Request::Stats(StatsGroup::Settings)),
         (b"stats conns\r\n", Request::Stats(StatsGroup::Conns)),
-        (b"stats replication\r\n", Request::Stats(StatsGroup::Replication)),
-        (b"stats detail dump\r\n", Request::Stats(StatsGroup::Detail(b"dump"))),
+        (
+            b"stats replication\r\n",
+            Request::Stats(StatsGroup::Replication),
+        ),
+        (
+            b"stats detail dump\r\n",
+            Request::Stats(StatsGroup::Detail(b"dump")),
+        ),
         (
             b"stats cachedump 63 1\r\n",
-            Request::Stats(StatsGroup::CacheDump { class: 63, limit: 1 }),
+            Request::Stats(StatsGroup::CacheDump {
+                class: 63,
+                limit: 1,
+            }),
         ),
-        (b"stats bogus\r\n", Request::Stats(StatsGroup::Other(b"bogus"))),
+        (
+            b"stats bogus\r\n",
+            Request::Stats(StatsGroup::Other(b"bogus")),
+        ),
     ];
     for (input, want) in cases {
         assert_eq!(&req(input), want, "{:?}", String::from_utf8_lossy(input));
@@ -336,8 +547,14 @@ fn other_requests() {
 #[test]
 fn meta_is_delegated() {
     // The placeholder meta parser answers ERROR for the whole line.
-    assert_eq!(p(b"mn\r\nget a\r\n"), super::super::meta::parse(b"mn\r\nget a\r\n", &Limits::default()));
-    assert!(matches!(p(b"mg foo v\r\n"), Parsed::Error { consumed: 10, .. } | Parsed::Request(..)));
+    assert_eq!(
+        p(b"mn\r\nget a\r\n"),
+        super::super::meta::parse(b"mn\r\nget a\r\n", &Limits::default())
+    );
+    assert!(matches!(
+        p(b"mg foo v\r\n"),
+        Parsed::Error { consumed: 10, .. } | Parsed::Request(..)
+    ));
     // "mget" is not a meta command.
     assert_eq!(p(b"mget a\r\n"), err(ERROR, 8));
 }
@@ -348,6 +565,15 @@ fn closes_silently() {
     assert_eq!(p(b"GET / HTTP/1.1\r\n"), closed());
     assert_eq!(p(b"HTTP/1.0\r\n"), closed());
     assert_eq!(p(b"foo HTTP/x\n"), closed());
+    // memcached looks at the 23rd token when a line has more (its tokenizer stops there).
+    let mut many = b"foo".to_vec();
+    for _ in 0..21 {
+        many.extend_from_slice(b" x");
+    }
+    many.extend_from_slice(b" HTTP/1.1 y z\r\n");
+    assert_eq!(p(&many), closed());
+    assert_eq!(p(b"foo bar HTTP/1.1 baz\r\n"), err(ERROR, 22));
+    assert_eq!(p(b"lru_crawler HTTP/1.1\r\n"), err(ERROR, 22));
     // ... but not on known command families.
     assert_eq!(p(b"set / HTTP/1.1\r\n"), err(ERROR, 16));
     // Over 2048 bytes without a newline.
@@ -370,9 +596,22 @@ fn closes_silently() {
     let mut long = vec![b'x'; 3000];
     long.extend_from_slice(b"\r\n");
     assert_eq!(p(&long), err(ERROR, 3002));
-    let mut long = vec![b'x'; 16384];
+    let mut long = vec![b'x'; 16382];
+    long.extend_from_slice(b"\r\n");
+    assert_eq!(p(&long), err(ERROR, 16384));
+    let mut long = vec![b'x'; 16383];
     long.extend_from_slice(b"\r\n");
     assert_eq!(p(&long), closed());
+    // A multiget may be longer.
+    let mut get = b"get".to_vec();
+    for _ in 0..10_000 {
+        get.extend_from_slice(b" a");
+    }
+    get.extend_from_slice(b"\r\n");
+    assert!(matches!(p(&get), Parsed::Request(Request::Get { .. }, n) if n == get.len()));
+    let mut tab = b"get\t".to_vec();
+    tab.resize(3000, b'a');
+    assert_eq!(p(&tab), closed());
 }
 
 #[test]
@@ -383,17 +622,28 @@ fn pipelined() {
     while !rest.is_empty() {
         match p(rest) {
             Parsed::Request(r, n) => {
-                kinds.push(format!("{r:?}").split([' ', '(']).next().unwrap_or("").to_string());
+                kinds.push(
+                    format!("{r:?}")
+                        .split([' ', '('])
+                        .next()
+                        .unwrap_or("")
+                        .to_string(),
+                );
                 rest = &rest[n..];
             }
-            Parsed::Error { reply, consumed, .. } => {
+            Parsed::Error {
+                reply, consumed, ..
+            } => {
                 kinds.push(String::from_utf8_lossy(reply).trim().to_string());
                 rest = &rest[consumed..];
             }
             Parsed::Incomplete => panic!("incomplete at {rest:?}"),
         }
     }
-    assert_eq!(kinds, ["Store", "Get", "ERROR", "Arith", "Delete", "Version"]);
+    assert_eq!(
+        kinds,
+        ["Store", "Get", "ERROR", "Arith", "Delete", "Version"]
+    );
 }
 
 #[test]
@@ -402,7 +652,10 @@ fn incomplete_at_every_split() {
     for cut in 0..input.len() {
         assert_eq!(p(&input[..cut]), Parsed::Incomplete, "cut at {cut}");
     }
-    assert!(matches!(p(input), Parsed::Request(Request::Store { .. }, 36)));
+    assert!(matches!(
+        p(input),
+        Parsed::Request(Request::Store { .. }, 36)
+    ));
     let get = b"gets a b c\r\n";
     for cut in 0..get.len() {
         assert_eq!(p(&get[..cut]), Parsed::Incomplete, "cut at {cut}");
@@ -471,7 +724,7 @@ proptest! {
         let line = format!("{cmd} k 0 0 {len}\r\n");
         let parsed = parse(line.as_bytes(), &Limits::default());
         let vlen = len as u32 as i32;
-        if vlen < 0 || vlen > i32::MAX - 2 {
+        if !(0..=i32::MAX - 2).contains(&vlen) {
             prop_assert_eq!(parsed, err(BAD_FORMAT, line.len()));
         } else if vlen as usize + 59 > 1 << 20 {
             let is_error = matches!(parsed, Parsed::Error { swallow, reply: TOO_LARGE, .. } if swallow == vlen as usize + 2);
