@@ -734,3 +734,19 @@ proptest! {
         prop_assert_eq!(parse(&line.as_bytes()[..cut], &Limits::default()), Parsed::Incomplete);
     }
 }
+
+#[test]
+fn get_with_long_key_discards_pending() {
+    let lim = Limits::default();
+    let mut bad = b"get a ".to_vec();
+    bad.extend_from_slice(&[b'k'; 251]);
+    bad.extend_from_slice(b"\r\n");
+    assert!(discards_pending_replies(&bad, &lim));
+    assert!(!discards_pending_replies(b"get a\r\n", &lim));
+    assert!(!discards_pending_replies(b"set a x 0 1\r\n", &lim));
+    // An invalid exptime is reported before the keys are looked at.
+    let mut gat = b"gat x ".to_vec();
+    gat.extend_from_slice(&[b'k'; 251]);
+    gat.extend_from_slice(b"\r\n");
+    assert!(!discards_pending_replies(&gat, &lim));
+}
