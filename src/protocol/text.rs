@@ -146,7 +146,9 @@ pub fn discards_pending_replies(input: &[u8], limits: &Limits) -> bool {
         Tokens::new(line).get(0),
         Some(b"get" | b"gets" | b"gat" | b"gats" | b"bget")
     );
-    is_get && matches!(parse(input, limits), Parsed::Error { reply: BAD_FORMAT, .. })
+    let refused =
+        matches!(parse(input, limits), Parsed::Error { reply, .. } if reply == BAD_FORMAT);
+    is_get && refused
 }
 
 /// When [`parse`] refused a `set` as too large (an `Error` with `swallow > 0`, which in the
