@@ -134,6 +134,23 @@ pub fn keys(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
     raw.split(|b| *b == b' ').filter(|k| !k.is_empty())
 }
 
+/// Whether the error [`parse`] returned for `input` is a get/gets/gat/gats/bget refused for a
+/// key over the length limit. memcached answers that by discarding every reply it had queued
+/// and not yet written (conn_release_items culls the whole response chain, so earlier
+/// pipelined replies since the last flush vanish) before sending the error.
+pub fn discards_pending_replies(input: &[u8], limits: &Limits) -> bool {
+    let Some((line, _)) = find_line(input, limits) else {
+        return false;
+    };
+    let is_get = matches!(
+        Tokens::new(line).get(0),
+        Some(b"get" | b"gets" | b"gat" | b"gats" | b"bget")
+    );
+    let refused =
+        matches!(parse(input, limits), Parsed::Error { reply, .. } if reply == BAD_FORMAT);
+    is_get && refused
+}
+
 /// When [`parse`] refused a `set` as too large (an `Error` with `swallow > 0`, which in the
 /// text protocol only a too-large storage command produces), memcached also unlinks the key's
 /// current value so that a stale copy does not outlive the failed set. Given the same input,
@@ -308,7 +325,7 @@ impl<'a> Line<'a, '_> {
                 None => return self.err(BAD_FORMAT, noreply),
             },
         };
-        if vlen < 0 || vlen > i32::MAX - 2 {
+        if !(0..=i32::MAX - 2).contains(&vlen) {
             return self.err(BAD_FORMAT, noreply);
         }
         // vlen is in 0..=i32::MAX - 2 here, so the cast is lossless.
