@@ -6,6 +6,13 @@ pub struct MetaRequest<'a> {
     pub raw: &'a [u8],
 }
 
+impl MetaRequest<'_> {
+    /// `mn`: memcached flushes its queued replies after it.
+    pub fn is_noop(&self) -> bool {
+        self.raw.starts_with(b"mn")
+    }
+}
+
 use super::{AfterError, Limits, Parsed};
 
 /// Placeholder until the meta parser lands: answers every complete meta line with `ERROR`.

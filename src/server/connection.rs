@@ -4,7 +4,7 @@
 use super::commands::{self, Flow};
 use super::stats::Stats;
 use super::{ConnInfo, Shared};
-use crate::protocol::{text, AfterError, Parsed};
+use crate::protocol::{text, AfterError, Parsed, Request};
 use bytes::{Buf, BytesMut};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -117,12 +117,19 @@ async fn serve(shared: &Shared, mut stream: TcpStream, info: &ConnInfo) -> Flow 
 /// Parses and executes the complete requests in `rbuf`, appending replies to `out`. Returns
 /// the flow and whether it stopped for want of input (false: it paused because `out` is large).
 /// Also used by the UDP front end for the requests of one datagram.
+///
+/// memcached queues replies and writes them only at certain points (after each successful get,
+/// after `mn`, every 20 requests, when input runs out); a get refused for an over-long key and a
+/// silent close throw away what is queued but unwritten. `written` tracks where the last such
+/// point was in `out`, so pipelined clients see exactly memcached's bytes.
 pub fn process(
     shared: &Shared,
     rbuf: &mut BytesMut,
     out: &mut Vec<u8>,
     swallow: &mut usize,
 ) -> (Flow, bool) {
+    let mut written = 0usize;
+    let mut requests = 0usize;
     loop {
         if *swallow > 0 {
             let n = (*swallow).min(rbuf.len());
@@ -136,7 +143,13 @@ pub fn process(
             return (Flow::Continue, true);
         }
         let (consumed, flow) = match text::parse(rbuf, &shared.limits) {
-            Parsed::Request(req, n) => (n, commands::execute(shared, &req, out)),
+            Parsed::Request(req, n) => {
+                let flow = commands::execute(shared, &req, out);
+                if is_write_point(&req) {
+                    written = out.len();
+                }
+                (n, flow)
+            }
             Parsed::Incomplete => return (Flow::Continue, true),
             Parsed::Error {
                 reply,
@@ -145,7 +158,11 @@ pub fn process(
                 then,
             } => {
                 if s > 0 {
-                    refused_store(shared, &rbuf[..consumed]);
+                    refused_store(shared, rbuf);
+                }
+                if then == AfterError::Close || text::discards_pending_replies(rbuf, &shared.limits)
+                {
+                    out.truncate(written);
                 }
                 out.extend_from_slice(reply);
                 *swallow = s;
@@ -160,6 +177,12 @@ pub fn process(
             }
         };
         rbuf.advance(consumed);
+        requests += 1;
+        if requests > shared.config.reqs_per_event
+            && (requests - 1) % shared.config.reqs_per_event.max(1) == 0
+        {
+            written = out.len();
+        }
         if flow != Flow::Continue {
             return (flow, true);
         }
@@ -170,17 +193,23 @@ pub fn process(
     }
 }
 
+/// Requests after which memcached writes its queued replies.
+fn is_write_point(req: &Request<'_>) -> bool {
+    match req {
+        Request::Get { .. } | Request::GetAndTouch { .. } => true,
+        Request::Meta(m) => m.is_noop(),
+        _ => false,
+    }
+}
+
 /// A storage command whose data block is being swallowed (too large for -I): count it, and for
 /// `set` unlink the old value like memcached does, so that no stale data survives a failed set.
-fn refused_store(shared: &Shared, line: &[u8]) {
+fn refused_store(shared: &Shared, input: &[u8]) {
     Stats::incr(&shared.stats.store_too_large);
     Stats::incr(&shared.stats.cmd_set);
-    let mut tokens = line.split(|b| *b == b' ').filter(|t| !t.is_empty());
-    if tokens.next() == Some(b"set") {
-        if let Some(key) = tokens.next() {
-            if key.len() <= shared.limits.max_key_len {
-                shared.store.entry(key).delete();
-            }
+    if let Some(key) = text::too_large_unlink_key(input) {
+        if key.len() <= shared.limits.max_key_len {
+            shared.store.entry(key).delete();
         }
     }
 }

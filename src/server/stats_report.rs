@@ -52,6 +52,9 @@ pub fn write(shared: &Shared, group: StatsGroup<'_>, out: &mut Vec<u8>) {
         }
         // The store has no slab classes to dump items from.
         StatsGroup::CacheDump { .. } => {}
+        StatsGroup::Other(b"sizes_enable") => stat(out, "sizes_status", "enabled"),
+        StatsGroup::Other(b"sizes_disable") => stat(out, "sizes_status", "disabled"),
+        StatsGroup::Other(b"extstore") => {}
         StatsGroup::Other(_) => {
             out.extend_from_slice(b"ERROR\r\n");
             return;
