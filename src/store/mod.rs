@@ -23,6 +23,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Seconds between LRU moves of an item that keeps being fetched (memcached: 60).
+pub const BUMP_INTERVAL: u32 = 60;
+
 /// memcached's REALTIME_MAXDELTA: larger exptimes are absolute unix times.
 const RELATIVE_EXPTIME_MAX: i64 = 60 * 60 * 24 * 30;
 
@@ -687,17 +690,21 @@ impl<'s, 'k> Entry<'s, 'k> {
         }
     }
 
-    /// Records a fetch: most recently used, fetched bit, access time.
+    /// Records a fetch: fetched bit, and at most once per [`BUMP_INTERVAL`] seconds the access
+    /// time and a move to the most recently used end. memcached does the same
+    /// (ITEM_UPDATE_INTERVAL): hot items stay near the head without rewriting the list, and
+    /// three random cache lines, on every hit.
     pub fn bump(&mut self) {
         if let Some(i) = self.idx {
-            self.shard.bump(i);
             let now = self.now;
             let it = self.shard.item_mut(i);
             it.bits |= item::FETCHED;
-            it.last_access = now;
+            if now >= it.last_access.saturating_add(BUMP_INTERVAL) {
+                it.last_access = now;
+                self.shard.bump(i);
+            }
         }
     }
-
     /// Writes the item (replacing any old one) and publishes it. `cas` of None takes a fresh
     /// id. Returns the item's CAS id.
     pub fn put(
