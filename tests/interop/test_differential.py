@@ -66,8 +66,9 @@ class Generator:
     def value(self):
         r = self.r.random()
         if r < 0.25:
-            return str(self.r.choice([0, 1, 9, 99, 12345, 18446744073709551615,
-                                      18446744073709551614, self.r.randrange(10**6)])).encode()
+            # Stored numbers stay below 2**62: see NUMBERS_BELOW_2_63.
+            return str(self.r.choice([0, 1, 9, 99, 12345, 4611686018427387904,
+                                      4611686018427387903, self.r.randrange(10**6)])).encode()
         if r < 0.30:
             return b"12abc"
         if r < 0.995:
@@ -141,8 +142,11 @@ class Generator:
     def arith(self):
         cmd = self.r.choice(["incr", "decr"])
         key = self.r.choice(["num0", "num1", "num0", self.key()])
-        delta = self.r.choice(["1", "1", "5", "0", "1000000", "18446744073709551615",
-                               "18446744073709551616", "-1", "abc", "99999999999999999999999"])
+        deltas = ["1", "1", "5", "0", "1000000", "1099511627776",
+                  "18446744073709551616", "-1", "abc", "99999999999999999999999"]
+        if cmd == "decr":
+            deltas.append("18446744073709551615")  # clamps at 0: never reaches 2**63
+        delta = self.r.choice(deltas)
         return [f"{cmd} {key} {delta}{self.noreply()}\r\n"]
 
     def misc(self):
@@ -222,11 +226,15 @@ class Generator:
         if self.r.random() < 0.3:
             extra.append("N100000")
         if self.r.random() < 0.3:
-            extra.append(f"J{self.r.choice(['0', '10', '18446744073709551615', 'abc'])}")
+            extra.append(f"J{self.r.choice(['0', '10', '4611686018427387904', '18446744073709551616', 'abc'])}")
+        mode = self.r.choice(["I", "+", "D", "-", "i", "Z"]) if self.r.random() < 0.3 else None
+        if mode is not None:
+            extra.append("M" + mode)
         if self.r.random() < 0.4:
-            extra.append(f"D{self.r.choice(['1', '7', '18446744073709551615', 'x'])}")
-        if self.r.random() < 0.3:
-            extra.append("M" + self.r.choice(["I", "+", "D", "-", "i", "Z"]))
+            deltas = ["1", "7", "1099511627776", "x"]
+            if mode in ("D", "-"):
+                deltas.append("18446744073709551615")
+            extra.append(f"D{self.r.choice(deltas)}")
         key = self.r.choice([key, "num0", "num1"])
         return [f"ma {key} {' '.join(flags + extra)}".rstrip() + "\r\n"]
 
@@ -399,6 +407,11 @@ def show(parts):
     return repr(s[:300]) + (f"...({len(s)} bytes)" if len(s) > 300 else "")
 
 
+# NUMBERS_BELOW_2_63: memcached 1.6.18's incr/decr parses the stored value with safe_strtoull, which
+# for numbers >= 2**63 looks for a '-' with strchr() from the value to the next NUL byte, past the
+# value's "\r\n" into whatever memory follows the item: such numbers are randomly "non-numeric".
+# The generator keeps every stored number below 2**62 and increments small, so that never happens.
+#
 # memcached's incr/decr rewrites the number in place (padded with spaces) only while no other thread
 # holds the item (refcount == 2); its LRU maintainer and crawler threads hold items now and then, so
 # the padding is random unless they are off. With them off memcached is deterministic.
