@@ -442,6 +442,11 @@ def run_differential(ref, sut):
         batches += 1
         ra = a.exchange(batch)
         rc = c.exchange(batch)
+        if ra.endswith(b"<TIMEOUT>"):
+            # memcached itself left a batch unanswered: the generator sent something that makes a
+            # server wait for more input, which this harness must never do.
+            pytest.fail(f"harness bug: memcached timed out, DIFF_SEED={SEED} batch {batches}: "
+                        f"{[show(c) for c in batch]}", pytrace=False)
         history.append((batch, ra))
         del history[:-CONTEXT_BATCHES]
         if ra != rc:
