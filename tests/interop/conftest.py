@@ -1,0 +1,194 @@
+"""Fixtures for the interop suite: real server processes on free loopback ports.
+
+The system under test (SUT) is the binary named by $REPCACHED_BIN (default target/release/repcached).
+A repcached binary is started with `-p 0 -U 0 -l 127.0.0.1` and its port is read from the stderr line
+`repcached: listening on tcp 127.0.0.1:PORT`. When $REPCACHED_BIN names a memcached binary (so the
+suite can be validated against the reference itself), a free port is picked and passed with -p.
+The reference server is /usr/bin/memcached (or $MEMCACHED_BIN).
+"""
+
+import collections
+import os
+import re
+import shlex
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SUT_BIN = os.environ.get("REPCACHED_BIN", os.path.join(ROOT, "target", "release", "repcached"))
+REF_BIN = os.environ.get("MEMCACHED_BIN", "/usr/bin/memcached")
+# Extra arguments for the SUT only, e.g. REPCACHED_EXTRA_ARGS="-X 0".
+SUT_EXTRA = shlex.split(os.environ.get("REPCACHED_EXTRA_ARGS", ""))
+
+# Same memory limit and item size on both sides so that size errors agree.
+COMMON_ARGS = ["-m", "64", "-I", "1048576"]
+
+START_DEADLINE = 20.0
+LISTEN_RE = re.compile(rb"repcached: listening on tcp ([0-9.]+):(\d+)")
+
+
+def is_memcached(path):
+    return os.path.basename(path).startswith("memcached")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One server process; `host`/`port` are set once it answers `version`."""
+
+    def __init__(self, binary, args, name):
+        self.binary = binary
+        self.args = args
+        self.name = name
+        self.host = "127.0.0.1"
+        self.port = None
+        self.proc = None
+        self.stderr_tail = collections.deque(maxlen=200)
+        self._port_found = threading.Event()
+
+    @property
+    def address(self):
+        return (self.host, self.port)
+
+    def _drain(self):
+        # Keep reading stderr for the whole life of the process so that a verbose server never
+        # blocks on a full pipe; the tail is kept for failure messages.
+        for line in iter(self.proc.stderr.readline, b""):
+            self.stderr_tail.append(line.decode(errors="replace").rstrip())
+            m = LISTEN_RE.search(line)
+            if m and self.port is None:
+                self.port = int(m.group(2))
+                self._port_found.set()
+
+    def start(self):
+        last_err = None
+        # Another process may grab a port picked by free_port() before memcached binds it: retry.
+        for _ in range(5):
+            try:
+                self._start_once()
+                return self
+            except RuntimeError as e:
+                last_err = e
+                self.stop()
+        raise last_err
+
+    def _start_once(self):
+        self.port = None
+        self._port_found.clear()
+        argv = [self.binary]
+        if is_memcached(self.binary):
+            fixed_port = free_port()
+            argv += ["-p", str(fixed_port), "-U", "0", "-l", "127.0.0.1"]
+            if os.geteuid() == 0:
+                argv += ["-u", "root"]
+        else:
+            fixed_port = None
+            argv += ["-p", "0", "-U", "0", "-l", "127.0.0.1"] + SUT_EXTRA
+        argv += self.args
+        self.argv = argv
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        threading.Thread(target=self._drain, daemon=True).start()
+        deadline = time.monotonic() + START_DEADLINE
+        if fixed_port is None:
+            while not self._port_found.wait(0.05):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(self._why("never printed its listening line"))
+        else:
+            self.port = fixed_port
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(self._why("exited during start-up"))
+            try:
+                with socket.create_connection(self.address, timeout=1) as s:
+                    s.sendall(b"version\r\n")
+                    if s.recv(1024).startswith(b"VERSION "):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(self._why("did not answer `version`"))
+            time.sleep(0.02)
+
+    def _why(self, what):
+        # Give the draining thread a moment to collect the last words of a dying process.
+        time.sleep(0.1)
+        tail = "\n".join(list(self.stderr_tail)[-20:])
+        return f"{self.name} ({' '.join(self.argv)}) {what}; rc={self.proc.poll()}; stderr:\n{tail}"
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def command(self, data, timeout=5.0):
+        """Sends raw bytes on a fresh connection followed by `mn`, returns the reply before `MN`."""
+        with socket.create_connection(self.address, timeout=timeout) as s:
+            s.sendall(data + b"mn\r\n")
+            buf = b""
+            deadline = time.monotonic() + timeout
+            while not buf.endswith(b"MN\r\n"):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no complete reply to {data[:80]!r}: got {buf[:200]!r}")
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise ConnectionError(f"closed after {buf[:200]!r}")
+                buf += chunk
+            return buf[:-4]
+
+    def flush(self):
+        assert self.command(b"flush_all\r\n") == b"OK\r\n"
+
+
+def start_sut(args=()):
+    if not os.path.exists(SUT_BIN):
+        pytest.fail(f"system under test {SUT_BIN} does not exist (build it or set REPCACHED_BIN)")
+    return Server(SUT_BIN, COMMON_ARGS + list(args), "SUT").start()
+
+
+def start_reference(args=()):
+    if not os.path.exists(REF_BIN):
+        pytest.skip(f"reference {REF_BIN} is not installed")
+    return Server(REF_BIN, COMMON_ARGS + list(args), "memcached").start()
+
+
+@pytest.fixture(scope="module")
+def sut_server():
+    server = start_sut()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server(sut_server):
+    """The SUT, flushed, checked alive before and after each test."""
+    assert sut_server.alive(), sut_server._why("died before this test")
+    sut_server.flush()
+    yield sut_server
+    assert sut_server.alive(), sut_server._why("died during this test")
+
+
+@pytest.fixture(scope="module")
+def reference_server():
+    server = start_reference()
+    yield server
+    server.stop()
