@@ -91,7 +91,7 @@ class Server:
                 argv += ["-u", "root"]
         else:
             fixed_port = None
-            argv += ["-p", "0", "-U", "0", "-l", "127.0.0.1"] + SUT_EXTRA
+            argv += ["-p", "0", "-U", "0", "-l", "127.0.0.1", "-X", "0"] + SUT_EXTRA
         argv += self.args
         self.argv = argv
         self.proc = subprocess.Popen(
