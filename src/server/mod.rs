@@ -1,5 +1,6 @@
 //! tokio listeners, one task per connection, stats and shutdown.
 
+pub mod meta_exec;
 pub mod stats;
 
 use crate::config::Config;
