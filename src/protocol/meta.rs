@@ -321,9 +321,7 @@ fn parse_cmd<'a>(
             };
         }
         MetaCommand::Set => {
-            if long_opaque(&cmd) {
-                return fail(b"CLIENT_ERROR opaque token too long\r\n");
-            }
+            // memcached notes an over-long opaque but reports a bad mode first.
             cmd.set_mode = match flags.mode {
                 None | Some(b'S') => SetMode::Set,
                 Some(b'E') => SetMode::Add,
@@ -332,6 +330,9 @@ fn parse_cmd<'a>(
                 Some(b'R') => SetMode::Replace,
                 Some(_) => return fail(b"CLIENT_ERROR invalid mode for ms M token\r\n"),
             };
+            if long_opaque(&cmd) {
+                return fail(b"CLIENT_ERROR opaque token too long\r\n");
+            }
             let vlen = swallow - 2;
             let nsuffix = if flags.client_flags == 0 { 0 } else { 4 };
             if ITEM_HEADER + cmd.key.len() + nsuffix + vlen > limits.item_size_max {
@@ -411,9 +412,12 @@ fn preparse<'a>(
             b'u' => f.no_update = true,
             b'q' => f.no_reply = true,
             b'F' => match strtoul(arg) {
-                // The default error string: memcached leaves errstr alone here.
                 Some(v) => f.client_flags = v as u32,
-                None => err = Some(b"CLIENT_ERROR bad command line format\r\n"),
+                // memcached does not set its error string here: an earlier flag's message (or
+                // the default) is what the client sees.
+                None => {
+                    err.get_or_insert(b"CLIENT_ERROR bad command line format\r\n");
+                }
             },
             b'C' => match strtoull(arg) {
                 Some(v) => f.cas = Some(v),

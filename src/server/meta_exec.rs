@@ -104,6 +104,17 @@ fn commit_exptime(e: &mut Entry<'_, '_>, old: u32, new: u32) {
     }
 }
 
+/// Marks a fetch. memcached's segmented LRU leaves the access time alone on an item's first
+/// fetch (it only sets FETCHED), so `l` and `me la=` count from the store until the second.
+fn fetch_bump(e: &mut Entry<'_, '_>, bits_before: u8, last_access_before: u32) {
+    e.bump();
+    if bits_before & FETCHED == 0 {
+        if let Some(it) = e.item_mut() {
+            it.last_access = last_access_before;
+        }
+    }
+}
+
 fn get(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>) {
     let f = &cmd.flags;
     let start = out.len();
@@ -172,7 +183,14 @@ fn get(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>) {
             b'h' => out.extend_from_slice(if bits & FETCHED != 0 { b" h1" } else { b" h0" }),
             b'O' => {
                 if t.len() > MAX_OPAQUE_LEN {
-                    // memcached has already applied the TTL flags before the opaque.
+                    // memcached has already applied the TTL flags before the opaque, and
+                    // without N/T/R/l/h it bumped the item while fetching it.
+                    let locked = cmd
+                        .tokens()
+                        .any(|t| matches!(t[0], b'N' | b'T' | b'R' | b'l' | b'h'));
+                    if !locked && !f.no_update {
+                        fetch_bump(&mut e, bits, last_access);
+                    }
                     commit_exptime(&mut e, orig_exptime, exptime);
                     out.truncate(start);
                     out.extend_from_slice(OPAQUE_TOO_LONG);
@@ -211,13 +229,7 @@ fn get(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>) {
         }
     }
     if !f.no_update {
-        e.bump();
-        // memcached's segmented LRU leaves the access time alone on an item's first fetch.
-        if bits & FETCHED == 0 {
-            if let Some(it) = e.item_mut() {
-                it.last_access = last_access;
-            }
-        }
+        fetch_bump(&mut e, bits, last_access);
     }
     commit_exptime(&mut e, orig_exptime, exptime);
     if ttl_set {
@@ -759,3 +771,4 @@ mod tests {
         assert_eq!(st.cmd_meta.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 }
+
