@@ -87,6 +87,9 @@ pub struct MetaCmd<'a> {
     pub set_mode: SetMode,
     /// ma only: true to increment.
     pub incr: bool,
+    /// ms only: the data block did not end in "\r\n". memcached still counts the set, so
+    /// the executor answers "CLIENT_ERROR bad data chunk" rather than the parser.
+    pub bad_chunk: bool,
 }
 
 impl<'a> MetaCmd<'a> {
@@ -305,6 +308,7 @@ fn parse_cmd<'a>(
         data: &[],
         set_mode: SetMode::Set,
         incr: true,
+        bad_chunk: false,
     };
     match command {
         MetaCommand::Get => {}
@@ -341,9 +345,7 @@ fn parse_cmd<'a>(
             let Some(block) = input.get(consumed..consumed + swallow) else {
                 return Parsed::Incomplete;
             };
-            if &block[vlen..] != b"\r\n" {
-                return error(b"CLIENT_ERROR bad data chunk\r\n", consumed + swallow);
-            }
+            cmd.bad_chunk = &block[vlen..] != b"\r\n";
             cmd.data = &block[..vlen];
             return Parsed::Request(Request::Meta(MetaRequest::Cmd(cmd)), consumed + swallow);
         }
@@ -693,12 +695,6 @@ mod tests {
                 16,
                 2000002,
             ),
-            (
-                b"ms foo 1\r\nabc\r\n",
-                "CLIENT_ERROR bad data chunk\r\n",
-                13,
-                0,
-            ),
         ];
         for (input, reply, consumed, swallow) in cases {
             assert_eq!(
@@ -752,6 +748,9 @@ mod tests {
         // A data length of 2^32 + 2 is 2 after memcached's int32 truncation.
         let (c, _) = cmd(b"ms foo 4294967298\r\nab\r\n");
         assert_eq!(c.data, b"ab");
+        let (c, n) = cmd(b"ms foo 1\r\nabc\r\n");
+        assert!(c.bad_chunk);
+        assert_eq!(n, 13);
         let (c, _) = cmd(b"ma foo MD D7 J3 N0\r\n");
         assert!(!c.incr);
         assert_eq!(

@@ -252,6 +252,11 @@ fn set(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>) {
         (SetMode::Append, _) => StoreMode::Append,
         (SetMode::Prepend, _) => StoreMode::Prepend,
     };
+    if cmd.bad_chunk {
+        Stats::incr(&stats.cmd_set);
+        out.extend_from_slice(b"CLIENT_ERROR bad data chunk\r\n");
+        return;
+    }
     let is_cas = matches!(mode, StoreMode::Cas(_));
     let concat = matches!(mode, StoreMode::Append | StoreMode::Prepend);
     let mut e = store.entry(&cmd.key);
@@ -755,6 +760,27 @@ mod tests {
                 "CLIENT_ERROR opaque token too long\r\n",
             ),
         ]);
+    }
+
+    #[test]
+    fn meta_slab_class_like_memcached() {
+        // (ITEM_ntotal, cls) pairs printed by memcached 1.6.18 `me` with default settings.
+        let seen = [
+            (61, 1),
+            (91, 1),
+            (161, 4),
+            (261, 6),
+            (1061, 12),
+            (5061, 19),
+            (10061, 22),
+            (100061, 32),
+            (400061, 39),
+            (600061, 39),
+            (1000061, 39),
+        ];
+        for (ntotal, cls) in seen {
+            assert_eq!(slab_class(ntotal), cls, "ntotal {ntotal}");
+        }
     }
 
     #[test]
