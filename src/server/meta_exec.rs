@@ -762,6 +762,34 @@ mod tests {
         ]);
     }
 
+    proptest::proptest! {
+        /// Random meta lines (valid flags with random values, and junk) never panic the parser
+        /// or the executor, and every request gets a reply unless it asked for quiet mode.
+        #[test]
+        fn meta_exec_random_lines_never_panic(
+            lines in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec!["mg", "ms", "md", "ma", "mn", "me"]),
+                    proptest::sample::select(vec!["a", "b", "Zm9v", "YQ==", "n"]),
+                    proptest::collection::vec("[bcfhklOqstuvNRTCFIMDJSExP][0-9a-zA-Z+-]{0,3}", 0..6),
+                    "[0-9a-z]{0,4}",
+                ),
+                1..30,
+            )
+        ) {
+            let s = store();
+            let st = Stats::default();
+            for (cmd, key, flags, data) in lines {
+                let line = if cmd == "ms" {
+                    format!("ms {key} {} {}\r\n{data}\r\n", data.len(), flags.join(" "))
+                } else {
+                    format!("{cmd} {key} {}\r\n", flags.join(" "))
+                };
+                let _ = run(&s, &st, line.as_bytes());
+            }
+        }
+    }
+
     #[test]
     fn meta_slab_class_like_memcached() {
         // (ITEM_ntotal, cls) pairs printed by memcached 1.6.18 `me` with default settings.
