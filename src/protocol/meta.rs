@@ -113,6 +113,44 @@ pub enum MetaRequest<'a> {
     },
 }
 
+impl MetaRequest<'_> {
+    /// `mn`: memcached flushes its queued replies after it.
+    pub fn is_noop(&self) -> bool {
+        matches!(self, MetaRequest::Noop)
+    }
+}
+
+const TOO_LARGE: &[u8] = b"SERVER_ERROR object too large for cache\r\n";
+
+/// For an ms line that [`parse`] refused as too large: the key whose current value memcached
+/// unlinks (in every mode, decoded when the `b` flag is given), so no stale data survives the
+/// failed write. None for any other input. Only this error counts in `store_too_large`;
+/// memcached counts no `cmd_set` for it.
+pub fn too_large_key<'a>(input: &'a [u8], limits: &Limits) -> Option<Cow<'a, [u8]>> {
+    match parse(input, limits) {
+        Parsed::Error { reply, .. } if reply == TOO_LARGE => {}
+        _ => return None,
+    }
+    let (line, _) = split_line(input)?;
+    let tokens = Tokens::new(line);
+    preparse(&tokens, 3, tokens.get(1)).ok().map(|(_, key)| key)
+}
+
+/// The first line without its "\n" (nor one "\r" before it, nor anything from a NUL on), and
+/// the bytes it occupies.
+fn split_line(input: &[u8]) -> Option<(&[u8], usize)> {
+    let nl = input.iter().position(|b| *b == b'\n')?;
+    let mut line = &input[..nl];
+    if line.len() > 1 && line.last() == Some(&b'\r') {
+        line = &line[..line.len() - 1];
+    }
+    // memcached works on a C string: a NUL ends the line.
+    if let Some(z) = line.iter().position(|b| *b == 0) {
+        line = &line[..z];
+    }
+    Some((line, nl + 1))
+}
+
 fn error(reply: &'static [u8], consumed: usize) -> Parsed<'static> {
     Parsed::Error {
         reply,
@@ -125,7 +163,7 @@ fn error(reply: &'static [u8], consumed: usize) -> Parsed<'static> {
 /// Parses one meta request from the front of `input` (which starts at a line whose command is
 /// mg/ms/md/ma/mn/me).
 pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
-    let Some(nl) = input.iter().position(|b| *b == b'\n') else {
+    let Some((line, consumed)) = split_line(input) else {
         if input.len() > limits.max_line_len {
             // memcached closes a connection sending a long line that is not a get.
             return Parsed::Error {
@@ -137,15 +175,6 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
         }
         return Parsed::Incomplete;
     };
-    let consumed = nl + 1;
-    let mut line = &input[..nl];
-    if line.len() > 1 && line.last() == Some(&b'\r') {
-        line = &line[..line.len() - 1];
-    }
-    // memcached works on a C string: a NUL ends the line.
-    if let Some(z) = line.iter().position(|b| *b == 0) {
-        line = &line[..z];
-    }
     let tokens = Tokens::new(line);
     let cmd = tokens.get(0);
     if cmd.len() != 2 || cmd[0] != b'm' {
@@ -340,7 +369,7 @@ fn parse_cmd<'a>(
             let vlen = swallow - 2;
             let nsuffix = if flags.client_flags == 0 { 0 } else { 4 };
             if ITEM_HEADER + cmd.key.len() + nsuffix + vlen > limits.item_size_max {
-                return fail(b"SERVER_ERROR object too large for cache\r\n");
+                return fail(TOO_LARGE);
             }
             let Some(block) = input.get(consumed..consumed + swallow) else {
                 return Parsed::Incomplete;
@@ -796,6 +825,24 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn meta_too_large_key() {
+        let l = Limits::default();
+        assert_eq!(
+            too_large_key(b"ms foo 2000000 ME\r\n", &l).as_deref(),
+            Some(&b"foo"[..])
+        );
+        assert_eq!(
+            too_large_key(b"ms Zm9v 2000000 b\r\n", &l).as_deref(),
+            Some(&b"foo"[..])
+        );
+        assert_eq!(too_large_key(b"ms foo 2000000 zz\r\n", &l), None);
+        assert_eq!(too_large_key(b"ms foo 2 zz\r\n", &l), None);
+        assert_eq!(too_large_key(b"mg foo v\r\n", &l), None);
+        assert!(p(b"mn\r\n") == Parsed::Request(Request::Meta(MetaRequest::Noop), 4));
+        assert!(MetaRequest::Noop.is_noop());
     }
 
     #[test]
