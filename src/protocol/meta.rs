@@ -194,42 +194,55 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
 /// Space-separated tokens of a line, with their byte offsets (memcached splits on ' ' only).
 struct Tokens<'a> {
     line: &'a [u8],
-    spans: Vec<(usize, usize)>,
+    /// (start, end) of each token; kept on the stack, the count is all that matters past it.
+    spans: [(usize, usize); MAX_SPANS],
+    len: usize,
 }
+
+/// More tokens than any accepted meta line has; counting stops here.
+const MAX_SPANS: usize = MAX_OPT_TOKENS + 4;
 
 impl<'a> Tokens<'a> {
     fn new(line: &'a [u8]) -> Tokens<'a> {
-        let mut spans = Vec::new();
+        let mut t = Tokens {
+            line,
+            spans: [(0, 0); MAX_SPANS],
+            len: 0,
+        };
         let mut start = None;
         for (i, b) in line.iter().enumerate() {
             match (*b == b' ', start) {
                 (true, Some(s)) => {
-                    spans.push((s, i));
+                    t.push(s, i);
                     start = None;
                 }
                 (false, None) => start = Some(i),
                 _ => {}
             }
-            // Past memcached's limit the count alone decides; stop early on huge lines.
-            if spans.len() > MAX_OPT_TOKENS + 4 {
-                break;
+            if t.len == MAX_SPANS {
+                return t;
             }
         }
         if let Some(s) = start {
-            if spans.len() <= MAX_OPT_TOKENS + 4 {
-                spans.push((s, line.len()));
-            }
+            t.push(s, line.len());
         }
-        Tokens { line, spans }
+        t
+    }
+
+    fn push(&mut self, start: usize, end: usize) {
+        if self.len < MAX_SPANS {
+            self.spans[self.len] = (start, end);
+            self.len += 1;
+        }
     }
 
     /// memcached's `ntokens`: real tokens plus its terminal empty token.
     fn ntokens(&self) -> usize {
-        self.spans.len() + 1
+        self.len + 1
     }
 
     fn get(&self, i: usize) -> &'a [u8] {
-        match self.spans.get(i) {
+        match self.spans[..self.len].get(i) {
             Some(&(s, e)) => &self.line[s..e],
             None => &[],
         }
@@ -237,7 +250,7 @@ impl<'a> Tokens<'a> {
 
     /// Everything from token `i` to the end of the line.
     fn rest(&self, i: usize) -> &'a [u8] {
-        match self.spans.get(i) {
+        match self.spans[..self.len].get(i) {
             Some(&(s, _)) => &self.line[s..],
             None => &[],
         }
