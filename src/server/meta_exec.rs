@@ -378,6 +378,7 @@ fn arith(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>) {
     let mut e = store.entry(&cmd.key);
     let now = e.now();
     let mut created = false;
+    let old_len = e.item().map_or(0, |it| it.value().len());
     let miss = |stats: &Stats| {
         Stats::incr(if cmd.incr {
             &stats.incr_misses
@@ -449,6 +450,10 @@ fn arith(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>) {
     let mut digits = Vec::with_capacity(20);
     push_num(&mut digits, value);
     let orig_exptime = e.item().map_or(0, |it| it.exptime);
+    // memcached applies T/N to the item do_add_delta returns. When the new digits do not fit
+    // the old value it links a copy and returns the old, unlinked item: the TTL change shows in
+    // this reply but is lost.
+    let ttl_sticks = created || digits.len() <= old_len;
     let mut exptime = orig_exptime;
     if f.value {
         out.extend_from_slice(b"VA ");
@@ -465,7 +470,9 @@ fn arith(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>) {
             b'O' => {
                 if t.len() > MAX_OPAQUE_LEN {
                     // The arithmetic (and any TTL before the opaque) has happened already.
-                    commit_exptime(&mut e, orig_exptime, exptime);
+                    if ttl_sticks {
+                        commit_exptime(&mut e, orig_exptime, exptime);
+                    }
                     out.truncate(start);
                     out.extend_from_slice(OPAQUE_TOO_LONG);
                     return;
@@ -482,7 +489,9 @@ fn arith(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(&digits);
     }
     out.extend_from_slice(b"\r\n");
-    commit_exptime(&mut e, orig_exptime, exptime);
+    if ttl_sticks {
+        commit_exptime(&mut e, orig_exptime, exptime);
+    }
     // memcached suppresses a successful reply with q, but not the reply to an auto-create.
     if f.no_reply && !created {
         out.truncate(start);
@@ -712,6 +721,12 @@ mod tests {
             ("ma n D5 q\r\nmn\r\n", "MN\r\n"),
             ("ma n v t T100\r\n", "VA 1 t-1\r\n6\r\n"),
             ("mg n t v\r\n", "VA 2 t100\r\n6 \r\n"),
+            // A result longer than the old value is a new item: memcached loses the TTL.
+            ("ms g 1\r\n9\r\n", "HD\r\n"),
+            ("ma g T100 t v\r\n", "VA 2 t100\r\n10\r\n"),
+            ("mg g t\r\n", "HD t-1\r\n"),
+            ("ma g T200 t\r\n", "HD t200\r\n"),
+            ("mg g t\r\n", "HD t200\r\n"),
             ("ma n C1 Oz\r\n", "EX Oz\r\n"),
             (
                 "ma n Mx\r\n",
@@ -825,3 +840,4 @@ mod tests {
         assert_eq!(st.cmd_meta.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 }
+
