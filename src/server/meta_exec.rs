@@ -840,4 +840,3 @@ mod tests {
         assert_eq!(st.cmd_meta.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 }
-
