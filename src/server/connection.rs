@@ -202,9 +202,18 @@ fn is_write_point(req: &Request<'_>) -> bool {
     }
 }
 
-/// A storage command whose data block is being swallowed (too large for -I): count it, and for
-/// `set` unlink the old value like memcached does, so that no stale data survives a failed set.
+/// A storage command whose data block is being swallowed: count it, and unlink the old value
+/// where memcached does (a too-large text `set`; a too-large `ms` in any mode), so no stale data
+/// survives the failed write. Swallowing after a meta flag error counts nothing.
 fn refused_store(shared: &Shared, input: &[u8]) {
+    let is_meta = input.trim_ascii_start().starts_with(b"ms ");
+    if is_meta {
+        if let Some(key) = crate::protocol::meta::too_large_key(input, &shared.limits) {
+            Stats::incr(&shared.stats.store_too_large);
+            shared.store.entry(&key).delete();
+        }
+        return;
+    }
     Stats::incr(&shared.stats.store_too_large);
     Stats::incr(&shared.stats.cmd_set);
     if let Some(key) = text::too_large_unlink_key(input) {

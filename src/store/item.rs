@@ -11,12 +11,14 @@ pub const ITEM_OVERHEAD: usize = 96;
 pub const FETCHED: u8 = 1;
 pub const STALE: u8 = 2;
 pub const TOKEN_SENT: u8 = 4;
+/// The key was given base64-encoded (meta `b`): meta replies print it encoded again.
+pub const KEY_BINARY: u8 = 8;
 
 #[derive(Debug)]
 pub struct Item {
     data: Box<[u8]>,
     key_len: u8,
-    /// FETCHED / STALE / TOKEN_SENT.
+    /// FETCHED / STALE / TOKEN_SENT / KEY_BINARY.
     pub bits: u8,
     pub flags: u32,
     /// Absolute unix seconds; 0 = never expires.

@@ -921,6 +921,24 @@ impl<'s, 'k> Entry<'s, 'k> {
         true
     }
 
+    /// meta `md <key> I`: marks the live item stale under a fresh CAS so that the next mg wins
+    /// the recache token, with an optional new expiry (published as a touch). STALE, TOKEN_SENT
+    /// and the CAS id are local state, so peers see only the expiry change. False if no item.
+    pub fn invalidate(&mut self, exptime: Option<Expiry>) -> bool {
+        if self.idx.is_none() {
+            return false;
+        }
+        if let Some(exp) = exptime {
+            self.touch(exp);
+        }
+        let cas = self.store.cas_for(self.store.clock.tick());
+        if let Some(it) = self.item_mut() {
+            it.bits = (it.bits | item::STALE) & !item::TOKEN_SENT;
+            it.cas = cas;
+        }
+        true
+    }
+
     /// incr/decr with memcached's rules: the value must parse as an unsigned decimal, incr wraps
     /// at 2^64, decr stops at 0; a result no longer than the old value is written in place and
     /// padded with spaces, like memcached does. Returns (new value, new CAS).
