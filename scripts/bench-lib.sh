@@ -123,6 +123,22 @@ stop_server() {
     STARTED_PIDS=("${keep[@]}")
 }
 
+# cpu_ticks PID: user + system CPU time the process has used, in clock ticks (getconf CLK_TCK).
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+export CLK_TCK
+CLK_TCK=$(getconf CLK_TCK)
+
+# server_ops PORT: cmd_get + cmd_set, the operations the server itself counted (each key of a
+# multi-get counts, as in memcached).
+server_ops() {
+    "$LOADGEN" stats --server "127.0.0.1:$1" | awk '$2 == "cmd_get" || $2 == "cmd_set" { n += $3 } END { print n + 0 }'
+}
+
+# ctx_switches PID: voluntary + involuntary context switches summed over the process's threads.
+ctx_switches() {
+    cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches:/ { n += $2 } END { print n + 0 }'
+}
+
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # server_stat PORT NAME [GROUP]: one value from `stats [GROUP]`.
