@@ -62,9 +62,13 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Polls until a stats request on PORT succeeds, for at most 10 s.
+# Seconds a server may take to bind and answer stats. A repcached node started with -x may hold
+# its client port back until its initial sync is done, so the resync measurement raises this.
+START_TIMEOUT=${START_TIMEOUT:-10}
+
+# Polls until a stats request on PORT succeeds, for at most START_TIMEOUT seconds.
 wait_ready() {
-    local port=$1 deadline=$((SECONDS + 10))
+    local port=$1 deadline=$((SECONDS + START_TIMEOUT))
     until "$LOADGEN" stat --server "127.0.0.1:$port" --name pid >/dev/null 2>&1; do
         ((SECONDS < deadline)) || return 1
         sleep 0.05
@@ -95,7 +99,7 @@ start_repcached() {
     "$REPCACHED" -p 0 -U 0 -l 127.0.0.1 -t "$threads" -m "$mem" -c 4096 "${extra[@]}" >"$logf" 2>&1 &
     SRV_PID=$!
     STARTED_PIDS+=("$SRV_PID")
-    local deadline=$((SECONDS + 10))
+    local deadline=$((SECONDS + START_TIMEOUT))
     SRV_PORT=
     while [[ -z $SRV_PORT ]]; do
         SRV_PORT=$(sed -n 's/^repcached: listening on tcp 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$logf" | head -1)
