@@ -75,7 +75,9 @@ impl Opts {
             let name = flag
                 .strip_prefix("--")
                 .ok_or_else(|| format!("expected --option, got {flag}"))?;
-            let value = args.next().ok_or_else(|| format!("--{name} needs a value"))?;
+            let value = args
+                .next()
+                .ok_or_else(|| format!("--{name} needs a value"))?;
             map.insert(name.to_string(), value);
         }
         Ok(Opts(map))
@@ -210,7 +212,10 @@ impl Conn {
             }
             let old = self.buf.len();
             self.buf.resize(old + (1 << 16), 0);
-            let n = self.stream.read(&mut self.buf[old..]).map_err(|e| e.to_string())?;
+            let n = self
+                .stream
+                .read(&mut self.buf[old..])
+                .map_err(|e| e.to_string())?;
             self.buf.truncate(old + n);
             if n == 0 {
                 return Err("server closed the connection".into());
@@ -478,7 +483,9 @@ fn fetch_stats(o: &Opts) -> Result<Vec<(String, String)>, String> {
     } else {
         format!("stats {group}\r\n")
     };
-    stream.write_all(cmd.as_bytes()).map_err(|e| e.to_string())?;
+    stream
+        .write_all(cmd.as_bytes())
+        .map_err(|e| e.to_string())?;
     let mut lines = BufReader::new(stream);
     let mut out = Vec::new();
     let mut line = String::new();
@@ -531,7 +538,10 @@ mod tests {
         let get = b"VALUE k 0 3\r\nabc\r\nVALUE j 0 1\r\nz\r\nEND\r\nSTORED\r\n";
         assert_eq!(parse_reply(get), Some((Reply::Values(2), get.len() - 8)));
         assert_eq!(parse_reply(b"VALUE k 0 3\r\nab"), None);
-        assert_eq!(parse_reply(b"SERVER_ERROR out of memory\r\n").map(|r| r.0), Some(Reply::Error));
+        assert_eq!(
+            parse_reply(b"SERVER_ERROR out of memory\r\n").map(|r| r.0),
+            Some(Reply::Error)
+        );
         assert_eq!(parse_reply(b"STOR"), None);
     }
 
