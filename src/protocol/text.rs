@@ -151,6 +151,50 @@ pub fn discards_pending_replies(input: &[u8], limits: &Limits) -> bool {
     is_get && refused
 }
 
+/// For a get-family line refused for an over-long key: the same request cut just before that
+/// key. memcached walks the keys in order and only notices the bad one when it reaches it, so the
+/// earlier keys were fetched (LRU, stats) and, for gat/gats, touched; only their replies are
+/// thrown away. The connection executes this to reproduce those side effects.
+pub fn refused_get_prefix<'a>(input: &'a [u8], limits: &Limits) -> Option<Request<'a>> {
+    if !discards_pending_replies(input, limits) {
+        return None;
+    }
+    let (line, _) = find_line(input, limits)?;
+    let toks = Tokens::new(line);
+    let (with_cas, touch) = match toks.get(0)? {
+        b"get" | b"bget" => (false, false),
+        b"gets" => (true, false),
+        b"gat" => (false, true),
+        b"gats" => (true, true),
+        _ => return None,
+    };
+    let (skip, exptime) = if touch {
+        (2, i64::from(strtol32(toks.get(1)?)?))
+    } else {
+        (1, 0)
+    };
+    let keys = after_tokens(line, skip);
+    let cut = keys
+        .split(|b| *b == b' ')
+        .scan(0usize, |pos, k| {
+            let start = *pos;
+            *pos += k.len() + 1;
+            Some((start, k))
+        })
+        .find(|(_, k)| k.len() > limits.max_key_len)
+        .map(|(start, _)| start)?;
+    let keys = &keys[..cut];
+    Some(if touch {
+        Request::GetAndTouch {
+            exptime,
+            keys,
+            with_cas,
+        }
+    } else {
+        Request::Get { keys, with_cas }
+    })
+}
+
 /// When [`parse`] refused a `set` as too large (an `Error` with `swallow > 0`, which in the
 /// text protocol only a too-large storage command produces), memcached also unlinks the key's
 /// current value so that a stale copy does not outlive the failed set. Given the same input,

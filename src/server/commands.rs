@@ -39,7 +39,13 @@ pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
 /// tagged like repcached 2.x tagged its own.
 pub const VERSION: &str = concat!("1.6.18-repcached-", env!("CARGO_PKG_VERSION"));
 
-pub fn execute(shared: &Shared, req: &Request<'_>, out: &mut Vec<u8>) -> Flow {
+/// `held` tracks the items an unwritten reply still references (see [`HeldItems`]).
+pub fn execute(
+    shared: &Shared,
+    req: &Request<'_>,
+    out: &mut Vec<u8>,
+    held: &mut HeldItems,
+) -> Flow {
     let stats = &shared.stats;
     match req {
         Request::Store {
@@ -82,7 +88,10 @@ pub fn execute(shared: &Shared, req: &Request<'_>, out: &mut Vec<u8>) -> Flow {
             delta,
             noreply,
         } => {
-            let result = shared.store.entry(key).arith(*incr, *delta);
+            let mut e = shared.store.entry(key);
+            let in_place = !e.item().is_some_and(|it| held.holds(key, it.cas));
+            let result = e.arith_with(*incr, *delta, in_place);
+            drop(e);
             let (hits, misses) = if *incr {
                 (&stats.incr_hits, &stats.incr_misses)
             } else {
@@ -182,7 +191,7 @@ pub fn execute(shared: &Shared, req: &Request<'_>, out: &mut Vec<u8>) -> Flow {
             }
         }
         Request::Stats(group) => stats_report::write(shared, *group, out),
-        Request::Meta(meta) => super::meta_exec::execute(&shared.store, stats, meta, out),
+        Request::Meta(meta) => super::meta_exec::execute(&shared.store, stats, meta, out, held),
     }
     Flow::Continue
 }
@@ -285,4 +294,29 @@ fn get(shared: &Shared, keys: &[u8], with_cas: bool, touch: Option<i64>, out: &m
         }
     }
     out.extend_from_slice(b"END\r\n");
+}
+
+/// Items that memcached would still hold a reference to because a reply naming them has not
+/// been written yet (an `mg` hit before the next write point). While held, incr/decr cannot
+/// rewrite the value in place and allocate an exact-length one instead, which a client sees as
+/// the absence of memcached's space padding. Identified by key and CAS id: a replaced item is
+/// a different item.
+#[derive(Debug, Default)]
+pub struct HeldItems {
+    held: Vec<(Box<[u8]>, u64)>,
+}
+
+impl HeldItems {
+    pub fn hold(&mut self, key: &[u8], cas: u64) {
+        self.held.push((key.into(), cas));
+    }
+
+    pub fn holds(&self, key: &[u8], cas: u64) -> bool {
+        self.held.iter().any(|(k, c)| **k == *key && *c == cas)
+    }
+
+    /// A write point: every queued reply went out and released its items.
+    pub fn release_all(&mut self) {
+        self.held.clear();
+    }
 }

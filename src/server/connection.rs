@@ -76,14 +76,21 @@ async fn serve(shared: &Shared, mut stream: TcpStream, info: &ConnInfo) -> Flow 
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     // Bytes of a refused data block still to be discarded as they arrive.
     let mut swallow = 0usize;
+    let mut queue = ReplyQueue::default();
     loop {
-        let (flow, drained) = process(shared, &mut rbuf, &mut out, &mut swallow);
-        if !out.is_empty() {
+        let (flow, drained) = process(shared, &mut rbuf, &mut out, &mut swallow, &mut queue);
+        // memcached holds its replies while it waits for the rest of a data block (one being
+        // stored or one being swallowed); a partial command line, like an empty buffer, lets
+        // them go.
+        let mid_block = swallow > 0 || memchr::memchr(b'\n', &rbuf).is_some();
+        let hold = flow == Flow::Continue && drained && mid_block;
+        if !out.is_empty() && !hold {
             Stats::add(&shared.stats.bytes_written, out.len() as u64);
             if stream.write_all(&out).await.is_err() {
                 return Flow::Close;
             }
             out.clear();
+            queue = ReplyQueue::default();
             if out.capacity() > SHRINK_ABOVE {
                 out = Vec::with_capacity(READ_CHUNK);
             }
@@ -127,8 +134,13 @@ pub fn process(
     rbuf: &mut BytesMut,
     out: &mut Vec<u8>,
     swallow: &mut usize,
+    queue: &mut ReplyQueue,
 ) -> (Flow, bool) {
-    let mut written = 0usize;
+    let ReplyQueue {
+        written,
+        held,
+        block_from_socket,
+    } = queue;
     let mut requests = 0usize;
     loop {
         if *swallow > 0 {
@@ -136,7 +148,12 @@ pub fn process(
             rbuf.advance(n);
             *swallow -= n;
             if *swallow > 0 {
+                *block_from_socket = true;
                 return (Flow::Continue, true);
+            }
+            if std::mem::take(block_from_socket) {
+                *written = out.len();
+                held.release_all();
             }
         }
         if rbuf.is_empty() {
@@ -144,13 +161,21 @@ pub fn process(
         }
         let (consumed, flow) = match text::parse(rbuf, &shared.limits) {
             Parsed::Request(req, n) => {
-                let flow = commands::execute(shared, &req, out);
-                if is_write_point(&req) {
-                    written = out.len();
+                let flow = commands::execute(shared, &req, out, held);
+                let from_socket = std::mem::take(block_from_socket) || n > MEMCACHED_READ_BUFFER;
+                if is_write_point(&req) || from_socket {
+                    *written = out.len();
+                    held.release_all();
                 }
                 (n, flow)
             }
-            Parsed::Incomplete => return (Flow::Continue, true),
+            Parsed::Incomplete => {
+                // A complete line still waiting means its data block is being read.
+                if memchr::memchr(b'\n', rbuf).is_some() {
+                    *block_from_socket = true;
+                }
+                return (Flow::Continue, true);
+            }
             Parsed::Error {
                 reply,
                 consumed,
@@ -160,12 +185,23 @@ pub fn process(
                 if s > 0 {
                     refused_store(shared, rbuf);
                 }
-                if then == AfterError::Close || text::discards_pending_replies(rbuf, &shared.limits)
-                {
-                    out.truncate(written);
+                if let Some(prefix) = text::refused_get_prefix(rbuf, &shared.limits) {
+                    // The keys before the bad one were fetched and touched; only the replies go.
+                    commands::execute(shared, &prefix, &mut Vec::new(), held);
+                    out.truncate(*written);
+                } else if then == AfterError::Close {
+                    out.truncate(*written);
                 }
                 out.extend_from_slice(reply);
                 *swallow = s;
+                if consumed + s > MEMCACHED_READ_BUFFER {
+                    *block_from_socket = true;
+                }
+                // A bad data chunk read from the socket ends its read like a stored one.
+                if s == 0 && std::mem::take(block_from_socket) {
+                    *written = out.len();
+                    held.release_all();
+                }
                 (
                     consumed,
                     if then == AfterError::Close {
@@ -181,7 +217,8 @@ pub fn process(
         if requests > shared.config.reqs_per_event
             && (requests - 1) % shared.config.reqs_per_event.max(1) == 0
         {
-            written = out.len();
+            *written = out.len();
+            held.release_all();
         }
         if flow != Flow::Continue {
             return (flow, true);
@@ -191,6 +228,22 @@ pub fn process(
             return (Flow::Continue, false);
         }
     }
+}
+
+/// memcached's read buffer: a command line and data block larger than this cannot have been
+/// buffered whole, so memcached read the block straight from the socket.
+const MEMCACHED_READ_BUFFER: usize = 16 * 1024;
+
+/// What memcached has queued but not written: where in `out` its last write point was, and the
+/// items those unwritten replies still reference. Reset whenever `out` is really written.
+#[derive(Debug, Default)]
+pub struct ReplyQueue {
+    written: usize,
+    held: commands::HeldItems,
+    /// A data block (stored or swallowed) did not fit in what had been read when its command
+    /// line was parsed. memcached reads such a block straight from the socket, so its buffer
+    /// is empty when the block ends: a write point once the command completes.
+    block_from_socket: bool,
 }
 
 /// Requests after which memcached writes its queued replies.

@@ -11,6 +11,7 @@ use crate::protocol::meta::{
     base64_encode, MetaCmd, MetaCommand, MetaRequest, SetMode, MAX_OPAQUE_LEN,
 };
 use crate::protocol::StoreMode;
+use crate::server::commands::HeldItems;
 use crate::server::stats::Stats;
 use crate::store::item::{FETCHED, KEY_BINARY, STALE, TOKEN_SENT};
 use crate::store::{ArithError, Entry, Expiry, Store, StoreError, StoreOutcome};
@@ -18,15 +19,22 @@ use crate::store::{ArithError, Entry, Expiry, Store, StoreError, StoreOutcome};
 const OPAQUE_TOO_LONG: &[u8] = b"CLIENT_ERROR opaque token too long\r\n";
 
 /// Runs one meta request and appends its reply (possibly nothing, with `q`) to `out`.
-pub fn execute(store: &Store, stats: &Stats, req: &MetaRequest<'_>, out: &mut Vec<u8>) {
+/// `held` tracks the items an unwritten reply still references (see [`HeldItems`]).
+pub fn execute(
+    store: &Store,
+    stats: &Stats,
+    req: &MetaRequest<'_>,
+    out: &mut Vec<u8>,
+    held: &mut HeldItems,
+) {
     match req {
         MetaRequest::Noop => out.extend_from_slice(b"MN\r\n"),
         MetaRequest::Debug { key } => debug(store, stats, key, out),
         MetaRequest::Cmd(cmd) => match cmd.command {
-            MetaCommand::Get => get(store, stats, cmd, out),
+            MetaCommand::Get => get(store, stats, cmd, out, held),
             MetaCommand::Set => set(store, stats, cmd, out),
             MetaCommand::Delete => delete(store, stats, cmd, out),
-            MetaCommand::Arithmetic => arith(store, stats, cmd, out),
+            MetaCommand::Arithmetic => arith(store, stats, cmd, out, held),
         },
     }
 }
@@ -115,7 +123,7 @@ fn fetch_bump(e: &mut Entry<'_, '_>, bits_before: u8, last_access_before: u32) {
     }
 }
 
-fn get(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>) {
+fn get(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>, held: &mut HeldItems) {
     let f = &cmd.flags;
     let start = out.len();
     let mut e = store.entry(&cmd.key);
@@ -140,6 +148,8 @@ fn get(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>) {
         }
         return;
     };
+    // memcached keeps a reference to a hit until its reply is written.
+    held.hold(&cmd.key, it.cas);
     let (cas, client_flags, orig_exptime, last_access, bits, vlen) = (
         it.cas,
         it.flags,
@@ -371,7 +381,7 @@ fn delete(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn arith(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>) {
+fn arith(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>, held: &HeldItems) {
     const NON_NUMERIC: &[u8] = b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n";
     let f = &cmd.flags;
     let start = out.len();
@@ -394,7 +404,7 @@ fn arith(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>) {
             return;
         }
         Some((false, cas)) if f.cas.is_some_and(|c| c != 0 && c != cas) => Err(b"EX"),
-        Some(_) => match e.arith(cmd.incr, f.delta) {
+        Some((false, cas)) => match e.arith_with(cmd.incr, f.delta, !held.holds(&cmd.key, cas)) {
             Ok(v) => {
                 Stats::incr(if cmd.incr {
                     &stats.incr_hits
@@ -579,7 +589,7 @@ mod tests {
         while !rest.is_empty() {
             match meta::parse(rest, &Limits::default()) {
                 Parsed::Request(Request::Meta(req), used) => {
-                    execute(store, stats, &req, &mut out);
+                    execute(store, stats, &req, &mut out, &mut HeldItems::default());
                     rest = &rest[used..];
                 }
                 Parsed::Error {

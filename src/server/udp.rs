@@ -31,7 +31,13 @@ pub async fn serve(shared: Arc<Shared>, socket: UdpSocket) {
         let mut swallow = 0;
         out.clear();
         loop {
-            let (flow, drained) = process(&shared, &mut rbuf, &mut out, &mut swallow);
+            let (flow, drained) = process(
+                &shared,
+                &mut rbuf,
+                &mut out,
+                &mut swallow,
+                &mut Default::default(),
+            );
             if drained || flow != super::commands::Flow::Continue {
                 break;
             }

@@ -943,6 +943,18 @@ impl<'s, 'k> Entry<'s, 'k> {
     /// at 2^64, decr stops at 0; a result no longer than the old value is written in place and
     /// padded with spaces, like memcached does. Returns (new value, new CAS).
     pub fn arith(&mut self, incr: bool, delta: u64) -> Result<(u64, u64), ArithError> {
+        self.arith_with(incr, delta, true)
+    }
+
+    /// [`Entry::arith`], saying whether the result may be written in place. memcached writes in
+    /// place only while nobody else holds the item (a reply not yet written, e.g. after `mg`);
+    /// otherwise it allocates a new value of exactly the result's length.
+    pub fn arith_with(
+        &mut self,
+        incr: bool,
+        delta: u64,
+        in_place: bool,
+    ) -> Result<(u64, u64), ArithError> {
         let Some(i) = self.idx else {
             return Err(ArithError::NotFound);
         };
@@ -956,7 +968,7 @@ impl<'s, 'k> Entry<'s, 'k> {
         let value = apply_delta(current, incr, delta);
         let version = self.store.clock.tick();
         let cas = self.store.cas_for(version);
-        self.write_counter(value, cas, version)?;
+        self.write_counter(value, cas, version, in_place)?;
         self.publish(
             MutationKind::Delta {
                 base,
@@ -970,13 +982,19 @@ impl<'s, 'k> Entry<'s, 'k> {
     }
 
     /// Replaces the counter's digits, in place when they fit (memcached pads with spaces).
-    fn write_counter(&mut self, value: u64, cas: u64, version: Version) -> Result<(), ArithError> {
+    fn write_counter(
+        &mut self,
+        value: u64,
+        cas: u64,
+        version: Version,
+        in_place: bool,
+    ) -> Result<(), ArithError> {
         let Some(i) = self.idx else {
             return Err(ArithError::NotFound);
         };
         let digits = value.to_string();
         let it = self.shard.item_mut(i);
-        if digits.len() <= it.value().len() && !it.value().is_empty() {
+        if in_place && digits.len() <= it.value().len() && !it.value().is_empty() {
             let v = it.value_mut();
             v[..digits.len()].copy_from_slice(digits.as_bytes());
             v[digits.len()..].fill(b' ');
@@ -1008,7 +1026,7 @@ impl<'s, 'k> Entry<'s, 'k> {
                 let next = apply_delta(current, incr, delta);
                 let new_version = item_version.max(version);
                 let cas = self.store.cas_for(new_version);
-                match self.write_counter(next, cas, new_version) {
+                match self.write_counter(next, cas, new_version, true) {
                     Ok(()) => ApplyOutcome::Applied,
                     Err(_) => ApplyOutcome::Rejected,
                 }
@@ -1059,7 +1077,7 @@ impl<'s, 'k> Entry<'s, 'k> {
 }
 
 /// memcached's safe_strtoull on an item value: optional leading white space and sign, decimal
-/// digits, then the end or white space; a negative number is refused.
+/// digits, then the end, white space or a NUL byte; a negative number is refused.
 pub fn parse_counter(v: &[u8]) -> Option<u64> {
     let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
     if v.is_empty() {
@@ -1083,7 +1101,9 @@ pub fn parse_counter(v: &[u8]) -> Option<u64> {
     if i == digits_start {
         return None;
     }
-    if i < v.len() && !is_space(v[i]) {
+    // strtoull stops at the first non-digit; memcached accepts white space there, or the NUL
+    // that ends a C string (a value may contain one).
+    if i < v.len() && !is_space(v[i]) && v[i] != 0 {
         return None;
     }
     if negative {

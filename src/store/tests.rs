@@ -85,6 +85,7 @@ fn parse_counter_matches_safe_strtoull() {
     assert_eq!(parse_counter(b"+7"), Some(7));
     assert_eq!(parse_counter(b"-0"), Some(0));
     assert_eq!(parse_counter(b"12a"), None);
+    assert_eq!(parse_counter(b"6\0junk"), Some(6), "C string ends at NUL");
     assert_eq!(parse_counter(b""), None);
     assert_eq!(parse_counter(b"99999999999999999999"), None);
 }

@@ -32,7 +32,11 @@ CONTEXT_BATCHES = 8
 
 KEYS = [f"k{i}" for i in range(10)] + ["num0", "num1", "n" * 250]
 LONG_KEY = "x" * 251
-BOGUS_CAS = 987654321987
+# A CAS id neither server has issued and newer than every issued one. repcached derives CAS ids
+# from its hybrid logical clock (so the same write has the same id on every node); memcached
+# counts from 1. Only the meta `I` flag compares CAS ids by size, so the bogus id must be newer
+# than all real ones on both servers for the comparison to mean the same thing.
+BOGUS_CAS = 18446744073709551615
 
 
 class CasRef:
@@ -79,6 +83,9 @@ class Generator:
             n = MAX_VALUE * 2  # too large: SERVER_ERROR and the data is swallowed
         data = bytes(self.r.getrandbits(8) for _ in range(min(n, 64)))
         data = (data * (n // max(len(data), 1) + 1))[:n]
+        # No value is white space alone (see WHITESPACE_VALUES), so no concatenation of values is.
+        if data and all(c in C_SPACE for c in data):
+            data = b"x" + data[1:]
         # The reply reader counts top-level MN lines; "MN" never appears inside a value.
         return data.replace(b"M", b"m")
 
@@ -411,6 +418,12 @@ def show(parts):
 # for numbers >= 2**63 looks for a '-' with strchr() from the value to the next NUL byte, past the
 # value's "\r\n" into whatever memory follows the item: such numbers are randomly "non-numeric".
 # The generator keeps every stored number below 2**62 and increments small, so that never happens.
+#
+# WHITESPACE_VALUES: for a value made only of white space, memcached's strtoull skips it and the
+# "\r\n" after it and goes on reading the memory that follows the item (a real memcached bug: its
+# incr then answers with digits of a neighbouring item). repcached answers "non-numeric". The
+# generator never stores such a value.
+C_SPACE = b" \t\n\x0b\x0c\r"
 #
 # memcached's incr/decr rewrites the number in place (padded with spaces) only while no other thread
 # holds the item (refcount == 2); its LRU maintainer and crawler threads hold items now and then, so

@@ -750,3 +750,20 @@ fn get_with_long_key_discards_pending() {
     gat.extend_from_slice(b"\r\n");
     assert!(!discards_pending_replies(&gat, &lim));
 }
+
+#[test]
+fn refused_get_prefix_keeps_the_keys_before_the_bad_one() {
+    let limits = Limits::default();
+    let mut line = b"gats -1 k8 num1 ".to_vec();
+    line.extend_from_slice(&[b'n'; 251]);
+    line.extend_from_slice(b" a\r\n");
+    assert_eq!(
+        refused_get_prefix(&line, &limits),
+        Some(Request::GetAndTouch {
+            exptime: -1,
+            keys: b" k8 num1 ",
+            with_cas: true
+        })
+    );
+    assert_eq!(refused_get_prefix(b"get a b\r\n", &limits), None);
+}
