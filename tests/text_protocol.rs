@@ -75,6 +75,10 @@ fn cases() -> Vec<Case> {
     too_big_noreply.extend_from_slice(&too_big);
     too_big_noreply.extend_from_slice(b"\r\nmn\r\n");
 
+    // memcached's exact limit: 56 bytes of item header + key + 1 + value + 2 <= -I.
+    let fits = limit_case(1_048_516, "STORED\r\n");
+    let one_over = limit_case(1_048_517, "SERVER_ERROR object too large for cache\r\n");
+
     let binary: Vec<u8> = (0u8..=255).collect();
     let mut binary_set = b"set bin 0 0 256\r\n".to_vec();
     binary_set.extend_from_slice(&binary);
@@ -289,6 +293,8 @@ fn cases() -> Vec<Case> {
             vec![Send(at_limit_set), expect("SERVER_ERROR object too large for cache\r\nEND\r\n")],
         ),
         case("too_large_noreply_is_silent", vec![Send(too_big_noreply), expect("MN\r\n")]),
+        case("largest_value_that_fits_with_key_a", fits),
+        case("one_byte_over_the_largest_value", one_over),
         rr("shutdown_not_enabled", "shutdown\r\n", "ERROR: shutdown not enabled\r\n"),
         // ---- meta commands
         rr("mn", "mn\r\n", "MN\r\n"),
@@ -309,6 +315,14 @@ fn cases() -> Vec<Case> {
         case("line_too_long_closes", vec![Send(vec![b'x'; 3000]), Closed]),
         case("http_request_closes", vec![send("GET / HTTP/1.1\r\n"), Closed]),
     ]
+}
+
+/// `set a` with a value of `len` bytes, answered by `reply`.
+fn limit_case(len: usize, reply: &str) -> Vec<Step> {
+    let mut req = format!("set a 0 0 {len}\r\n").into_bytes();
+    req.resize(req.len() + len, b'v');
+    req.extend_from_slice(b"\r\n");
+    vec![Send(req), expect(reply)]
 }
 
 /// Runs one case on a fresh connection after emptying the cache; returns the failure, if any.
