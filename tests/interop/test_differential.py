@@ -170,10 +170,11 @@ class Generator:
             "get\r\n", "gets\r\n", "incr k0\r\n", "incr\r\n", "delete\r\n", "touch k0\r\n",
             f"get {LONG_KEY}\r\n", f"delete {LONG_KEY}\r\n", "cas k0 0 0 1\r\nx\r\n",
             "set k0 0 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24\r\nx\r\n",
-            "  get   k0   k1  \r\n", "get k0\n", "mg\r\n", "ms k0\r\n", "ms k0 abc\r\n", "ma\r\n",
-            "md\r\n", "mg k0 v v v v v v v v v v v v v v v v v v v v v v v v v v v v v\r\n",
-            "x" * 1000 + "\r\n", "shutdown\r\n",
-        ])]
+            "  get   k0   k1  \r\n", "get k0\n", "x" * 1000 + "\r\n", "shutdown\r\n",
+        ] + ([] if NO_META else [
+            "mg\r\n", "ms k0\r\n", "ms k0 abc\r\n", "ma\r\n", "md\r\n",
+            "mg k0 v v v v v v v v v v v v v v v v v v v v v v v v v v v v v\r\n",
+        ]))]
 
     META_RET = ["v", "c", "f", "s", "k", "h", "q", "O123", "Oabc"]
 
