@@ -1,7 +1,7 @@
 """Fixtures for the interop suite: real server processes on free loopback ports.
 
 The system under test (SUT) is the binary named by $REPCACHED_BIN (default target/release/repcached).
-A repcached binary is started with `-p 0 -U 0 -l 127.0.0.1` and its port is read from the stderr line
+A repcached binary is started with `-p 0 -U 0 -l 127.0.0.1 -X 0` and its port is read from the stderr line
 `repcached: listening on tcp 127.0.0.1:PORT`. When $REPCACHED_BIN names a memcached binary (so the
 suite can be validated against the reference itself), a free port is picked and passed with -p.
 The reference server is /usr/bin/memcached (or $MEMCACHED_BIN).
@@ -91,7 +91,7 @@ class Server:
                 argv += ["-u", "root"]
         else:
             fixed_port = None
-            argv += ["-p", "0", "-U", "0", "-l", "127.0.0.1"] + SUT_EXTRA
+            argv += ["-p", "0", "-U", "0", "-l", "127.0.0.1", "-X", "0"] + SUT_EXTRA
         argv += self.args
         self.argv = argv
         self.proc = subprocess.Popen(
