@@ -73,7 +73,11 @@ fn cases() -> Vec<Case> {
 
     let mut too_big_noreply = b"set a 0 0 2097152 noreply\r\n".to_vec();
     too_big_noreply.extend_from_slice(&too_big);
-    too_big_noreply.extend_from_slice(b"\r\nmn\r\n");
+    too_big_noreply.extend_from_slice(b"\r\nverbosity 0\r\n");
+
+    // memcached's exact limit: 56 bytes of item header + key + 1 + value + 2 <= -I.
+    let fits = limit_case(1_048_516, "STORED\r\n");
+    let one_over = limit_case(1_048_517, "SERVER_ERROR object too large for cache\r\n");
 
     let binary: Vec<u8> = (0u8..=255).collect();
     let mut binary_set = b"set bin 0 0 256\r\n".to_vec();
@@ -244,8 +248,8 @@ fn cases() -> Vec<Case> {
         // ---- pipelining: many commands in one write, replies in order
         rr(
             "pipeline",
-            "set a 0 0 1\r\n1\r\nget a\r\nincr a 1\r\ngets nope\r\ndelete a\r\nget a\r\nbogus\r\nmn\r\n",
-            "STORED\r\nVALUE a 0 1\r\n1\r\nEND\r\n2\r\nEND\r\nDELETED\r\nEND\r\nERROR\r\nMN\r\n",
+            "set a 0 0 1\r\n1\r\nget a\r\nincr a 1\r\ngets nope\r\ndelete a\r\nget a\r\nbogus\r\nverbosity 0\r\n",
+            "STORED\r\nVALUE a 0 1\r\n1\r\nEND\r\n2\r\nEND\r\nDELETED\r\nEND\r\nERROR\r\nOK\r\n",
         ),
         // ---- errors that keep the connection
         rr("unknown_command", "bogus\r\nGET a\r\n", "ERROR\r\nERROR\r\n"),
@@ -288,7 +292,9 @@ fn cases() -> Vec<Case> {
             "value_of_item_size_max_too_large",
             vec![Send(at_limit_set), expect("SERVER_ERROR object too large for cache\r\nEND\r\n")],
         ),
-        case("too_large_noreply_is_silent", vec![Send(too_big_noreply), expect("MN\r\n")]),
+        case("too_large_noreply_is_silent", vec![Send(too_big_noreply), expect("OK\r\n")]),
+        case("largest_value_that_fits_with_key_a", fits),
+        case("one_byte_over_the_largest_value", one_over),
         rr("shutdown_not_enabled", "shutdown\r\n", "ERROR: shutdown not enabled\r\n"),
         // ---- meta commands
         rr("mn", "mn\r\n", "MN\r\n"),
@@ -309,6 +315,14 @@ fn cases() -> Vec<Case> {
         case("line_too_long_closes", vec![Send(vec![b'x'; 3000]), Closed]),
         case("http_request_closes", vec![send("GET / HTTP/1.1\r\n"), Closed]),
     ]
+}
+
+/// `set a` with a value of `len` bytes, answered by `reply`.
+fn limit_case(len: usize, reply: &str) -> Vec<Step> {
+    let mut req = format!("set a 0 0 {len}\r\n").into_bytes();
+    req.resize(req.len() + len, b'v');
+    req.extend_from_slice(b"\r\n");
+    vec![Send(req), expect(reply)]
 }
 
 /// Runs one case on a fresh connection after emptying the cache; returns the failure, if any.

@@ -1,7 +1,7 @@
 """Fixtures for the interop suite: real server processes on free loopback ports.
 
 The system under test (SUT) is the binary named by $REPCACHED_BIN (default target/release/repcached).
-A repcached binary is started with `-p 0 -U 0 -l 127.0.0.1` and its port is read from the stderr line
+A repcached binary is started with `-p 0 -U 0 -l 127.0.0.1 -X 0` and its port is read from the stderr line
 `repcached: listening on tcp 127.0.0.1:PORT`. When $REPCACHED_BIN names a memcached binary (so the
 suite can be validated against the reference itself), a free port is picked and passed with -p.
 The reference server is /usr/bin/memcached (or $MEMCACHED_BIN).
@@ -155,8 +155,17 @@ class Server:
                 buf += chunk
             return buf[:-4]
 
-    def flush(self):
-        assert self.command(b"flush_all\r\n") == b"OK\r\n"
+    def flush(self, timeout=5.0):
+        # Line-based (not via `mn`) so that it only needs the classic text protocol.
+        with socket.create_connection(self.address, timeout=timeout) as s:
+            s.sendall(b"flush_all\r\n")
+            buf = b""
+            while not buf.endswith(b"\r\n"):
+                chunk = s.recv(1024)
+                if not chunk:
+                    break
+                buf += chunk
+            assert buf == b"OK\r\n", f"flush_all answered {buf!r}"
 
 
 def start_sut(args=()):

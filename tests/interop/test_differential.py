@@ -3,14 +3,16 @@
 A seeded generator produces batches of commands (storage with and without noreply, retrievals of many
 keys, gat/gats, delete, incr/decr, touch, flush_all, verbosity, meta mg/ms/md/ma/mn, and bad input)
 over a small key space so that commands interact. Each batch is written in one go (pipelined) to both
-servers, followed by a sentinel `mn`, and the replies must be byte-identical, except:
+servers, followed by a sentinel `version` (its reply is dropped: it differs by design), and the
+replies must be byte-identical, except:
   - CAS values, which each server numbers its own way: each distinct CAS is replaced by the index of
     its first appearance on that server, and a `cas`/`ms C`/`md C` command names a CAS by that index;
   - stats, version, ME (debug) and the time-dependent meta flags t/l, which are never sent.
 Commands that close the connection (quit, a line over 2048 bytes without newline, HTTP/) end a batch;
 both sides must close, and then both reconnect.
 
-Env: DIFF_OPS (default 20000) commands, DIFF_SEED (default: random, printed on failure).
+Env: DIFF_OPS (default 20000) commands, DIFF_SEED (default: random, printed on failure),
+DIFF_NO_META=1 to leave out the meta commands (mg/ms/md/ma/mn).
 """
 
 import base64
@@ -26,6 +28,8 @@ from conftest import SUT_BIN, is_memcached, start_reference, start_sut
 
 OPS = int(os.environ.get("DIFF_OPS", "20000"))
 SEED = int(os.environ.get("DIFF_SEED", str(random.SystemRandom().randrange(2**32))))
+NO_META = os.environ.get("DIFF_NO_META", "") not in ("", "0")
+SENTINEL = b"version\r\n"
 BATCH_DEADLINE = 10.0
 MAX_VALUE = 1024 * 1024
 CONTEXT_BATCHES = 8
@@ -86,8 +90,7 @@ class Generator:
         # No value is white space alone (see WHITESPACE_VALUES), so no concatenation of values is.
         if data and all(c in C_SPACE for c in data):
             data = b"x" + data[1:]
-        # The reply reader counts top-level MN lines; "MN" never appears inside a value.
-        return data.replace(b"M", b"m")
+        return data
 
     def ttl(self):
         # 0, large, already expired (negative, or absolute time in 1970): nothing expires mid-run.
@@ -166,7 +169,7 @@ class Generator:
             return [f"flush_all{self.r.choice(['', ' 0', ' -1', ' noreply', ' 0 noreply', ' abc'])}\r\n"]
         if r < 0.7:
             return [f"verbosity{self.r.choice([' 0', ' 1', ' 0 noreply', '', ' abc'])}\r\n"]
-        if r < 0.75:
+        if r < 0.75 and not NO_META:
             return ["mn\r\n"]
         # bad input that leaves the connection usable
         return [self.r.choice([
@@ -174,10 +177,11 @@ class Generator:
             "get\r\n", "gets\r\n", "incr k0\r\n", "incr\r\n", "delete\r\n", "touch k0\r\n",
             f"get {LONG_KEY}\r\n", f"delete {LONG_KEY}\r\n", "cas k0 0 0 1\r\nx\r\n",
             "set k0 0 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24\r\nx\r\n",
-            "  get   k0   k1  \r\n", "get k0\n", "mg\r\n", "ms k0\r\n", "ms k0 abc\r\n", "ma\r\n",
-            "md\r\n", "mg k0 v v v v v v v v v v v v v v v v v v v v v v v v v v v v v\r\n",
-            "x" * 1000 + "\r\n", "shutdown\r\n",
-        ])]
+            "  get   k0   k1  \r\n", "get k0\n", "x" * 1000 + "\r\n", "shutdown\r\n",
+        ] + ([] if NO_META else [
+            "mg\r\n", "ms k0\r\n", "ms k0 abc\r\n", "ma\r\n", "md\r\n",
+            "mg k0 v v v v v v v v v v v v v v v v v v v v v v v v v v v v v\r\n",
+        ]))]
 
     META_RET = ["v", "c", "f", "s", "k", "h", "q", "O123", "Oabc"]
 
@@ -260,7 +264,7 @@ class Generator:
             return self.retrieval()
         if r < 0.65:
             return self.arith()
-        if r < 0.82:
+        if r < 0.82 or NO_META:
             return self.misc()
         return self.meta()
 
@@ -277,14 +281,15 @@ class Generator:
 
 
 def parse_reply(buf, cas_seen):
-    """Walks a reply: returns (normalised bytes, number of top-level MN lines, complete?).
+    """Walks a reply: returns (normalised bytes, number of top-level VERSION lines (the sentinel,
+    dropped from the output), complete?, cas numbering).
 
     CAS values in VALUE lines and meta `c` flags are replaced by `#<index of first appearance>`;
     `cas_seen` (value -> index, plus the ordered list under key None) is updated only when the
     caller passes a complete reply."""
     out = []
     pos = 0
-    mn = 0
+    versions = 0
     order = list(cas_seen.get(None, []))
     index = dict((k, v) for k, v in cas_seen.items() if k is not None)
 
@@ -297,9 +302,12 @@ def parse_reply(buf, cas_seen):
     while pos < len(buf):
         eol = buf.find(b"\r\n", pos)
         if eol < 0:
-            return b"".join(out) + buf[pos:], mn, False, (index, order)
+            return b"".join(out) + buf[pos:], versions, False, (index, order)
         line = buf[pos:eol]
         pos = eol + 2
+        if line.startswith(b"VERSION "):
+            versions += 1
+            continue
         toks = line.split(b" ")
         datalen = None
         if toks[0] == b"VALUE" and len(toks) in (4, 5) and toks[3].isdigit():
@@ -307,8 +315,6 @@ def parse_reply(buf, cas_seen):
             if len(toks) == 5 and toks[4].isdigit():
                 toks[4] = norm(toks[4])
         elif toks[0] in (b"VA", b"HD", b"EN", b"NF", b"NS", b"EX", b"MN"):
-            if toks[0] == b"MN":
-                mn += 1
             if toks[0] == b"VA" and len(toks) >= 2 and toks[1].isdigit():
                 datalen = int(toks[1])
             for i in range(1, len(toks)):
@@ -318,10 +324,10 @@ def parse_reply(buf, cas_seen):
         out.append(b" ".join(toks) + b"\r\n")
         if datalen is not None:
             if len(buf) < pos + datalen + 2:
-                return b"".join(out) + buf[pos:], mn, False, (index, order)
+                return b"".join(out) + buf[pos:], versions, False, (index, order)
             out.append(buf[pos:pos + datalen + 2])
             pos += datalen + 2
-    return b"".join(out), mn, True, (index, order)
+    return b"".join(out), versions, True, (index, order)
 
 
 class Side:
@@ -358,10 +364,8 @@ class Side:
         Sending and receiving run together so that large replies never deadlock a large write."""
         closes = isinstance(batch[-1][-1], Closes)
         payload = b"".join(self.render(c) for c in batch)
-        want_mn = sum(1 for c in batch if c == ["mn\r\n"])
         if not closes:
-            payload += b"mn\r\n"
-            want_mn += 1
+            payload += SENTINEL
         sel = selectors.DefaultSelector()
         sel.register(self.sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
         sent = 0
@@ -371,8 +375,8 @@ class Side:
         try:
             while True:
                 if not closes:
-                    norm, mn, complete, _ = parse_reply(bytes(buf), self.cas)
-                    if complete and mn >= want_mn:
+                    _, versions, complete, _ = parse_reply(bytes(buf), self.cas)
+                    if complete and versions >= 1:
                         break
                 left = deadline - time.monotonic()
                 if left <= 0:
