@@ -59,10 +59,7 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         tokio::spawn(async move {
             let flow = serve(&shared, stream, &info).await;
             shared.conns.lock().remove(&fd);
-            shared
-                .stats
-                .curr_connections
-                .fetch_sub(1, Ordering::Relaxed);
+            shared.stats.curr_connections.sub(1);
             if flow == Flow::Shutdown {
                 shared.request_shutdown();
             }

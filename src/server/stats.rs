@@ -1,15 +1,75 @@
 //! Server-wide counters with memcached's `stats` field names.
 //!
-//! Counters are plain relaxed atomics: they are read only by `stats` and need no ordering.
+//! Every request bumps two or three counters. One shared atomic per counter would bounce its
+//! cache line between the worker threads on every request (memcached keeps per-thread stats for
+//! the same reason), so each counter is striped: a thread adds to its own cache line, `stats`
+//! sums the stripes. Counters are relaxed: they are only read by `stats` and need no ordering.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Stripes per counter; threads beyond this share stripes (still correct, just less spread).
+const STRIPES: usize = 8;
+
+#[repr(align(64))]
+#[derive(Debug, Default)]
+struct Stripe(AtomicU64);
+
+/// A counter that threads update on their own cache line.
+#[derive(Debug, Default)]
+pub struct Counter {
+    stripes: [Stripe; STRIPES],
+}
+
+fn stripe_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    INDEX.with(|i| {
+        if i.get() == usize::MAX {
+            i.set(NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES);
+        }
+        i.get()
+    })
+}
+
+impl Counter {
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.stripes[stripe_index()]
+            .0
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// For gauges (curr_connections): stripes may go "negative" alone, the sum stays right.
+    #[inline]
+    pub fn sub(&self, n: u64) {
+        self.stripes[stripe_index()]
+            .0
+            .fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// The sum over all stripes (the `ordering` argument mirrors `AtomicU64::load`).
+    pub fn load(&self, _ordering: Ordering) -> u64 {
+        self.stripes
+            .iter()
+            .fold(0u64, |sum, s| sum.wrapping_add(s.0.load(Ordering::Relaxed)))
+    }
+
+    fn reset(&self) {
+        for s in &self.stripes {
+            s.0.store(0, Ordering::Relaxed);
+        }
+    }
+}
 
 macro_rules! counters {
     ($($name:ident),* $(,)?) => {
         /// Per-command and connection counters; field names are memcached's stat names.
         #[derive(Debug, Default)]
         pub struct Stats {
-            $(pub $name: AtomicU64,)*
+            $(pub $name: Counter,)*
         }
 
         impl Stats {
@@ -21,7 +81,7 @@ macro_rules! counters {
             /// `stats reset`: zero the resettable counters (memcached keeps connection gauges).
             pub fn reset(&self) {
                 $(if !Self::is_gauge(stringify!($name)) {
-                    self.$name.store(0, Ordering::Relaxed);
+                    self.$name.reset();
                 })*
             }
         }
@@ -66,12 +126,42 @@ impl Stats {
 
     /// Adds one to a counter.
     #[inline]
-    pub fn incr(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub fn incr(counter: &Counter) {
+        counter.add(1);
     }
 
     #[inline]
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    pub fn add(counter: &Counter, n: u64) {
+        counter.add(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stripes_sum_across_threads_and_reset_keeps_gauges() {
+        let stats = std::sync::Arc::new(Stats::default());
+        let handles: Vec<_> = (0..12)
+            .map(|_| {
+                let stats = stats.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        Stats::incr(&stats.cmd_get);
+                    }
+                    Stats::incr(&stats.curr_connections);
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        stats.curr_connections.sub(2);
+        assert_eq!(stats.cmd_get.load(Ordering::Relaxed), 12_000);
+        assert_eq!(stats.curr_connections.load(Ordering::Relaxed), 10);
+        stats.reset();
+        assert_eq!(stats.cmd_get.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.curr_connections.load(Ordering::Relaxed), 10);
     }
 }

@@ -247,7 +247,7 @@ fn items(shared: &Shared, out: &mut Vec<u8>) {
 fn slabs(shared: &Shared, out: &mut Vec<u8>) {
     let s = shared.store.stats();
     let st = &shared.stats;
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let load = |c: &super::stats::Counter| c.load(Ordering::Relaxed);
     if s.curr_items > 0 {
         stat_u64(out, "1:chunk_size", 96);
         stat_u64(out, "1:used_chunks", s.curr_items);
