@@ -3,6 +3,7 @@
 
 use super::commands::{self, Flow};
 use super::stats::Stats;
+use super::workers::Workers;
 use super::{ConnInfo, Shared};
 use crate::protocol::{text, AfterError, Parsed, Request};
 use bytes::{Buf, BytesMut};
@@ -19,7 +20,7 @@ const FLUSH_AT: usize = 256 * 1024;
 /// Buffers that grew for a large item are given back once idle.
 const SHRINK_ABOVE: usize = 256 * 1024;
 
-pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, workers: Arc<Workers>) {
     let listen = listener
         .local_addr()
         .map(|a| format!("tcp:{a}"))
@@ -55,16 +56,23 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             last_cmd: AtomicU32::new(crate::store::unix_now()),
         });
         shared.conns.lock().insert(fd, info.clone());
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let flow = serve(&shared, stream, &info).await;
-            shared.conns.lock().remove(&fd);
-            shared.stats.curr_connections.sub(1);
-            if flow == Flow::Shutdown {
-                shared.request_shutdown();
-            }
-        });
+        workers.dispatch(&shared, stream, info, fd);
     }
+}
+
+/// Runs one client connection on the worker that adopted it.
+pub async fn handle(shared: Arc<Shared>, stream: TcpStream, info: Arc<ConnInfo>, fd: i32) {
+    let flow = serve(&shared, stream, &info).await;
+    forget(&shared, fd);
+    if flow == Flow::Shutdown {
+        shared.request_shutdown();
+    }
+}
+
+/// A connection is gone: drop it from `stats conns` and the connection count.
+pub fn forget(shared: &Shared, fd: i32) {
+    shared.conns.lock().remove(&fd);
+    shared.stats.curr_connections.sub(1);
 }
 
 /// Serves one connection until the client leaves, an I/O error, or a closing request.

@@ -9,6 +9,7 @@ pub mod meta_exec;
 pub mod stats;
 mod stats_report;
 mod udp;
+mod workers;
 
 use crate::config::Config;
 use crate::protocol::Limits;
@@ -211,6 +212,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         let _ = shared.replicator.set(repl);
     }
 
+    let workers = Arc::new(workers::Workers::spawn(config.threads, &shared)?);
     let mut tcp_addrs = Vec::new();
     let mut udp_addrs = Vec::new();
     for host in listen_addrs(config) {
@@ -222,7 +224,11 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
             .tcp_port
             .store(local.port(), std::sync::atomic::Ordering::Relaxed);
         tcp_addrs.push(local);
-        tokio::spawn(connection::accept_loop(shared.clone(), listener));
+        tokio::spawn(connection::accept_loop(
+            shared.clone(),
+            listener,
+            workers.clone(),
+        ));
         if config.udp_port != 0 {
             let udp_addr = socket_addr(&host, config.udp_port)?;
             let sock = UdpSocket::bind(udp_addr)
@@ -274,11 +280,13 @@ async fn sweeper(shared: Arc<Shared>) {
     }
 }
 
-/// The binary's entry point: runtime with `config.threads` workers, serve until SIGTERM,
+/// The binary's entry point: runtimes and `config.threads` connection workers, serve until SIGTERM,
 /// SIGINT or `shutdown`, then stop gracefully.
 pub fn run(config: Config) -> Result<(), ServerError> {
+    // Client connections run on their own -t worker threads (see workers.rs); this runtime
+    // only accepts, replicates, sweeps and serves UDP.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.threads.max(1))
+        .worker_threads((config.threads / 2).max(1))
         .enable_all()
         .build()?;
     let result = runtime.block_on(async move {

@@ -1,0 +1,86 @@
+//! Connection workers, as in memcached: each of the -t threads runs its own single-threaded event
+//! loop and owns the connections handed to it. A connection's reads, parsing and replies never
+//! wake another thread, which a work-stealing pool does on every readiness event; on a small
+//! machine those extra wake-ups cost more than the requests themselves.
+
+use super::connection;
+use super::{ConnInfo, Shared};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// A connection on its way to a worker: the socket (detached from the acceptor's event loop)
+/// and what `stats conns` knows of it.
+struct Handoff {
+    stream: std::net::TcpStream,
+    info: Arc<ConnInfo>,
+    fd: i32,
+}
+
+pub struct Workers {
+    lanes: Vec<mpsc::UnboundedSender<Handoff>>,
+    next: AtomicUsize,
+}
+
+impl Workers {
+    /// Starts `n` worker threads. They stop when the `Workers` is dropped (with the server).
+    pub fn spawn(n: usize, shared: &Arc<Shared>) -> std::io::Result<Workers> {
+        let mut lanes = Vec::with_capacity(n.max(1));
+        for i in 0..n.max(1) {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Handoff>();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("repcached-worker-{i}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        while let Some(job) = rx.recv().await {
+                            match tokio::net::TcpStream::from_std(job.stream) {
+                                Ok(stream) => {
+                                    tokio::spawn(connection::handle(
+                                        shared.clone(),
+                                        stream,
+                                        job.info,
+                                        job.fd,
+                                    ));
+                                }
+                                Err(e) => {
+                                    tracing::warn!("cannot adopt a connection: {e}");
+                                    connection::forget(&shared, job.fd);
+                                }
+                            }
+                        }
+                    });
+                })?;
+            lanes.push(tx);
+        }
+        Ok(Workers {
+            lanes,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Hands a connection to the next worker, round robin (memcached does the same).
+    pub fn dispatch(
+        &self,
+        shared: &Shared,
+        stream: tokio::net::TcpStream,
+        info: Arc<ConnInfo>,
+        fd: i32,
+    ) {
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot hand a connection over: {e}");
+                connection::forget(shared, fd);
+                return;
+            }
+        };
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
+        if self.lanes[i].send(Handoff { stream, info, fd }).is_err() {
+            connection::forget(shared, fd);
+        }
+    }
+}
