@@ -415,9 +415,23 @@ impl Store {
     }
 
     /// Visits every live item and tombstone of one shard under its lock (full resync).
-    pub fn snapshot_shard(&self, shard_no: usize, mut f: impl FnMut(SnapshotEntry<'_>)) {
+    pub fn snapshot_shard(&self, shard_no: usize, f: impl FnMut(SnapshotEntry<'_>)) {
+        self.snapshot_shard_marked(shard_no, || (), f)
+    }
+
+    /// Like [`Store::snapshot_shard`], but first calls `mark` with the shard lock held and
+    /// returns its result. Replication reads its backlog position there: records published
+    /// before the mark are part of the snapshot, records after it are not (no write to this
+    /// shard can slip in between, because writers publish under the same lock).
+    pub fn snapshot_shard_marked<T>(
+        &self,
+        shard_no: usize,
+        mark: impl FnOnce() -> T,
+        mut f: impl FnMut(SnapshotEntry<'_>),
+    ) -> T {
         let now = unix_now();
         let shard = self.shards[shard_no].lock();
+        let marked = mark();
         for idx in shard.slots() {
             let it = shard.item(idx);
             if !it.is_expired(now) && !self.is_flushed(it, now) {
@@ -427,6 +441,12 @@ impl Store {
         for (key, t) in shard.tombstones.iter() {
             f(SnapshotEntry::Tombstone { key, version: t.version });
         }
+        marked
+    }
+
+    /// The shard a key lives in (as [`Entry::shard_no`]), without locking anything.
+    pub fn shard_of(&self, key: &[u8]) -> usize {
+        ((hash_key(&self.hasher, key) >> 32) & self.shard_mask) as usize
     }
 
     /// Applies a mutation received from a peer if it is newer than what this node holds.
