@@ -23,7 +23,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_key_len: 250, item_size_max: 1024 * 1024, max_line_len: 2048 }
+        Limits {
+            max_key_len: 250,
+            item_size_max: 1024 * 1024,
+            max_line_len: 2048,
+        }
     }
 }
 
@@ -36,7 +40,12 @@ pub enum Parsed<'a> {
     Incomplete,
     /// Bad input: send `reply` (already terminated by "\r\n", may be empty), drop `consumed`
     /// bytes, then discard a further `swallow` bytes as they arrive, then apply `then`.
-    Error { reply: &'static [u8], consumed: usize, swallow: usize, then: AfterError },
+    Error {
+        reply: &'static [u8],
+        consumed: usize,
+        swallow: usize,
+        then: AfterError,
+    },
 }
 
 /// What the connection does after an error reply.
@@ -70,8 +79,27 @@ pub enum StatsGroup<'a> {
     Conns,
     Replication,
     Reset,
-    /// Anything else: memcached answers with an error for unknown groups.
+    /// `stats detail on|off|dump` (the argument, already validated).
+    Detail(&'a [u8]),
+    /// `stats cachedump <class> <limit>` (class already checked to be below 64).
+    CacheDump {
+        class: u32,
+        limit: u32,
+    },
+    /// Anything else (the sub-command token): memcached answers `ERROR` for unknown groups,
+    /// but also knows `sizes_enable`, `sizes_disable` and `extstore`.
     Other(&'a [u8]),
+}
+
+/// The form of a `shutdown` command; memcached refuses all of them unless started with `-A`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownMode {
+    /// `shutdown`
+    Immediate,
+    /// `shutdown graceful`
+    Graceful,
+    /// Any other arguments: "CLIENT_ERROR invalid shutdown mode" when shutdown is enabled.
+    Invalid,
 }
 
 /// One client request, borrowing keys and data from the input buffer.
@@ -90,19 +118,47 @@ pub enum Request<'a> {
         noreply: bool,
     },
     /// get/gets: `keys` is the raw, space-separated key list (see [`text::keys`]).
-    Get { keys: &'a [u8], with_cas: bool },
+    Get {
+        keys: &'a [u8],
+        with_cas: bool,
+    },
     /// gat/gats: get and touch.
-    GetAndTouch { exptime: i64, keys: &'a [u8], with_cas: bool },
-    Delete { key: &'a [u8], noreply: bool },
+    GetAndTouch {
+        exptime: i64,
+        keys: &'a [u8],
+        with_cas: bool,
+    },
+    Delete {
+        key: &'a [u8],
+        noreply: bool,
+    },
     /// incr/decr.
-    Arith { key: &'a [u8], incr: bool, delta: u64, noreply: bool },
-    Touch { key: &'a [u8], exptime: i64, noreply: bool },
-    FlushAll { delay: i64, noreply: bool },
+    Arith {
+        key: &'a [u8],
+        incr: bool,
+        delta: u64,
+        noreply: bool,
+    },
+    Touch {
+        key: &'a [u8],
+        exptime: i64,
+        noreply: bool,
+    },
+    FlushAll {
+        delay: i64,
+        noreply: bool,
+    },
     Version,
-    Verbosity { level: u32, noreply: bool },
+    Verbosity {
+        level: u32,
+        noreply: bool,
+    },
     Quit,
-    Shutdown,
-    CacheMemlimit { megabytes: u64, noreply: bool },
+    Shutdown(ShutdownMode),
+    CacheMemlimit {
+        megabytes: u64,
+        noreply: bool,
+    },
     Stats(StatsGroup<'a>),
     /// mg/ms/md/ma/mn/me: see [`meta`].
     Meta(meta::MetaRequest<'a>),

@@ -1,25 +1,282 @@
 //! tokio listeners, one task per connection, stats and shutdown.
+//!
+//! [`start`] binds everything and returns a handle (tests bind port 0 and read the addresses
+//! from it); [`run`] is the binary's entry point: runtime, signals, graceful stop.
 
+pub mod commands;
+pub mod connection;
+pub mod meta_exec;
 pub mod stats;
+mod stats_report;
+mod udp;
 
 use crate::config::Config;
+use crate::protocol::Limits;
+use crate::replication::Replicator;
+use crate::store::{Store, StoreConfig};
+use parking_lot::Mutex;
+use stats::Stats;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicU32};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpSocket, UdpSocket};
+use tokio::sync::Notify;
 
 /// Why the server could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("failed to listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Config(String),
+    #[error("replication: {0}")]
+    Replication(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
-/// Runs the server until SIGTERM/SIGINT or `shutdown`: builds the tokio runtime with
-/// `config.threads` workers, binds every listener, serves. Each listener prints one line to
-/// stderr when bound, `repcached: listening on <tcp|udp|repl> <addr>`, so that tests started
-/// with port 0 learn the port.
+/// What `stats conns` shows for one client connection.
+pub struct ConnInfo {
+    pub peer: String,
+    pub listen: String,
+    pub last_cmd: AtomicU32,
+}
+
+/// State shared by every connection of one server.
+pub struct Shared {
+    pub store: Arc<Store>,
+    pub stats: Stats,
+    pub config: Config,
+    pub limits: Limits,
+    pub started_unix: u32,
+    pub verbosity: AtomicU32,
+    pub tcp_port: AtomicU16,
+    pub udp_port: AtomicU16,
+    /// Open client connections by id (the socket's fd, as memcached reports them).
+    pub conns: Mutex<HashMap<i32, Arc<ConnInfo>>>,
+    replicator: OnceLock<Replicator>,
+    shutdown: Notify,
+}
+
+impl Shared {
+    fn new(config: Config) -> Shared {
+        let node_id = random_node_id();
+        let store = Store::new(StoreConfig {
+            mem_limit: config.memory_limit,
+            item_size_max: config.item_size_max,
+            evict: !config.no_evict,
+            cas_enabled: !config.disable_cas,
+            shards: (config.threads * 16).clamp(16, 1024),
+            node_id,
+            ..StoreConfig::default()
+        });
+        Shared {
+            store: Arc::new(store),
+            stats: Stats::default(),
+            limits: Limits {
+                item_size_max: config.item_size_max,
+                ..Limits::default()
+            },
+            started_unix: crate::store::unix_now(),
+            verbosity: AtomicU32::new(config.verbosity as u32),
+            tcp_port: AtomicU16::new(0),
+            udp_port: AtomicU16::new(0),
+            conns: Mutex::new(HashMap::new()),
+            replicator: OnceLock::new(),
+            shutdown: Notify::new(),
+            config,
+        }
+    }
+
+    pub fn replicator(&self) -> Option<&Replicator> {
+        self.replicator.get()
+    }
+
+    /// Asks the server to stop (the `shutdown` command).
+    pub fn request_shutdown(&self) {
+        self.shutdown.notify_one();
+    }
+}
+
+fn random_node_id() -> u32 {
+    let mut b = [0u8; 4];
+    let _ = getrandom::getrandom(&mut b);
+    u32::from_le_bytes(b).max(1)
+}
+
+/// A running server: its bound addresses and a way to stop it.
+pub struct ServerHandle {
+    pub shared: Arc<Shared>,
+    pub tcp_addrs: Vec<SocketAddr>,
+    pub udp_addrs: Vec<SocketAddr>,
+}
+
+impl ServerHandle {
+    /// Resolves when a client sends `shutdown` (with -A).
+    pub async fn shutdown_requested(&self) {
+        self.shared.shutdown.notified().await
+    }
+
+    /// Stops replication (sending what is queued). Listener tasks end with the runtime.
+    pub async fn stop(self) {
+        if let Some(repl) = self.shared.replicator.get() {
+            repl.shutdown().await;
+        }
+    }
+}
+
+fn listen_addrs(config: &Config) -> Vec<String> {
+    if config.listen.is_empty() {
+        vec!["0.0.0.0".to_string()]
+    } else {
+        config.listen.clone()
+    }
+}
+
+fn socket_addr(host: &str, port: u16) -> Result<SocketAddr, ServerError> {
+    use std::net::ToSocketAddrs;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| ServerError::Bind {
+            addr: format!("{host}:{port}"),
+            source: e,
+        })?
+        .next()
+        .ok_or_else(|| ServerError::Config(format!("cannot resolve listen address {host}")))
+}
+
+/// Whether replication may run without a secret: every address involved is loopback.
+fn replication_is_local(config: &Config) -> bool {
+    let is_loopback = |host: &str| {
+        let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+        socket_addr(host, 0)
+            .map(|a| a.ip().is_loopback())
+            .unwrap_or(false)
+    };
+    let listen = config
+        .repl_listen
+        .clone()
+        .or_else(|| config.listen.first().cloned())
+        .unwrap_or_else(|| "0.0.0.0".into());
+    let listener_local = config.repl_port == 0 || is_loopback(&listen);
+    listener_local && config.peers.iter().all(|p| is_loopback(p))
+}
+
+/// Binds every listener, starts replication and the background sweeper, and serves until the
+/// runtime is dropped. Must be called inside a tokio runtime.
+pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
+    let mut config = config;
+    let secured = config.repl_secret_file.is_some() || config.repl_insecure;
+    if !secured
+        && !replication_is_local(&config)
+        && config.peers.is_empty()
+        && config.repl_port != 0
+    {
+        // Nobody configured replication: don't expose an unauthenticated listener by default.
+        tracing::warn!(
+            "replication listener disabled: it would listen off loopback without \
+             --repl-secret-file (give a secret, --repl-insecure, or -X 0 to silence this)"
+        );
+        config.repl_port = 0;
+    }
+    let shared = Arc::new(Shared::new(config));
+    let config = &shared.config;
+
+    if !config.peers.is_empty() || config.repl_port != 0 {
+        let repl = Replicator::start(config, shared.store.clone())
+            .await
+            .map_err(|e| ServerError::Replication(e.to_string()))?;
+        repl.wait_initial_sync(config.repl_sync_wait).await;
+        let _ = shared.replicator.set(repl);
+    }
+
+    let mut tcp_addrs = Vec::new();
+    let mut udp_addrs = Vec::new();
+    for host in listen_addrs(config) {
+        let addr = socket_addr(&host, config.port)?;
+        let listener = bind_tcp(addr, config.backlog)?;
+        let local = listener.local_addr()?;
+        eprintln!("repcached: listening on tcp {local}");
+        shared
+            .tcp_port
+            .store(local.port(), std::sync::atomic::Ordering::Relaxed);
+        tcp_addrs.push(local);
+        tokio::spawn(connection::accept_loop(shared.clone(), listener));
+        if config.udp_port != 0 {
+            let udp_addr = socket_addr(&host, config.udp_port)?;
+            let sock = UdpSocket::bind(udp_addr)
+                .await
+                .map_err(|e| ServerError::Bind {
+                    addr: udp_addr.to_string(),
+                    source: e,
+                })?;
+            let local = sock.local_addr()?;
+            eprintln!("repcached: listening on udp {local}");
+            shared
+                .udp_port
+                .store(local.port(), std::sync::atomic::Ordering::Relaxed);
+            udp_addrs.push(local);
+            tokio::spawn(udp::serve(shared.clone(), sock));
+        }
+    }
+    tokio::spawn(sweeper(shared.clone()));
+    Ok(ServerHandle {
+        shared,
+        tcp_addrs,
+        udp_addrs,
+    })
+}
+
+fn bind_tcp(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> {
+    let err = |source| ServerError::Bind {
+        addr: addr.to_string(),
+        source,
+    };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    socket.listen(backlog.max(1)).map_err(err)
+}
+
+/// Reclaims expired items and old tombstones in the background, a bounded slice per tick.
+async fn sweeper(shared: Arc<Shared>) {
+    let mut cursors = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        shared.store.sweep(&mut cursors, 2048);
+    }
+}
+
+/// The binary's entry point: runtime with `config.threads` workers, serve until SIGTERM,
+/// SIGINT or `shutdown`, then stop gracefully.
 pub fn run(config: Config) -> Result<(), ServerError> {
-    let _ = config;
-    Err(ServerError::Config("server not implemented yet".into()))
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.threads.max(1))
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(async move {
+        let handle = start(config).await?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = handle.shutdown_requested() => tracing::info!("shutdown command: shutting down"),
+        }
+        handle.stop().await;
+        Ok::<(), ServerError>(())
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }

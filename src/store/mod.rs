@@ -106,7 +106,10 @@ impl Expiry {
 
 /// Current unix time in seconds.
 pub fn unix_now() -> u32 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,7 +188,6 @@ pub struct Store {
     evict: bool,
     cas_enabled: bool,
     tombstone_secs: u32,
-    next_cas: AtomicU64,
     clock: HybridClock,
     sink: OnceLock<Arc<dyn MutationSink>>,
     flush_active: AtomicBool,
@@ -206,11 +208,13 @@ impl Store {
             evict: cfg.evict,
             cas_enabled: cfg.cas_enabled,
             tombstone_secs: cfg.tombstone_secs,
-            next_cas: AtomicU64::new(0),
             clock: HybridClock::new(cfg.node_id),
             sink: OnceLock::new(),
             flush_active: AtomicBool::new(false),
-            flush: Mutex::new(FlushMark { at: 0, version: Version::ZERO }),
+            flush: Mutex::new(FlushMark {
+                at: 0,
+                version: Version::ZERO,
+            }),
             counters: StoreCounters::default(),
         }
     }
@@ -249,9 +253,12 @@ impl Store {
         let _ = self.sink.set(sink);
     }
 
-    pub fn next_cas(&self) -> u64 {
+    /// The CAS id of the write with this version. Derived from the version rather than from a
+    /// local counter so that every node gives the same write the same CAS id: a `gets` on one
+    /// node followed by a `cas` on another succeeds exactly when that node holds the same write.
+    pub fn cas_for(&self, version: Version) -> u64 {
         if self.cas_enabled {
-            self.next_cas.fetch_add(1, Ordering::Relaxed) + 1
+            version.hlc
         } else {
             0
         }
@@ -264,8 +271,16 @@ impl Store {
         let shard_no = ((hash >> 32) & self.shard_mask) as usize;
         let shard = self.shards[shard_no].lock();
         let start_bytes = shard.bytes;
-        let mut entry =
-            Entry { store: self, shard, shard_no, hash, key, idx: None, now: unix_now(), start_bytes };
+        let mut entry = Entry {
+            store: self,
+            shard,
+            shard_no,
+            hash,
+            key,
+            idx: None,
+            now: unix_now(),
+            start_bytes,
+        };
         entry.idx = entry.shard.find(hash, key);
         if let Some(idx) = entry.idx {
             let it = entry.shard.item(idx);
@@ -275,7 +290,9 @@ impl Store {
                 entry.idx = None;
                 self.counters.reclaimed.fetch_add(1, Ordering::Relaxed);
                 if unfetched {
-                    self.counters.expired_unfetched.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .expired_unfetched
+                        .fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -300,7 +317,11 @@ impl Store {
     /// flush_all [delay]: items stored before the flush time become invisible once it passes.
     pub fn flush_all(&self, delay: i64) {
         let now = unix_now();
-        let at = if delay > 0 { Expiry::from_client(delay, now).as_abs() } else { 0 };
+        let at = if delay > 0 {
+            Expiry::from_client(delay, now).as_abs()
+        } else {
+            0
+        };
         let mut version = self.clock.tick();
         if at > now {
             // A delayed flush also kills what is written before it takes effect (memcached).
@@ -333,8 +354,10 @@ impl Store {
         for (i, m) in self.shards.iter().enumerate() {
             let mut shard = m.lock();
             let before = shard.bytes;
-            let doomed: Vec<u32> =
-                shard.slots().filter(|&s| shard.item(s).version < version).collect();
+            let doomed: Vec<u32> = shard
+                .slots()
+                .filter(|&s| shard.item(s).version < version)
+                .collect();
             for idx in doomed {
                 let h = hash_key(&self.hasher, shard.item(idx).key());
                 shard.remove(h, idx);
@@ -401,7 +424,9 @@ impl Store {
                         shard.remove(h, idx);
                         reclaimed += 1;
                         if unfetched {
-                            self.counters.expired_unfetched.fetch_add(1, Ordering::Relaxed);
+                            self.counters
+                                .expired_unfetched
+                                .fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 }
@@ -410,7 +435,9 @@ impl Store {
             shard.purge_tombstones(now);
             self.account(before, shard.bytes);
         }
-        self.counters.reclaimed.fetch_add(reclaimed as u64, Ordering::Relaxed);
+        self.counters
+            .reclaimed
+            .fetch_add(reclaimed as u64, Ordering::Relaxed);
         reclaimed
     }
 
@@ -439,7 +466,10 @@ impl Store {
             }
         }
         for (key, t) in shard.tombstones.iter() {
-            f(SnapshotEntry::Tombstone { key, version: t.version });
+            f(SnapshotEntry::Tombstone {
+                key,
+                version: t.version,
+            });
         }
         marked
     }
@@ -470,7 +500,11 @@ impl Store {
             .unwrap_or(Version::ZERO)
             .max(self.flush_version().unwrap_or(Version::ZERO));
         match &m.kind {
-            MutationKind::Put { flags, exptime, value } => {
+            MutationKind::Put {
+                flags,
+                exptime,
+                value,
+            } => {
                 if m.version <= held {
                     return ApplyOutcome::Stale;
                 }
@@ -482,7 +516,7 @@ impl Store {
                     e.remove_with_tombstone(m.version);
                     return ApplyOutcome::Applied;
                 }
-                let cas = self.next_cas();
+                let cas = self.cas_for(m.version);
                 match e.put_raw(&[value], *flags, exp, cas, m.version, m.version) {
                     Ok(()) => ApplyOutcome::Applied,
                     Err(_) => ApplyOutcome::Rejected,
@@ -509,7 +543,12 @@ impl Store {
                     _ => ApplyOutcome::Stale,
                 }
             }
-            MutationKind::Delta { base, incr, delta, value } => e.apply_remote_delta(m.version, *base, *incr, *delta, *value, held),
+            MutationKind::Delta {
+                base,
+                incr,
+                delta,
+                value,
+            } => e.apply_remote_delta(m.version, *base, *incr, *delta, *value, held),
             MutationKind::Flush { .. } => unreachable!("handled above"),
         }
     }
@@ -544,7 +583,7 @@ impl Store {
         if exp == Expiry::Expired {
             return ApplyOutcome::Stale;
         }
-        let cas = self.next_cas();
+        let cas = self.cas_for(version);
         match e.put_raw(&[value], flags, exp, cas, version, base) {
             Ok(()) => ApplyOutcome::Applied,
             Err(_) => ApplyOutcome::Rejected,
@@ -558,9 +597,8 @@ impl Store {
         if need > limit {
             return false;
         }
-        let used_now = |own: &Shard| {
-            (self.used.load(Ordering::Relaxed) + own.bytes).saturating_sub(own_start)
-        };
+        let used_now =
+            |own: &Shard| (self.used.load(Ordering::Relaxed) + own.bytes).saturating_sub(own_start);
         if used_now(own) + need <= limit {
             return true;
         }
@@ -585,7 +623,9 @@ impl Store {
                 if used_now(own) + need <= limit {
                     break;
                 }
-                let Some(mut other) = m.try_lock() else { continue };
+                let Some(mut other) = m.try_lock() else {
+                    continue;
+                };
                 while used_now(own) + need > limit {
                     let Some(idx) = other.lru_tail() else { break };
                     let before = other.bytes;
@@ -613,7 +653,9 @@ impl Store {
         } else {
             self.counters.evictions.fetch_add(1, Ordering::Relaxed);
             if unfetched {
-                self.counters.evicted_unfetched.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .evicted_unfetched
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -690,17 +732,31 @@ impl<'s, 'k> Entry<'s, 'k> {
             return Err(StoreError::TooLarge);
         }
         let version = self.store.clock.tick();
-        let cas = cas.unwrap_or_else(|| self.store.next_cas());
+        let cas = cas.unwrap_or_else(|| self.store.cas_for(version));
         if exptime == Expiry::Expired {
             // Stored already dead: no item remains, and a tombstone keeps older writes out.
             self.remove_with_tombstone(version);
-            self.publish(MutationKind::Put { flags, exptime: 1, value: Bytes::new() }, version);
+            self.publish(
+                MutationKind::Put {
+                    flags,
+                    exptime: 1,
+                    value: Bytes::new(),
+                },
+                version,
+            );
             return Ok(cas);
         }
         self.put_raw(value_parts, flags, exptime, cas, version, version)?;
         if self.store.sink.get().is_some() {
             let value = Bytes::copy_from_slice(self.item().map(|it| it.value()).unwrap_or(&[]));
-            self.publish(MutationKind::Put { flags, exptime: exptime.as_abs(), value }, version);
+            self.publish(
+                MutationKind::Put {
+                    flags,
+                    exptime: exptime.as_abs(),
+                    value,
+                },
+                version,
+            );
         }
         Ok(cas)
     }
@@ -738,7 +794,10 @@ impl<'s, 'k> Entry<'s, 'k> {
                 self.idx = Some(self.shard.insert(&self.store.hasher, self.hash, item));
             }
         }
-        self.store.counters.total_items.fetch_add(1, Ordering::Relaxed);
+        self.store
+            .counters
+            .total_items
+            .fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -812,7 +871,10 @@ impl<'s, 'k> Entry<'s, 'k> {
                 if cas_res != Cas::None && cas_res != Cas::Match {
                     return StoreOutcome::Exists;
                 }
-                let old_value = self.item().map(|it| it.value().to_vec()).unwrap_or_default();
+                let old_value = self
+                    .item()
+                    .map(|it| it.value().to_vec())
+                    .unwrap_or_default();
                 if old_value.len() + data.len() > self.store.item_size_max {
                     return StoreOutcome::Error(StoreError::TooLarge);
                 }
@@ -827,7 +889,13 @@ impl<'s, 'k> Entry<'s, 'k> {
         }
     }
 
-    fn finish_put(&mut self, parts: &[&[u8]], flags: u32, exptime: Expiry, _unused: u64) -> StoreOutcome {
+    fn finish_put(
+        &mut self,
+        parts: &[&[u8]],
+        flags: u32,
+        exptime: Expiry,
+        _unused: u64,
+    ) -> StoreOutcome {
         match self.put(parts, flags, exptime, None) {
             Ok(cas) => StoreOutcome::Stored(cas),
             Err(e) => StoreOutcome::Error(e),
@@ -870,22 +938,37 @@ impl<'s, 'k> Entry<'s, 'k> {
     /// at 2^64, decr stops at 0; a result no longer than the old value is written in place and
     /// padded with spaces, like memcached does. Returns (new value, new CAS).
     pub fn arith(&mut self, incr: bool, delta: u64) -> Result<(u64, u64), ArithError> {
-        let Some(i) = self.idx else { return Err(ArithError::NotFound) };
+        let Some(i) = self.idx else {
+            return Err(ArithError::NotFound);
+        };
         let (current, base) = {
             let it = self.shard.item(i);
-            (parse_counter(it.value()).ok_or(ArithError::NonNumeric)?, it.base)
+            (
+                parse_counter(it.value()).ok_or(ArithError::NonNumeric)?,
+                it.base,
+            )
         };
         let value = apply_delta(current, incr, delta);
         let version = self.store.clock.tick();
-        let cas = self.store.next_cas();
+        let cas = self.store.cas_for(version);
         self.write_counter(value, cas, version)?;
-        self.publish(MutationKind::Delta { base, incr, delta, value }, version);
+        self.publish(
+            MutationKind::Delta {
+                base,
+                incr,
+                delta,
+                value,
+            },
+            version,
+        );
         Ok((value, cas))
     }
 
     /// Replaces the counter's digits, in place when they fit (memcached pads with spaces).
     fn write_counter(&mut self, value: u64, cas: u64, version: Version) -> Result<(), ArithError> {
-        let Some(i) = self.idx else { return Err(ArithError::NotFound) };
+        let Some(i) = self.idx else {
+            return Err(ArithError::NotFound);
+        };
         let digits = value.to_string();
         let it = self.shard.item_mut(i);
         if digits.len() <= it.value().len() && !it.value().is_empty() {
@@ -911,12 +994,15 @@ impl<'s, 'k> Entry<'s, 'k> {
         value: u64,
         held: Version,
     ) -> ApplyOutcome {
-        let cas = self.store.next_cas();
-        match self.item().map(|it| (it.base, it.version, parse_counter(it.value()))) {
+        match self
+            .item()
+            .map(|it| (it.base, it.version, parse_counter(it.value())))
+        {
             Some((item_base, item_version, Some(current))) if item_base == base => {
                 // Same lineage: add the peer's delta to ours, so concurrent increments add up.
                 let next = apply_delta(current, incr, delta);
                 let new_version = item_version.max(version);
+                let cas = self.store.cas_for(new_version);
                 match self.write_counter(next, cas, new_version) {
                     Ok(()) => ApplyOutcome::Applied,
                     Err(_) => ApplyOutcome::Rejected,
@@ -926,11 +1012,19 @@ impl<'s, 'k> Entry<'s, 'k> {
             _ if version <= held => ApplyOutcome::Stale,
             _ => {
                 // We never saw the write the delta was based on: take the origin's result.
+                let cas = self.store.cas_for(version);
                 let (flags, exp) = self
                     .item()
                     .map(|it| (it.flags, Expiry::from_abs(it.exptime, self.now)))
                     .unwrap_or((0, Expiry::Never));
-                match self.put_raw(&[value.to_string().as_bytes()], flags, exp, cas, version, base) {
+                match self.put_raw(
+                    &[value.to_string().as_bytes()],
+                    flags,
+                    exp,
+                    cas,
+                    version,
+                    base,
+                ) {
                     Ok(()) => ApplyOutcome::Applied,
                     Err(_) => ApplyOutcome::Rejected,
                 }
@@ -944,12 +1038,17 @@ impl<'s, 'k> Entry<'s, 'k> {
             self.shard.remove(h, i);
         }
         let until = self.now.saturating_add(self.store.tombstone_secs);
-        self.shard.add_tombstone(self.key, Tombstone { version, until });
+        self.shard
+            .add_tombstone(self.key, Tombstone { version, until });
     }
 
     fn publish(&self, kind: MutationKind, version: Version) {
         if self.store.sink.get().is_some() {
-            self.store.publish(Mutation { key: Bytes::copy_from_slice(self.key), version, kind });
+            self.store.publish(Mutation {
+                key: Bytes::copy_from_slice(self.key),
+                version,
+                kind,
+            });
         }
     }
 }

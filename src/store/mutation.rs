@@ -12,14 +12,23 @@ use bytes::Bytes;
 pub enum MutationKind {
     /// The item now holds exactly this value (set/add/replace/cas/append/prepend/ms...).
     /// `exptime` is absolute unix seconds (0 = never); the wire format sends remaining time.
-    Put { flags: u32, exptime: u32, value: Bytes },
+    Put {
+        flags: u32,
+        exptime: u32,
+        value: Bytes,
+    },
     /// The key was deleted; receivers keep a tombstone with this version.
     Delete,
     /// Only the expiry changed (touch, gat, mg T).
     Touch { exptime: u32 },
     /// incr/decr applied on top of the item whose full write had version `base`; `value` is the
     /// result on the origin (used when the receiver cannot apply the delta on the same base).
-    Delta { base: Version, incr: bool, delta: u64, value: u64 },
+    Delta {
+        base: Version,
+        incr: bool,
+        delta: u64,
+        value: u64,
+    },
     /// flush_all: everything older than this record's version is gone once `at` (absolute unix
     /// seconds, 0 = now) has passed.
     Flush { at: u32 },

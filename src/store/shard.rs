@@ -61,7 +61,12 @@ impl Shard {
     pub fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
         let nodes = &self.nodes;
         self.index
-            .find(hash, |&idx| nodes[idx as usize].item.as_ref().is_some_and(|it| it.key() == key))
+            .find(hash, |&idx| {
+                nodes[idx as usize]
+                    .item
+                    .as_ref()
+                    .is_some_and(|it| it.key() == key)
+            })
             .copied()
     }
 
@@ -83,13 +88,20 @@ impl Shard {
                 idx
             }
             None => {
-                self.nodes.push(Node { item: Some(item), prev: NIL, next: NIL });
+                self.nodes.push(Node {
+                    item: Some(item),
+                    prev: NIL,
+                    next: NIL,
+                });
                 (self.nodes.len() - 1) as u32
             }
         };
         let nodes = &self.nodes;
         self.index.insert_unique(hash, idx, |&i| {
-            hash_key(hasher, nodes[i as usize].item.as_ref().expect("indexed slot").key())
+            hash_key(
+                hasher,
+                nodes[i as usize].item.as_ref().expect("indexed slot").key(),
+            )
         });
         self.link_front(idx);
         idx
@@ -98,7 +110,10 @@ impl Shard {
     /// Swaps the item in a slot for a new one with the same key and marks it most recently used.
     pub fn replace(&mut self, idx: u32, item: Item) -> Item {
         self.bytes += item.charge();
-        let old = self.nodes[idx as usize].item.replace(item).expect("live slot");
+        let old = self.nodes[idx as usize]
+            .item
+            .replace(item)
+            .expect("live slot");
         self.bytes -= old.charge();
         self.bump(idx);
         old
@@ -138,7 +153,11 @@ impl Shard {
 
     /// Every live slot, in no particular order.
     pub fn slots(&self) -> impl Iterator<Item = u32> + '_ {
-        self.nodes.iter().enumerate().filter(|(_, n)| n.item.is_some()).map(|(i, _)| i as u32)
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.item.is_some())
+            .map(|(i, _)| i as u32)
     }
 
     pub fn add_tombstone(&mut self, key: &[u8], tomb: Tombstone) {

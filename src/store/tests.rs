@@ -15,19 +15,44 @@ fn get(s: &Store, key: &[u8]) -> Option<Vec<u8>> {
 fn set_add_replace_append_prepend_cas() {
     let s = store();
     let mut e = s.entry(b"k");
-    assert_eq!(e.store(StoreMode::Replace, 0, Expiry::Never, b"x", 0, false), StoreOutcome::NotStored);
-    assert!(matches!(e.store(StoreMode::Add, 5, Expiry::Never, b"a", 0, false), StoreOutcome::Stored(_)));
-    assert_eq!(e.store(StoreMode::Add, 0, Expiry::Never, b"b", 0, false), StoreOutcome::NotStored);
-    assert!(matches!(e.store(StoreMode::Append, 9, Expiry::Never, b"z", 0, false), StoreOutcome::Stored(_)));
-    assert!(matches!(e.store(StoreMode::Prepend, 9, Expiry::Never, b"<", 0, false), StoreOutcome::Stored(_)));
+    assert_eq!(
+        e.store(StoreMode::Replace, 0, Expiry::Never, b"x", 0, false),
+        StoreOutcome::NotStored
+    );
+    assert!(matches!(
+        e.store(StoreMode::Add, 5, Expiry::Never, b"a", 0, false),
+        StoreOutcome::Stored(_)
+    ));
+    assert_eq!(
+        e.store(StoreMode::Add, 0, Expiry::Never, b"b", 0, false),
+        StoreOutcome::NotStored
+    );
+    assert!(matches!(
+        e.store(StoreMode::Append, 9, Expiry::Never, b"z", 0, false),
+        StoreOutcome::Stored(_)
+    ));
+    assert!(matches!(
+        e.store(StoreMode::Prepend, 9, Expiry::Never, b"<", 0, false),
+        StoreOutcome::Stored(_)
+    ));
     assert_eq!(e.item().unwrap().value(), b"<az");
     assert_eq!(e.item().unwrap().flags, 5, "append keeps the old flags");
     let cas = e.item().unwrap().cas;
-    assert_eq!(e.store(StoreMode::Cas(cas + 100), 0, Expiry::Never, b"n", 0, false), StoreOutcome::Exists);
-    assert!(matches!(e.store(StoreMode::Cas(cas), 0, Expiry::Never, b"n", 0, false), StoreOutcome::Stored(_)));
+    assert_eq!(
+        e.store(StoreMode::Cas(cas + 100), 0, Expiry::Never, b"n", 0, false),
+        StoreOutcome::Exists
+    );
+    assert!(matches!(
+        e.store(StoreMode::Cas(cas), 0, Expiry::Never, b"n", 0, false),
+        StoreOutcome::Stored(_)
+    ));
     drop(e);
     assert_eq!(get(&s, b"k").unwrap(), b"n");
-    assert_eq!(s.entry(b"missing").store(StoreMode::Cas(1), 0, Expiry::Never, b"n", 0, false), StoreOutcome::NotFound);
+    assert_eq!(
+        s.entry(b"missing")
+            .store(StoreMode::Cas(1), 0, Expiry::Never, b"n", 0, false),
+        StoreOutcome::NotFound
+    );
 }
 
 #[test]
@@ -37,10 +62,15 @@ fn arith_follows_memcached() {
     assert_eq!(e.arith(true, 1), Err(ArithError::NotFound));
     e.put(&[b"100"], 0, Expiry::Never, None).unwrap();
     assert_eq!(e.arith(false, 1).unwrap().0, 99);
-    assert_eq!(e.item().unwrap().value(), b"99 ", "shorter result is space padded in place");
+    assert_eq!(
+        e.item().unwrap().value(),
+        b"99 ",
+        "shorter result is space padded in place"
+    );
     assert_eq!(e.arith(true, 1).unwrap().0, 100);
     assert_eq!(e.arith(false, 1000).unwrap().0, 0);
-    e.put(&[b"18446744073709551615"], 0, Expiry::Never, None).unwrap();
+    e.put(&[b"18446744073709551615"], 0, Expiry::Never, None)
+        .unwrap();
     assert_eq!(e.arith(true, 2).unwrap().0, 1, "incr wraps");
     e.put(&[b"abc"], 0, Expiry::Never, None).unwrap();
     assert_eq!(e.arith(true, 1), Err(ArithError::NonNumeric));
@@ -66,18 +96,29 @@ fn expiry_rules() {
     assert_eq!(Expiry::from_client(-1, now), Expiry::Expired);
     assert_eq!(Expiry::from_client(10, now), Expiry::At(now + 10));
     assert_eq!(Expiry::from_client(now as i64 - 5, now), Expiry::Expired);
-    assert_eq!(Expiry::from_client(now as i64 + 5, now), Expiry::At(now + 5));
+    assert_eq!(
+        Expiry::from_client(now as i64 + 5, now),
+        Expiry::At(now + 5)
+    );
     let s = store();
-    s.entry(b"dead").put(&[b"v"], 0, Expiry::Expired, None).unwrap();
+    s.entry(b"dead")
+        .put(&[b"v"], 0, Expiry::Expired, None)
+        .unwrap();
     assert!(get(&s, b"dead").is_none());
 }
 
 #[test]
 fn memory_limit_evicts_lru_or_refuses_with_no_evict() {
-    let cfg = StoreConfig { mem_limit: 200_000, shards: 4, ..Default::default() };
+    let cfg = StoreConfig {
+        mem_limit: 200_000,
+        shards: 4,
+        ..Default::default()
+    };
     let s = Store::new(cfg);
     for i in 0..5000u32 {
-        s.entry(format!("key{i}").as_bytes()).put(&[&[b'x'; 100]], 0, Expiry::Never, None).unwrap();
+        s.entry(format!("key{i}").as_bytes())
+            .put(&[&[b'x'; 100]], 0, Expiry::Never, None)
+            .unwrap();
     }
     let st = s.stats();
     assert!(st.bytes <= 200_000, "bytes {} over limit", st.bytes);
@@ -85,11 +126,17 @@ fn memory_limit_evicts_lru_or_refuses_with_no_evict() {
     assert!(get(&s, b"key4999").is_some());
     assert!(get(&s, b"key0").is_none());
 
-    let cfg = StoreConfig { mem_limit: 20_000, shards: 4, evict: false, ..Default::default() };
+    let cfg = StoreConfig {
+        mem_limit: 20_000,
+        shards: 4,
+        evict: false,
+        ..Default::default()
+    };
     let s = Store::new(cfg);
     let mut refused = 0;
     for i in 0..500u32 {
-        if s.entry(format!("key{i}").as_bytes()).put(&[&[b'x'; 100]], 0, Expiry::Never, None)
+        if s.entry(format!("key{i}").as_bytes())
+            .put(&[&[b'x'; 100]], 0, Expiry::Never, None)
             == Err(StoreError::OutOfMemory)
         {
             refused += 1;
@@ -108,7 +155,10 @@ fn flush_all_immediate_and_delayed() {
     s.entry(b"b").put(&[b"1"], 0, Expiry::Never, None).unwrap();
     assert!(get(&s, b"b").is_some(), "writes after a flush survive");
     s.flush_all(100);
-    assert!(get(&s, b"b").is_some(), "delayed flush has not happened yet");
+    assert!(
+        get(&s, b"b").is_some(),
+        "delayed flush has not happened yet"
+    );
 }
 
 struct Collect(parking_lot::Mutex<Vec<Mutation>>);
@@ -119,8 +169,14 @@ impl MutationSink for Collect {
 }
 
 fn pair() -> (Store, Store, Arc<Collect>, Arc<Collect>) {
-    let a = Store::new(StoreConfig { node_id: 1, ..Default::default() });
-    let b = Store::new(StoreConfig { node_id: 2, ..Default::default() });
+    let a = Store::new(StoreConfig {
+        node_id: 1,
+        ..Default::default()
+    });
+    let b = Store::new(StoreConfig {
+        node_id: 2,
+        ..Default::default()
+    });
     let ca = Arc::new(Collect(parking_lot::Mutex::new(Vec::new())));
     let cb = Arc::new(Collect(parking_lot::Mutex::new(Vec::new())));
     a.set_mutation_sink(ca.clone());
@@ -154,9 +210,15 @@ fn concurrent_increments_on_two_nodes_add_up() {
 #[test]
 fn last_writer_wins_and_deletes_do_not_resurrect() {
     let (a, b, ca, cb) = pair();
-    a.entry(b"k").put(&[b"from-a"], 0, Expiry::Never, None).unwrap();
-    b.entry(b"k").put(&[b"from-b"], 0, Expiry::Never, None).unwrap();
-    a.entry(b"gone").put(&[b"x"], 0, Expiry::Never, None).unwrap();
+    a.entry(b"k")
+        .put(&[b"from-a"], 0, Expiry::Never, None)
+        .unwrap();
+    b.entry(b"k")
+        .put(&[b"from-b"], 0, Expiry::Never, None)
+        .unwrap();
+    a.entry(b"gone")
+        .put(&[b"x"], 0, Expiry::Never, None)
+        .unwrap();
     ship(&ca, &b);
     b.entry(b"gone").delete();
     ship(&cb, &a);
@@ -168,7 +230,42 @@ fn last_writer_wins_and_deletes_do_not_resurrect() {
     let old = Mutation {
         key: Bytes::from_static(b"gone"),
         version: Version::new(1, 1),
-        kind: MutationKind::Put { flags: 0, exptime: 0, value: Bytes::from_static(b"zombie") },
+        kind: MutationKind::Put {
+            flags: 0,
+            exptime: 0,
+            value: Bytes::from_static(b"zombie"),
+        },
     };
     assert_eq!(b.apply_remote(&old), ApplyOutcome::Stale);
+}
+
+#[test]
+fn the_same_write_has_the_same_cas_on_every_node() {
+    let (a, b, ca, cb) = pair();
+    let cas_a = a.entry(b"k").put(&[b"v"], 0, Expiry::Never, None).unwrap();
+    ship(&ca, &b);
+    assert_eq!(b.entry(b"k").item().unwrap().cas, cas_a);
+    // a cas on B with the id read on A succeeds while nothing newer happened
+    let out = b
+        .entry(b"k")
+        .store(StoreMode::Cas(cas_a), 0, Expiry::Never, b"w", 0, false);
+    assert!(matches!(out, StoreOutcome::Stored(_)));
+    ship(&cb, &a);
+    let cas_now = a.entry(b"k").item().unwrap().cas;
+    assert_eq!(cas_now, b.entry(b"k").item().unwrap().cas);
+    // and the stale id now fails on both
+    let stale = a
+        .entry(b"k")
+        .store(StoreMode::Cas(cas_a), 0, Expiry::Never, b"x", 0, false);
+    assert_eq!(stale, StoreOutcome::Exists);
+    a.entry(b"c").put(&[b"1"], 0, Expiry::Never, None).unwrap();
+    ship(&ca, &b);
+    a.entry(b"c").arith(true, 1).unwrap();
+    b.entry(b"c").arith(true, 1).unwrap();
+    ship(&ca, &b);
+    ship(&cb, &a);
+    assert_eq!(
+        a.entry(b"c").item().unwrap().cas,
+        b.entry(b"c").item().unwrap().cas
+    );
 }

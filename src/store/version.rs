@@ -37,12 +37,18 @@ pub struct HybridClock {
 }
 
 fn wall_millis() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl HybridClock {
     pub fn new(node: u32) -> Self {
-        HybridClock { last: AtomicU64::new(0), node }
+        HybridClock {
+            last: AtomicU64::new(0),
+            node,
+        }
     }
 
     pub fn node(&self) -> u32 {
@@ -55,8 +61,16 @@ impl HybridClock {
         let mut prev = self.last.load(Ordering::Relaxed);
         loop {
             let next = if wall > prev { wall } else { prev + 1 };
-            match self.last.compare_exchange_weak(prev, next, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return Version { hlc: next, node: self.node },
+            match self
+                .last
+                .compare_exchange_weak(prev, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    return Version {
+                        hlc: next,
+                        node: self.node,
+                    }
+                }
                 Err(actual) => prev = actual,
             }
         }

@@ -1,0 +1,276 @@
+//! `stats` and its groups, with memcached 1.6's field names and value formats, so that
+//! monitoring (memcached_exporter, munin, stats scripts) reads repcached like memcached.
+
+use super::commands::{push_u64, VERSION};
+use super::Shared;
+use crate::protocol::StatsGroup;
+use std::sync::atomic::Ordering;
+
+fn stat(out: &mut Vec<u8>, name: &str, value: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = write!(out, "STAT {name} {value}\r\n");
+}
+
+fn stat_u64(out: &mut Vec<u8>, name: &str, value: u64) {
+    out.extend_from_slice(b"STAT ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b' ');
+    push_u64(out, value);
+    out.extend_from_slice(b"\r\n");
+}
+
+pub fn write(shared: &Shared, group: StatsGroup<'_>, out: &mut Vec<u8>) {
+    match group {
+        StatsGroup::General => general(shared, out),
+        StatsGroup::Settings => settings(shared, out),
+        StatsGroup::Items => items(shared, out),
+        StatsGroup::Slabs => slabs(shared, out),
+        StatsGroup::Sizes => {
+            stat(out, "sizes_status", "disabled");
+        }
+        StatsGroup::Conns => conns(shared, out),
+        StatsGroup::Replication => {
+            if let Some(repl) = shared.replicator() {
+                for (k, v) in repl.replication_stats() {
+                    stat(out, &k, v);
+                }
+            }
+        }
+        StatsGroup::Reset => {
+            shared.stats.reset();
+            out.extend_from_slice(b"RESET\r\n");
+            return;
+        }
+        StatsGroup::Detail(arg) => {
+            // Per-prefix detail statistics are not kept: on/off are accepted, dump is empty.
+            if arg == b"dump" {
+                out.extend_from_slice(b"END\r\n");
+            } else {
+                out.extend_from_slice(b"OK\r\n");
+            }
+            return;
+        }
+        // The store has no slab classes to dump items from.
+        StatsGroup::CacheDump { .. } => {}
+        StatsGroup::Other(_) => {
+            out.extend_from_slice(b"ERROR\r\n");
+            return;
+        }
+    }
+    out.extend_from_slice(b"END\r\n");
+}
+
+/// (user, system) CPU time as memcached prints it: seconds.microseconds.
+fn rusage() -> (String, String) {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let fmt = |tv: libc::timeval| format!("{}.{:06}", tv.tv_sec, tv.tv_usec);
+    (fmt(ru.ru_utime), fmt(ru.ru_stime))
+}
+
+fn general(shared: &Shared, out: &mut Vec<u8>) {
+    let now = crate::store::unix_now();
+    let (user, system) = rusage();
+    let s = shared.stats.snapshot();
+    let get = |name: &str| {
+        s.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or(0)
+    };
+    let store = shared.store.stats();
+    stat_u64(out, "pid", std::process::id() as u64);
+    stat_u64(
+        out,
+        "uptime",
+        now.saturating_sub(shared.started_unix) as u64,
+    );
+    stat_u64(out, "time", now as u64);
+    stat(out, "version", VERSION);
+    stat(out, "libevent", "tokio");
+    stat_u64(
+        out,
+        "pointer_size",
+        (std::mem::size_of::<usize>() * 8) as u64,
+    );
+    stat(out, "rusage_user", user);
+    stat(out, "rusage_system", system);
+    stat_u64(out, "max_connections", shared.config.max_connections as u64);
+    for name in [
+        "curr_connections",
+        "total_connections",
+        "rejected_connections",
+    ] {
+        stat_u64(out, name, get(name));
+    }
+    stat_u64(out, "connection_structures", get("curr_connections"));
+    for name in [
+        "cmd_get",
+        "cmd_set",
+        "cmd_flush",
+        "cmd_touch",
+        "cmd_meta",
+        "get_hits",
+        "get_misses",
+        "get_expired",
+        "get_flushed",
+        "delete_misses",
+        "delete_hits",
+        "incr_misses",
+        "incr_hits",
+        "decr_misses",
+        "decr_hits",
+        "cas_misses",
+        "cas_hits",
+        "cas_badval",
+        "touch_hits",
+        "touch_misses",
+        "store_too_large",
+        "store_no_memory",
+    ] {
+        stat_u64(out, name, get(name));
+    }
+    stat_u64(out, "auth_cmds", 0);
+    stat_u64(out, "auth_errors", 0);
+    stat_u64(out, "bytes_read", get("bytes_read"));
+    stat_u64(out, "bytes_written", get("bytes_written"));
+    stat_u64(out, "limit_maxbytes", store.limit_maxbytes);
+    stat_u64(out, "accepting_conns", 1);
+    stat_u64(out, "listen_disabled_num", 0);
+    stat_u64(out, "time_in_listen_disabled_us", 0);
+    stat_u64(out, "threads", shared.config.threads as u64);
+    stat_u64(out, "conn_yields", get("conn_yields"));
+    stat_u64(out, "bytes", store.bytes);
+    stat_u64(out, "curr_items", store.curr_items);
+    stat_u64(out, "total_items", store.total_items);
+    stat_u64(out, "expired_unfetched", store.expired_unfetched);
+    stat_u64(out, "evicted_unfetched", store.evicted_unfetched);
+    stat_u64(out, "evicted_active", 0);
+    stat_u64(out, "evictions", store.evictions);
+    stat_u64(out, "reclaimed", store.reclaimed);
+    stat_u64(out, "curr_tombstones", store.tombstones);
+    if let Some(repl) = shared.replicator() {
+        for (k, v) in repl.general_stats() {
+            stat(out, &k, v);
+        }
+    }
+}
+
+fn settings(shared: &Shared, out: &mut Vec<u8>) {
+    let c = &shared.config;
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    stat_u64(out, "maxbytes", shared.store.mem_limit() as u64);
+    stat_u64(out, "maxconns", c.max_connections as u64);
+    stat_u64(
+        out,
+        "tcpport",
+        shared.tcp_port.load(Ordering::Relaxed) as u64,
+    );
+    stat_u64(
+        out,
+        "udpport",
+        shared.udp_port.load(Ordering::Relaxed) as u64,
+    );
+    stat(
+        out,
+        "inter",
+        if c.listen.is_empty() {
+            "NULL".to_string()
+        } else {
+            c.listen.join(",")
+        },
+    );
+    stat_u64(
+        out,
+        "verbosity",
+        shared.verbosity.load(Ordering::Relaxed) as u64,
+    );
+    stat_u64(out, "oldest", 0);
+    stat(out, "evictions", if c.no_evict { "off" } else { "on" });
+    stat(out, "domain_socket", "NULL");
+    stat_u64(out, "umask", 700);
+    stat(out, "shutdown_command", yes_no(c.enable_shutdown));
+    stat(out, "growth_factor", "1.25");
+    stat_u64(out, "chunk_size", 48);
+    stat_u64(out, "num_threads", c.threads as u64);
+    stat_u64(out, "num_threads_per_udp", c.threads as u64);
+    stat(out, "stat_key_prefix", ":");
+    stat(out, "detail_enabled", "no");
+    stat_u64(out, "reqs_per_event", c.reqs_per_event as u64);
+    stat(out, "cas_enabled", yes_no(!c.disable_cas));
+    stat_u64(out, "tcp_backlog", c.backlog as u64);
+    stat(out, "binding_protocol", "ascii");
+    stat(out, "auth_enabled_sasl", "no");
+    stat(out, "auth_enabled_ascii", "no");
+    stat_u64(out, "item_size_max", c.item_size_max as u64);
+    stat(out, "maxconns_fast", "yes");
+    stat(out, "flush_enabled", yes_no(!c.disable_flush));
+    stat_u64(out, "repl_port", c.repl_port as u64);
+    stat_u64(out, "repl_peers", c.peers.len() as u64);
+    stat_u64(out, "repl_backlog_size", c.repl_backlog_size as u64);
+}
+
+/// The store has no slab classes; everything is reported as class 1 so that tools that
+/// iterate `items:<class>:` find a consistent picture.
+fn items(shared: &Shared, out: &mut Vec<u8>) {
+    let s = shared.store.stats();
+    if s.curr_items == 0 {
+        return;
+    }
+    stat_u64(out, "items:1:number", s.curr_items);
+    stat_u64(out, "items:1:number_hot", 0);
+    stat_u64(out, "items:1:number_warm", 0);
+    stat_u64(out, "items:1:number_cold", s.curr_items);
+    stat_u64(out, "items:1:age_hot", 0);
+    stat_u64(out, "items:1:age_warm", 0);
+    stat_u64(out, "items:1:age", 0);
+    stat_u64(out, "items:1:mem_requested", s.bytes);
+    stat_u64(out, "items:1:evicted", s.evictions);
+    stat_u64(out, "items:1:evicted_nonzero", 0);
+    stat_u64(out, "items:1:evicted_time", 0);
+    stat_u64(
+        out,
+        "items:1:outofmemory",
+        shared.stats.store_no_memory.load(Ordering::Relaxed),
+    );
+    stat_u64(out, "items:1:tailrepairs", 0);
+    stat_u64(out, "items:1:reclaimed", s.reclaimed);
+    stat_u64(out, "items:1:expired_unfetched", s.expired_unfetched);
+    stat_u64(out, "items:1:evicted_unfetched", s.evicted_unfetched);
+    stat_u64(out, "items:1:evicted_active", 0);
+}
+
+fn slabs(shared: &Shared, out: &mut Vec<u8>) {
+    let s = shared.store.stats();
+    let st = &shared.stats;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    if s.curr_items > 0 {
+        stat_u64(out, "1:chunk_size", 96);
+        stat_u64(out, "1:used_chunks", s.curr_items);
+        stat_u64(out, "1:get_hits", load(&st.get_hits));
+        stat_u64(out, "1:cmd_set", load(&st.cmd_set));
+        stat_u64(out, "1:delete_hits", load(&st.delete_hits));
+        stat_u64(out, "1:incr_hits", load(&st.incr_hits));
+        stat_u64(out, "1:decr_hits", load(&st.decr_hits));
+        stat_u64(out, "1:cas_hits", load(&st.cas_hits));
+        stat_u64(out, "1:cas_badval", load(&st.cas_badval));
+        stat_u64(out, "1:touch_hits", load(&st.touch_hits));
+    }
+    stat_u64(out, "active_slabs", u64::from(s.curr_items > 0));
+    stat_u64(out, "total_malloced", s.bytes);
+}
+
+fn conns(shared: &Shared, out: &mut Vec<u8>) {
+    let now = crate::store::unix_now();
+    for (fd, info) in shared.conns.lock().iter() {
+        stat(out, &format!("{fd}:addr"), &info.peer);
+        stat(out, &format!("{fd}:listen_addr"), &info.listen);
+        stat(out, &format!("{fd}:state"), "conn_parse_cmd");
+        stat_u64(
+            out,
+            &format!("{fd}:secs_since_last_cmd"),
+            now.saturating_sub(info.last_cmd.load(Ordering::Relaxed)) as u64,
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! Server behaviour over real sockets against the real binary: connection limit, UDP framing,
+//! shutdown paths, large values, data swallowed across reads, numeric stats.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Node {
+    child: Child,
+    port: u16,
+    udp_port: Option<u16>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary on port 0 and reads the bound ports from its stderr.
+fn start(extra: &[&str]) -> Node {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_repcached"))
+        .args(["-p", "0", "-l", "127.0.0.1", "-X", "0"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn repcached");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wants_udp = extra.contains(&"-U");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut port, mut udp_port) = (None, None);
+    while Instant::now() < deadline && (port.is_none() || (wants_udp && udp_port.is_none())) {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            let parse = |l: &str| l.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+            if line.starts_with("repcached: listening on tcp") {
+                port = parse(&line);
+            } else if line.starts_with("repcached: listening on udp") {
+                udp_port = parse(&line);
+            }
+        }
+    }
+    Node {
+        child,
+        port: port.expect("server did not report its port"),
+        udp_port,
+    }
+}
+
+fn connect(node: &Node) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", node.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Reads until the reply ends with `terminator` (or the deadline passes).
+fn read_until(s: &mut TcpStream, terminator: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !buf.ends_with(terminator) && Instant::now() < deadline {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => break,
+        }
+    }
+    buf
+}
+
+fn ask(s: &mut TcpStream, req: &[u8], terminator: &[u8]) -> Vec<u8> {
+    s.write_all(req).unwrap();
+    read_until(s, terminator)
+}
+
+#[test]
+fn connection_limit_rejects_with_memcached_error() {
+    let node = start(&["-c", "2"]);
+    let mut a = connect(&node);
+    let mut b = connect(&node);
+    assert_eq!(ask(&mut a, b"version\r\n", b"\r\n")[..8], *b"VERSION ");
+    assert_eq!(ask(&mut b, b"version\r\n", b"\r\n")[..8], *b"VERSION ");
+    let mut c = connect(&node);
+    assert_eq!(
+        read_until(&mut c, b"\r\n"),
+        b"ERROR Too many open connections\r\n"
+    );
+    drop(a);
+    // once a slot is free, new clients are served again
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut d = connect(&node);
+        let reply = ask(&mut d, b"version\r\n", b"\r\n");
+        if reply.starts_with(b"VERSION ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never accepted again: {reply:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stats = ask(&mut b, b"stats\r\n", b"END\r\n");
+    let text = String::from_utf8_lossy(&stats);
+    assert!(!text.contains("STAT rejected_connections 0\r\n"), "{text}");
+}
+
+#[test]
+fn udp_requests_get_framed_replies() {
+    let udp_port = {
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let node = start(&["-U", &udp_port.to_string()]);
+    let port = node.udp_port.expect("udp port reported");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut frame = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0];
+    frame.extend_from_slice(b"set u 3 0 2\r\nhi\r\nget u\r\n");
+    sock.send_to(&frame, ("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 2048];
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..8], &[0x12, 0x34, 0, 0, 0, 1, 0, 0]);
+    assert_eq!(&buf[8..n], b"STORED\r\nVALUE u 3 2\r\nhi\r\nEND\r\n");
+
+    // a reply larger than one datagram is split into numbered datagrams
+    let mut frame = vec![0, 7, 0, 0, 0, 1, 0, 0];
+    frame.extend_from_slice(b"set big 0 0 3000 noreply\r\n");
+    frame.extend_from_slice(&[b'z'; 3000]);
+    frame.extend_from_slice(b"\r\nget big\r\n");
+    sock.send_to(&frame, ("127.0.0.1", port)).unwrap();
+    let mut body = Vec::new();
+    let mut total = 0;
+    let mut seen = 0;
+    while seen == 0 || seen < total {
+        let n = sock.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..2], &[0, 7]);
+        assert_eq!(
+            u16::from_be_bytes([buf[2], buf[3]]) as usize,
+            seen,
+            "in-order on loopback"
+        );
+        total = u16::from_be_bytes([buf[4], buf[5]]) as usize;
+        assert!(n <= 1400);
+        body.extend_from_slice(&buf[8..n]);
+        seen += 1;
+    }
+    assert!(total >= 3);
+    assert!(body.starts_with(b"VALUE big 0 3000\r\n") && body.ends_with(b"\r\nEND\r\n"));
+}
+
+#[test]
+fn shutdown_command_needs_dash_a() {
+    let node = start(&[]);
+    let mut s = connect(&node);
+    assert_eq!(
+        ask(&mut s, b"shutdown\r\n", b"\r\n"),
+        b"ERROR: shutdown not enabled\r\n"
+    );
+
+    let mut node = start(&["-A"]);
+    let mut s = connect(&node);
+    s.write_all(b"shutdown\r\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "server did not exit after shutdown"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let mut node = start(&[]);
+    let mut s = connect(&node);
+    assert_eq!(ask(&mut s, b"set k 0 0 1\r\nv\r\n", b"\r\n"), b"STORED\r\n");
+    unsafe { libc_kill(node.child.id() as i32, 15) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = node.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "server did not exit on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+#[test]
+fn large_values_and_swallowing_across_reads() {
+    let node = start(&["-I", "2m"]);
+    let mut s = connect(&node);
+    let value = vec![b'q'; 2 * 1024 * 1024 - 512];
+    let mut req = format!("set big 1 0 {}\r\n", value.len()).into_bytes();
+    req.extend_from_slice(&value);
+    req.extend_from_slice(b"\r\n");
+    assert_eq!(ask(&mut s, &req, b"\r\n"), b"STORED\r\n");
+    let reply = ask(&mut s, b"get big\r\n", b"END\r\n");
+    assert_eq!(
+        reply.len(),
+        format!("VALUE big 1 {}\r\n", value.len()).len() + value.len() + 7
+    );
+
+    // a too-large block arriving in pieces is swallowed, then the connection goes on
+    let huge = 3 * 1024 * 1024;
+    s.write_all(format!("set big 0 0 {huge}\r\n").as_bytes())
+        .unwrap();
+    let piece = vec![b'x'; 64 * 1024];
+    let mut sent = 0;
+    while sent < huge {
+        let n = piece.len().min(huge - sent);
+        s.write_all(&piece[..n]).unwrap();
+        sent += n;
+    }
+    s.write_all(b"\r\nget big\r\n").unwrap();
+    let reply = read_until(&mut s, b"END\r\n");
+    assert_eq!(
+        reply, b"SERVER_ERROR object too large for cache\r\nEND\r\n",
+        "a failed set unlinks the old value"
+    );
+}
+
+#[test]
+fn stats_values_are_numeric_where_memcached_s_are() {
+    let node = start(&[]);
+    let mut s = connect(&node);
+    ask(
+        &mut s,
+        b"set a 0 0 1\r\n1\r\nget a\r\ngets a b\r\n",
+        b"END\r\nEND\r\n",
+    );
+    let reply = String::from_utf8(ask(&mut s, b"stats\r\n", b"END\r\n")).unwrap();
+    let text_fields = ["version", "libevent"];
+    let mut seen = 0;
+    for line in reply.lines().filter(|l| l.starts_with("STAT ")) {
+        let mut parts = line.splitn(3, ' ');
+        let (_, name, value) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
+        seen += 1;
+        if text_fields.contains(&name) {
+            continue;
+        }
+        assert!(
+            value.parse::<f64>().is_ok(),
+            "{name} is not numeric: {value}"
+        );
+        if name.starts_with("rusage_") {
+            let (sec, usec) = value.split_once('.').expect("sec.usec");
+            assert!(
+                sec.parse::<u64>().is_ok() && usec.len() == 6,
+                "{name}={value}"
+            );
+        }
+    }
+    assert!(seen > 40);
+    for field in [
+        "cmd_get 3",
+        "get_hits 2",
+        "get_misses 1",
+        "cmd_set 1",
+        "curr_items 1",
+    ] {
+        assert!(
+            reply.contains(&format!("STAT {field}\r\n")),
+            "missing {field} in {reply}"
+        );
+    }
+    for group in ["settings", "items", "slabs", "conns", "sizes"] {
+        let r = ask(&mut s, format!("stats {group}\r\n").as_bytes(), b"END\r\n");
+        assert!(r.ends_with(b"END\r\n"), "stats {group}: {r:?}");
+    }
+    assert_eq!(ask(&mut s, b"stats reset\r\n", b"\r\n"), b"RESET\r\n");
+}
