@@ -158,7 +158,15 @@ pub async fn run_link(
     let mut slot_used = slot.clone();
     let res = link_inner(&sh, stream, dir, slot, remote, &mut slot_used).await;
     if let Some(s) = &slot_used {
-        s.set_state(LinkState::Down);
+        // Two links may share a slot for a moment (the duplicate rule picks one): only the
+        // last one standing reports the peer down.
+        if !sh
+            .links
+            .lock()
+            .contains_key(&s.node_id.load(Ordering::Relaxed))
+        {
+            s.set_state(LinkState::Down);
+        }
         if let Err(e) = &res {
             if !e.is_quiet() {
                 s.set_error(e);
@@ -238,7 +246,9 @@ async fn link_inner(
     };
     *slot_used = Some(slot.clone());
     slot.node_id.store(peer, Ordering::Relaxed);
-    slot.set_state(LinkState::Handshake);
+    if !sh.links.lock().contains_key(&peer) {
+        slot.set_state(LinkState::Handshake);
+    }
     frame::encode(
         &Frame::Auth {
             mac: auth::proof(&sh.secret, me, &peer_nonce, &my_nonce),
