@@ -538,3 +538,66 @@ async fn refuses_to_run_unauthenticated_off_loopback() {
         .expect("insecure allowed");
     r.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_resync_under_load_keeps_every_write() {
+    let a = start_node(NodeOpts::default()).await;
+    for i in 0..20_000 {
+        a.set(
+            &format!("old{i}"),
+            "0123456789012345678901234567890123456789",
+        );
+    }
+    a.set("counter", "0");
+    let sa = a.store.clone();
+    // Writes and increments on A while B's snapshot is being streamed.
+    let load = tokio::spawn(async move {
+        for i in 0..2000 {
+            sa.entry(b"counter").arith(true, 1).unwrap();
+            sa.entry(format!("new{i}").as_bytes())
+                .put(&[b"n"], 0, Expiry::Never, None)
+                .unwrap();
+            if i % 20 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let b = start_node(opts_peer(&a)).await;
+    load.await.unwrap();
+    let count = |n: &Node| n.get("counter").and_then(|v| parse_counter(v.as_bytes()));
+    assert!(
+        eventually(20, || count(&b) == Some(2000)).await,
+        "counter on b: {:?}",
+        count(&b)
+    );
+    converge(&a, &b, 20).await;
+    assert_eq!(b.dump().len(), 22_001);
+    a.repl.shutdown().await;
+    b.repl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_50ms_delay_on_the_link_still_converges() {
+    let b = start_node(NodeOpts::default()).await;
+    let proxy = Proxy::start_with_delay(b.addr, Duration::from_millis(50)).await;
+    let a = start_node(NodeOpts {
+        peers: vec![proxy.addr.to_string()],
+        ..Default::default()
+    })
+    .await;
+    a.repl.wait_initial_sync(Duration::from_secs(10)).await;
+    synced(&a, &b).await;
+    a.set("counter", "0");
+    assert!(eventually(5, || b.get("counter").is_some()).await);
+    for i in 0..300 {
+        a.set(&format!("k{}", i % 50), &format!("a{i}"));
+        b.set(&format!("k{}", (i + 25) % 50), &format!("b{i}"));
+        a.store.entry(b"counter").arith(true, 1).unwrap();
+        b.store.entry(b"counter").arith(true, 1).unwrap();
+    }
+    let count = |n: &Node| n.get("counter").and_then(|v| parse_counter(v.as_bytes()));
+    assert!(eventually(10, || count(&a) == Some(600) && count(&b) == Some(600)).await);
+    converge(&a, &b, 10).await;
+    a.repl.shutdown().await;
+    b.repl.shutdown().await;
+}

@@ -231,6 +231,11 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn start(target: SocketAddr) -> Proxy {
+        Self::start_with_delay(target, Duration::ZERO).await
+    }
+
+    /// A proxy that delays every byte by `delay` in each direction (a long-distance link).
+    pub async fn start_with_delay(target: SocketAddr, delay: Duration) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let enabled = Arc::new(AtomicBool::new(true));
@@ -253,8 +258,15 @@ impl Proxy {
                 let (sr, sw) = server.into_split();
                 let mut ps = ps.lock();
                 ps.retain(|h| !h.is_finished());
-                ps.push(tokio::spawn(pipe(cr, sw, fr.clone())));
-                ps.push(tokio::spawn(pipe(sr, cw, fr.clone())));
+                for (r, w) in [(cr, sw), (sr, cw)] {
+                    if delay.is_zero() {
+                        ps.push(tokio::spawn(pipe(r, w, fr.clone())));
+                    } else {
+                        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                        ps.push(tokio::spawn(delay_in(r, tx, delay)));
+                        ps.push(tokio::spawn(delay_out(rx, w)));
+                    }
+                }
             }
         });
         Proxy {
@@ -312,6 +324,40 @@ async fn pipe(
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+async fn delay_in(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    tx: tokio::sync::mpsc::UnboundedSender<(Instant, Vec<u8>)>,
+    delay: Duration,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if tx
+                    .send((Instant::now() + delay, buf[..n].to_vec()))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn delay_out(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(Instant, Vec<u8>)>,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+) {
+    while let Some((due, bytes)) = rx.recv().await {
+        tokio::time::sleep_until(due).await;
+        if to.write_all(&bytes).await.is_err() {
             break;
         }
     }
