@@ -2,6 +2,8 @@
 //! a TCP proxy that can cut or freeze a link, content dumps and polling with a deadline.
 #![allow(dead_code)]
 
+pub mod process;
+
 use parking_lot::Mutex;
 use repcached::config::Config;
 use repcached::replication::{random_node_id, Replicator};
