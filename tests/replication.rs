@@ -372,3 +372,26 @@ fn refuses_to_start_unauthenticated_off_loopback() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("secret"), "{err}");
 }
+
+#[test]
+fn sigterm_sends_what_is_queued_before_exiting() {
+    let pb = free_port();
+    let b = spawn(pb, &[], &[]);
+    let mut a = spawn(free_port(), &[b.repl_addr()], &[]);
+    assert!(wait_for(10, || synced(&a) && synced(&b)));
+    let mut ca = a.client();
+    for i in 0..2000 {
+        assert_eq!(ca.set(&format!("last{i}"), "v"), "STORED");
+    }
+    // SAFETY: plain kill(2) on the child we spawned.
+    unsafe { libc::kill(a.pid() as i32, libc::SIGTERM) };
+    a.wait_exit(Duration::from_secs(10));
+    let mut cb = b.client();
+    for i in 0..2000 {
+        assert_eq!(
+            cb.get(&format!("last{i}")).as_deref(),
+            Some("v"),
+            "last{i} lost at shutdown"
+        );
+    }
+}

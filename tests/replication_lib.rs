@@ -601,3 +601,25 @@ async fn a_50ms_delay_on_the_link_still_converges() {
     a.repl.shutdown().await;
     b.repl.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_over_the_receivers_item_size_is_rejected_without_breaking_the_link() {
+    let b = start_node(NodeOpts::default()).await; // -I 1m
+    let a = start_node(NodeOpts {
+        peers: vec![b.peer_name()],
+        item_size_max: 4 * 1024 * 1024,
+        ..Default::default()
+    })
+    .await;
+    synced(&a, &b).await;
+    let big = "x".repeat(3 * 1024 * 1024);
+    a.set("big", &big);
+    a.set("small", "after");
+    assert!(eventually(5, || b.get("small").as_deref() == Some("after")).await);
+    assert!(b.get("big").is_none());
+    assert_eq!(b.stat_u64("peer0:records_rejected"), 1);
+    assert_eq!(b.stat("peer0:state").as_deref(), Some("synced"));
+    assert_eq!(b.stat_u64("peer0:full_syncs"), 1, "the link never dropped");
+    a.repl.shutdown().await;
+    b.repl.shutdown().await;
+}

@@ -94,15 +94,53 @@ struct FrameReader {
     rd: OwnedReadHalf,
     buf: BytesMut,
     limits: Limits,
+    /// Once the peer is authenticated, a frame over our limits (say a value larger than our
+    /// -I, from a peer started with a bigger one) is drained and counted instead of ending the
+    /// link; before that it is a protocol error.
+    skip_oversize: bool,
+    /// Bytes of an oversize frame still to be dropped.
+    discard: usize,
+    skipped: u64,
 }
+
+/// Frame limits while the peer is unauthenticated: HELLO and AUTH are small.
+const HANDSHAKE_LIMITS: Limits = Limits { item_size_max: 0 };
 
 impl FrameReader {
     async fn next(&mut self, wait: Duration, what: &'static str) -> Result<Frame, LinkError> {
         let deadline = Instant::now() + wait;
         loop {
-            if let Some((f, n)) = frame::decode(&self.buf, &self.limits, unix_now())? {
+            if self.discard > 0 {
+                let n = self.discard.min(self.buf.len());
                 self.buf.advance(n);
-                return Ok(f);
+                self.discard -= n;
+            }
+            if self.discard == 0 {
+                match frame::decode(&self.buf, &self.limits, unix_now()) {
+                    Ok(Some((f, n))) => {
+                        self.buf.advance(n);
+                        return Ok(f);
+                    }
+                    Ok(None) => {}
+                    Err(FrameError::TooLarge(len)) if self.skip_oversize => {
+                        self.discard = 4 + len;
+                        self.skipped += 1;
+                        continue;
+                    }
+                    Err(FrameError::ValueTooLarge(_)) if self.skip_oversize => {
+                        // decode only checks the value once the whole frame is buffered.
+                        let len = u32::from_be_bytes([
+                            self.buf[0],
+                            self.buf[1],
+                            self.buf[2],
+                            self.buf[3],
+                        ]);
+                        self.discard = 4 + len as usize;
+                        self.skipped += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             self.buf.reserve(64 * 1024);
             let n = timeout_at(deadline, self.rd.read_buf(&mut self.buf))
@@ -112,6 +150,15 @@ impl FrameReader {
                 return Err(LinkError::Closed);
             }
         }
+    }
+}
+
+/// Aborts a spawned task when the link it belongs to goes away.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -204,7 +251,10 @@ async fn link_inner(
     let mut reader = FrameReader {
         rd,
         buf: BytesMut::new(),
-        limits: sh.limits,
+        limits: HANDSHAKE_LIMITS,
+        skip_oversize: false,
+        discard: 0,
+        skipped: 0,
     };
     let mut out = BytesMut::new();
     let me = sh.node_id;
@@ -262,6 +312,8 @@ async fn link_inner(
         Frame::Auth { .. } => return Err(LinkError::Auth),
         _ => return Err(LinkError::Protocol("expected AUTH".into())),
     }
+    reader.limits = sh.limits;
+    reader.skip_oversize = true;
 
     // 2. Admission: one link per pair of nodes.
     let (cancel_tx, mut cancel_rx) = watch::channel(false);
@@ -341,17 +393,20 @@ async fn session(
         .store(if partial { p_want_offset } else { 0 }, Ordering::Relaxed);
     slot.set_state(LinkState::Syncing);
     let (ctrl_tx, ctrl_rx) = mpsc::channel(4);
-    let writer = write_stream(
-        sh,
+    // The writer runs as its own task: it can use the other core, and a reader busy applying a
+    // long snapshot never delays our heartbeats.
+    let resume = partial.then_some(p_want_offset);
+    let mut writer = AbortOnDrop(tokio::spawn(write_stream(
+        sh.clone(),
         wr,
-        slot,
+        slot.clone(),
         peer,
-        partial.then_some(p_want_offset),
+        resume,
         ctrl_rx,
-    );
+    )));
     let reader = read_stream(sh, &mut reader, slot, peer, ctrl_tx);
     tokio::select! {
-        r = writer => r,
+        r = &mut writer.0 => r.unwrap_or_else(|e| Err(LinkError::Protocol(format!("writer task failed: {e}")))),
         r = reader => r,
     }
 }
@@ -391,6 +446,7 @@ async fn read_stream(
     let mut st = Inbound::Start;
     let mut bye = false;
     loop {
+        let skipped = reader.skipped;
         let f = match reader
             .next(DEAD_AFTER, "waiting for the peer (no heartbeat)")
             .await
@@ -399,6 +455,9 @@ async fn read_stream(
             Err(LinkError::Closed) if bye => return Err(LinkError::PeerBye),
             Err(e) => return Err(e),
         };
+        for _ in skipped..reader.skipped {
+            count(sh, slot, ApplyOutcome::Rejected);
+        }
         match (f, &mut st) {
             (Frame::Record { offset, mutation }, Inbound::Stream { run, last }) => {
                 if offset <= *last {
@@ -507,9 +566,9 @@ fn heartbeat(sh: &Shared, peer: u32, out: &mut BytesMut) {
 
 /// Streams this node's writes to the peer: a snapshot first unless resuming after `resume_after`.
 async fn write_stream(
-    sh: &Arc<Shared>,
+    sh: Arc<Shared>,
     mut wr: OwnedWriteHalf,
-    slot: &Slot,
+    slot: Slot,
     peer: u32,
     resume_after: Option<u64>,
     mut ctrl: mpsc::Receiver<Ctrl>,
@@ -579,7 +638,7 @@ async fn write_stream(
                 );
                 marks.push(mark);
                 if last_hb.elapsed() >= HEARTBEAT_EVERY {
-                    heartbeat(sh, peer, &mut out);
+                    heartbeat(&sh, peer, &mut out);
                     last_hb = Instant::now();
                 }
                 flush(&mut wr, &mut out).await?;
@@ -608,7 +667,7 @@ async fn write_stream(
             draining = true;
         }
         if ack_now || last_hb.elapsed() >= HEARTBEAT_EVERY {
-            heartbeat(sh, peer, &mut out);
+            heartbeat(&sh, peer, &mut out);
             last_hb = Instant::now();
             ack_now = false;
         }

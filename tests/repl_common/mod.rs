@@ -32,6 +32,8 @@ pub struct NodeOpts {
     pub backlog: usize,
     /// Bind this address (e.g. to restart a node on the same port); None = 127.0.0.1:0.
     pub bind: Option<SocketAddr>,
+    /// -I of this node.
+    pub item_size_max: usize,
 }
 
 impl Default for NodeOpts {
@@ -41,6 +43,7 @@ impl Default for NodeOpts {
             secret: None,
             backlog: 16 * 1024 * 1024,
             bind: None,
+            item_size_max: 1024 * 1024,
         }
     }
 }
@@ -72,6 +75,8 @@ async fn bind_retry(a: SocketAddr) -> std::net::TcpListener {
 pub async fn start_node_on(opts: NodeOpts, listener: std::net::TcpListener) -> Node {
     let store = Arc::new(Store::new(StoreConfig {
         node_id: random_node_id(),
+        item_size_max: opts.item_size_max,
+        mem_limit: 64 * 1024 * 1024,
         ..Default::default()
     }));
     let config = Config {

@@ -92,6 +92,22 @@ impl Proc {
         Client::connect(self.port)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit by itself; panics after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("process did not exit within {limit:?}");
+    }
+
     /// SIGKILL, no goodbye.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
