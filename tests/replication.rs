@@ -395,3 +395,89 @@ fn sigterm_sends_what_is_queued_before_exiting() {
         );
     }
 }
+
+#[test]
+fn every_text_command_path_replicates() {
+    let (a, b) = pair();
+    let (mut ca, mut cb) = (a.client(), b.client());
+    let arrives = |cb: &mut Client, key: &str, want: Option<&str>| {
+        assert!(
+            wait_for(5, || cb.get(key).as_deref().map(str::trim) == want),
+            "{key}: want {want:?}, have {:?}",
+            cb.get(key)
+        );
+    };
+    assert_eq!(ca.store("add", "add", 0, 0, "1"), "STORED");
+    arrives(&mut cb, "add", Some("1"));
+    assert_eq!(ca.store("replace", "add", 0, 0, "2"), "STORED");
+    arrives(&mut cb, "add", Some("2"));
+    assert_eq!(ca.store("prepend", "add", 0, 0, "<"), "STORED");
+    arrives(&mut cb, "add", Some("<2"));
+    let (_, _, cas) = ca.gets("add").unwrap();
+    assert_eq!(ca.cmd(&format!("cas add 0 0 1 {cas}\r\n3")), "STORED");
+    arrives(&mut cb, "add", Some("3"));
+    assert_eq!(ca.cmd("decr add 1"), "2");
+    arrives(&mut cb, "add", Some("2"));
+    // touch and gat carry the new expiry: 1 s, then the item is gone on both nodes
+    assert_eq!(ca.set("t1", "x"), "STORED");
+    assert_eq!(ca.set("t2", "x"), "STORED");
+    arrives(&mut cb, "t2", Some("x"));
+    assert_eq!(ca.cmd("touch t1 1"), "TOUCHED");
+    ca.cmd("gat 1 t2");
+    ca.line_until("END");
+    assert!(wait_for(5, || cb.get("t1").is_none() && cb.get("t2").is_none()));
+    // delayed flush_all: both nodes drop the items once the delay passes
+    assert_eq!(ca.set("late", "x"), "STORED");
+    arrives(&mut cb, "late", Some("x"));
+    assert_eq!(ca.cmd("flush_all 1"), "OK");
+    assert!(wait_for(5, || cb.get("late").is_none()));
+}
+
+#[test]
+fn evictions_are_not_replicated() {
+    let (pa, pb) = (free_port(), free_port());
+    let a = spawn(pa, &[format!("127.0.0.1:{pb}")], &["-m", "2"]);
+    let b = spawn(pb, &[format!("127.0.0.1:{pa}")], &["-m", "64"]);
+    assert!(wait_for(10, || synced(&a) && synced(&b)));
+    let (mut ca, mut cb) = (a.client(), b.client());
+    let v = "v".repeat(1000);
+    for i in 0..5000 {
+        assert_eq!(ca.set(&format!("e{i}"), &v), "STORED");
+    }
+    assert!(ca.stat_u64("", "evictions") > 0, "A should have evicted");
+    assert!(
+        wait_for(10, || cb.stat_u64("", "curr_items") == 5000),
+        "B lost items A evicted"
+    );
+    assert!(cb.get("e0").is_some());
+}
+
+/// The meta protocol is parsed on another branch; un-ignore once it is merged.
+#[test]
+#[ignore = "needs the meta protocol parser (not on this branch yet)"]
+fn every_meta_command_path_replicates() {
+    let (a, b) = pair();
+    let (mut ca, mut cb) = (a.client(), b.client());
+    let arrives = |cb: &mut Client, key: &str, want: Option<&str>| {
+        assert!(
+            wait_for(5, || cb.get(key).as_deref().map(str::trim) == want),
+            "{key}: want {want:?}, have {:?}",
+            cb.get(key)
+        );
+    };
+    assert_eq!(ca.cmd("ms m1 2 F5\r\nhi"), "HD");
+    assert!(wait_for(5, || cb
+        .gets("m1")
+        .is_some_and(|(v, f, _)| v == "hi" && f == 5)));
+    assert_eq!(ca.cmd("ms m2 1\r\n7"), "HD");
+    arrives(&mut cb, "m2", Some("7"));
+    assert_eq!(ca.cmd("ma m2"), "HD");
+    arrives(&mut cb, "m2", Some("8"));
+    assert_eq!(ca.cmd("md m1"), "HD");
+    arrives(&mut cb, "m1", None);
+    assert_eq!(ca.cmd("mg m2 T1"), "HD");
+    assert!(
+        wait_for(5, || cb.get("m2").is_none()),
+        "mg T did not replicate the new TTL"
+    );
+}

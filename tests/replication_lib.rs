@@ -93,6 +93,13 @@ async fn every_kind_of_write_reaches_the_other_node() {
     assert!(eventually(5, || b.get("after").as_deref() == Some("1")).await);
     converge(&a, &b, 5).await;
     assert!(a.stat_u64("repl_records_sent") > 0 && b.stat_u64("repl_records_applied") > 0);
+    // Quiet: the peer has acked everything, lag is zero.
+    assert!(
+        eventually(3, || a.stat_u64("peer0:lag_records") == 0
+            && b.stat_u64("peer0:lag_records") == 0)
+        .await
+    );
+    assert_eq!(a.stat_u64("peer0:lag_ms"), 0);
     a.repl.shutdown().await;
     b.repl.shutdown().await;
 }

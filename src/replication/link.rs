@@ -35,6 +35,8 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 pub const DEAD_AFTER: Duration = Duration::from_secs(3);
 /// A write that makes no progress for this long means the peer is stuck: drop it.
 const WRITE_STALL: Duration = Duration::from_secs(5);
+/// A receiver acks applied records at least this often while they flow.
+const ACK_EVERY: Duration = Duration::from_millis(50);
 /// How long a shutting-down writer waits for the peer to ack its last record.
 const BYE_ACK_WAIT: Duration = Duration::from_secs(2);
 /// Per-peer send buffer: one batch of records is encoded, written, then the next.
@@ -445,6 +447,7 @@ async fn read_stream(
     let store = &sh.store;
     let mut st = Inbound::Start;
     let mut bye = false;
+    let mut last_poke = Instant::now();
     loop {
         let skipped = reader.skipped;
         let f = match reader
@@ -470,6 +473,12 @@ async fn read_stream(
                 // Recorded right after applying, with no await in between: a replacing link
                 // reads it only once this one has stopped, so nothing is applied twice.
                 sh.set_progress(peer, *run, offset);
+                // Ack soon after applying, not only with the next heartbeat, so that the
+                // sender's lag figures are current.
+                if last_poke.elapsed() >= ACK_EVERY {
+                    let _ = ctrl.try_send(Ctrl::AckNow);
+                    last_poke = Instant::now();
+                }
             }
             (Frame::Heartbeat { ack, .. }, _) => {
                 slot.peer_ack.store(ack, Ordering::Relaxed);

@@ -145,6 +145,11 @@ impl Client {
         l.trim_end().to_string()
     }
 
+    /// Reads reply lines until one equals `end`.
+    pub fn line_until(&mut self, end: &str) {
+        while self.line() != end {}
+    }
+
     /// Sends one command line and returns the one-line reply.
     pub fn cmd(&mut self, c: &str) -> String {
         self.w.write_all(format!("{c}\r\n").as_bytes()).unwrap();
