@@ -630,3 +630,29 @@ async fn a_value_over_the_receivers_item_size_is_rejected_without_breaking_the_l
     a.repl.shutdown().await;
     b.repl.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_naming_itself_does_not_wait_or_loop() {
+    let l = bind_free();
+    let me = l.local_addr().unwrap().to_string();
+    let a = start_node_on(
+        NodeOpts {
+            peers: vec![me],
+            ..Default::default()
+        },
+        l,
+    )
+    .await;
+    let t0 = tokio::time::Instant::now();
+    a.repl.wait_initial_sync(Duration::from_secs(10)).await;
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    assert!(
+        eventually(3, || a
+            .stat("peer0:last_error")
+            .is_some_and(|e| e.contains("itself")))
+        .await
+    );
+    a.set("k", "v");
+    assert_eq!(a.stat_u64("repl_records_applied"), 0);
+    a.repl.shutdown().await;
+}

@@ -230,8 +230,9 @@ pub async fn run_link(
             .unwrap_or_default();
         match e {
             LinkError::Auth => {
-                tracing::warn!("replication: rejected peer {who}: {e}");
-                eprintln!("repcached: replication: rejected peer {who}: {e}");
+                let from = remote.map(|r| r.to_string()).unwrap_or_default();
+                tracing::warn!("replication: rejected peer {who} (connection {from}): {e}");
+                eprintln!("repcached: replication: rejected peer {who} (connection {from}): {e}");
             }
             e if e.is_quiet() => tracing::debug!("replication: link to {who} closed: {e}"),
             e => tracing::info!("replication: link to {who} closed: {e}"),
@@ -289,15 +290,11 @@ async fn link_inner(
         }
         _ => return Err(LinkError::Protocol("expected HELLO".into())),
     };
-    if peer == me {
-        return Err(LinkError::SelfConnect);
-    }
     let slot = match slot {
         Some(s) => s,
         None => sh.slot_for_incoming(peer, remote, peer_port),
     };
     *slot_used = Some(slot.clone());
-    slot.node_id.store(peer, Ordering::Relaxed);
     if !sh.links.lock().contains_key(&peer) {
         slot.set_state(LinkState::Handshake);
     }
@@ -314,6 +311,12 @@ async fn link_inner(
         Frame::Auth { .. } => return Err(LinkError::Auth),
         _ => return Err(LinkError::Protocol("expected AUTH".into())),
     }
+    // Checked only now: an unauthenticated peer claiming our id must not stop our dialer.
+    // (Authenticated, it is a connection to ourselves, or our own proof reflected back.)
+    if peer == me {
+        return Err(LinkError::SelfConnect);
+    }
+    slot.node_id.store(peer, Ordering::Relaxed);
     reader.limits = sh.limits;
     reader.skip_oversize = true;
 

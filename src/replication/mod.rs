@@ -604,9 +604,10 @@ async fn dial_loop(sh: Arc<Shared>, slot: Slot, host: String, port: u16) {
                         continue;
                     }
                     Err(LinkError::SelfConnect) => {
-                        slot.set_error("this address is the node itself; not dialing it");
+                        // Keep trying (slowly): a reflected handshake looks the same.
+                        slot.set_error("this address is the node itself");
                         slot.initial_done.store(true, Ordering::Release);
-                        return;
+                        backoff = BACKOFF_MAX;
                     }
                     Err(
                         LinkError::Auth
