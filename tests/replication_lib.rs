@@ -656,3 +656,35 @@ async fn a_node_naming_itself_does_not_wait_or_loop() {
     assert_eq!(a.stat_u64("repl_records_applied"), 0);
     a.repl.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_replication_port_is_dropped_and_nothing_applied() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = start_node(NodeOpts::default()).await;
+    for junk in [
+        vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3],         // absurd length
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), // wrong protocol
+        vec![0, 0, 0, 5, 16, 0, 0, 0, 1],              // a record before any handshake
+        vec![0, 0, 0, 45, 1, b'R', b'P', b'C', b'D', 0, 1, 0, 0, 0, 9], // truncated hello
+    ] {
+        let mut s = tokio::net::TcpStream::connect(a.addr).await.unwrap();
+        s.write_all(&junk).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let closed = tokio::time::timeout(Duration::from_secs(8), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "connection with junk {junk:?} was not closed"
+        );
+    }
+    assert_eq!(a.stat_u64("repl_records_applied"), 0);
+    assert_eq!(a.dump().len(), 0);
+    a.repl.shutdown().await;
+}

@@ -28,7 +28,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
-use tokio::time::{timeout, timeout_at, Instant};
+use tokio::time::{timeout, Instant};
 
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
@@ -103,14 +103,17 @@ struct FrameReader {
     /// Bytes of an oversize frame still to be dropped.
     discard: usize,
     skipped: u64,
+    /// Until authenticated, the whole handshake must finish by then (no slow-drip sockets).
+    deadline: Option<Instant>,
 }
 
 /// Frame limits while the peer is unauthenticated: HELLO and AUTH are small.
 const HANDSHAKE_LIMITS: Limits = Limits { item_size_max: 0 };
 
 impl FrameReader {
+    /// The next frame; `wait` bounds each silence, not the whole frame, so a large value on a
+    /// slow link is not mistaken for a dead peer.
     async fn next(&mut self, wait: Duration, what: &'static str) -> Result<Frame, LinkError> {
-        let deadline = Instant::now() + wait;
         loop {
             if self.discard > 0 {
                 let n = self.discard.min(self.buf.len());
@@ -145,7 +148,11 @@ impl FrameReader {
                 }
             }
             self.buf.reserve(64 * 1024);
-            let n = timeout_at(deadline, self.rd.read_buf(&mut self.buf))
+            let wait = match self.deadline {
+                Some(d) => wait.min(d.saturating_duration_since(Instant::now())),
+                None => wait,
+            };
+            let n = timeout(wait, self.rd.read_buf(&mut self.buf))
                 .await
                 .map_err(|_| LinkError::Timeout(what))??;
             if n == 0 {
@@ -164,13 +171,14 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
+/// Writes and clears `out`. The stall limit applies per chunk, so a big snapshot over a slow
+/// link is fine as long as it keeps moving; a peer that stops reading is dropped.
 async fn flush(wr: &mut OwnedWriteHalf, out: &mut BytesMut) -> Result<(), LinkError> {
-    if out.is_empty() {
-        return Ok(());
+    for chunk in out.chunks(BATCH_BYTES) {
+        timeout(WRITE_STALL, wr.write_all(chunk))
+            .await
+            .map_err(|_| LinkError::Stalled)??;
     }
-    timeout(WRITE_STALL, wr.write_all(out))
-        .await
-        .map_err(|_| LinkError::Stalled)??;
     out.clear();
     Ok(())
 }
@@ -258,6 +266,7 @@ async fn link_inner(
         skip_oversize: false,
         discard: 0,
         skipped: 0,
+        deadline: Some(Instant::now() + HANDSHAKE_TIMEOUT),
     };
     let mut out = BytesMut::new();
     let me = sh.node_id;
@@ -319,6 +328,7 @@ async fn link_inner(
     slot.node_id.store(peer, Ordering::Relaxed);
     reader.limits = sh.limits;
     reader.skip_oversize = true;
+    reader.deadline = None;
 
     // 2. Admission: one link per pair of nodes.
     let (cancel_tx, mut cancel_rx) = watch::channel(false);
