@@ -11,7 +11,7 @@
 use crate::store::{Mutation, MutationKind, MutationSink};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::Notify;
 
 /// Bytes charged per record on top of key and value.
@@ -31,6 +31,8 @@ pub struct Backlog {
     cap: usize,
     ring: Mutex<Ring>,
     notify: Notify,
+    /// Set by a link writer about to sleep; lets `push` skip the notify (a lock) otherwise.
+    waiting: AtomicBool,
     /// Records ever published (for stats).
     pub published: AtomicU64,
 }
@@ -59,6 +61,7 @@ impl Backlog {
                 bytes: 0,
             }),
             notify: Notify::new(),
+            waiting: AtomicBool::new(false),
             published: AtomicU64::new(0),
         }
     }
@@ -71,8 +74,19 @@ impl Backlog {
         self.cap
     }
 
-    pub fn notify(&self) -> &Notify {
-        &self.notify
+    /// Waits for records after `next` (the offset the caller will read next). Returns at once
+    /// if there are already some; may also return spuriously.
+    pub async fn wait_beyond(&self, next: u64) {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        // Announce the sleeper before the last look: a push either sees the flag or its record
+        // is seen here.
+        self.waiting.store(true, Ordering::SeqCst);
+        if self.next_offset() > next {
+            return;
+        }
+        notified.await;
     }
 
     /// (first offset held, offset of the next record, bytes held).
@@ -104,7 +118,9 @@ impl Backlog {
             offset
         };
         self.published.fetch_add(1, Ordering::Relaxed);
-        self.notify.notify_waiters();
+        if self.waiting.swap(false, Ordering::SeqCst) {
+            self.notify.notify_waiters();
+        }
         offset
     }
 

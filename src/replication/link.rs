@@ -682,9 +682,6 @@ async fn write_stream(
     let mut ctrl_open = true;
     let mut ack_now = false;
     loop {
-        let notified = backlog.notify().notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
         if *shutdown.borrow_and_update() {
             draining = true;
         }
@@ -739,7 +736,7 @@ async fn write_stream(
             return Err(LinkError::Shutdown);
         }
         tokio::select! {
-            _ = &mut notified => {}
+            _ = backlog.wait_beyond(cursor) => {}
             _ = tokio::time::sleep_until(last_hb + HEARTBEAT_EVERY) => {}
             c = ctrl.recv(), if ctrl_open => match c {
                 Some(Ctrl::AckNow) => ack_now = true,

@@ -34,6 +34,8 @@ pub struct NodeOpts {
     pub bind: Option<SocketAddr>,
     /// -I of this node.
     pub item_size_max: usize,
+    /// -m of this node.
+    pub mem_limit: usize,
 }
 
 impl Default for NodeOpts {
@@ -44,6 +46,7 @@ impl Default for NodeOpts {
             backlog: 16 * 1024 * 1024,
             bind: None,
             item_size_max: 1024 * 1024,
+            mem_limit: 64 * 1024 * 1024,
         }
     }
 }
@@ -76,7 +79,7 @@ pub async fn start_node_on(opts: NodeOpts, listener: std::net::TcpListener) -> N
     let store = Arc::new(Store::new(StoreConfig {
         node_id: random_node_id(),
         item_size_max: opts.item_size_max,
-        mem_limit: 64 * 1024 * 1024,
+        mem_limit: opts.mem_limit,
         ..Default::default()
     }));
     let config = Config {
