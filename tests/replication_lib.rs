@@ -688,3 +688,76 @@ async fn garbage_on_the_replication_port_is_dropped_and_nothing_applied() {
     assert_eq!(a.dump().len(), 0);
     a.repl.shutdown().await;
 }
+
+/// Touches on one side of a partition racing writes, deletes and increments on the other: value
+/// and expiry merge field by field, the same way on both nodes.
+async fn touch_races(backlog: usize) -> (Node, Node) {
+    let b = start_node(NodeOpts {
+        backlog,
+        ..Default::default()
+    })
+    .await;
+    let proxy = Proxy::start(b.addr).await;
+    let a = start_node(NodeOpts {
+        peers: vec![proxy.addr.to_string()],
+        backlog,
+        ..Default::default()
+    })
+    .await;
+    synced(&a, &b).await;
+    for k in ["s", "d", "x", "c"] {
+        a.set(k, "old");
+    }
+    converge(&a, &b, 5).await;
+    proxy.cut();
+    assert!(eventually(5, || a.stat("peer0:state").as_deref() != Some("synced")).await);
+    let now = repcached::store::unix_now();
+    a.set("s", "new"); // a write on A...
+    a.delete("d");
+    a.set("x", "new");
+    a.set("c", "7");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    b.store.entry(b"s").touch(Expiry::At(now + 500)); // ...then a touch of the old value on B
+    b.store.entry(b"d").touch(Expiry::At(now + 500));
+    b.store.entry(b"x").touch(Expiry::Expired); // touch to the past: like a delete
+    b.store.entry(b"c").touch(Expiry::At(now + 500));
+    a.store.entry(b"c").arith(true, 1).unwrap();
+    let filler = "f".repeat(1000);
+    for i in 0..200 {
+        a.set(&format!("fill-a{i}"), &filler);
+        b.set(&format!("fill-b{i}"), &filler);
+    }
+    proxy.restore();
+    converge(&a, &b, 10).await;
+    for n in [&a, &b] {
+        // The newer value wins, with the newer expiry (field by field); deletes stay deleted.
+        let e = n.store.entry(b"s");
+        let it = e.item().expect("s present");
+        assert_eq!(it.value(), b"new");
+        assert!(it.exptime >= now + 499, "touched expiry kept");
+        drop(e);
+        assert_eq!(n.get("d"), None);
+        assert_eq!(n.get("x"), None);
+        assert_eq!(
+            n.get("c").map(|v| v.trim().to_string()).as_deref(),
+            Some("8")
+        );
+    }
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_touch_racing_writes_on_the_other_node_converges_by_partial_sync() {
+    let (a, b) = touch_races(16 * 1024 * 1024).await;
+    assert_eq!(a.stat_u64("peer0:full_syncs"), 1);
+    a.repl.shutdown().await;
+    b.repl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_touch_racing_writes_on_the_other_node_converges_by_full_resync() {
+    let (a, b) = touch_races(64 * 1024).await;
+    assert!(a.stat_u64("peer0:full_syncs") >= 2);
+    a.repl.shutdown().await;
+    b.repl.shutdown().await;
+}

@@ -83,6 +83,7 @@ pub enum Frame {
         run: u64,
         from: u64,
     },
+    /// One item of a snapshot: `version` orders the value, `touched` (ZERO if none) the expiry.
     SnapItem {
         key: Bytes,
         value: Bytes,
@@ -90,6 +91,7 @@ pub enum Frame {
         exptime: u32,
         version: Version,
         base: Version,
+        touched: Version,
     },
     SnapTomb {
         key: Bytes,
@@ -203,6 +205,7 @@ pub fn encode(frame: &Frame, now: u32, out: &mut BytesMut) {
             exptime,
             version,
             base,
+            touched,
         } => {
             out.put_u8(T_SNAP_ITEM);
             out.put_u8(key.len() as u8);
@@ -211,6 +214,7 @@ pub fn encode(frame: &Frame, now: u32, out: &mut BytesMut) {
             out.put_u32(ttl_out(*exptime, now));
             put_version(out, *version);
             put_version(out, *base);
+            put_version(out, *touched);
             out.put_slice(value);
         }
         Frame::SnapTomb { key, version } => {
@@ -425,6 +429,7 @@ fn decode_body(ty: u8, body: &[u8], limits: &Limits, now: u32) -> Result<Frame, 
             let exptime = ttl_in(p.u32()?, now);
             let version = p.version()?;
             let base = p.version()?;
+            let touched = p.version()?;
             let value = p.value(limits)?;
             Frame::SnapItem {
                 key,
@@ -433,6 +438,7 @@ fn decode_body(ty: u8, body: &[u8], limits: &Limits, now: u32) -> Result<Frame, 
                 exptime,
                 version,
                 base,
+                touched,
             }
         }
         T_SNAP_TOMB => {

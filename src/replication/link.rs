@@ -504,14 +504,13 @@ async fn read_stream(
                     exptime,
                     version,
                     base,
+                    touched,
                 },
                 Inbound::Snapshot { .. },
             ) => {
-                count(
-                    sh,
-                    slot,
-                    store.apply_snapshot_item(&key, &value, flags, exptime, version, base),
-                );
+                let outcome =
+                    store.apply_snapshot_item(&key, &value, flags, exptime, version, base, touched);
+                count(sh, slot, outcome);
             }
             (Frame::SnapTomb { key, version }, Inbound::Snapshot { .. }) => {
                 let m = Mutation {
@@ -649,6 +648,7 @@ async fn write_stream(
                                 exptime: it.exptime,
                                 version: it.version,
                                 base: it.base,
+                                touched: it.touched,
                             },
                             SnapshotEntry::Tombstone { key, version } => Frame::SnapTomb {
                                 key: bytes::Bytes::copy_from_slice(key),

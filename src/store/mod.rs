@@ -516,9 +516,23 @@ impl Store {
                     e.remove_with_tombstone(m.version);
                     return ApplyOutcome::Applied;
                 }
+                // A touch newer than this write (made here before it arrived) keeps its expiry.
+                let touch = e
+                    .item()
+                    .filter(|it| it.touched > m.version)
+                    .map(|it| (it.touched, it.exptime));
+                let exp = match touch {
+                    Some((_, t)) => Expiry::from_abs(t, e.now),
+                    None => exp,
+                };
                 let cas = self.cas_for(m.version);
                 match e.put_raw(&[value], *flags, exp, cas, m.version, m.version) {
-                    Ok(()) => ApplyOutcome::Applied,
+                    Ok(()) => {
+                        if let (Some((touched, _)), Some(it)) = (touch, e.item_mut()) {
+                            it.touched = touched;
+                        }
+                        ApplyOutcome::Applied
+                    }
                     Err(_) => ApplyOutcome::Rejected,
                 }
             }
@@ -532,9 +546,11 @@ impl Store {
             MutationKind::Touch { exptime } => {
                 let now = e.now;
                 match e.item_mut() {
-                    Some(it) if m.version > it.version => {
+                    // Newer than both the value's write (which set an expiry too) and any
+                    // other touch: the expiry is the touch's.
+                    Some(it) if m.version > it.version.max(it.touched) => {
                         it.exptime = *exptime;
-                        it.version = m.version;
+                        it.touched = m.version;
                         if Expiry::from_abs(*exptime, now) == Expiry::Expired {
                             e.remove_with_tombstone(m.version);
                         }
@@ -554,7 +570,9 @@ impl Store {
     }
 
     /// Applies a snapshot item from a peer's full resync: like a Put, but keeps the item's delta
-    /// base so that increments still in flight on the link are applied on top of it.
+    /// base so that increments still in flight on the link are applied on top of it. Value and
+    /// expiry merge separately: the value by `version`, the expiry by the newer of `version`
+    /// and `touched` on each side.
     #[allow(clippy::too_many_arguments)]
     pub fn apply_snapshot_item(
         &self,
@@ -564,8 +582,9 @@ impl Store {
         exptime: u32,
         version: Version,
         base: Version,
+        touched: Version,
     ) -> ApplyOutcome {
-        self.clock.observe(version);
+        self.clock.observe(version.max(touched));
         if key.is_empty() || key.len() > 250 || value.len() > self.item_size_max {
             return ApplyOutcome::Rejected;
         }
@@ -576,16 +595,40 @@ impl Store {
             .or_else(|| e.shard.tombstones.get(key).map(|t| t.version))
             .unwrap_or(Version::ZERO)
             .max(self.flush_version().unwrap_or(Version::ZERO));
+        let theirs = version.max(touched);
         if version <= held {
-            return ApplyOutcome::Stale;
+            // Our value is as new or newer; their expiry may still be the newer one.
+            let now = e.now;
+            return match e.item_mut() {
+                Some(it) if touched > it.version.max(it.touched) => {
+                    it.exptime = exptime;
+                    it.touched = touched;
+                    if Expiry::from_abs(exptime, now) == Expiry::Expired {
+                        e.remove_with_tombstone(touched);
+                    }
+                    ApplyOutcome::Applied
+                }
+                _ => ApplyOutcome::Stale,
+            };
         }
+        // Their value wins; the expiry is whichever side changed it last.
+        let ours = e.item().map(|it| (it.version.max(it.touched), it.exptime, it.touched));
+        let (exptime, touched) = match ours {
+            Some((v, exp, t)) if v > theirs => (exp, t),
+            _ => (exptime, touched),
+        };
         let exp = Expiry::from_abs(exptime, e.now);
         if exp == Expiry::Expired {
             return ApplyOutcome::Stale;
         }
         let cas = self.cas_for(version);
         match e.put_raw(&[value], flags, exp, cas, version, base) {
-            Ok(()) => ApplyOutcome::Applied,
+            Ok(()) => {
+                if let Some(it) = e.item_mut() {
+                    it.touched = touched;
+                }
+                ApplyOutcome::Applied
+            }
             Err(_) => ApplyOutcome::Rejected,
         }
     }
@@ -919,17 +962,16 @@ impl<'s, 'k> Entry<'s, 'k> {
         let version = self.store.clock.tick();
         let abs = exptime.as_abs();
         {
+            // The value's version (and so its CAS id) stays: a touch only orders expiries.
             let it = self.shard.item_mut(i);
             it.exptime = abs;
-            it.version = version;
+            it.touched = version;
         }
         self.publish(MutationKind::Touch { exptime: abs }, version);
         if exptime == Expiry::Expired {
-            // Dead now: reclaim instead of waiting for the sweeper. No tombstone: the touch
-            // record carries the expiry to peers.
-            let h = self.hash;
-            self.shard.remove(h, i);
-            self.idx = None;
+            // Dead now, like a delete: peers do the same, and the tombstone keeps an older
+            // write still in flight from bringing the key back here.
+            self.remove_with_tombstone(version);
         }
         true
     }
@@ -980,9 +1022,18 @@ impl<'s, 'k> Entry<'s, 'k> {
             it.time = self.now;
             return Ok(());
         }
-        let (flags, exp, base) = (it.flags, Expiry::from_abs(it.exptime, self.now), it.base);
+        let (flags, exp, base, touched) = (
+            it.flags,
+            Expiry::from_abs(it.exptime, self.now),
+            it.base,
+            it.touched,
+        );
         self.put_raw(&[digits.as_bytes()], flags, exp, cas, version, base)
-            .map_err(ArithError::Store)
+            .map_err(ArithError::Store)?;
+        if let Some(it) = self.item_mut() {
+            it.touched = touched;
+        }
+        Ok(())
     }
 
     fn apply_remote_delta(

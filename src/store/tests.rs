@@ -291,3 +291,54 @@ fn snapshot_mark_is_taken_under_the_shard_lock_and_shard_of_matches_entry() {
     );
     assert_eq!((published, seen), (1, 1));
 }
+
+#[test]
+fn touch_and_write_merge_field_by_field() {
+    let (a, b, ca, cb) = pair();
+    a.entry(b"k").put(&[b"old"], 0, Expiry::Never, None).unwrap();
+    ship(&ca, &b);
+    let cas_before = b.entry(b"k").item().unwrap().cas;
+    // Concurrently: a new value on A, then a touch of the old value on B.
+    a.entry(b"k").put(&[b"new"], 0, Expiry::At(unix_now() + 10), None).unwrap();
+    b.entry(b"k").touch(Expiry::At(unix_now() + 1000));
+    assert_eq!(b.entry(b"k").item().unwrap().cas, cas_before, "touch keeps the CAS id");
+    ship(&ca, &b);
+    ship(&cb, &a);
+    for s in [&a, &b] {
+        let e = s.entry(b"k");
+        let it = e.item().unwrap();
+        assert_eq!(it.value(), b"new", "the newer write's value");
+        assert!(it.exptime >= unix_now() + 999, "the newer touch's expiry");
+    }
+    assert_eq!(a.entry(b"k").item().unwrap().cas, b.entry(b"k").item().unwrap().cas);
+    // A touch into the past is a delete everywhere, and an older write cannot undo it.
+    a.entry(b"d").put(&[b"x"], 0, Expiry::Never, None).unwrap();
+    ship(&ca, &b);
+    a.entry(b"d").put(&[b"y"], 0, Expiry::Never, None).unwrap();
+    b.entry(b"d").touch(Expiry::Expired);
+    ship(&ca, &b);
+    ship(&cb, &a);
+    assert!(get(&a, b"d").is_none() && get(&b, b"d").is_none());
+}
+
+#[test]
+fn snapshot_items_merge_value_and_expiry_separately() {
+    let (a, b, ca, _cb) = pair();
+    a.entry(b"k").put(&[b"old"], 0, Expiry::Never, None).unwrap();
+    ship(&ca, &b);
+    a.entry(b"k").put(&[b"new"], 0, Expiry::Never, None).unwrap();
+    b.entry(b"k").touch(Expiry::At(unix_now() + 1000));
+    // B receives A's item by snapshot, A receives B's.
+    let item = |s: &Store| {
+        let e = s.entry(b"k");
+        let it = e.item().unwrap();
+        (it.value().to_vec(), it.flags, it.exptime, it.version, it.base, it.touched)
+    };
+    let (va, fa, ea, vera, basea, ta) = item(&a);
+    let (vb, fb, eb, verb, baseb, tb) = item(&b);
+    assert_eq!(b.apply_snapshot_item(b"k", &va, fa, ea, vera, basea, ta), ApplyOutcome::Applied);
+    assert_eq!(a.apply_snapshot_item(b"k", &vb, fb, eb, verb, baseb, tb), ApplyOutcome::Applied);
+    assert_eq!(item(&a), item(&b));
+    assert_eq!(item(&a).0, b"new");
+    assert!(item(&a).2 >= unix_now() + 999);
+}
