@@ -388,6 +388,9 @@ async fn partition_then_heal(backlog: usize) -> (Node, Node) {
     for k in ["x", "y", "z", "w", "v"] {
         a.set(k, "orig");
     }
+    for k in ["ctr1", "ctr2", "ctr3"] {
+        a.set(k, "10");
+    }
     converge(&a, &b, 5).await;
     proxy.cut();
     assert!(eventually(5, || a.stat("peer0:state").as_deref() != Some("synced")).await);
@@ -403,6 +406,18 @@ async fn partition_then_heal(backlog: usize) -> (Node, Node) {
     pause().await;
     a.delete("w"); // later delete wins over the set
     b.delete("v");
+    b.set("ctr1", "100"); // a set newer than the counter's base...
+    b.delete("ctr2"); // ...and a delete...
+    pause().await;
+    for _ in 0..3 {
+        // ...win over increments of the older value made later on the other side.
+        a.store.entry(b"ctr1").arith(true, 1).unwrap();
+        a.store.entry(b"ctr2").arith(true, 1).unwrap();
+        a.store.entry(b"ctr3").arith(true, 1).unwrap();
+    }
+    for _ in 0..4 {
+        b.store.entry(b"ctr3").arith(true, 1).unwrap();
+    }
     // Enough traffic to overflow a small backlog.
     let filler = "f".repeat(1000);
     for i in 0..200 {
@@ -417,6 +432,8 @@ async fn partition_then_heal(backlog: usize) -> (Node, Node) {
         assert_eq!(n.get("z"), None);
         assert_eq!(n.get("w"), None);
         assert_eq!(n.get("v"), None);
+        assert_eq!(n.get("ctr1").as_deref(), Some("100"));
+        assert_eq!(n.get("ctr2"), None);
     }
     // Quiet again: still identical, nothing resurrected.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -427,6 +444,11 @@ async fn partition_then_heal(backlog: usize) -> (Node, Node) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_with_conflicts_heals_by_partial_sync() {
     let (a, b) = partition_then_heal(16 * 1024 * 1024).await;
+    // Increments of the same value on both sides add up when the backlog carries them.
+    assert_eq!(
+        a.get("ctr3").map(|v| v.trim().to_string()).as_deref(),
+        Some("17")
+    );
     assert!(a.stat_u64("peer0:partial_syncs") >= 1);
     assert_eq!(
         a.stat_u64("peer0:full_syncs"),

@@ -304,7 +304,8 @@ impl Store {
             return false;
         }
         let mark = *self.flush.lock();
-        mark.at <= now && it.version < mark.version
+        // By the full write: increments made elsewhere on a flushed value die with it.
+        mark.at <= now && it.base < mark.version
     }
 
     fn flush_version(&self) -> Option<Version> {
@@ -356,7 +357,7 @@ impl Store {
             let before = shard.bytes;
             let doomed: Vec<u32> = shard
                 .slots()
-                .filter(|&s| shard.item(s).version < version)
+                .filter(|&s| shard.item(s).base < version)
                 .collect();
             for idx in doomed {
                 let h = hash_key(&self.hasher, shard.item(idx).key());
@@ -492,10 +493,12 @@ impl Store {
             return ApplyOutcome::Rejected;
         }
         let mut e = self.entry(&m.key);
-        // The newest version this node knows for the key: item, tombstone or flush horizon.
+        // The newest full write or delete this node knows for the key: the item's base (its
+        // increments do not make it newer than a later write elsewhere: a set newer than the
+        // base wins over them, on every node), a tombstone, or the flush horizon.
         let held = e
             .item()
-            .map(|it| it.version)
+            .map(|it| it.base)
             .or_else(|| e.shard.tombstones.get(&m.key[..]).map(|t| t.version))
             .unwrap_or(Version::ZERO)
             .max(self.flush_version().unwrap_or(Version::ZERO));
@@ -589,14 +592,17 @@ impl Store {
             return ApplyOutcome::Rejected;
         }
         let mut e = self.entry(key);
-        let held = e
+        // Writes order by (base, version): the newer full write wins; on the same base (two
+        // nodes incremented the same write) the later increment wins. A tombstone or flush
+        // beats every item whose full write is older.
+        let ours = e
             .item()
-            .map(|it| it.version)
-            .or_else(|| e.shard.tombstones.get(key).map(|t| t.version))
-            .unwrap_or(Version::ZERO)
-            .max(self.flush_version().unwrap_or(Version::ZERO));
+            .map(|it| (it.base, it.version))
+            .or_else(|| e.shard.tombstones.get(key).map(|t| (t.version, t.version)))
+            .unwrap_or((Version::ZERO, Version::ZERO));
+        let flushed = self.flush_version().is_some_and(|f| base <= f);
         let theirs = version.max(touched);
-        if version <= held {
+        if (base, version) <= ours || flushed {
             // Our value is as new or newer; their expiry may still be the newer one.
             let now = e.now;
             return match e.item_mut() {
@@ -1059,15 +1065,18 @@ impl<'s, 'k> Entry<'s, 'k> {
                     Err(_) => ApplyOutcome::Rejected,
                 }
             }
-            Some((item_base, _, _)) if item_base > base => ApplyOutcome::Stale,
-            _ if version <= held => ApplyOutcome::Stale,
-            _ => {
-                // We never saw the write the delta was based on: take the origin's result.
+            Some((item_base, _, _)) if item_base > base || base <= held => ApplyOutcome::Stale,
+            // Not here (deleted, flushed or evicted on this node): nothing to add to, and a
+            // delete or flush newer than the base wins over the increment.
+            None => ApplyOutcome::Stale,
+            Some(_) => {
+                // Our copy is older than the write the delta was based on: take the origin's
+                // result, keeping our flags and expiry.
                 let cas = self.store.cas_for(version);
-                let (flags, exp) = self
+                let (flags, exp, touched) = self
                     .item()
-                    .map(|it| (it.flags, Expiry::from_abs(it.exptime, self.now)))
-                    .unwrap_or((0, Expiry::Never));
+                    .map(|it| (it.flags, Expiry::from_abs(it.exptime, self.now), it.touched))
+                    .unwrap_or((0, Expiry::Never, Version::ZERO));
                 match self.put_raw(
                     &[value.to_string().as_bytes()],
                     flags,
@@ -1076,7 +1085,12 @@ impl<'s, 'k> Entry<'s, 'k> {
                     version,
                     base,
                 ) {
-                    Ok(()) => ApplyOutcome::Applied,
+                    Ok(()) => {
+                        if let Some(it) = self.item_mut() {
+                            it.touched = touched;
+                        }
+                        ApplyOutcome::Applied
+                    }
                     Err(_) => ApplyOutcome::Rejected,
                 }
             }

@@ -342,3 +342,27 @@ fn snapshot_items_merge_value_and_expiry_separately() {
     assert_eq!(item(&a).0, b"new");
     assert!(item(&a).2 >= unix_now() + 999);
 }
+
+#[test]
+fn a_set_newer_than_the_base_wins_over_concurrent_increments_on_both_nodes() {
+    let (a, b, ca, cb) = pair();
+    a.entry(b"c").put(&[b"10"], 0, Expiry::Never, None).unwrap();
+    ship(&ca, &b);
+    // Concurrently: B sets the key, then (later in time) A increments the old value.
+    b.entry(b"c").put(&[b"100"], 0, Expiry::Never, None).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    a.entry(b"c").arith(true, 1).unwrap();
+    ship(&ca, &b);
+    ship(&cb, &a);
+    assert_eq!(get(&a, b"c"), get(&b, b"c"));
+    assert_eq!(get(&a, b"c").unwrap(), b"100");
+    // A delete racing an increment of the value it deleted: deleted everywhere.
+    a.entry(b"d").put(&[b"5"], 0, Expiry::Never, None).unwrap();
+    ship(&ca, &b);
+    b.entry(b"d").delete();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    a.entry(b"d").arith(true, 1).unwrap();
+    ship(&ca, &b);
+    ship(&cb, &a);
+    assert!(get(&a, b"d").is_none() && get(&b, b"d").is_none());
+}
