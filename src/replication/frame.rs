@@ -29,6 +29,7 @@ const T_CONTINUE: u8 = 5;
 const T_SNAP_ITEM: u8 = 6;
 const T_SNAP_TOMB: u8 = 7;
 const T_SNAP_END: u8 = 8;
+const T_SNAP_FLUSH: u8 = 9;
 const T_RECORD: u8 = 16;
 const T_HEARTBEAT: u8 = 32;
 const T_BYE: u8 = 33;
@@ -93,12 +94,21 @@ pub enum Frame {
         base: Version,
         touched: Version,
     },
+    /// A deleted key (`version` ZERO if it only remembers a touch), and the newest touch the
+    /// sender knows for it (`touched` ZERO if none) with its expiry.
     SnapTomb {
         key: Bytes,
         version: Version,
+        touched: Version,
+        exptime: u32,
     },
     SnapEnd {
         items: u64,
+    },
+    /// The sender's newest flush_all (`at` absolute on the receiver's clock, 0 = done).
+    SnapFlush {
+        at: u32,
+        version: Version,
     },
     Record {
         offset: u64,
@@ -217,11 +227,23 @@ pub fn encode(frame: &Frame, now: u32, out: &mut BytesMut) {
             put_version(out, *touched);
             out.put_slice(value);
         }
-        Frame::SnapTomb { key, version } => {
+        Frame::SnapTomb {
+            key,
+            version,
+            touched,
+            exptime,
+        } => {
             out.put_u8(T_SNAP_TOMB);
             put_version(out, *version);
+            put_version(out, *touched);
+            out.put_u32(ttl_out(*exptime, now));
             out.put_u8(key.len() as u8);
             out.put_slice(key);
+        }
+        Frame::SnapFlush { at, version } => {
+            out.put_u8(T_SNAP_FLUSH);
+            out.put_u32((*at).saturating_sub(now));
+            put_version(out, *version);
         }
         Frame::SnapEnd { items } => {
             out.put_u8(T_SNAP_END);
@@ -385,6 +407,7 @@ fn decode_body(ty: u8, body: &[u8], limits: &Limits, now: u32) -> Result<Frame, 
         T_SNAP_ITEM => "snapshot item",
         T_SNAP_TOMB => "snapshot tombstone",
         T_SNAP_END => "snapshot end",
+        T_SNAP_FLUSH => "snapshot flush",
         T_RECORD => "record",
         T_HEARTBEAT => "heartbeat",
         T_BYE => "bye",
@@ -443,12 +466,23 @@ fn decode_body(ty: u8, body: &[u8], limits: &Limits, now: u32) -> Result<Frame, 
         }
         T_SNAP_TOMB => {
             let version = p.version()?;
+            let touched = p.version()?;
+            let exptime = ttl_in(p.u32()?, now);
             Frame::SnapTomb {
                 version,
+                touched,
+                exptime,
                 key: p.key(false)?,
             }
         }
         T_SNAP_END => Frame::SnapEnd { items: p.u64()? },
+        T_SNAP_FLUSH => {
+            let rem = p.u32()?;
+            Frame::SnapFlush {
+                at: if rem == 0 { 0 } else { now.saturating_add(rem) },
+                version: p.version()?,
+            }
+        }
         T_RECORD => {
             let offset = p.u64()?;
             let version = p.version()?;
@@ -544,8 +578,11 @@ mod tests {
             Frame::SnapTomb {
                 key: Bytes::from_static(b"k"),
                 version: v,
+                touched: v,
+                exptime: 0,
             },
             Frame::SnapEnd { items: 12 },
+            Frame::SnapFlush { at: 0, version: v },
             Frame::Heartbeat {
                 ack: 1,
                 last: 2,

@@ -512,13 +512,39 @@ async fn read_stream(
                     store.apply_snapshot_item(&key, &value, flags, exptime, version, base, touched);
                 count(sh, slot, outcome);
             }
-            (Frame::SnapTomb { key, version }, Inbound::Snapshot { .. }) => {
+            (Frame::SnapFlush { at, version }, Inbound::Snapshot { .. }) => {
                 let m = Mutation {
-                    key,
+                    key: bytes::Bytes::new(),
                     version,
-                    kind: MutationKind::Delete,
+                    kind: MutationKind::Flush { at },
                 };
                 count(sh, slot, store.apply_remote(&m));
+            }
+            (
+                Frame::SnapTomb {
+                    key,
+                    version,
+                    touched,
+                    exptime,
+                },
+                Inbound::Snapshot { .. },
+            ) => {
+                if version != crate::store::Version::ZERO {
+                    let m = Mutation {
+                        key: key.clone(),
+                        version,
+                        kind: MutationKind::Delete,
+                    };
+                    count(sh, slot, store.apply_remote(&m));
+                }
+                if touched != crate::store::Version::ZERO {
+                    let m = Mutation {
+                        key,
+                        version: touched,
+                        kind: MutationKind::Touch { exptime },
+                    };
+                    count(sh, slot, store.apply_remote(&m));
+                }
             }
             (Frame::SnapEnd { .. }, Inbound::Snapshot { run, start }) => {
                 let (run, last) = (*run, start.saturating_sub(1));
@@ -572,6 +598,7 @@ fn frame_name(f: &Frame) -> &'static str {
         Frame::SnapItem { .. } => "SNAP_ITEM",
         Frame::SnapTomb { .. } => "SNAP_TOMB",
         Frame::SnapEnd { .. } => "SNAP_END",
+        Frame::SnapFlush { .. } => "SNAP_FLUSH",
         Frame::Record { .. } => "RECORD",
         Frame::Heartbeat { .. } => "HEARTBEAT",
         Frame::Bye { .. } => "BYE",
@@ -627,6 +654,10 @@ async fn write_stream(
                 0,
                 &mut out,
             );
+            // The flush horizon first: items older than it must go on the receiver too.
+            if let Some((at, version)) = store.flush_mark() {
+                frame::encode(&Frame::SnapFlush { at, version }, unix_now(), &mut out);
+            }
             flush(&mut wr, &mut out).await?;
             let mut marks = Vec::with_capacity(store.shard_count());
             let mut items = 0u64;
@@ -650,9 +681,16 @@ async fn write_stream(
                                 base: it.base,
                                 touched: it.touched,
                             },
-                            SnapshotEntry::Tombstone { key, version } => Frame::SnapTomb {
+                            SnapshotEntry::Tombstone {
+                                key,
+                                version,
+                                touched,
+                                exptime,
+                            } => Frame::SnapTomb {
                                 key: bytes::Bytes::copy_from_slice(key),
                                 version,
+                                touched,
+                                exptime,
                             },
                         };
                         frame::encode(&f, now, &mut out);

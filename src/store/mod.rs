@@ -168,7 +168,13 @@ pub struct StoreStats {
 /// What a full-resync snapshot yields for each key in a shard.
 pub enum SnapshotEntry<'a> {
     Item(&'a Item),
-    Tombstone { key: &'a [u8], version: Version },
+    /// A deleted key (`version` ZERO if it only remembers a touch: `touched`, `exptime`).
+    Tombstone {
+        key: &'a [u8],
+        version: Version,
+        touched: Version,
+        exptime: u32,
+    },
 }
 
 /// A flush_all horizon: once `at` has passed, items older than `version` are gone.
@@ -286,7 +292,11 @@ impl Store {
             let it = entry.shard.item(idx);
             if it.is_expired(entry.now) || self.is_flushed(it, entry.now) {
                 let unfetched = !it.has(item::FETCHED);
+                let memory = self.flushed_touch_memory(it, entry.now);
                 entry.shard.remove(hash, idx);
+                if let Some(t) = memory {
+                    entry.shard.add_tombstone(key, t);
+                }
                 entry.idx = None;
                 self.counters.reclaimed.fetch_add(1, Ordering::Relaxed);
                 if unfetched {
@@ -313,6 +323,16 @@ impl Store {
             return None;
         }
         Some(self.flush.lock().version)
+    }
+
+    /// The newest flush_all this node knows, as (at, version), for a full-resync snapshot:
+    /// a snapshot of items alone would not tell the peer to drop its older ones.
+    pub fn flush_mark(&self) -> Option<(u32, Version)> {
+        if !self.flush_active.load(Ordering::Relaxed) {
+            return None;
+        }
+        let m = *self.flush.lock();
+        Some((m.at, m.version))
     }
 
     /// flush_all [delay]: items stored before the flush time become invisible once it passes.
@@ -359,13 +379,38 @@ impl Store {
                 .slots()
                 .filter(|&s| shard.item(s).base < version)
                 .collect();
+            let now = unix_now();
             for idx in doomed {
+                let memory = self.touch_memory(shard.item(idx), version, now);
                 let h = hash_key(&self.hasher, shard.item(idx).key());
-                shard.remove(h, idx);
+                let it = shard.remove(h, idx);
+                if let Some(t) = memory {
+                    shard.add_tombstone(it.key(), t);
+                }
             }
             self.account(before, shard.bytes);
             let _ = i;
         }
+    }
+
+    /// A touch newer than the flush that removes `it` outlives the value, like after a delete
+    /// (see `Tombstone::touched`): what the removal must remember, if anything.
+    fn touch_memory(&self, it: &Item, flush: Version, now: u32) -> Option<Tombstone> {
+        (it.touched > flush && !it.is_expired(now)).then(|| Tombstone {
+            version: Version::ZERO,
+            until: now.saturating_add(self.tombstone_secs),
+            touched: it.touched,
+            exptime: it.exptime,
+        })
+    }
+
+    /// `touch_memory` for an item being dropped lazily because a flush has taken effect.
+    fn flushed_touch_memory(&self, it: &Item, now: u32) -> Option<Tombstone> {
+        if it.is_expired(now) {
+            return None;
+        }
+        self.flush_version()
+            .and_then(|f| self.touch_memory(it, f, now))
     }
 
     fn account(&self, before: usize, after: usize) {
@@ -421,8 +466,12 @@ impl Store {
                     let it = shard.item(idx);
                     if it.is_expired(now) || self.is_flushed(it, now) {
                         let unfetched = !it.has(item::FETCHED);
+                        let memory = self.flushed_touch_memory(it, now);
                         let h = hash_key(&self.hasher, it.key());
-                        shard.remove(h, idx);
+                        let gone = shard.remove(h, idx);
+                        if let Some(t) = memory {
+                            shard.add_tombstone(gone.key(), t);
+                        }
                         reclaimed += 1;
                         if unfetched {
                             self.counters
@@ -470,6 +519,8 @@ impl Store {
             f(SnapshotEntry::Tombstone {
                 key,
                 version: t.version,
+                touched: t.touched,
+                exptime: t.exptime,
             });
         }
         marked
@@ -519,11 +570,9 @@ impl Store {
                     e.remove_with_tombstone(m.version);
                     return ApplyOutcome::Applied;
                 }
-                // A touch newer than this write (made here before it arrived) keeps its expiry.
-                let touch = e
-                    .item()
-                    .filter(|it| it.touched > m.version)
-                    .map(|it| (it.touched, it.exptime));
+                // A touch newer than this write (made or received here before it arrived)
+                // keeps its expiry.
+                let touch = e.touch_newer_than(m.version);
                 let exp = match touch {
                     Some((_, t)) => Expiry::from_abs(t, e.now),
                     None => exp,
@@ -546,12 +595,23 @@ impl Store {
                 e.remove_with_tombstone(m.version);
                 ApplyOutcome::Applied
             }
+            MutationKind::Touch { exptime }
+                if Expiry::from_abs(*exptime, e.now) == Expiry::Expired =>
+            {
+                // A touch into the past ends the value like a delete (the origin left a
+                // tombstone), and orders like one.
+                if m.version <= held || e.item().is_none() {
+                    return ApplyOutcome::Stale;
+                }
+                e.remove_with_tombstone(m.version);
+                ApplyOutcome::Applied
+            }
             MutationKind::Touch { exptime } => {
                 let now = e.now;
                 match e.item_mut() {
-                    // Newer than both the value's write (which set an expiry too) and any
-                    // other touch: the expiry is the touch's.
-                    Some(it) if m.version > it.version.max(it.touched) => {
+                    // Newer than both the value's full write (which set an expiry too; its
+                    // increments did not) and any other touch: the expiry is the touch's.
+                    Some(it) if m.version > it.base.max(it.touched) => {
                         it.exptime = *exptime;
                         it.touched = m.version;
                         if Expiry::from_abs(*exptime, now) == Expiry::Expired {
@@ -559,7 +619,21 @@ impl Store {
                         }
                         ApplyOutcome::Applied
                     }
-                    _ => ApplyOutcome::Stale,
+                    Some(_) => ApplyOutcome::Stale,
+                    None if m.version <= held => ApplyOutcome::Stale,
+                    None => {
+                        // The write it touched has not arrived yet (another origin in a mesh)
+                        // or was deleted here concurrently: remember the expiry for it.
+                        let until = now.saturating_add(self.tombstone_secs);
+                        let tomb = Tombstone {
+                            version: Version::ZERO,
+                            until,
+                            touched: m.version,
+                            exptime: *exptime,
+                        };
+                        e.shard.add_tombstone(&m.key, tomb);
+                        ApplyOutcome::Applied
+                    }
                 }
             }
             MutationKind::Delta {
@@ -574,8 +648,8 @@ impl Store {
 
     /// Applies a snapshot item from a peer's full resync: like a Put, but keeps the item's delta
     /// base so that increments still in flight on the link are applied on top of it. Value and
-    /// expiry merge separately: the value by `version`, the expiry by the newer of `version`
-    /// and `touched` on each side.
+    /// expiry merge separately: the value by (base, version), the expiry by the newer of the
+    /// full write (`base`) and the last touch (`touched`) on each side.
     #[allow(clippy::too_many_arguments)]
     pub fn apply_snapshot_item(
         &self,
@@ -601,24 +675,28 @@ impl Store {
             .or_else(|| e.shard.tombstones.get(key).map(|t| (t.version, t.version)))
             .unwrap_or((Version::ZERO, Version::ZERO));
         let flushed = self.flush_version().is_some_and(|f| base <= f);
-        let theirs = version.max(touched);
+        let theirs = base.max(touched);
         if (base, version) <= ours || flushed {
-            // Our value is as new or newer; their expiry may still be the newer one.
-            let now = e.now;
-            return match e.item_mut() {
-                Some(it) if touched > it.version.max(it.touched) => {
-                    it.exptime = exptime;
-                    it.touched = touched;
-                    if Expiry::from_abs(exptime, now) == Expiry::Expired {
-                        e.remove_with_tombstone(touched);
-                    }
-                    ApplyOutcome::Applied
-                }
-                _ => ApplyOutcome::Stale,
-            };
+            // Our value is as new or newer; their expiry may still be the newer one, set by a
+            // touch: replay that touch.
+            drop(e);
+            if touched == Version::ZERO {
+                return ApplyOutcome::Stale;
+            }
+            return self.apply_remote(&Mutation {
+                key: Bytes::copy_from_slice(key),
+                version: touched,
+                kind: MutationKind::Touch { exptime },
+            });
         }
         // Their value wins; the expiry is whichever side changed it last.
-        let ours = e.item().map(|it| (it.version.max(it.touched), it.exptime, it.touched));
+        let ours = e
+            .item()
+            .map(|it| (it.base.max(it.touched), it.exptime, it.touched))
+            .or_else(|| {
+                e.touch_newer_than(Version::ZERO)
+                    .map(|(t, exp)| (t, exp, t))
+            });
         let (exptime, touched) = match ours {
             Some((v, exp, t)) if v > theirs => (exp, t),
             _ => (exptime, touched),
@@ -1097,14 +1175,41 @@ impl<'s, 'k> Entry<'s, 'k> {
         }
     }
 
+    /// The newest touch this node knows for the key (on the item, or remembered by its
+    /// tombstone) if it is newer than `version`: (touch version, expiry).
+    fn touch_newer_than(&self, version: Version) -> Option<(Version, u32)> {
+        match self.item() {
+            Some(it) => (it.touched > version).then_some((it.touched, it.exptime)),
+            None => self
+                .shard
+                .tombstones
+                .get(self.key)
+                .filter(|t| t.touched > version)
+                .map(|t| (t.touched, t.exptime)),
+        }
+    }
+
     fn remove_with_tombstone(&mut self, version: Version) {
+        // A touch newer than this delete outlives the value (see `Tombstone::touched`).
+        let (touched, exptime) = self
+            .item()
+            .filter(|it| it.touched > version)
+            .map(|it| (it.touched, it.exptime))
+            .unwrap_or((Version::ZERO, 0));
         if let Some(i) = self.idx.take() {
             let h = self.hash;
             self.shard.remove(h, i);
         }
         let until = self.now.saturating_add(self.store.tombstone_secs);
-        self.shard
-            .add_tombstone(self.key, Tombstone { version, until });
+        self.shard.add_tombstone(
+            self.key,
+            Tombstone {
+                version,
+                until,
+                touched,
+                exptime,
+            },
+        );
     }
 
     fn publish(&self, kind: MutationKind, version: Version) {

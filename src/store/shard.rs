@@ -21,9 +21,15 @@ struct Node {
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tombstone {
+    /// The delete's version (ZERO when the entry only remembers a touch).
     pub version: Version,
     /// Unix seconds after which the tombstone may be dropped.
     pub until: u32,
+    /// A touch newer than the delete, or one that arrived for a key this node did not hold,
+    /// with its expiry: a write older than the touch that arrives later still takes that expiry
+    /// (replication merges value and expiry separately). ZERO = none.
+    pub touched: Version,
+    pub exptime: u32,
 }
 
 pub(crate) struct Shard {
@@ -164,7 +170,13 @@ impl Shard {
         match self.tombstones.get_mut(key) {
             Some(t) => {
                 if tomb.version > t.version {
-                    *t = tomb;
+                    t.version = tomb.version;
+                    t.until = t.until.max(tomb.until);
+                }
+                if tomb.touched > t.touched {
+                    t.touched = tomb.touched;
+                    t.exptime = tomb.exptime;
+                    t.until = t.until.max(tomb.until);
                 }
             }
             None => {

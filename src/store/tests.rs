@@ -295,13 +295,21 @@ fn snapshot_mark_is_taken_under_the_shard_lock_and_shard_of_matches_entry() {
 #[test]
 fn touch_and_write_merge_field_by_field() {
     let (a, b, ca, cb) = pair();
-    a.entry(b"k").put(&[b"old"], 0, Expiry::Never, None).unwrap();
+    a.entry(b"k")
+        .put(&[b"old"], 0, Expiry::Never, None)
+        .unwrap();
     ship(&ca, &b);
     let cas_before = b.entry(b"k").item().unwrap().cas;
     // Concurrently: a new value on A, then a touch of the old value on B.
-    a.entry(b"k").put(&[b"new"], 0, Expiry::At(unix_now() + 10), None).unwrap();
+    a.entry(b"k")
+        .put(&[b"new"], 0, Expiry::At(unix_now() + 10), None)
+        .unwrap();
     b.entry(b"k").touch(Expiry::At(unix_now() + 1000));
-    assert_eq!(b.entry(b"k").item().unwrap().cas, cas_before, "touch keeps the CAS id");
+    assert_eq!(
+        b.entry(b"k").item().unwrap().cas,
+        cas_before,
+        "touch keeps the CAS id"
+    );
     ship(&ca, &b);
     ship(&cb, &a);
     for s in [&a, &b] {
@@ -310,7 +318,10 @@ fn touch_and_write_merge_field_by_field() {
         assert_eq!(it.value(), b"new", "the newer write's value");
         assert!(it.exptime >= unix_now() + 999, "the newer touch's expiry");
     }
-    assert_eq!(a.entry(b"k").item().unwrap().cas, b.entry(b"k").item().unwrap().cas);
+    assert_eq!(
+        a.entry(b"k").item().unwrap().cas,
+        b.entry(b"k").item().unwrap().cas
+    );
     // A touch into the past is a delete everywhere, and an older write cannot undo it.
     a.entry(b"d").put(&[b"x"], 0, Expiry::Never, None).unwrap();
     ship(&ca, &b);
@@ -324,20 +335,37 @@ fn touch_and_write_merge_field_by_field() {
 #[test]
 fn snapshot_items_merge_value_and_expiry_separately() {
     let (a, b, ca, _cb) = pair();
-    a.entry(b"k").put(&[b"old"], 0, Expiry::Never, None).unwrap();
+    a.entry(b"k")
+        .put(&[b"old"], 0, Expiry::Never, None)
+        .unwrap();
     ship(&ca, &b);
-    a.entry(b"k").put(&[b"new"], 0, Expiry::Never, None).unwrap();
+    a.entry(b"k")
+        .put(&[b"new"], 0, Expiry::Never, None)
+        .unwrap();
     b.entry(b"k").touch(Expiry::At(unix_now() + 1000));
     // B receives A's item by snapshot, A receives B's.
     let item = |s: &Store| {
         let e = s.entry(b"k");
         let it = e.item().unwrap();
-        (it.value().to_vec(), it.flags, it.exptime, it.version, it.base, it.touched)
+        (
+            it.value().to_vec(),
+            it.flags,
+            it.exptime,
+            it.version,
+            it.base,
+            it.touched,
+        )
     };
     let (va, fa, ea, vera, basea, ta) = item(&a);
     let (vb, fb, eb, verb, baseb, tb) = item(&b);
-    assert_eq!(b.apply_snapshot_item(b"k", &va, fa, ea, vera, basea, ta), ApplyOutcome::Applied);
-    assert_eq!(a.apply_snapshot_item(b"k", &vb, fb, eb, verb, baseb, tb), ApplyOutcome::Applied);
+    assert_eq!(
+        b.apply_snapshot_item(b"k", &va, fa, ea, vera, basea, ta),
+        ApplyOutcome::Applied
+    );
+    assert_eq!(
+        a.apply_snapshot_item(b"k", &vb, fb, eb, verb, baseb, tb),
+        ApplyOutcome::Applied
+    );
     assert_eq!(item(&a), item(&b));
     assert_eq!(item(&a).0, b"new");
     assert!(item(&a).2 >= unix_now() + 999);
@@ -349,7 +377,9 @@ fn a_set_newer_than_the_base_wins_over_concurrent_increments_on_both_nodes() {
     a.entry(b"c").put(&[b"10"], 0, Expiry::Never, None).unwrap();
     ship(&ca, &b);
     // Concurrently: B sets the key, then (later in time) A increments the old value.
-    b.entry(b"c").put(&[b"100"], 0, Expiry::Never, None).unwrap();
+    b.entry(b"c")
+        .put(&[b"100"], 0, Expiry::Never, None)
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(2));
     a.entry(b"c").arith(true, 1).unwrap();
     ship(&ca, &b);
