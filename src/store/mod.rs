@@ -18,7 +18,7 @@ pub use version::{HybridClock, Version};
 use bytes::Bytes;
 use hashbrown::DefaultHashBuilder;
 use parking_lot::{Mutex, MutexGuard};
-use shard::{hash_key, Shard, Tombstone};
+use shard::{hash_key, PendingDelta, Shard, Tombstone};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -583,6 +583,7 @@ impl Store {
                         if let (Some((touched, _)), Some(it)) = (touch, e.item_mut()) {
                             it.touched = touched;
                         }
+                        e.apply_pending(m.version, true);
                         ApplyOutcome::Applied
                     }
                     Err(_) => ApplyOutcome::Rejected,
@@ -600,7 +601,7 @@ impl Store {
             {
                 // A touch into the past ends the value like a delete (the origin left a
                 // tombstone), and orders like one.
-                if m.version <= held || e.item().is_none() {
+                if m.version <= held {
                     return ApplyOutcome::Stale;
                 }
                 e.remove_with_tombstone(m.version);
@@ -711,6 +712,9 @@ impl Store {
                 if let Some(it) = e.item_mut() {
                     it.touched = touched;
                 }
+                // A snapshot item already holds whatever increments its sender had applied:
+                // waiting deltas on the same write cannot be told apart from those, drop them.
+                e.apply_pending(base, false);
                 ApplyOutcome::Applied
             }
             Err(_) => ApplyOutcome::Rejected,
@@ -860,6 +864,8 @@ impl<'s, 'k> Entry<'s, 'k> {
         }
         let version = self.store.clock.tick();
         let cas = cas.unwrap_or_else(|| self.store.cas_for(version));
+        // Deltas waiting for an older write can never apply now.
+        self.apply_pending(version, false);
         if exptime == Expiry::Expired {
             // Stored already dead: no item remains, and a tombstone keeps older writes out.
             self.remove_with_tombstone(version);
@@ -1126,7 +1132,7 @@ impl<'s, 'k> Entry<'s, 'k> {
         base: Version,
         incr: bool,
         delta: u64,
-        value: u64,
+        _origin_value: u64,
         held: Version,
     ) -> ApplyOutcome {
         match self
@@ -1143,33 +1149,43 @@ impl<'s, 'k> Entry<'s, 'k> {
                     Err(_) => ApplyOutcome::Rejected,
                 }
             }
-            Some((item_base, _, _)) if item_base > base || base <= held => ApplyOutcome::Stale,
-            // Not here (deleted, flushed or evicted on this node): nothing to add to, and a
-            // delete or flush newer than the base wins over the increment.
-            None => ApplyOutcome::Stale,
-            Some(_) => {
-                // Our copy is older than the write the delta was based on: take the origin's
-                // result, keeping our flags and expiry.
-                let cas = self.store.cas_for(version);
-                let (flags, exp, touched) = self
-                    .item()
-                    .map(|it| (it.flags, Expiry::from_abs(it.exptime, self.now), it.touched))
-                    .unwrap_or((0, Expiry::Never, Version::ZERO));
-                match self.put_raw(
-                    &[value.to_string().as_bytes()],
-                    flags,
-                    exp,
-                    cas,
-                    version,
+            // A newer full write, or a delete/flush newer than the base, wins over the increment.
+            Some((item_base, _, _)) if item_base > base => ApplyOutcome::Stale,
+            _ if base <= held => ApplyOutcome::Stale,
+            _ => {
+                // We do not hold the write it was based on yet (in a mesh it may come from a
+                // third node, after this): keep the delta and add it when that write arrives.
+                let until = self.now.saturating_add(self.store.tombstone_secs);
+                let pending = PendingDelta {
                     base,
-                ) {
-                    Ok(()) => {
-                        if let Some(it) = self.item_mut() {
-                            it.touched = touched;
-                        }
-                        ApplyOutcome::Applied
-                    }
-                    Err(_) => ApplyOutcome::Rejected,
+                    version,
+                    incr,
+                    delta,
+                    until,
+                };
+                self.shard.add_pending(self.key, pending);
+                ApplyOutcome::Applied
+            }
+        }
+    }
+
+    /// After a full write with version `written` was applied: adds the deltas that were waiting
+    /// for it, keeps those based on a later write, drops those based on an older one.
+    fn apply_pending(&mut self, written: Version, add: bool) {
+        if self.shard.pending.is_empty() {
+            return;
+        }
+        for d in self.shard.take_pending(self.key) {
+            if d.base > written {
+                self.shard.add_pending(self.key, d);
+            } else if d.base == written && add {
+                let counter = self
+                    .item()
+                    .map(|it| (it.version, parse_counter(it.value())));
+                if let Some((item_version, Some(current))) = counter {
+                    let next = apply_delta(current, d.incr, d.delta);
+                    let v = item_version.max(d.version);
+                    let _ = self.write_counter(next, self.store.cas_for(v), v);
                 }
             }
         }
