@@ -288,10 +288,9 @@ impl MutationSink for Fanout {
 /// Three nodes, each sending its own writes to the two others; the per-link order is kept but
 /// the links run at independent, random speeds (records from different origins interleave in
 /// every possible way).
-#[test]
-fn random_histories_in_a_three_node_mesh_converge() {
+fn run_mesh(seeds: std::ops::RangeInclusive<u64>, snapshots: bool, arith: bool) {
     let now = unix_now();
-    for seed in 1..=1500u64 {
+    for seed in seeds {
         let mut rng = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1);
         let nodes: Vec<(Arc<Store>, Arc<Fanout>)> = (1..=3)
             .map(|id| {
@@ -319,7 +318,16 @@ fn random_histories_in_a_three_node_mesh_converge() {
         for _ in 0..200 {
             let r = rng.below(12) as usize;
             if r < 6 {
-                random_op(&nodes[r % 3].0, &mut rng, now, true);
+                random_op(&nodes[r % 3].0, &mut rng, now, arith);
+            } else if snapshots && r == 6 && rng.below(6) == 0 {
+                let from = rng.below(3) as usize;
+                let to = (from + 1 + rng.below(2) as usize) % 3;
+                full_sync(
+                    &nodes[from].0,
+                    &Queue(Mutex::new(VecDeque::new())),
+                    &nodes[to].0,
+                );
+                nodes[from].1 .0[to].lock().clear();
             } else {
                 let from = rng.below(3) as usize;
                 let to = (from + 1 + rng.below(2) as usize) % 3;
@@ -346,4 +354,14 @@ fn random_histories_in_a_three_node_mesh_converge() {
         assert_eq!(c[0], c[1], "seed {seed}: nodes 1 and 2 differ");
         assert_eq!(c[1], c[2], "seed {seed}: nodes 2 and 3 differ");
     }
+}
+
+#[test]
+fn random_histories_in_a_three_node_mesh_converge() {
+    run_mesh(1..=1500, false, true);
+}
+
+#[test]
+fn random_histories_in_a_three_node_mesh_with_full_resyncs_converge() {
+    run_mesh(1..=1500, true, false);
 }
