@@ -481,3 +481,35 @@ fn every_meta_command_path_replicates() {
         "mg T did not replicate the new TTL"
     );
 }
+
+#[test]
+fn a_50ms_delayed_link_between_processes_converges() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pb = free_port();
+    let b = spawn(pb, &[], &[]);
+    let proxy = rt.block_on(Proxy::start_with_delay(
+        format!("127.0.0.1:{pb}").parse().unwrap(),
+        Duration::from_millis(50),
+    ));
+    let a = spawn(free_port(), &[proxy.addr.to_string()], &[]);
+    assert!(wait_for(10, || synced(&a) && synced(&b)));
+    let (mut ca, mut cb) = (a.client(), b.client());
+    assert_eq!(ca.set("n", "0"), "STORED");
+    assert!(wait_for(5, || cb.get("n").is_some()));
+    let keys: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
+    for i in 0..300 {
+        ca.set(&keys[i % 100], &format!("a{i}"));
+        cb.set(&keys[(i + 50) % 100], &format!("b{i}"));
+        ca.cmd("incr n 1");
+        cb.cmd("incr n 1");
+    }
+    assert!(wait_for(10, || ca.get("n").as_deref().map(str::trim)
+        == Some("600")
+        && cb.get("n").as_deref().map(str::trim) == Some("600")));
+    assert!(wait_for(10, || contents(&mut ca, &keys) == contents(&mut cb, &keys)));
+    drop(proxy);
+}
