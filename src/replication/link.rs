@@ -214,6 +214,9 @@ pub async fn run_link(
     let remote = stream.peer_addr().ok();
     let mut slot_used = slot.clone();
     let res = link_inner(&sh, stream, dir, slot, remote, &mut slot_used).await;
+    // The same failure again (a peer retrying with a wrong secret every few seconds) is logged
+    // once at its level, then only at debug.
+    let mut repeated = false;
     if let Some(s) = &slot_used {
         // Two links may share a slot for a moment (the duplicate rule picks one): only the
         // last one standing reports the peer down.
@@ -226,7 +229,9 @@ pub async fn run_link(
         }
         if let Err(e) = &res {
             if !e.is_quiet() {
-                s.set_error(e);
+                let text = e.to_string();
+                repeated = *s.last_error.lock() == text;
+                s.set_error(text);
             }
         }
     }
@@ -236,14 +241,15 @@ pub async fn run_link(
             .map(|s| s.addr.lock().clone())
             .or_else(|| remote.map(|r| r.to_string()))
             .unwrap_or_default();
+        let from = remote.map(|r| r.to_string()).unwrap_or_default();
         match e {
-            LinkError::Auth => {
-                let from = remote.map(|r| r.to_string()).unwrap_or_default();
-                tracing::warn!("replication: rejected peer {who} (connection {from}): {e}");
-                eprintln!("repcached: replication: rejected peer {who} (connection {from}): {e}");
+            e if e.is_quiet() || repeated => {
+                tracing::debug!("replication: link to {who} ({from}) closed: {e}")
             }
-            e if e.is_quiet() => tracing::debug!("replication: link to {who} closed: {e}"),
-            e => tracing::info!("replication: link to {who} closed: {e}"),
+            LinkError::Auth => {
+                tracing::warn!("replication: rejected peer {who} (connection {from}): {e}")
+            }
+            e => tracing::info!("replication: link to {who} ({from}) closed: {e}"),
         }
     }
     (slot_used, res)
