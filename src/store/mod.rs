@@ -534,12 +534,15 @@ impl Store {
     /// Applies a mutation received from a peer if it is newer than what this node holds.
     /// Never published again (each node sends only its own writes).
     pub fn apply_remote(&self, m: &Mutation) -> ApplyOutcome {
-        self.clock.observe(m.version);
         if let MutationKind::Flush { at } = m.kind {
+            // Not observed: a delayed flush's version is its future horizon, and moving this
+            // node's clock there would make writes made here before the flush time outlive it
+            // (the origin's do not).
             let now = unix_now();
             self.install_flush(at, m.version, now);
             return ApplyOutcome::Applied;
         }
+        self.clock.observe(m.version);
         if m.key.is_empty() || m.key.len() > 250 {
             return ApplyOutcome::Rejected;
         }

@@ -396,3 +396,15 @@ fn a_set_newer_than_the_base_wins_over_concurrent_increments_on_both_nodes() {
     ship(&cb, &a);
     assert!(get(&a, b"d").is_none() && get(&b, b"d").is_none());
 }
+
+#[test]
+fn a_delayed_flush_from_a_peer_does_not_move_the_clock_to_its_horizon() {
+    let (a, b, ca, _cb) = pair();
+    a.flush_all(100);
+    ship(&ca, &b);
+    // Writes made on B before the flush time are older than its horizon, as they are on A.
+    b.entry(b"k").put(&[b"v"], 0, Expiry::Never, None).unwrap();
+    let horizon = a.flush_mark().unwrap().1;
+    assert!(b.entry(b"k").item().unwrap().version < horizon);
+    assert!(a.clock().tick() < horizon);
+}
