@@ -30,6 +30,7 @@ const T_SNAP_ITEM: u8 = 6;
 const T_SNAP_TOMB: u8 = 7;
 const T_SNAP_END: u8 = 8;
 const T_SNAP_FLUSH: u8 = 9;
+const T_SYNC_MODE: u8 = 10;
 const T_RECORD: u8 = 16;
 const T_HEARTBEAT: u8 = 32;
 const T_BYE: u8 = 33;
@@ -73,6 +74,11 @@ pub enum Frame {
         next: u64,
         want_run: u64,
         want_offset: u64,
+    },
+    /// Whether the sender needs to send a full snapshot (it cannot resume the receiver from its
+    /// backlog); if either side does, both do.
+    SyncMode {
+        full: bool,
     },
     /// A snapshot follows, then records from `start` on.
     FullSync {
@@ -197,6 +203,10 @@ pub fn encode(frame: &Frame, now: u32, out: &mut BytesMut) {
             out.put_u64(*next);
             out.put_u64(*want_run);
             out.put_u64(*want_offset);
+        }
+        Frame::SyncMode { full } => {
+            out.put_u8(T_SYNC_MODE);
+            out.put_u8(*full as u8);
         }
         Frame::FullSync { run, start } => {
             out.put_u8(T_FULLSYNC);
@@ -408,6 +418,7 @@ fn decode_body(ty: u8, body: &[u8], limits: &Limits, now: u32) -> Result<Frame, 
         T_SNAP_TOMB => "snapshot tombstone",
         T_SNAP_END => "snapshot end",
         T_SNAP_FLUSH => "snapshot flush",
+        T_SYNC_MODE => "sync mode",
         T_RECORD => "record",
         T_HEARTBEAT => "heartbeat",
         T_BYE => "bye",
@@ -476,6 +487,13 @@ fn decode_body(ty: u8, body: &[u8], limits: &Limits, now: u32) -> Result<Frame, 
             }
         }
         T_SNAP_END => Frame::SnapEnd { items: p.u64()? },
+        T_SYNC_MODE => Frame::SyncMode {
+            full: match p.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(FrameError::Malformed("sync mode")),
+            },
+        },
         T_SNAP_FLUSH => {
             let rem = p.u32()?;
             Frame::SnapFlush {
@@ -583,6 +601,7 @@ mod tests {
             },
             Frame::SnapEnd { items: 12 },
             Frame::SnapFlush { at: 0, version: v },
+            Frame::SyncMode { full: true },
             Frame::Heartbeat {
                 ack: 1,
                 last: 2,

@@ -6,10 +6,11 @@
 //! 2. Admission: at most one link per pair of nodes survives (see `peers::admit`); a link that
 //!    replaces another waits until the old one has stopped, so that the progress it reads next is
 //!    final and no record is applied twice.
-//! 3. PSYNC both ways: "I have applied your run R up to offset O". Each side then streams its
-//!    own writes: CONTINUE + backlog records after O when R is its current run and O is still in
-//!    the backlog, else FULLSYNC + a snapshot of every shard + SNAP_END + records from the
-//!    snapshot's start offset.
+//! 3. PSYNC both ways: "I have applied your run R up to offset O", then SYNC_MODE both ways:
+//!    "I can resume you from my backlog" or not. Each side then streams its own writes:
+//!    CONTINUE + backlog records after O when both sides can resume, else (both ways) FULLSYNC +
+//!    the flush horizon + a snapshot of every shard + SNAP_END + records from the snapshot's
+//!    start offset.
 //! 4. Steady state: records as they are published, heartbeats every 500 ms carrying the acked
 //!    offset; silence for 3 s means the peer is dead. On shutdown the writer sends what is queued,
 //!    a BYE, and waits briefly for the ack.
@@ -409,7 +410,23 @@ async fn session(
         } => (want_run, want_offset),
         _ => return Err(LinkError::Protocol("expected PSYNC".into())),
     };
-    let partial = p_want_run == backlog.run() && backlog.can_resume_after(p_want_offset);
+    let could_resume = p_want_run == backlog.run() && backlog.can_resume_after(p_want_offset);
+    // Both directions resync the same way: if either side needs a snapshot, both send one.
+    // Items are then compared on both nodes (the same winner everywhere); a snapshot one way
+    // and a record stream the other could merge the same counter differently on each side.
+    frame::encode(
+        &Frame::SyncMode {
+            full: !could_resume,
+        },
+        0,
+        &mut out,
+    );
+    flush(&mut wr, &mut out).await?;
+    let peer_full = match reader.next(HANDSHAKE_TIMEOUT, "in handshake").await? {
+        Frame::SyncMode { full } => full,
+        _ => return Err(LinkError::Protocol("expected SYNC_MODE".into())),
+    };
+    let partial = could_resume && !peer_full;
     slot.peer_ack
         .store(if partial { p_want_offset } else { 0 }, Ordering::Relaxed);
     slot.set_state(LinkState::Syncing);
@@ -599,6 +616,7 @@ fn frame_name(f: &Frame) -> &'static str {
         Frame::Hello { .. } => "HELLO",
         Frame::Auth { .. } => "AUTH",
         Frame::Psync { .. } => "PSYNC",
+        Frame::SyncMode { .. } => "SYNC_MODE",
         Frame::FullSync { .. } => "FULLSYNC",
         Frame::Continue { .. } => "CONTINUE",
         Frame::SnapItem { .. } => "SNAP_ITEM",
