@@ -63,7 +63,8 @@ pub enum ReplError {
     BadListen(String),
     #[error(
         "replication over the non-loopback address {0} needs a shared secret \
-         (--repl-secret-file), or --repl-insecure to run without one"
+         (--repl-secret-file FILE), or --repl-insecure to run without one \
+         (or keep it on loopback: -l/--repl-listen 127.0.0.1, or -X 0 for no listener)"
     )]
     Insecure(String),
 }
