@@ -1,29 +1,671 @@
-//! Master-master replication: peer links, handshake and authentication, frame codec, backlog,
-//! full and incremental sync. (Placeholder until the replication issue lands.)
+//! Master-master replication: the peer links of one node, their listener and dialers, the
+//! backlog of this node's own writes, and the stats the server shows for them.
+//!
+//! Every local mutation goes from the store's sink into the [`backlog`]; each link streams the
+//! backlog to its peer (after a snapshot when the peer cannot resume) and applies what the peer
+//! streams back with `Store::apply_remote`, which never republishes. Each node therefore sends only
+//! its own writes, and any mesh of nodes naming each other works without loops. The wire format
+//! lives in [`frame`], authentication in `auth`, one connection's life in `link`.
+
+mod auth;
+mod backlog;
+pub mod frame;
+mod link;
+mod peers;
+
+pub use auth::random_node_id;
 
 use crate::config::Config;
 use crate::store::Store;
+use backlog::{Backlog, BacklogSink};
+use link::{Dir, LinkError};
+use parking_lot::Mutex;
+use peers::{ActiveLink, LinkState, PeerSlot, Slot};
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+use tokio::task::{JoinHandle, JoinSet};
+
+/// Port used for a peer named without one (repcached's default).
+pub const DEFAULT_PORT: u16 = 11212;
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(3);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long `shutdown` waits for links to send what is queued.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
+/// Incoming connections beyond this many live links are refused (unauthenticated sockets
+/// must not exhaust the node).
+const MAX_LINKS: usize = 256;
+/// Slots of peers that dialed us and are gone are forgotten beyond this many.
+const MAX_IDLE_INCOMING_SLOTS: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplError {
-    #[error("replication is not implemented yet")]
-    NotImplemented,
+    #[error("failed to listen on repl {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot read replication secret file {path}: {source}")]
+    Secret {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("replication secret file {0} is empty")]
+    EmptySecret(String),
+    #[error("bad replication peer address {0:?} (expected HOST[:PORT])")]
+    BadPeer(String),
+    #[error("cannot resolve replication listen address {0:?}")]
+    BadListen(String),
+    #[error(
+        "replication over the non-loopback address {0} needs a shared secret \
+         (--repl-secret-file FILE), or --repl-insecure to run without one \
+         (or keep it on loopback: -l/--repl-listen 127.0.0.1, or -X 0 for no listener)"
+    )]
+    Insecure(String),
 }
 
-pub struct Replicator;
+#[derive(Default)]
+pub(crate) struct Totals {
+    sent: AtomicU64,
+    applied: AtomicU64,
+    stale: AtomicU64,
+    rejected: AtomicU64,
+    full_syncs: AtomicU64,
+    partial_syncs: AtomicU64,
+}
+
+/// State shared by the listener, the dialers and every link of this node.
+pub(crate) struct Shared {
+    store: Arc<Store>,
+    node_id: u32,
+    secret: Vec<u8>,
+    limits: frame::Limits,
+    backlog: Arc<Backlog>,
+    listen_port: u16,
+    /// Per peer node: (its backlog run, last offset of it applied here).
+    inbound: Mutex<HashMap<u32, (u64, u64)>>,
+    links: Mutex<HashMap<u32, ActiveLink>>,
+    slots: Mutex<Vec<Slot>>,
+    synced_nodes: Mutex<HashSet<u32>>,
+    shutdown: watch::Sender<bool>,
+    next_link_id: AtomicU64,
+    live: AtomicUsize,
+    live_changed: Notify,
+    totals: Totals,
+}
+
+/// Counts a running link; dropping it wakes a waiting shutdown.
+pub(crate) struct LiveGuard(Arc<Shared>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::AcqRel);
+        self.0.live_changed.notify_waiters();
+    }
+}
+
+impl Shared {
+    fn live_link(self: &Arc<Self>) -> LiveGuard {
+        self.live.fetch_add(1, Ordering::AcqRel);
+        LiveGuard(self.clone())
+    }
+
+    fn progress(&self, peer: u32) -> Option<(u64, u64)> {
+        self.inbound.lock().get(&peer).copied()
+    }
+
+    fn set_progress(&self, peer: u32, run: u64, offset: u64) {
+        self.inbound.lock().insert(peer, (run, offset));
+    }
+
+    fn clear_progress(&self, peer: u32) {
+        self.inbound.lock().remove(&peer);
+    }
+
+    fn mark_synced(&self, slot: &Slot, peer: u32) {
+        slot.set_state(LinkState::Synced);
+        slot.initial_done.store(true, Ordering::Release);
+        self.synced_nodes.lock().insert(peer);
+    }
+
+    /// The slot an incoming link belongs to: the one that knows this node id, else a configured
+    /// peer whose address matches (remote ip + advertised port), else one for this dialer alone.
+    fn slot_for_incoming(&self, peer: u32, remote: Option<SocketAddr>, port: u16) -> Slot {
+        let mut slots = self.slots.lock();
+        if let Some(s) = slots
+            .iter()
+            .find(|s| s.node_id.load(Ordering::Relaxed) == peer)
+        {
+            return s.clone();
+        }
+        let advertised = remote
+            .filter(|_| port != 0)
+            .map(|r| SocketAddr::new(r.ip(), port));
+        if let Some(adv) = advertised {
+            if let Some(s) = slots
+                .iter()
+                .find(|s| s.configured && s.resolved.lock().contains(&adv))
+            {
+                return s.clone();
+            }
+        }
+        let addr = advertised
+            .or(remote)
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "?".into());
+        if let Some(s) = slots
+            .iter()
+            .find(|s| !s.configured && *s.addr.lock() == addr)
+        {
+            return s.clone();
+        }
+        let idle: Vec<usize> = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.configured && s.state() == LinkState::Down)
+            .map(|(i, _)| i)
+            .collect();
+        if idle.len() >= MAX_IDLE_INCOMING_SLOTS {
+            slots.remove(idle[0]);
+        }
+        let s = Arc::new(PeerSlot::new(addr, false));
+        slots.push(s.clone());
+        s
+    }
+}
+
+pub(crate) fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Splits `HOST[:PORT]`, `[V6]:PORT`, or a bare IPv6 address.
+pub fn parse_peer(s: &str) -> Result<(String, u16), ReplError> {
+    let bad = || ReplError::BadPeer(s.to_string());
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    if let Some(rest) = t.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        let port = match after {
+            "" => DEFAULT_PORT,
+            p => p
+                .strip_prefix(':')
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(bad)?,
+        };
+        return Ok((host.to_string(), port));
+    }
+    match t.matches(':').count() {
+        0 => Ok((t.to_string(), DEFAULT_PORT)),
+        1 => {
+            let (h, p) = t.split_once(':').ok_or_else(bad)?;
+            if h.is_empty() {
+                return Err(bad());
+            }
+            Ok((h.to_string(), p.parse().map_err(|_| bad())?))
+        }
+        _ => t
+            .parse::<IpAddr>()
+            .map(|ip| (ip.to_string(), DEFAULT_PORT))
+            .map_err(|_| bad()),
+    }
+}
+
+async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    Ok(tokio::net::lookup_host((host, port)).await?.collect())
+}
+
+/// The address the replication listener binds: --repl-listen, else the first -l, else any.
+async fn listen_ip(config: &Config) -> Result<IpAddr, ReplError> {
+    let name = config
+        .repl_listen
+        .clone()
+        .or_else(|| config.listen.first().cloned())
+        .unwrap_or_else(|| "0.0.0.0".to_string());
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    if let Ok(sa) = name.parse::<SocketAddr>() {
+        return Ok(sa.ip());
+    }
+    let host = name.trim_start_matches('[').trim_end_matches(']');
+    resolve(host, 0)
+        .await
+        .ok()
+        .and_then(|v| v.first().map(|a| a.ip()))
+        .ok_or(ReplError::BadListen(name))
+}
+
+pub struct Replicator {
+    sh: Arc<Shared>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    local_addr: Option<SocketAddr>,
+}
 
 impl Replicator {
-    pub async fn start(_config: &Config, _store: Arc<Store>) -> Result<Replicator, ReplError> {
-        Ok(Replicator)
+    /// Binds the listener (prints `repcached: listening on repl <addr>` to stderr once bound), installs
+    /// the store's mutation sink, starts the peer links. Must be called inside the tokio runtime.
+    pub async fn start(config: &Config, store: Arc<Store>) -> Result<Replicator, ReplError> {
+        let listener = if config.repl_port == 0 {
+            None
+        } else {
+            let ip = listen_ip(config).await?;
+            let addr = SocketAddr::new(ip, config.repl_port);
+            let l = std::net::TcpListener::bind(addr).map_err(|source| ReplError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+            Some(l)
+        };
+        Self::start_with_listener(config, store, listener).await
     }
-    pub async fn wait_initial_sync(&self, _timeout: Duration) {}
+
+    /// Like [`Replicator::start`], with the replication listener already bound by the caller
+    /// (socket activation, or tests that bind port 0); `config.repl_port` is then ignored.
+    pub async fn start_with_listener(
+        config: &Config,
+        store: Arc<Store>,
+        listener: Option<std::net::TcpListener>,
+    ) -> Result<Replicator, ReplError> {
+        let secret = match &config.repl_secret_file {
+            Some(path) => {
+                let s = auth::load_secret(path).map_err(|source| ReplError::Secret {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                if s.is_empty() {
+                    return Err(ReplError::EmptySecret(path.display().to_string()));
+                }
+                Some(s)
+            }
+            None => None,
+        };
+        let listener = match listener {
+            Some(l) => {
+                let addr = l.local_addr().map_err(|source| ReplError::Bind {
+                    addr: "?".into(),
+                    source,
+                })?;
+                l.set_nonblocking(true).map_err(|source| ReplError::Bind {
+                    addr: addr.to_string(),
+                    source,
+                })?;
+                let l = TcpListener::from_std(l).map_err(|source| ReplError::Bind {
+                    addr: addr.to_string(),
+                    source,
+                })?;
+                Some((l, addr))
+            }
+            None => None,
+        };
+        // Peers: parse and resolve now, both to fail early on typos and for the loopback check.
+        let mut peers = Vec::new();
+        for p in &config.peers {
+            let (host, port) = parse_peer(p)?;
+            let addrs = resolve(&host, port).await.unwrap_or_default();
+            peers.push((p.trim().to_string(), host, port, addrs));
+        }
+        if secret.is_none() && !config.repl_insecure {
+            if let Some((_, addr)) = &listener {
+                if !addr.ip().is_loopback() {
+                    return Err(ReplError::Insecure(addr.to_string()));
+                }
+            }
+            for (name, _, _, addrs) in &peers {
+                if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
+                    return Err(ReplError::Insecure(name.clone()));
+                }
+            }
+        }
+
+        let run = auth::random_u64();
+        let backlog = Arc::new(Backlog::new(run, config.repl_backlog_size.max(64 * 1024)));
+        let (shutdown, _) = watch::channel(false);
+        let sh = Arc::new(Shared {
+            store: store.clone(),
+            node_id: store.node_id(),
+            secret: secret.unwrap_or_default(),
+            limits: frame::Limits {
+                item_size_max: store.item_size_max(),
+            },
+            backlog: backlog.clone(),
+            listen_port: listener.as_ref().map(|(_, a)| a.port()).unwrap_or(0),
+            inbound: Mutex::new(HashMap::new()),
+            links: Mutex::new(HashMap::new()),
+            slots: Mutex::new(Vec::new()),
+            synced_nodes: Mutex::new(HashSet::new()),
+            shutdown,
+            next_link_id: AtomicU64::new(1),
+            live: AtomicUsize::new(0),
+            live_changed: Notify::new(),
+            totals: Totals::default(),
+        });
+        store.set_mutation_sink(Arc::new(BacklogSink(backlog)));
+
+        let mut tasks = Vec::new();
+        let local_addr = listener.as_ref().map(|(_, a)| *a);
+        if let Some((l, addr)) = listener {
+            eprintln!("repcached: listening on repl {addr}");
+            tasks.push(tokio::spawn(accept_loop(sh.clone(), l)));
+        }
+        for (name, host, port, addrs) in peers {
+            let slot = Arc::new(PeerSlot::new(name, true));
+            *slot.resolved.lock() = addrs;
+            sh.slots.lock().push(slot.clone());
+            tasks.push(tokio::spawn(dial_loop(sh.clone(), slot, host, port)));
+        }
+        Ok(Replicator {
+            sh,
+            tasks: Mutex::new(tasks),
+            local_addr,
+        })
+    }
+
+    /// The bound replication listener, if any.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    pub fn node_id(&self) -> u32 {
+        self.sh.node_id
+    }
+
+    /// Resolves when every configured peer that was reachable has finished its initial sync, or after
+    /// `timeout`, or immediately when there are no peers.
+    pub async fn wait_initial_sync(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let pending = {
+                let synced = self.sh.synced_nodes.lock();
+                self.sh
+                    .slots
+                    .lock()
+                    .iter()
+                    .filter(|s| s.configured)
+                    .any(|s| {
+                        !s.initial_done.load(Ordering::Acquire)
+                            && !synced.contains(&s.node_id.load(Ordering::Relaxed))
+                    })
+            };
+            if !pending || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Lines for `stats` (name, value).
     pub fn general_stats(&self) -> Vec<(String, String)> {
-        Vec::new()
+        let sh = &self.sh;
+        let (first, next, bytes) = sh.backlog.range();
+        let slots = sh.slots.lock().clone();
+        let up = |s: &&Slot| matches!(s.state(), LinkState::Syncing | LinkState::Synced);
+        let t = &sh.totals;
+        let l = |v: &AtomicU64| v.load(Ordering::Relaxed).to_string();
+        vec![
+            ("repl_role".into(), "master".into()),
+            ("repl_node_id".into(), sh.node_id.to_string()),
+            ("repl_run_id".into(), sh.backlog.run().to_string()),
+            ("repl_port".into(), sh.listen_port.to_string()),
+            ("repl_peers".into(), slots.len().to_string()),
+            (
+                "repl_peers_connected".into(),
+                slots.iter().filter(up).count().to_string(),
+            ),
+            (
+                "repl_peers_synced".into(),
+                slots
+                    .iter()
+                    .filter(|s| s.state() == LinkState::Synced)
+                    .count()
+                    .to_string(),
+            ),
+            (
+                "repl_backlog_size".into(),
+                sh.backlog.capacity().to_string(),
+            ),
+            ("repl_backlog_bytes".into(), bytes.to_string()),
+            ("repl_backlog_first".into(), first.to_string()),
+            ("repl_backlog_last".into(), (next - 1).to_string()),
+            ("repl_records_sent".into(), l(&t.sent)),
+            ("repl_records_applied".into(), l(&t.applied)),
+            ("repl_records_stale".into(), l(&t.stale)),
+            ("repl_records_rejected".into(), l(&t.rejected)),
+            ("repl_full_syncs".into(), l(&t.full_syncs)),
+            ("repl_partial_syncs".into(), l(&t.partial_syncs)),
+        ]
     }
+
+    /// `stats replication`: one group of `peerN:` lines per peer.
     pub fn replication_stats(&self) -> Vec<(String, String)> {
-        Vec::new()
+        let sh = &self.sh;
+        let (first, next, _) = sh.backlog.range();
+        let last = next - 1;
+        let now = now_millis();
+        let mut out = Vec::new();
+        for (i, s) in sh.slots.lock().iter().enumerate() {
+            let l = |v: &AtomicU64| v.load(Ordering::Relaxed).to_string();
+            let ack = s.peer_ack.load(Ordering::Relaxed).min(last);
+            let lag = last - ack;
+            let lag_ms = if lag == 0 {
+                0
+            } else {
+                sh.backlog
+                    .millis_at(ack + 1)
+                    .map(|m| now.saturating_sub(m))
+                    .unwrap_or(0)
+            };
+            let err = s.last_error.lock().replace(['\r', '\n'], " ");
+            let rows: [(&str, String); 17] = [
+                ("addr", s.addr.lock().clone()),
+                ("node_id", s.node_id.load(Ordering::Relaxed).to_string()),
+                ("state", s.state().name().to_string()),
+                ("configured", (s.configured as u8).to_string()),
+                ("records_sent", l(&s.records_sent)),
+                ("records_applied", l(&s.records_applied)),
+                ("records_stale", l(&s.records_stale)),
+                ("records_rejected", l(&s.records_rejected)),
+                ("lag_records", lag.to_string()),
+                ("lag_ms", lag_ms.to_string()),
+                ("backlog_first", first.to_string()),
+                ("backlog_last", last.to_string()),
+                ("full_syncs", l(&s.full_syncs)),
+                ("partial_syncs", l(&s.partial_syncs)),
+                ("full_syncs_sent", l(&s.full_syncs_sent)),
+                ("partial_syncs_sent", l(&s.partial_syncs_sent)),
+                ("last_error", if err.is_empty() { "-".into() } else { err }),
+            ];
+            out.extend(rows.into_iter().map(|(k, v)| (format!("peer{i}:{k}"), v)));
+        }
+        out
     }
-    pub async fn shutdown(&self) {}
+
+    /// Stops links after sending what is queued (bounded wait). Takes `&self` so that a server
+    /// holding the replicator in a shared place can stop it; calling it twice is harmless.
+    pub async fn shutdown(&self) {
+        let sh = self.sh.clone();
+        let _ = sh.shutdown.send(true);
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
+        loop {
+            let notified = sh.live_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if sh.live.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+        for l in sh.links.lock().values() {
+            let _ = l.cancel.send(true);
+        }
+        let tasks = std::mem::take(&mut *self.tasks.lock());
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Replicator {
+    fn drop(&mut self) {
+        for t in self.tasks.lock().iter() {
+            t.abort();
+        }
+    }
+}
+
+async fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
+    // Incoming links live in this set, so that stopping the listener stops them too.
+    let mut links = JoinSet::new();
+    let mut shutdown = sh.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => {
+                    if sh.live.load(Ordering::Relaxed) >= MAX_LINKS || *shutdown.borrow() {
+                        drop(stream);
+                        continue;
+                    }
+                    links.spawn(link::run_link(sh.clone(), stream, Dir::Incoming, None));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("replication: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = links.join_next(), if !links.is_empty() => {}
+            _ = shutdown.changed() => {
+                // Keep running the links (they drain), but accept nothing new.
+                while links.join_next().await.is_some() {}
+                return;
+            }
+        }
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    let r = (auth::random_u64() % 1000) as u32;
+    d + d * r / 4000
+}
+
+/// Keeps a link to one configured peer up: connect, run, back off, again.
+async fn dial_loop(sh: Arc<Shared>, slot: Slot, host: String, port: u16) {
+    let mut shutdown = sh.shutdown.subscribe();
+    let mut backoff = BACKOFF_MIN;
+    let mut first = true;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        // While another link to the same node is up (the duplicate rule kept that one), wait.
+        let nid = slot.node_id.load(Ordering::Relaxed);
+        let other = if nid != 0 {
+            sh.links.lock().get(&nid).map(|l| l.done.clone())
+        } else {
+            None
+        };
+        if let Some(mut done) = other {
+            tokio::select! {
+                _ = done.wait_for(|d| *d) => {}
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        }
+        slot.set_state(LinkState::Connecting);
+        let syncs_before =
+            slot.full_syncs.load(Ordering::Relaxed) + slot.partial_syncs.load(Ordering::Relaxed);
+        match connect(&slot, &host, port).await {
+            Err(e) => {
+                slot.set_error(format!("connect: {e}"));
+                slot.set_state(LinkState::Down);
+                if first {
+                    // Not reachable now: a starting node does not wait for it.
+                    slot.initial_done.store(true, Ordering::Release);
+                }
+            }
+            Ok(stream) => {
+                let (_, res) =
+                    link::run_link(sh.clone(), stream, Dir::Outgoing, Some(slot.clone())).await;
+                match res {
+                    Err(LinkError::Duplicate(_)) => {
+                        backoff = BACKOFF_MIN;
+                        first = false;
+                        continue;
+                    }
+                    Err(LinkError::SelfConnect) => {
+                        // Keep trying (slowly): a reflected handshake looks the same.
+                        slot.set_error("this address is the node itself");
+                        slot.initial_done.store(true, Ordering::Release);
+                        backoff = BACKOFF_MAX;
+                    }
+                    Err(
+                        LinkError::Auth
+                        | LinkError::Version(_)
+                        | LinkError::Protocol(_)
+                        | LinkError::Frame(_),
+                    ) if first => {
+                        slot.initial_done.store(true, Ordering::Release);
+                    }
+                    _ => {}
+                }
+                let syncs_after = slot.full_syncs.load(Ordering::Relaxed)
+                    + slot.partial_syncs.load(Ordering::Relaxed);
+                if syncs_after > syncs_before {
+                    // The link worked: reconnect quickly after a break.
+                    backoff = BACKOFF_MIN;
+                }
+            }
+        }
+        first = false;
+        tokio::select! {
+            _ = tokio::time::sleep(jitter(backoff)) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn connect(slot: &Slot, host: &str, port: u16) -> std::io::Result<TcpStream> {
+    let addrs = resolve(host, port).await?;
+    if !addrs.is_empty() {
+        *slot.resolved.lock() = addrs.clone();
+    }
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "name resolved to no address");
+    for a in addrs {
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(a)).await {
+            Ok(Ok(s)) => return Ok(s),
+            Ok(Err(e)) => last = e,
+            Err(_) => last = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+        }
+    }
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_addresses() {
+        assert_eq!(parse_peer("host").unwrap(), ("host".into(), 11212));
+        assert_eq!(parse_peer("host:1234").unwrap(), ("host".into(), 1234));
+        assert_eq!(parse_peer("[::1]:99").unwrap(), ("::1".into(), 99));
+        assert_eq!(parse_peer("[::1]").unwrap(), ("::1".into(), 11212));
+        assert_eq!(parse_peer("::1").unwrap(), ("::1".into(), 11212));
+        assert!(parse_peer("host:x").is_err());
+        assert!(parse_peer("").is_err());
+        assert!(parse_peer(":5").is_err());
+    }
 }

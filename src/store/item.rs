@@ -32,6 +32,10 @@ pub struct Item {
     pub version: Version,
     /// Version of the latest full write; incr/decr records name it as their base.
     pub base: Version,
+    /// Version of the latest touch (ZERO if none since the last write). Kept apart from
+    /// `version` so that replication merges value and expiry field by field: a touch on one node
+    /// never makes an older copy of the value win over a newer write made elsewhere.
+    pub touched: Version,
 }
 
 impl Item {
@@ -58,6 +62,7 @@ impl Item {
             cas: 0,
             version: Version::ZERO,
             base: Version::ZERO,
+            touched: Version::ZERO,
         }
     }
 

@@ -18,7 +18,7 @@ pub use version::{HybridClock, Version};
 use bytes::Bytes;
 use hashbrown::DefaultHashBuilder;
 use parking_lot::{Mutex, MutexGuard};
-use shard::{hash_key, Shard, Tombstone};
+use shard::{hash_key, PendingDelta, Shard, Tombstone};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -171,7 +171,13 @@ pub struct StoreStats {
 /// What a full-resync snapshot yields for each key in a shard.
 pub enum SnapshotEntry<'a> {
     Item(&'a Item),
-    Tombstone { key: &'a [u8], version: Version },
+    /// A deleted key (`version` ZERO if it only remembers a touch: `touched`, `exptime`).
+    Tombstone {
+        key: &'a [u8],
+        version: Version,
+        touched: Version,
+        exptime: u32,
+    },
 }
 
 /// A flush_all horizon: once `at` has passed, items older than `version` are gone.
@@ -289,7 +295,11 @@ impl Store {
             let it = entry.shard.item(idx);
             if it.is_expired(entry.now) || self.is_flushed(it, entry.now) {
                 let unfetched = !it.has(item::FETCHED);
+                let memory = self.flushed_touch_memory(it, entry.now);
                 entry.shard.remove(hash, idx);
+                if let Some(t) = memory {
+                    entry.shard.add_tombstone(key, t);
+                }
                 entry.idx = None;
                 self.counters.reclaimed.fetch_add(1, Ordering::Relaxed);
                 if unfetched {
@@ -307,7 +317,8 @@ impl Store {
             return false;
         }
         let mark = *self.flush.lock();
-        mark.at <= now && it.version < mark.version
+        // By the full write: increments made elsewhere on a flushed value die with it.
+        mark.at <= now && it.base < mark.version
     }
 
     fn flush_version(&self) -> Option<Version> {
@@ -315,6 +326,16 @@ impl Store {
             return None;
         }
         Some(self.flush.lock().version)
+    }
+
+    /// The newest flush_all this node knows, as (at, version), for a full-resync snapshot:
+    /// a snapshot of items alone would not tell the peer to drop its older ones.
+    pub fn flush_mark(&self) -> Option<(u32, Version)> {
+        if !self.flush_active.load(Ordering::Relaxed) {
+            return None;
+        }
+        let m = *self.flush.lock();
+        Some((m.at, m.version))
     }
 
     /// flush_all [delay]: items stored before the flush time become invisible once it passes.
@@ -359,15 +380,40 @@ impl Store {
             let before = shard.bytes;
             let doomed: Vec<u32> = shard
                 .slots()
-                .filter(|&s| shard.item(s).version < version)
+                .filter(|&s| shard.item(s).base < version)
                 .collect();
+            let now = unix_now();
             for idx in doomed {
+                let memory = self.touch_memory(shard.item(idx), version, now);
                 let h = hash_key(&self.hasher, shard.item(idx).key());
-                shard.remove(h, idx);
+                let it = shard.remove(h, idx);
+                if let Some(t) = memory {
+                    shard.add_tombstone(it.key(), t);
+                }
             }
             self.account(before, shard.bytes);
             let _ = i;
         }
+    }
+
+    /// A touch newer than the flush that removes `it` outlives the value, like after a delete
+    /// (see `Tombstone::touched`): what the removal must remember, if anything.
+    fn touch_memory(&self, it: &Item, flush: Version, now: u32) -> Option<Tombstone> {
+        (it.touched > flush && !it.is_expired(now)).then(|| Tombstone {
+            version: Version::ZERO,
+            until: now.saturating_add(self.tombstone_secs),
+            touched: it.touched,
+            exptime: it.exptime,
+        })
+    }
+
+    /// `touch_memory` for an item being dropped lazily because a flush has taken effect.
+    fn flushed_touch_memory(&self, it: &Item, now: u32) -> Option<Tombstone> {
+        if it.is_expired(now) {
+            return None;
+        }
+        self.flush_version()
+            .and_then(|f| self.touch_memory(it, f, now))
     }
 
     fn account(&self, before: usize, after: usize) {
@@ -423,8 +469,12 @@ impl Store {
                     let it = shard.item(idx);
                     if it.is_expired(now) || self.is_flushed(it, now) {
                         let unfetched = !it.has(item::FETCHED);
+                        let memory = self.flushed_touch_memory(it, now);
                         let h = hash_key(&self.hasher, it.key());
-                        shard.remove(h, idx);
+                        let gone = shard.remove(h, idx);
+                        if let Some(t) = memory {
+                            shard.add_tombstone(gone.key(), t);
+                        }
                         reclaimed += 1;
                         if unfetched {
                             self.counters
@@ -445,9 +495,23 @@ impl Store {
     }
 
     /// Visits every live item and tombstone of one shard under its lock (full resync).
-    pub fn snapshot_shard(&self, shard_no: usize, mut f: impl FnMut(SnapshotEntry<'_>)) {
+    pub fn snapshot_shard(&self, shard_no: usize, f: impl FnMut(SnapshotEntry<'_>)) {
+        self.snapshot_shard_marked(shard_no, || (), f)
+    }
+
+    /// Like [`Store::snapshot_shard`], but first calls `mark` with the shard lock held and
+    /// returns its result. Replication reads its backlog position there: records published
+    /// before the mark are part of the snapshot, records after it are not (no write to this
+    /// shard can slip in between, because writers publish under the same lock).
+    pub fn snapshot_shard_marked<T>(
+        &self,
+        shard_no: usize,
+        mark: impl FnOnce() -> T,
+        mut f: impl FnMut(SnapshotEntry<'_>),
+    ) -> T {
         let now = unix_now();
         let shard = self.shards[shard_no].lock();
+        let marked = mark();
         for idx in shard.slots() {
             let it = shard.item(idx);
             if !it.is_expired(now) && !self.is_flushed(it, now) {
@@ -458,27 +522,40 @@ impl Store {
             f(SnapshotEntry::Tombstone {
                 key,
                 version: t.version,
+                touched: t.touched,
+                exptime: t.exptime,
             });
         }
+        marked
+    }
+
+    /// The shard a key lives in (as [`Entry::shard_no`]), without locking anything.
+    pub fn shard_of(&self, key: &[u8]) -> usize {
+        ((hash_key(&self.hasher, key) >> 32) & self.shard_mask) as usize
     }
 
     /// Applies a mutation received from a peer if it is newer than what this node holds.
     /// Never published again (each node sends only its own writes).
     pub fn apply_remote(&self, m: &Mutation) -> ApplyOutcome {
-        self.clock.observe(m.version);
         if let MutationKind::Flush { at } = m.kind {
+            // Not observed: a delayed flush's version is its future horizon, and moving this
+            // node's clock there would make writes made here before the flush time outlive it
+            // (the origin's do not).
             let now = unix_now();
             self.install_flush(at, m.version, now);
             return ApplyOutcome::Applied;
         }
+        self.clock.observe(m.version);
         if m.key.is_empty() || m.key.len() > 250 {
             return ApplyOutcome::Rejected;
         }
         let mut e = self.entry(&m.key);
-        // The newest version this node knows for the key: item, tombstone or flush horizon.
+        // The newest full write or delete this node knows for the key: the item's base (its
+        // increments do not make it newer than a later write elsewhere: a set newer than the
+        // base wins over them, on every node), a tombstone, or the flush horizon.
         let held = e
             .item()
-            .map(|it| it.version)
+            .map(|it| it.base)
             .or_else(|| e.shard.tombstones.get(&m.key[..]).map(|t| t.version))
             .unwrap_or(Version::ZERO)
             .max(self.flush_version().unwrap_or(Version::ZERO));
@@ -499,9 +576,22 @@ impl Store {
                     e.remove_with_tombstone(m.version);
                     return ApplyOutcome::Applied;
                 }
+                // A touch newer than this write (made or received here before it arrived)
+                // keeps its expiry.
+                let touch = e.touch_newer_than(m.version);
+                let exp = match touch {
+                    Some((_, t)) => Expiry::from_abs(t, e.now),
+                    None => exp,
+                };
                 let cas = self.cas_for(m.version);
                 match e.put_raw(&[value], *flags, exp, cas, m.version, m.version) {
-                    Ok(()) => ApplyOutcome::Applied,
+                    Ok(()) => {
+                        if let (Some((touched, _)), Some(it)) = (touch, e.item_mut()) {
+                            it.touched = touched;
+                        }
+                        e.apply_pending(m.version, true);
+                        ApplyOutcome::Applied
+                    }
                     Err(_) => ApplyOutcome::Rejected,
                 }
             }
@@ -512,18 +602,45 @@ impl Store {
                 e.remove_with_tombstone(m.version);
                 ApplyOutcome::Applied
             }
+            MutationKind::Touch { exptime }
+                if Expiry::from_abs(*exptime, e.now) == Expiry::Expired =>
+            {
+                // A touch into the past ends the value like a delete (the origin left a
+                // tombstone), and orders like one.
+                if m.version <= held {
+                    return ApplyOutcome::Stale;
+                }
+                e.remove_with_tombstone(m.version);
+                ApplyOutcome::Applied
+            }
             MutationKind::Touch { exptime } => {
                 let now = e.now;
                 match e.item_mut() {
-                    Some(it) if m.version > it.version => {
+                    // Newer than both the value's full write (which set an expiry too; its
+                    // increments did not) and any other touch: the expiry is the touch's.
+                    Some(it) if m.version > it.base.max(it.touched) => {
                         it.exptime = *exptime;
-                        it.version = m.version;
+                        it.touched = m.version;
                         if Expiry::from_abs(*exptime, now) == Expiry::Expired {
                             e.remove_with_tombstone(m.version);
                         }
                         ApplyOutcome::Applied
                     }
-                    _ => ApplyOutcome::Stale,
+                    Some(_) => ApplyOutcome::Stale,
+                    None if m.version <= held => ApplyOutcome::Stale,
+                    None => {
+                        // The write it touched has not arrived yet (another origin in a mesh)
+                        // or was deleted here concurrently: remember the expiry for it.
+                        let until = now.saturating_add(self.tombstone_secs);
+                        let tomb = Tombstone {
+                            version: Version::ZERO,
+                            until,
+                            touched: m.version,
+                            exptime: *exptime,
+                        };
+                        e.shard.add_tombstone(&m.key, tomb);
+                        ApplyOutcome::Applied
+                    }
                 }
             }
             MutationKind::Delta {
@@ -537,7 +654,9 @@ impl Store {
     }
 
     /// Applies a snapshot item from a peer's full resync: like a Put, but keeps the item's delta
-    /// base so that increments still in flight on the link are applied on top of it.
+    /// base so that increments still in flight on the link are applied on top of it. Value and
+    /// expiry merge separately: the value by (base, version), the expiry by the newer of the
+    /// full write (`base`) and the last touch (`touched`) on each side.
     #[allow(clippy::too_many_arguments)]
     pub fn apply_snapshot_item(
         &self,
@@ -547,28 +666,63 @@ impl Store {
         exptime: u32,
         version: Version,
         base: Version,
+        touched: Version,
     ) -> ApplyOutcome {
-        self.clock.observe(version);
+        self.clock.observe(version.max(touched));
         if key.is_empty() || key.len() > 250 || value.len() > self.item_size_max {
             return ApplyOutcome::Rejected;
         }
         let mut e = self.entry(key);
-        let held = e
+        // Writes order by (base, version): the newer full write wins; on the same base (two
+        // nodes incremented the same write) the later increment wins. A tombstone or flush
+        // beats every item whose full write is older.
+        let ours = e
             .item()
-            .map(|it| it.version)
-            .or_else(|| e.shard.tombstones.get(key).map(|t| t.version))
-            .unwrap_or(Version::ZERO)
-            .max(self.flush_version().unwrap_or(Version::ZERO));
-        if version <= held {
-            return ApplyOutcome::Stale;
+            .map(|it| (it.base, it.version))
+            .or_else(|| e.shard.tombstones.get(key).map(|t| (t.version, t.version)))
+            .unwrap_or((Version::ZERO, Version::ZERO));
+        let flushed = self.flush_version().is_some_and(|f| base <= f);
+        let theirs = base.max(touched);
+        if (base, version) <= ours || flushed {
+            // Our value is as new or newer; their expiry may still be the newer one, set by a
+            // touch: replay that touch.
+            drop(e);
+            if touched == Version::ZERO {
+                return ApplyOutcome::Stale;
+            }
+            return self.apply_remote(&Mutation {
+                key: Bytes::copy_from_slice(key),
+                version: touched,
+                kind: MutationKind::Touch { exptime },
+            });
         }
+        // Their value wins; the expiry is whichever side changed it last.
+        let ours = e
+            .item()
+            .map(|it| (it.base.max(it.touched), it.exptime, it.touched))
+            .or_else(|| {
+                e.touch_newer_than(Version::ZERO)
+                    .map(|(t, exp)| (t, exp, t))
+            });
+        let (exptime, touched) = match ours {
+            Some((v, exp, t)) if v > theirs => (exp, t),
+            _ => (exptime, touched),
+        };
         let exp = Expiry::from_abs(exptime, e.now);
         if exp == Expiry::Expired {
             return ApplyOutcome::Stale;
         }
         let cas = self.cas_for(version);
         match e.put_raw(&[value], flags, exp, cas, version, base) {
-            Ok(()) => ApplyOutcome::Applied,
+            Ok(()) => {
+                if let Some(it) = e.item_mut() {
+                    it.touched = touched;
+                }
+                // A snapshot item already holds whatever increments its sender had applied:
+                // waiting deltas on the same write cannot be told apart from those, drop them.
+                e.apply_pending(base, false);
+                ApplyOutcome::Applied
+            }
             Err(_) => ApplyOutcome::Rejected,
         }
     }
@@ -720,6 +874,8 @@ impl<'s, 'k> Entry<'s, 'k> {
         }
         let version = self.store.clock.tick();
         let cas = cas.unwrap_or_else(|| self.store.cas_for(version));
+        // Deltas waiting for an older write can never apply now.
+        self.apply_pending(version, false);
         if exptime == Expiry::Expired {
             // Stored already dead: no item remains, and a tombstone keeps older writes out.
             self.remove_with_tombstone(version);
@@ -906,17 +1062,16 @@ impl<'s, 'k> Entry<'s, 'k> {
         let version = self.store.clock.tick();
         let abs = exptime.as_abs();
         {
+            // The value's version (and so its CAS id) stays: a touch only orders expiries.
             let it = self.shard.item_mut(i);
             it.exptime = abs;
-            it.version = version;
+            it.touched = version;
         }
         self.publish(MutationKind::Touch { exptime: abs }, version);
         if exptime == Expiry::Expired {
-            // Dead now: reclaim instead of waiting for the sweeper. No tombstone: the touch
-            // record carries the expiry to peers.
-            let h = self.hash;
-            self.shard.remove(h, i);
-            self.idx = None;
+            // Dead now, like a delete: peers do the same, and the tombstone keeps an older
+            // write still in flight from bringing the key back here.
+            self.remove_with_tombstone(version);
         }
         true
     }
@@ -1003,9 +1158,18 @@ impl<'s, 'k> Entry<'s, 'k> {
             it.time = self.now;
             return Ok(());
         }
-        let (flags, exp, base) = (it.flags, Expiry::from_abs(it.exptime, self.now), it.base);
+        let (flags, exp, base, touched) = (
+            it.flags,
+            Expiry::from_abs(it.exptime, self.now),
+            it.base,
+            it.touched,
+        );
         self.put_raw(&[digits.as_bytes()], flags, exp, cas, version, base)
-            .map_err(ArithError::Store)
+            .map_err(ArithError::Store)?;
+        if let Some(it) = self.item_mut() {
+            it.touched = touched;
+        }
+        Ok(())
     }
 
     fn apply_remote_delta(
@@ -1014,7 +1178,7 @@ impl<'s, 'k> Entry<'s, 'k> {
         base: Version,
         incr: bool,
         delta: u64,
-        value: u64,
+        _origin_value: u64,
         held: Version,
     ) -> ApplyOutcome {
         match self
@@ -1031,38 +1195,83 @@ impl<'s, 'k> Entry<'s, 'k> {
                     Err(_) => ApplyOutcome::Rejected,
                 }
             }
+            // A newer full write, or a delete/flush newer than the base, wins over the increment.
             Some((item_base, _, _)) if item_base > base => ApplyOutcome::Stale,
-            _ if version <= held => ApplyOutcome::Stale,
+            _ if base <= held => ApplyOutcome::Stale,
             _ => {
-                // We never saw the write the delta was based on: take the origin's result.
-                let cas = self.store.cas_for(version);
-                let (flags, exp) = self
-                    .item()
-                    .map(|it| (it.flags, Expiry::from_abs(it.exptime, self.now)))
-                    .unwrap_or((0, Expiry::Never));
-                match self.put_raw(
-                    &[value.to_string().as_bytes()],
-                    flags,
-                    exp,
-                    cas,
-                    version,
+                // We do not hold the write it was based on yet (in a mesh it may come from a
+                // third node, after this): keep the delta and add it when that write arrives.
+                let until = self.now.saturating_add(self.store.tombstone_secs);
+                let pending = PendingDelta {
                     base,
-                ) {
-                    Ok(()) => ApplyOutcome::Applied,
-                    Err(_) => ApplyOutcome::Rejected,
+                    version,
+                    incr,
+                    delta,
+                    until,
+                };
+                self.shard.add_pending(self.key, pending);
+                ApplyOutcome::Applied
+            }
+        }
+    }
+
+    /// After a full write with version `written` was applied: adds the deltas that were waiting
+    /// for it, keeps those based on a later write, drops those based on an older one.
+    fn apply_pending(&mut self, written: Version, add: bool) {
+        if self.shard.pending.is_empty() {
+            return;
+        }
+        for d in self.shard.take_pending(self.key) {
+            if d.base > written {
+                self.shard.add_pending(self.key, d);
+            } else if d.base == written && add {
+                let counter = self
+                    .item()
+                    .map(|it| (it.version, parse_counter(it.value())));
+                if let Some((item_version, Some(current))) = counter {
+                    let next = apply_delta(current, d.incr, d.delta);
+                    let v = item_version.max(d.version);
+                    let _ = self.write_counter(next, self.store.cas_for(v), v);
                 }
             }
         }
     }
 
+    /// The newest touch this node knows for the key (on the item, or remembered by its
+    /// tombstone) if it is newer than `version`: (touch version, expiry).
+    fn touch_newer_than(&self, version: Version) -> Option<(Version, u32)> {
+        match self.item() {
+            Some(it) => (it.touched > version).then_some((it.touched, it.exptime)),
+            None => self
+                .shard
+                .tombstones
+                .get(self.key)
+                .filter(|t| t.touched > version)
+                .map(|t| (t.touched, t.exptime)),
+        }
+    }
+
     fn remove_with_tombstone(&mut self, version: Version) {
+        // A touch newer than this delete outlives the value (see `Tombstone::touched`).
+        let (touched, exptime) = self
+            .item()
+            .filter(|it| it.touched > version)
+            .map(|it| (it.touched, it.exptime))
+            .unwrap_or((Version::ZERO, 0));
         if let Some(i) = self.idx.take() {
             let h = self.hash;
             self.shard.remove(h, i);
         }
         let until = self.now.saturating_add(self.store.tombstone_secs);
-        self.shard
-            .add_tombstone(self.key, Tombstone { version, until });
+        self.shard.add_tombstone(
+            self.key,
+            Tombstone {
+                version,
+                until,
+                touched,
+                exptime,
+            },
+        );
     }
 
     fn publish(&self, kind: MutationKind, version: Version) {

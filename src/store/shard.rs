@@ -21,8 +21,29 @@ struct Node {
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tombstone {
+    /// The delete's version (ZERO when the entry only remembers a touch).
     pub version: Version,
     /// Unix seconds after which the tombstone may be dropped.
+    pub until: u32,
+    /// A touch newer than the delete, or one that arrived for a key this node did not hold,
+    /// with its expiry: a write older than the touch that arrives later still takes that expiry
+    /// (replication merges value and expiry separately). ZERO = none.
+    pub touched: Version,
+    pub exptime: u32,
+}
+
+/// Bytes charged per buffered delta (plus its key once per key).
+pub(crate) const PENDING_OVERHEAD: usize = 48;
+
+/// An incr/decr received before the write it was based on (in a mesh that write can come from
+/// a third node, later): it is added once that write arrives.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PendingDelta {
+    pub base: Version,
+    pub version: Version,
+    pub incr: bool,
+    pub delta: u64,
+    /// Unix seconds after which it is dropped (the write never came).
     pub until: u32,
 }
 
@@ -38,6 +59,7 @@ pub(crate) struct Shard {
     /// Bytes charged for items and tombstones in this shard.
     pub bytes: usize,
     pub tombstones: HashMap<Box<[u8]>, Tombstone>,
+    pub pending: HashMap<Box<[u8]>, Vec<PendingDelta>>,
 }
 
 pub(crate) fn hash_key<S: BuildHasher>(hasher: &S, key: &[u8]) -> u64 {
@@ -55,6 +77,7 @@ impl Shard {
             items: 0,
             bytes: 0,
             tombstones: HashMap::new(),
+            pending: HashMap::new(),
         }
     }
 
@@ -164,7 +187,13 @@ impl Shard {
         match self.tombstones.get_mut(key) {
             Some(t) => {
                 if tomb.version > t.version {
-                    *t = tomb;
+                    t.version = tomb.version;
+                    t.until = t.until.max(tomb.until);
+                }
+                if tomb.touched > t.touched {
+                    t.touched = tomb.touched;
+                    t.exptime = tomb.exptime;
+                    t.until = t.until.max(tomb.until);
                 }
             }
             None => {
@@ -180,6 +209,27 @@ impl Shard {
         }
     }
 
+    pub fn add_pending(&mut self, key: &[u8], d: PendingDelta) {
+        match self.pending.get_mut(key) {
+            Some(list) => list.push(d),
+            None => {
+                self.bytes += key.len();
+                self.pending.insert(key.into(), vec![d]);
+            }
+        }
+        self.bytes += PENDING_OVERHEAD;
+    }
+
+    pub fn take_pending(&mut self, key: &[u8]) -> Vec<PendingDelta> {
+        match self.pending.remove(key) {
+            Some(list) => {
+                self.bytes -= key.len() + list.len() * PENDING_OVERHEAD;
+                list
+            }
+            None => Vec::new(),
+        }
+    }
+
     /// Drops tombstones whose time is up; returns the bytes freed.
     pub fn purge_tombstones(&mut self, now: u32) -> usize {
         let mut freed = 0;
@@ -189,6 +239,15 @@ impl Shard {
                 freed += k.len() + TOMBSTONE_OVERHEAD;
             }
             keep
+        });
+        self.pending.retain(|k, list| {
+            let before = list.len();
+            list.retain(|d| d.until > now);
+            freed += (before - list.len()) * PENDING_OVERHEAD;
+            if list.is_empty() {
+                freed += k.len();
+            }
+            !list.is_empty()
         });
         self.bytes -= freed;
         freed

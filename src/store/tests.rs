@@ -270,3 +270,142 @@ fn the_same_write_has_the_same_cas_on_every_node() {
         b.entry(b"c").item().unwrap().cas
     );
 }
+
+#[test]
+fn snapshot_mark_is_taken_under_the_shard_lock_and_shard_of_matches_entry() {
+    let (a, _b, ca, _cb) = pair();
+    a.entry(b"k").put(&[b"v"], 0, Expiry::Never, None).unwrap();
+    let shard = a.shard_of(b"k");
+    assert_eq!(a.entry(b"k").shard_no(), shard);
+    let mut seen = 0;
+    // The mark sees every record published for the shard's contents so far, and nothing is
+    // visited before it runs.
+    let published = a.snapshot_shard_marked(
+        shard,
+        || ca.0.lock().len(),
+        |e| {
+            if let SnapshotEntry::Item(it) = e {
+                assert_eq!(it.key(), b"k");
+                seen += 1;
+            }
+        },
+    );
+    assert_eq!((published, seen), (1, 1));
+}
+
+#[test]
+fn touch_and_write_merge_field_by_field() {
+    let (a, b, ca, cb) = pair();
+    a.entry(b"k")
+        .put(&[b"old"], 0, Expiry::Never, None)
+        .unwrap();
+    ship(&ca, &b);
+    let cas_before = b.entry(b"k").item().unwrap().cas;
+    // Concurrently: a new value on A, then a touch of the old value on B.
+    a.entry(b"k")
+        .put(&[b"new"], 0, Expiry::At(unix_now() + 10), None)
+        .unwrap();
+    b.entry(b"k").touch(Expiry::At(unix_now() + 1000));
+    assert_eq!(
+        b.entry(b"k").item().unwrap().cas,
+        cas_before,
+        "touch keeps the CAS id"
+    );
+    ship(&ca, &b);
+    ship(&cb, &a);
+    for s in [&a, &b] {
+        let e = s.entry(b"k");
+        let it = e.item().unwrap();
+        assert_eq!(it.value(), b"new", "the newer write's value");
+        assert!(it.exptime >= unix_now() + 999, "the newer touch's expiry");
+    }
+    assert_eq!(
+        a.entry(b"k").item().unwrap().cas,
+        b.entry(b"k").item().unwrap().cas
+    );
+    // A touch into the past is a delete everywhere, and an older write cannot undo it.
+    a.entry(b"d").put(&[b"x"], 0, Expiry::Never, None).unwrap();
+    ship(&ca, &b);
+    a.entry(b"d").put(&[b"y"], 0, Expiry::Never, None).unwrap();
+    b.entry(b"d").touch(Expiry::Expired);
+    ship(&ca, &b);
+    ship(&cb, &a);
+    assert!(get(&a, b"d").is_none() && get(&b, b"d").is_none());
+}
+
+#[test]
+fn snapshot_items_merge_value_and_expiry_separately() {
+    let (a, b, ca, _cb) = pair();
+    a.entry(b"k")
+        .put(&[b"old"], 0, Expiry::Never, None)
+        .unwrap();
+    ship(&ca, &b);
+    a.entry(b"k")
+        .put(&[b"new"], 0, Expiry::Never, None)
+        .unwrap();
+    b.entry(b"k").touch(Expiry::At(unix_now() + 1000));
+    // B receives A's item by snapshot, A receives B's.
+    let item = |s: &Store| {
+        let e = s.entry(b"k");
+        let it = e.item().unwrap();
+        (
+            it.value().to_vec(),
+            it.flags,
+            it.exptime,
+            it.version,
+            it.base,
+            it.touched,
+        )
+    };
+    let (va, fa, ea, vera, basea, ta) = item(&a);
+    let (vb, fb, eb, verb, baseb, tb) = item(&b);
+    assert_eq!(
+        b.apply_snapshot_item(b"k", &va, fa, ea, vera, basea, ta),
+        ApplyOutcome::Applied
+    );
+    assert_eq!(
+        a.apply_snapshot_item(b"k", &vb, fb, eb, verb, baseb, tb),
+        ApplyOutcome::Applied
+    );
+    assert_eq!(item(&a), item(&b));
+    assert_eq!(item(&a).0, b"new");
+    assert!(item(&a).2 >= unix_now() + 999);
+}
+
+#[test]
+fn a_set_newer_than_the_base_wins_over_concurrent_increments_on_both_nodes() {
+    let (a, b, ca, cb) = pair();
+    a.entry(b"c").put(&[b"10"], 0, Expiry::Never, None).unwrap();
+    ship(&ca, &b);
+    // Concurrently: B sets the key, then (later in time) A increments the old value.
+    b.entry(b"c")
+        .put(&[b"100"], 0, Expiry::Never, None)
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    a.entry(b"c").arith(true, 1).unwrap();
+    ship(&ca, &b);
+    ship(&cb, &a);
+    assert_eq!(get(&a, b"c"), get(&b, b"c"));
+    assert_eq!(get(&a, b"c").unwrap(), b"100");
+    // A delete racing an increment of the value it deleted: deleted everywhere.
+    a.entry(b"d").put(&[b"5"], 0, Expiry::Never, None).unwrap();
+    ship(&ca, &b);
+    b.entry(b"d").delete();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    a.entry(b"d").arith(true, 1).unwrap();
+    ship(&ca, &b);
+    ship(&cb, &a);
+    assert!(get(&a, b"d").is_none() && get(&b, b"d").is_none());
+}
+
+#[test]
+fn a_delayed_flush_from_a_peer_does_not_move_the_clock_to_its_horizon() {
+    let (a, b, ca, _cb) = pair();
+    a.flush_all(100);
+    ship(&ca, &b);
+    // Writes made on B before the flush time are older than its horizon, as they are on A.
+    b.entry(b"k").put(&[b"v"], 0, Expiry::Never, None).unwrap();
+    let horizon = a.flush_mark().unwrap().1;
+    assert!(b.entry(b"k").item().unwrap().version < horizon);
+    assert!(a.clock().tick() < horizon);
+}

@@ -1,0 +1,720 @@
+//! The replication wire format: length-prefixed binary frames, encoded and decoded without I/O.
+//!
+//! Every frame is `u32 length (big endian, counting the type byte and payload) | u8 type |
+//! payload`. Decoding never trusts the peer: the length is bounded before anything is buffered,
+//! keys and values are checked against the same limits as client input, and a frame whose
+//! payload does not have exactly the advertised shape is an error, never a panic.
+//! Expiry travels as remaining seconds and is turned back into an absolute time on receipt, so
+//! the two nodes' wall clocks need not agree.
+
+use crate::store::{Mutation, MutationKind, Version};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+pub const MAGIC: [u8; 4] = *b"RPCD";
+pub const PROTO_VERSION: u16 = 1;
+pub const NONCE_LEN: usize = 32;
+pub const MAC_LEN: usize = 32;
+/// memcached's KEY_MAX_LENGTH.
+pub const KEY_MAX: usize = 250;
+/// Room for a frame's fixed fields on top of its key and value.
+const FRAME_OVERHEAD: usize = 1024;
+/// `ttl` value meaning "already expired" (distinct from 0 = never).
+const TTL_EXPIRED: u32 = u32::MAX;
+
+const T_HELLO: u8 = 1;
+const T_AUTH: u8 = 2;
+const T_PSYNC: u8 = 3;
+const T_FULLSYNC: u8 = 4;
+const T_CONTINUE: u8 = 5;
+const T_SNAP_ITEM: u8 = 6;
+const T_SNAP_TOMB: u8 = 7;
+const T_SNAP_END: u8 = 8;
+const T_SNAP_FLUSH: u8 = 9;
+const T_SYNC_MODE: u8 = 10;
+const T_RECORD: u8 = 16;
+const T_HEARTBEAT: u8 = 32;
+const T_BYE: u8 = 33;
+
+const K_PUT: u8 = 1;
+const K_DELETE: u8 = 2;
+const K_TOUCH: u8 = 3;
+const K_DELTA: u8 = 4;
+const K_FLUSH: u8 = 5;
+
+/// Limits a receiver enforces on every frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub item_size_max: usize,
+}
+
+impl Limits {
+    pub fn max_frame(&self) -> usize {
+        self.item_size_max + KEY_MAX + FRAME_OVERHEAD
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// First frame each side sends. `listen_port` is the sender's replication port (0 = none),
+    /// which lets the receiver match an incoming link to a configured peer.
+    Hello {
+        version: u16,
+        node: u32,
+        listen_port: u16,
+        nonce: [u8; NONCE_LEN],
+    },
+    /// HMAC proof that the sender knows the shared secret (see `auth`).
+    Auth {
+        mac: [u8; MAC_LEN],
+    },
+    /// "My backlog is `run` up to `next - 1`; I have applied your run `want_run` up to
+    /// `want_offset`" (`want_run` 0 = nothing usable: send me a full snapshot).
+    Psync {
+        run: u64,
+        next: u64,
+        want_run: u64,
+        want_offset: u64,
+    },
+    /// Whether the sender needs to send a full snapshot (it cannot resume the receiver from its
+    /// backlog); if either side does, both do.
+    SyncMode {
+        full: bool,
+    },
+    /// A snapshot follows, then records from `start` on.
+    FullSync {
+        run: u64,
+        start: u64,
+    },
+    /// Records follow from `from` on (partial sync).
+    Continue {
+        run: u64,
+        from: u64,
+    },
+    /// One item of a snapshot: `version` orders the value, `touched` (ZERO if none) the expiry.
+    SnapItem {
+        key: Bytes,
+        value: Bytes,
+        flags: u32,
+        exptime: u32,
+        version: Version,
+        base: Version,
+        touched: Version,
+    },
+    /// A deleted key (`version` ZERO if it only remembers a touch), and the newest touch the
+    /// sender knows for it (`touched` ZERO if none) with its expiry.
+    SnapTomb {
+        key: Bytes,
+        version: Version,
+        touched: Version,
+        exptime: u32,
+    },
+    SnapEnd {
+        items: u64,
+    },
+    /// The sender's newest flush_all (`at` absolute on the receiver's clock, 0 = done).
+    SnapFlush {
+        at: u32,
+        version: Version,
+    },
+    Record {
+        offset: u64,
+        mutation: Mutation,
+    },
+    /// Liveness plus the receiver's progress: `ack` is the last offset of the peer's stream it
+    /// has applied, `last` the newest offset of its own backlog.
+    Heartbeat {
+        ack: u64,
+        last: u64,
+        now_ms: u64,
+    },
+    /// The sender is shutting down after having sent everything up to `last`.
+    Bye {
+        last: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    #[error("unknown frame type {0}")]
+    UnknownType(u8),
+    #[error("malformed {0} frame")]
+    Malformed(&'static str),
+    #[error("key length {0} out of range")]
+    BadKey(usize),
+    #[error("value of {0} bytes exceeds the item size limit")]
+    ValueTooLarge(usize),
+}
+
+/// Remaining seconds of an absolute expiry: 0 = never, `TTL_EXPIRED` = already past.
+fn ttl_out(abs: u32, now: u32) -> u32 {
+    match abs {
+        0 => 0,
+        t if t <= now => TTL_EXPIRED,
+        t => (t - now).min(TTL_EXPIRED - 1),
+    }
+}
+
+/// Back to an absolute time on the receiver's clock; 1 is "long past" for the store.
+fn ttl_in(ttl: u32, now: u32) -> u32 {
+    match ttl {
+        0 => 0,
+        TTL_EXPIRED => 1,
+        t => now.saturating_add(t).max(2),
+    }
+}
+
+fn put_version(out: &mut BytesMut, v: Version) {
+    out.put_u64(v.hlc);
+    out.put_u32(v.node);
+}
+
+/// Appends one encoded frame to `out`. `now` (unix seconds) converts expiry times.
+pub fn encode(frame: &Frame, now: u32, out: &mut BytesMut) {
+    let start = out.len();
+    out.put_u32(0);
+    match frame {
+        Frame::Hello {
+            version,
+            node,
+            listen_port,
+            nonce,
+        } => {
+            out.put_u8(T_HELLO);
+            out.put_slice(&MAGIC);
+            out.put_u16(*version);
+            out.put_u32(*node);
+            out.put_u16(*listen_port);
+            out.put_slice(nonce);
+        }
+        Frame::Auth { mac } => {
+            out.put_u8(T_AUTH);
+            out.put_slice(mac);
+        }
+        Frame::Psync {
+            run,
+            next,
+            want_run,
+            want_offset,
+        } => {
+            out.put_u8(T_PSYNC);
+            out.put_u64(*run);
+            out.put_u64(*next);
+            out.put_u64(*want_run);
+            out.put_u64(*want_offset);
+        }
+        Frame::SyncMode { full } => {
+            out.put_u8(T_SYNC_MODE);
+            out.put_u8(*full as u8);
+        }
+        Frame::FullSync { run, start } => {
+            out.put_u8(T_FULLSYNC);
+            out.put_u64(*run);
+            out.put_u64(*start);
+        }
+        Frame::Continue { run, from } => {
+            out.put_u8(T_CONTINUE);
+            out.put_u64(*run);
+            out.put_u64(*from);
+        }
+        Frame::SnapItem {
+            key,
+            value,
+            flags,
+            exptime,
+            version,
+            base,
+            touched,
+        } => {
+            out.put_u8(T_SNAP_ITEM);
+            out.put_u8(key.len() as u8);
+            out.put_slice(key);
+            out.put_u32(*flags);
+            out.put_u32(ttl_out(*exptime, now));
+            put_version(out, *version);
+            put_version(out, *base);
+            put_version(out, *touched);
+            out.put_slice(value);
+        }
+        Frame::SnapTomb {
+            key,
+            version,
+            touched,
+            exptime,
+        } => {
+            out.put_u8(T_SNAP_TOMB);
+            put_version(out, *version);
+            put_version(out, *touched);
+            out.put_u32(ttl_out(*exptime, now));
+            out.put_u8(key.len() as u8);
+            out.put_slice(key);
+        }
+        Frame::SnapFlush { at, version } => {
+            out.put_u8(T_SNAP_FLUSH);
+            out.put_u32((*at).saturating_sub(now));
+            put_version(out, *version);
+        }
+        Frame::SnapEnd { items } => {
+            out.put_u8(T_SNAP_END);
+            out.put_u64(*items);
+        }
+        Frame::Record { offset, mutation } => {
+            out.put_u8(T_RECORD);
+            out.put_u64(*offset);
+            put_version(out, mutation.version);
+            out.put_u8(mutation.key.len() as u8);
+            out.put_slice(&mutation.key);
+            match &mutation.kind {
+                MutationKind::Put {
+                    flags,
+                    exptime,
+                    value,
+                } => {
+                    out.put_u8(K_PUT);
+                    out.put_u32(*flags);
+                    out.put_u32(ttl_out(*exptime, now));
+                    out.put_slice(value);
+                }
+                MutationKind::Delete => out.put_u8(K_DELETE),
+                MutationKind::Touch { exptime } => {
+                    out.put_u8(K_TOUCH);
+                    out.put_u32(ttl_out(*exptime, now));
+                }
+                MutationKind::Delta {
+                    base,
+                    incr,
+                    delta,
+                    value,
+                } => {
+                    out.put_u8(K_DELTA);
+                    put_version(out, *base);
+                    out.put_u8(*incr as u8);
+                    out.put_u64(*delta);
+                    out.put_u64(*value);
+                }
+                MutationKind::Flush { at } => {
+                    out.put_u8(K_FLUSH);
+                    // 0 = immediately; a time already past also means immediately.
+                    let rem = (*at).saturating_sub(now);
+                    out.put_u32(rem);
+                }
+            }
+        }
+        Frame::Heartbeat { ack, last, now_ms } => {
+            out.put_u8(T_HEARTBEAT);
+            out.put_u64(*ack);
+            out.put_u64(*last);
+            out.put_u64(*now_ms);
+        }
+        Frame::Bye { last } => {
+            out.put_u8(T_BYE);
+            out.put_u64(*last);
+        }
+    }
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// A bounds-checked reader over one frame's payload.
+struct Payload<'a> {
+    buf: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> Payload<'a> {
+    fn need(&self, n: usize) -> Result<(), FrameError> {
+        if self.buf.len() < n {
+            Err(FrameError::Malformed(self.what))
+        } else {
+            Ok(())
+        }
+    }
+    fn u8(&mut self) -> Result<u8, FrameError> {
+        self.need(1)?;
+        Ok(self.buf.get_u8())
+    }
+    fn u16(&mut self) -> Result<u16, FrameError> {
+        self.need(2)?;
+        Ok(self.buf.get_u16())
+    }
+    fn u32(&mut self) -> Result<u32, FrameError> {
+        self.need(4)?;
+        Ok(self.buf.get_u32())
+    }
+    fn u64(&mut self) -> Result<u64, FrameError> {
+        self.need(8)?;
+        Ok(self.buf.get_u64())
+    }
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
+        self.need(n)?;
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], FrameError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.bytes(N)?);
+        Ok(a)
+    }
+    fn version(&mut self) -> Result<Version, FrameError> {
+        Ok(Version::new(self.u64()?, self.u32()?))
+    }
+    /// A key: u8 length then bytes, 1..=250 (or 0 when `allow_empty`).
+    fn key(&mut self, allow_empty: bool) -> Result<Bytes, FrameError> {
+        let n = self.u8()? as usize;
+        if n > KEY_MAX || (n == 0 && !allow_empty) {
+            return Err(FrameError::BadKey(n));
+        }
+        Ok(Bytes::copy_from_slice(self.bytes(n)?))
+    }
+    fn value(&mut self, limits: &Limits) -> Result<Bytes, FrameError> {
+        if self.buf.len() > limits.item_size_max {
+            return Err(FrameError::ValueTooLarge(self.buf.len()));
+        }
+        let v = Bytes::copy_from_slice(self.buf);
+        self.buf = &[];
+        Ok(v)
+    }
+    fn end(&self) -> Result<(), FrameError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(FrameError::Malformed(self.what))
+        }
+    }
+}
+
+/// Decodes one frame from the front of `buf`: `Ok(None)` if more bytes are needed, else the
+/// frame and the number of bytes it took. Errors mean the peer is broken or hostile.
+pub fn decode(buf: &[u8], limits: &Limits, now: u32) -> Result<Option<(Frame, usize)>, FrameError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if len > limits.max_frame() {
+        return Err(FrameError::TooLarge(len));
+    }
+    if len == 0 {
+        return Err(FrameError::Malformed("empty"));
+    }
+    if buf.len() < 4 + len {
+        return Ok(None);
+    }
+    let ty = buf[4];
+    let body = &buf[5..4 + len];
+    let frame = decode_body(ty, body, limits, now)?;
+    Ok(Some((frame, 4 + len)))
+}
+
+fn decode_body(ty: u8, body: &[u8], limits: &Limits, now: u32) -> Result<Frame, FrameError> {
+    let name = match ty {
+        T_HELLO => "hello",
+        T_AUTH => "auth",
+        T_PSYNC => "psync",
+        T_FULLSYNC => "fullsync",
+        T_CONTINUE => "continue",
+        T_SNAP_ITEM => "snapshot item",
+        T_SNAP_TOMB => "snapshot tombstone",
+        T_SNAP_END => "snapshot end",
+        T_SNAP_FLUSH => "snapshot flush",
+        T_SYNC_MODE => "sync mode",
+        T_RECORD => "record",
+        T_HEARTBEAT => "heartbeat",
+        T_BYE => "bye",
+        other => return Err(FrameError::UnknownType(other)),
+    };
+    let mut p = Payload {
+        buf: body,
+        what: name,
+    };
+    let frame = match ty {
+        T_HELLO => {
+            if p.array::<4>()? != MAGIC {
+                return Err(FrameError::Malformed("hello (bad magic)"));
+            }
+            Frame::Hello {
+                version: p.u16()?,
+                node: p.u32()?,
+                listen_port: p.u16()?,
+                nonce: p.array::<NONCE_LEN>()?,
+            }
+        }
+        T_AUTH => Frame::Auth {
+            mac: p.array::<MAC_LEN>()?,
+        },
+        T_PSYNC => Frame::Psync {
+            run: p.u64()?,
+            next: p.u64()?,
+            want_run: p.u64()?,
+            want_offset: p.u64()?,
+        },
+        T_FULLSYNC => Frame::FullSync {
+            run: p.u64()?,
+            start: p.u64()?,
+        },
+        T_CONTINUE => Frame::Continue {
+            run: p.u64()?,
+            from: p.u64()?,
+        },
+        T_SNAP_ITEM => {
+            let key = p.key(false)?;
+            let flags = p.u32()?;
+            let exptime = ttl_in(p.u32()?, now);
+            let version = p.version()?;
+            let base = p.version()?;
+            let touched = p.version()?;
+            let value = p.value(limits)?;
+            Frame::SnapItem {
+                key,
+                value,
+                flags,
+                exptime,
+                version,
+                base,
+                touched,
+            }
+        }
+        T_SNAP_TOMB => {
+            let version = p.version()?;
+            let touched = p.version()?;
+            let exptime = ttl_in(p.u32()?, now);
+            Frame::SnapTomb {
+                version,
+                touched,
+                exptime,
+                key: p.key(false)?,
+            }
+        }
+        T_SNAP_END => Frame::SnapEnd { items: p.u64()? },
+        T_SYNC_MODE => Frame::SyncMode {
+            full: match p.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(FrameError::Malformed("sync mode")),
+            },
+        },
+        T_SNAP_FLUSH => {
+            let rem = p.u32()?;
+            Frame::SnapFlush {
+                at: if rem == 0 { 0 } else { now.saturating_add(rem) },
+                version: p.version()?,
+            }
+        }
+        T_RECORD => {
+            let offset = p.u64()?;
+            let version = p.version()?;
+            let key = p.key(true)?;
+            let kind = match p.u8()? {
+                K_PUT => {
+                    let flags = p.u32()?;
+                    let exptime = ttl_in(p.u32()?, now);
+                    MutationKind::Put {
+                        flags,
+                        exptime,
+                        value: p.value(limits)?,
+                    }
+                }
+                K_DELETE => MutationKind::Delete,
+                K_TOUCH => MutationKind::Touch {
+                    exptime: ttl_in(p.u32()?, now),
+                },
+                K_DELTA => MutationKind::Delta {
+                    base: p.version()?,
+                    incr: match p.u8()? {
+                        0 => false,
+                        1 => true,
+                        _ => return Err(FrameError::Malformed("record (delta direction)")),
+                    },
+                    delta: p.u64()?,
+                    value: p.u64()?,
+                },
+                K_FLUSH => {
+                    let rem = p.u32()?;
+                    MutationKind::Flush {
+                        at: if rem == 0 { 0 } else { now.saturating_add(rem) },
+                    }
+                }
+                _ => return Err(FrameError::Malformed("record (kind)")),
+            };
+            // Only a flush applies to no key; every other record names one.
+            if matches!(kind, MutationKind::Flush { .. }) != key.is_empty() {
+                return Err(FrameError::BadKey(key.len()));
+            }
+            Frame::Record {
+                offset,
+                mutation: Mutation { key, version, kind },
+            }
+        }
+        T_HEARTBEAT => Frame::Heartbeat {
+            ack: p.u64()?,
+            last: p.u64()?,
+            now_ms: p.u64()?,
+        },
+        T_BYE => Frame::Bye { last: p.u64()? },
+        _ => unreachable!("type checked above"),
+    };
+    p.end()?;
+    Ok(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIM: Limits = Limits {
+        item_size_max: 1024,
+    };
+
+    fn roundtrip(f: Frame, now: u32) -> Frame {
+        let mut out = BytesMut::new();
+        encode(&f, now, &mut out);
+        let (g, n) = decode(&out, &LIM, now).unwrap().unwrap();
+        assert_eq!(n, out.len());
+        g
+    }
+
+    #[test]
+    fn frames_roundtrip() {
+        let v = Version::new(77 << 16, 3);
+        let frames = vec![
+            Frame::Hello {
+                version: 1,
+                node: 9,
+                listen_port: 11212,
+                nonce: [7; 32],
+            },
+            Frame::Auth { mac: [1; 32] },
+            Frame::Psync {
+                run: 1,
+                next: 2,
+                want_run: 3,
+                want_offset: 4,
+            },
+            Frame::FullSync { run: 5, start: 6 },
+            Frame::Continue { run: 5, from: 6 },
+            Frame::SnapTomb {
+                key: Bytes::from_static(b"k"),
+                version: v,
+                touched: v,
+                exptime: 0,
+            },
+            Frame::SnapEnd { items: 12 },
+            Frame::SnapFlush { at: 0, version: v },
+            Frame::SyncMode { full: true },
+            Frame::Heartbeat {
+                ack: 1,
+                last: 2,
+                now_ms: 3,
+            },
+            Frame::Bye { last: 9 },
+            Frame::Record {
+                offset: 1,
+                mutation: Mutation {
+                    key: Bytes::from_static(b"k"),
+                    version: v,
+                    kind: MutationKind::Delete,
+                },
+            },
+            Frame::Record {
+                offset: 2,
+                mutation: Mutation {
+                    key: Bytes::from_static(b"n"),
+                    version: v,
+                    kind: MutationKind::Delta {
+                        base: v,
+                        incr: true,
+                        delta: 5,
+                        value: 10,
+                    },
+                },
+            },
+        ];
+        for f in frames {
+            assert_eq!(roundtrip(f.clone(), 1000), f);
+        }
+    }
+
+    #[test]
+    fn expiry_travels_as_remaining_time() {
+        let v = Version::new(1, 1);
+        let put = |exptime| Frame::Record {
+            offset: 1,
+            mutation: Mutation {
+                key: Bytes::from_static(b"k"),
+                version: v,
+                kind: MutationKind::Put {
+                    flags: 5,
+                    exptime,
+                    value: Bytes::from_static(b"v"),
+                },
+            },
+        };
+        let mut out = BytesMut::new();
+        encode(&put(1_000_100), 1_000_000, &mut out);
+        // Receiver's clock is 500 s behind: the item still has 100 s to live there.
+        let (f, _) = decode(&out, &LIM, 999_500).unwrap().unwrap();
+        assert_eq!(f, put(999_600));
+        let mut out = BytesMut::new();
+        encode(&put(0), 1_000_000, &mut out);
+        assert_eq!(decode(&out, &LIM, 5).unwrap().unwrap().0, put(0));
+        let mut out = BytesMut::new();
+        encode(&put(999_999), 1_000_000, &mut out);
+        assert_eq!(
+            decode(&out, &LIM, 5).unwrap().unwrap().0,
+            put(1),
+            "already expired stays expired"
+        );
+    }
+
+    #[test]
+    fn hostile_input_is_refused_not_trusted() {
+        // Huge length prefix: refused before buffering.
+        assert!(matches!(
+            decode(&[0xff, 0xff, 0xff, 0xff, 1], &LIM, 0),
+            Err(FrameError::TooLarge(_))
+        ));
+        // Incomplete frames wait for more bytes.
+        assert_eq!(decode(&[0, 0, 0, 9, T_BYE, 0], &LIM, 0), Ok(None));
+        // Unknown type, trailing garbage, short payload.
+        assert!(decode(&[0, 0, 0, 1, 99], &LIM, 0).is_err());
+        assert!(decode(&[0, 0, 0, 10, T_BYE, 0, 0, 0, 0, 0, 0, 0, 0, 1], &LIM, 0).is_err());
+        assert!(decode(&[0, 0, 0, 3, T_BYE, 0, 0], &LIM, 0).is_err());
+        // A record without a key (not a flush) and a value over the item size.
+        let mut out = BytesMut::new();
+        encode(
+            &Frame::Record {
+                offset: 1,
+                mutation: Mutation {
+                    key: Bytes::new(),
+                    version: Version::ZERO,
+                    kind: MutationKind::Delete,
+                },
+            },
+            0,
+            &mut out,
+        );
+        assert!(decode(&out, &LIM, 0).is_err());
+        let mut out = BytesMut::new();
+        encode(
+            &Frame::Record {
+                offset: 1,
+                mutation: Mutation {
+                    key: Bytes::from_static(b"k"),
+                    version: Version::ZERO,
+                    kind: MutationKind::Put {
+                        flags: 0,
+                        exptime: 0,
+                        value: Bytes::from(vec![0u8; 1025]),
+                    },
+                },
+            },
+            0,
+            &mut out,
+        );
+        assert!(matches!(
+            decode(&out, &LIM, 0),
+            Err(FrameError::ValueTooLarge(1025))
+        ));
+    }
+}

@@ -1,0 +1,153 @@
+//! What the node knows about each peer: address, node id, link state and counters (the rows of
+//! `stats replication`), and the registry of live links that keeps one link per pair of nodes.
+
+use parking_lot::Mutex;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LinkState {
+    Connecting = 0,
+    Handshake = 1,
+    Syncing = 2,
+    Synced = 3,
+    Down = 4,
+}
+
+impl LinkState {
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::Handshake => "handshake",
+            LinkState::Syncing => "syncing",
+            LinkState::Synced => "synced",
+            LinkState::Down => "down",
+        }
+    }
+
+    fn from_u8(v: u8) -> LinkState {
+        match v {
+            0 => LinkState::Connecting,
+            1 => LinkState::Handshake,
+            2 => LinkState::Syncing,
+            3 => LinkState::Synced,
+            _ => LinkState::Down,
+        }
+    }
+}
+
+/// One peer: either named in the configuration (we dial it) or one that dialed us.
+pub struct PeerSlot {
+    pub addr: Mutex<String>,
+    pub configured: bool,
+    /// Addresses the configured name resolved to (matches incoming links to this slot).
+    pub resolved: Mutex<Vec<SocketAddr>>,
+    pub node_id: AtomicU32,
+    state: AtomicU8,
+    pub records_sent: AtomicU64,
+    pub records_applied: AtomicU64,
+    pub records_stale: AtomicU64,
+    pub records_rejected: AtomicU64,
+    /// Last offset of our backlog the peer has confirmed applying (on the current link).
+    pub peer_ack: AtomicU64,
+    /// Full / partial syncs this node received from the peer, and sent to it.
+    pub full_syncs: AtomicU64,
+    pub partial_syncs: AtomicU64,
+    pub full_syncs_sent: AtomicU64,
+    pub partial_syncs_sent: AtomicU64,
+    pub last_error: Mutex<String>,
+    /// The first sync from this peer finished, or the peer turned out unreachable: either way
+    /// a starting node stops waiting for it.
+    pub initial_done: AtomicBool,
+}
+
+impl PeerSlot {
+    pub fn new(addr: String, configured: bool) -> PeerSlot {
+        PeerSlot {
+            addr: Mutex::new(addr),
+            configured,
+            resolved: Mutex::new(Vec::new()),
+            node_id: AtomicU32::new(0),
+            state: AtomicU8::new(if configured {
+                LinkState::Connecting
+            } else {
+                LinkState::Down
+            } as u8),
+            records_sent: AtomicU64::new(0),
+            records_applied: AtomicU64::new(0),
+            records_stale: AtomicU64::new(0),
+            records_rejected: AtomicU64::new(0),
+            peer_ack: AtomicU64::new(0),
+            full_syncs: AtomicU64::new(0),
+            partial_syncs: AtomicU64::new(0),
+            full_syncs_sent: AtomicU64::new(0),
+            partial_syncs_sent: AtomicU64::new(0),
+            last_error: Mutex::new(String::new()),
+            initial_done: AtomicBool::new(false),
+        }
+    }
+
+    pub fn state(&self) -> LinkState {
+        LinkState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    pub fn set_state(&self, s: LinkState) {
+        self.state.store(s as u8, Ordering::Relaxed);
+    }
+
+    pub fn set_error(&self, e: impl ToString) {
+        *self.last_error.lock() = e.to_string();
+    }
+}
+
+/// A link that finished its handshake and owns the pair (this node, `peer`).
+pub struct ActiveLink {
+    pub id: u64,
+    /// Node id of the side that opened the TCP connection.
+    pub initiator: u32,
+    pub cancel: watch::Sender<bool>,
+    /// Becomes true when the link's task has fully stopped.
+    pub done: watch::Receiver<bool>,
+}
+
+/// Decision on a freshly authenticated link when the pair may already have one.
+pub enum Admit {
+    /// No other link: go ahead.
+    Alone,
+    /// Another link loses to this one: it was cancelled, wait for it to stop first.
+    Replaces(watch::Receiver<bool>),
+    /// The existing link wins: close this one.
+    Duplicate,
+}
+
+/// Which of two links between nodes `a` and `b` survives is decided the same way on both nodes:
+/// the one opened by the lower node id. A new link from the same initiator replaces the old one
+/// (the old one is a dead connection the node has not noticed yet).
+pub fn admit(
+    links: &mut std::collections::HashMap<u32, ActiveLink>,
+    me: u32,
+    peer: u32,
+    link: ActiveLink,
+) -> Admit {
+    let preferred = me.min(peer);
+    match links.get(&peer) {
+        None => {
+            links.insert(peer, link);
+            Admit::Alone
+        }
+        Some(old) if old.initiator != link.initiator && old.initiator == preferred => {
+            Admit::Duplicate
+        }
+        Some(_) => {
+            let old = links.insert(peer, link).expect("checked above");
+            let _ = old.cancel.send(true);
+            Admit::Replaces(old.done)
+        }
+    }
+}
+
+/// Shared handle to a slot list entry.
+pub type Slot = Arc<PeerSlot>;

@@ -1,0 +1,785 @@
+//! Library-level replication tests: several Store + Replicator pairs in one process, talking over
+//! real loopback TCP (through a cuttable proxy where a test needs to break the link).
+
+mod repl_common;
+
+use repcached::store::{parse_counter, Expiry};
+use repl_common::*;
+use std::time::Duration;
+
+fn opts_peer(peer: &Node) -> NodeOpts {
+    NodeOpts {
+        peers: vec![peer.peer_name()],
+        ..Default::default()
+    }
+}
+
+async fn synced(a: &Node, b: &Node) {
+    for n in [a, b] {
+        assert!(
+            eventually(10, || n.stat("peer0:state").as_deref() == Some("synced")).await,
+            "link never synced: {:?}",
+            n.repl.replication_stats()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_write_reaches_the_other_node() {
+    let a = start_node(NodeOpts::default()).await;
+    let b = start_node(opts_peer(&a)).await;
+    b.repl.wait_initial_sync(Duration::from_secs(10)).await;
+    synced(&a, &b).await;
+
+    a.set("k1", "v1");
+    assert!(eventually(5, || b.get("k1").as_deref() == Some("v1")).await);
+    b.set("k2", "v2");
+    assert!(eventually(5, || a.get("k2").as_deref() == Some("v2")).await);
+
+    // flags and remaining TTL travel with the value
+    a.store
+        .entry(b"ttl")
+        .put(
+            &[b"x"],
+            42,
+            Expiry::At(repcached::store::unix_now() + 100),
+            None,
+        )
+        .unwrap();
+    assert!(eventually(5, || b.get("ttl").is_some()).await);
+    {
+        let e = b.store.entry(b"ttl");
+        let it = e.item().unwrap();
+        assert_eq!(it.flags, 42);
+        let left = it.exptime as i64 - repcached::store::unix_now() as i64;
+        assert!((98..=101).contains(&left), "remaining ttl {left}");
+    }
+    // the same write has the same CAS id on both nodes
+    let cas_a = a.store.entry(b"ttl").item().unwrap().cas;
+    assert_eq!(b.store.entry(b"ttl").item().unwrap().cas, cas_a);
+
+    // append, incr, touch, delete
+    a.set("n", "10");
+    assert!(eventually(5, || b.get("n").as_deref() == Some("10")).await);
+    b.store.entry(b"n").arith(true, 5).unwrap();
+    assert!(eventually(5, || a.get("n").as_deref() == Some("15")).await);
+    a.store.entry(b"k1").store(
+        repcached::protocol::StoreMode::Append,
+        0,
+        Expiry::Never,
+        b"+",
+        0,
+        false,
+    );
+    assert!(eventually(5, || b.get("k1").as_deref() == Some("v1+")).await);
+    b.store
+        .entry(b"k2")
+        .touch(Expiry::At(repcached::store::unix_now() + 1000));
+    assert!(
+        eventually(5, || a
+            .store
+            .entry(b"k2")
+            .item()
+            .is_some_and(|it| it.exptime != 0))
+        .await
+    );
+    a.delete("k1");
+    assert!(eventually(5, || b.get("k1").is_none()).await);
+
+    // flush_all on one node empties both; writes after it survive
+    b.store.flush_all(0);
+    assert!(eventually(5, || a.get("k2").is_none() && a.get("n").is_none()).await);
+    a.set("after", "1");
+    assert!(eventually(5, || b.get("after").as_deref() == Some("1")).await);
+    converge(&a, &b, 5).await;
+    assert!(a.stat_u64("repl_records_sent") > 0 && b.stat_u64("repl_records_applied") > 0);
+    // Quiet: the peer has acked everything, lag is zero.
+    assert!(
+        eventually(3, || a.stat_u64("peer0:lag_records") == 0
+            && b.stat_u64("peer0:lag_records") == 0)
+        .await
+    );
+    assert_eq!(a.stat_u64("peer0:lag_ms"), 0);
+    a.repl.shutdown().await;
+    b.repl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_naming_each_other_keep_one_link_and_replicate_both_ways() {
+    let (la, lb) = (bind_free(), bind_free());
+    let (aa, ab) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
+    let a = start_node_on(
+        NodeOpts {
+            peers: vec![ab.to_string()],
+            ..Default::default()
+        },
+        la,
+    )
+    .await;
+    let b = start_node_on(
+        NodeOpts {
+            peers: vec![aa.to_string()],
+            ..Default::default()
+        },
+        lb,
+    )
+    .await;
+    tokio::join!(
+        a.repl.wait_initial_sync(Duration::from_secs(10)),
+        b.repl.wait_initial_sync(Duration::from_secs(10))
+    );
+    for i in 0..200 {
+        a.set(&format!("a{i}"), "x");
+        b.set(&format!("b{i}"), "y");
+    }
+    converge(&a, &b, 10).await;
+    assert_eq!(a.dump().len(), 400);
+    // One live link per pair, and each node lists the other once.
+    for n in [&a, &b] {
+        assert!(
+            eventually(5, || n.stat_u64("repl_peers_connected") == 1).await,
+            "{:?} {:?}",
+            n.repl.general_stats(),
+            n.repl.replication_stats()
+        );
+        assert_eq!(
+            n.stat_u64("repl_peers"),
+            1,
+            "{:?}",
+            n.repl.replication_stats()
+        );
+    }
+    a.repl.shutdown().await;
+    b.repl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_increments_on_both_nodes_add_up() {
+    let a = start_node(NodeOpts::default()).await;
+    let b = start_node(opts_peer(&a)).await;
+    synced(&a, &b).await;
+    a.set("counter", "0");
+    assert!(eventually(5, || b.get("counter").is_some()).await);
+    const PER_NODE: u64 = 500;
+    let (sa, sb) = (a.store.clone(), b.store.clone());
+    let ta = tokio::spawn(async move {
+        for i in 0..PER_NODE {
+            sa.entry(b"counter").arith(true, 1).unwrap();
+            if i % 50 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let tb = tokio::spawn(async move {
+        for i in 0..PER_NODE {
+            sb.entry(b"counter").arith(true, 1).unwrap();
+            if i % 50 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    ta.await.unwrap();
+    tb.await.unwrap();
+    let want = 2 * PER_NODE;
+    let count = |n: &Node| n.get("counter").and_then(|v| parse_counter(v.as_bytes()));
+    let ok = eventually(10, || count(&a) == Some(want) && count(&b) == Some(want)).await;
+    assert!(
+        ok,
+        "counters: a={:?} b={:?}, want {want}",
+        count(&a),
+        count(&b)
+    );
+    a.repl.shutdown().await;
+    b.repl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_link_catches_up_from_the_backlog() {
+    let b = start_node(NodeOpts::default()).await;
+    let proxy = Proxy::start(b.addr).await;
+    let a = start_node(NodeOpts {
+        peers: vec![proxy.addr.to_string()],
+        ..Default::default()
+    })
+    .await;
+    synced(&a, &b).await;
+    for i in 0..100 {
+        a.set(&format!("pre{i}"), "1");
+    }
+    converge(&a, &b, 5).await;
+    let full_before = (
+        a.stat_u64("peer0:full_syncs"),
+        b.stat_u64("peer0:full_syncs"),
+    );
+
+    proxy.cut();
+    assert!(eventually(5, || a.stat("peer0:state").as_deref() != Some("synced")).await);
+    for i in 0..300 {
+        a.set(&format!("a{i}"), "from-a");
+        b.set(&format!("b{i}"), "from-b");
+        a.store
+            .entry(format!("c{}", i % 10).as_bytes())
+            .put(&[b"1"], 0, Expiry::Never, None)
+            .unwrap();
+    }
+    a.delete("pre1");
+    b.delete("pre2");
+    proxy.restore();
+
+    converge(&a, &b, 10).await;
+    assert!(a.get("pre1").is_none() && b.get("pre2").is_none());
+    assert!(
+        eventually(5, || a.stat_u64("peer0:partial_syncs") >= 1
+            && b.stat_u64("peer0:partial_syncs") >= 1)
+        .await
+    );
+    assert_eq!(
+        (
+            a.stat_u64("peer0:full_syncs"),
+            b.stat_u64("peer0:full_syncs")
+        ),
+        full_before,
+        "no full resync after a short break"
+    );
+    a.repl.shutdown().await;
+    b.repl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_is_noticed_by_heartbeat_and_rejoins() {
+    let b = start_node(NodeOpts::default()).await;
+    let proxy = Proxy::start(b.addr).await;
+    let a = start_node(NodeOpts {
+        peers: vec![proxy.addr.to_string()],
+        ..Default::default()
+    })
+    .await;
+    synced(&a, &b).await;
+    proxy.freeze();
+    let t0 = tokio::time::Instant::now();
+    let noticed = eventually(8, || {
+        a.stat("peer0:state").as_deref() != Some("synced")
+            && b.stat("peer0:state").as_deref() != Some("synced")
+    })
+    .await;
+    assert!(
+        noticed,
+        "dead link not noticed: {:?}",
+        a.repl.replication_stats()
+    );
+    assert!(t0.elapsed() < Duration::from_secs(6));
+    a.set("while-frozen", "1");
+    proxy.cut();
+    proxy.restore();
+    assert!(eventually(10, || b.get("while-frozen").is_some()).await);
+    converge(&a, &b, 5).await;
+    a.repl.shutdown().await;
+    b.repl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_gets_everything_back_by_full_resync() {
+    let a = start_node(NodeOpts::default()).await;
+    let b = start_node(opts_peer(&a)).await;
+    synced(&a, &b).await;
+    for i in 0..500 {
+        a.set(&format!("a{i}"), &format!("value-{i}"));
+        b.set(&format!("b{i}"), &format!("value-{i}"));
+    }
+    a.delete("a7");
+    converge(&a, &b, 10).await;
+
+    let b_addr = b.addr;
+    b.repl.shutdown().await;
+    drop(b);
+    // Writes while B is down.
+    a.set("while-down", "1");
+    a.delete("a8");
+
+    let b = start_node(NodeOpts {
+        peers: vec![a.peer_name()],
+        bind: Some(b_addr),
+        ..Default::default()
+    })
+    .await;
+    b.repl.wait_initial_sync(Duration::from_secs(10)).await;
+    // The initial sync is complete before the node would serve clients.
+    assert_eq!(b.get("b499").as_deref(), Some("value-499"));
+    assert_eq!(b.get("while-down").as_deref(), Some("1"));
+    assert!(b.get("a7").is_none() && b.get("a8").is_none());
+    converge(&a, &b, 10).await;
+    assert!(b.stat_u64("peer0:full_syncs") >= 1);
+    assert!(
+        eventually(5, || a.stat_u64("repl_full_syncs") >= 2).await,
+        "A also resynced from B"
+    );
+    a.repl.shutdown().await;
+    b.repl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_is_rejected_and_nothing_is_applied() {
+    let good = write_secret("good", "correct horse battery staple");
+    let bad = write_secret("bad", "wrong");
+    let a = start_node(NodeOpts {
+        secret: Some(good.clone()),
+        ..Default::default()
+    })
+    .await;
+    let b = start_node(NodeOpts {
+        peers: vec![a.peer_name()],
+        secret: Some(bad),
+        ..Default::default()
+    })
+    .await;
+    b.set("from-b", "1");
+    a.set("from-a", "1");
+    assert!(
+        eventually(5, || b
+            .stat("peer0:last_error")
+            .is_some_and(|e| e.contains("authentication")))
+        .await,
+        "{:?}",
+        b.repl.replication_stats()
+    );
+    assert!(
+        eventually(5, || a
+            .stat("peer0:last_error")
+            .is_some_and(|e| e.contains("authentication")))
+        .await,
+        "{:?}",
+        a.repl.replication_stats()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.get("from-b").is_none() && b.get("from-a").is_none());
+    assert_eq!(
+        a.stat_u64("repl_records_applied") + b.stat_u64("repl_records_applied"),
+        0
+    );
+    // The right secret works.
+    let c = start_node(NodeOpts {
+        peers: vec![a.peer_name()],
+        secret: Some(good),
+        ..Default::default()
+    })
+    .await;
+    assert!(eventually(5, || c.get("from-a").is_some()).await);
+    a.repl.shutdown().await;
+    b.repl.shutdown().await;
+    c.repl.shutdown().await;
+}
+
+/// Conflicting writes and deletes on both sides of a partition: after healing, every key has the
+/// same, latest-version value on both nodes and nothing deleted comes back.
+async fn partition_then_heal(backlog: usize) -> (Node, Node) {
+    let b = start_node(NodeOpts {
+        backlog,
+        ..Default::default()
+    })
+    .await;
+    let proxy = Proxy::start(b.addr).await;
+    let a = start_node(NodeOpts {
+        peers: vec![proxy.addr.to_string()],
+        backlog,
+        ..Default::default()
+    })
+    .await;
+    synced(&a, &b).await;
+    for k in ["x", "y", "z", "w", "v"] {
+        a.set(k, "orig");
+    }
+    for k in ["ctr1", "ctr2", "ctr3"] {
+        a.set(k, "10");
+    }
+    converge(&a, &b, 5).await;
+    proxy.cut();
+    assert!(eventually(5, || a.stat("peer0:state").as_deref() != Some("synced")).await);
+    let pause = || tokio::time::sleep(Duration::from_millis(5));
+    a.set("x", "a-old");
+    pause().await;
+    b.set("x", "b-new"); // later: wins
+    b.delete("y");
+    pause().await;
+    a.set("y", "a-after-delete"); // later than the delete: wins
+    a.delete("z"); // nobody writes z again: stays deleted
+    b.set("w", "b-before-delete");
+    pause().await;
+    a.delete("w"); // later delete wins over the set
+    b.delete("v");
+    b.set("ctr1", "100"); // a set newer than the counter's base...
+    b.delete("ctr2"); // ...and a delete...
+    pause().await;
+    for _ in 0..3 {
+        // ...win over increments of the older value made later on the other side.
+        a.store.entry(b"ctr1").arith(true, 1).unwrap();
+        a.store.entry(b"ctr2").arith(true, 1).unwrap();
+        a.store.entry(b"ctr3").arith(true, 1).unwrap();
+    }
+    for _ in 0..4 {
+        b.store.entry(b"ctr3").arith(true, 1).unwrap();
+    }
+    // Enough traffic to overflow a small backlog.
+    let filler = "f".repeat(1000);
+    for i in 0..200 {
+        a.set(&format!("fill-a{i}"), &filler);
+        b.set(&format!("fill-b{i}"), &filler);
+    }
+    proxy.restore();
+    converge(&a, &b, 15).await;
+    for n in [&a, &b] {
+        assert_eq!(n.get("x").as_deref(), Some("b-new"));
+        assert_eq!(n.get("y").as_deref(), Some("a-after-delete"));
+        assert_eq!(n.get("z"), None);
+        assert_eq!(n.get("w"), None);
+        assert_eq!(n.get("v"), None);
+        assert_eq!(n.get("ctr1").as_deref(), Some("100"));
+        assert_eq!(n.get("ctr2"), None);
+    }
+    // Quiet again: still identical, nothing resurrected.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    same_contents(&a, &b).unwrap();
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_with_conflicts_heals_by_partial_sync() {
+    let (a, b) = partition_then_heal(16 * 1024 * 1024).await;
+    // Increments of the same value on both sides add up when the backlog carries them.
+    assert_eq!(
+        a.get("ctr3").map(|v| v.trim().to_string()).as_deref(),
+        Some("17")
+    );
+    assert!(a.stat_u64("peer0:partial_syncs") >= 1);
+    assert_eq!(
+        a.stat_u64("peer0:full_syncs"),
+        1,
+        "only the initial sync was full"
+    );
+    a.repl.shutdown().await;
+    b.repl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_with_conflicts_heals_by_full_resync_when_the_backlog_overflowed() {
+    let (a, b) = partition_then_heal(64 * 1024).await;
+    assert!(
+        a.stat_u64("peer0:full_syncs") >= 2,
+        "{:?}",
+        a.repl.replication_stats()
+    );
+    assert!(
+        b.stat_u64("peer0:full_syncs") >= 2,
+        "{:?}",
+        b.repl.replication_stats()
+    );
+    a.repl.shutdown().await;
+    b.repl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_node_mesh_replicates_every_write_everywhere() {
+    let ls = [bind_free(), bind_free(), bind_free()];
+    let addrs: Vec<String> = ls
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect();
+    let mut nodes = Vec::new();
+    for (i, l) in ls.into_iter().enumerate() {
+        let peers = addrs
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, a)| a.clone())
+            .collect();
+        nodes.push(
+            start_node_on(
+                NodeOpts {
+                    peers,
+                    ..Default::default()
+                },
+                l,
+            )
+            .await,
+        );
+    }
+    for n in &nodes {
+        n.repl.wait_initial_sync(Duration::from_secs(10)).await;
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        for k in 0..100 {
+            n.set(&format!("n{i}-{k}"), &format!("{i}"));
+        }
+        n.set("shared", &format!("from-{i}"));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    nodes[0].set("counter", "0");
+    assert!(eventually(5, || nodes.iter().all(|n| n.get("counter").is_some())).await);
+    for n in &nodes {
+        for _ in 0..10 {
+            n.store.entry(b"counter").arith(true, 1).unwrap();
+        }
+    }
+    let count = |n: &Node| n.get("counter").and_then(|v| parse_counter(v.as_bytes()));
+    let all30 = eventually(10, || nodes.iter().all(|n| count(n) == Some(30))).await;
+    assert!(
+        all30,
+        "counters {:?}",
+        nodes.iter().map(count).collect::<Vec<_>>()
+    );
+    converge(&nodes[0], &nodes[1], 10).await;
+    converge(&nodes[1], &nodes[2], 10).await;
+    assert_eq!(nodes[2].dump().len(), 302);
+    assert_eq!(
+        nodes[0].get("shared").as_deref(),
+        Some("from-2"),
+        "latest write wins everywhere"
+    );
+    for n in &nodes {
+        assert!(
+            eventually(5, || n.stat_u64("repl_peers_connected") == 2).await,
+            "{:?}",
+            n.repl.replication_stats()
+        );
+    }
+    for n in nodes {
+        n.repl.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_to_run_unauthenticated_off_loopback() {
+    let store = std::sync::Arc::new(repcached::store::Store::new(Default::default()));
+    let config = repcached::config::Config {
+        peers: vec!["192.0.2.1:11212".into()],
+        repl_port: 0,
+        ..Default::default()
+    };
+    let err = repcached::replication::Replicator::start(&config, store.clone())
+        .await
+        .err();
+    assert!(err.is_some_and(|e| e.to_string().contains("secret")));
+    let config = repcached::config::Config {
+        repl_insecure: true,
+        ..config
+    };
+    let r = repcached::replication::Replicator::start(&config, store)
+        .await
+        .expect("insecure allowed");
+    r.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_resync_under_load_keeps_every_write() {
+    let a = start_node(NodeOpts::default()).await;
+    for i in 0..20_000 {
+        a.set(
+            &format!("old{i}"),
+            "0123456789012345678901234567890123456789",
+        );
+    }
+    a.set("counter", "0");
+    let sa = a.store.clone();
+    // Writes and increments on A while B's snapshot is being streamed.
+    let load = tokio::spawn(async move {
+        for i in 0..2000 {
+            sa.entry(b"counter").arith(true, 1).unwrap();
+            sa.entry(format!("new{i}").as_bytes())
+                .put(&[b"n"], 0, Expiry::Never, None)
+                .unwrap();
+            if i % 20 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let b = start_node(opts_peer(&a)).await;
+    load.await.unwrap();
+    let count = |n: &Node| n.get("counter").and_then(|v| parse_counter(v.as_bytes()));
+    assert!(
+        eventually(20, || count(&b) == Some(2000)).await,
+        "counter on b: {:?}",
+        count(&b)
+    );
+    converge(&a, &b, 20).await;
+    assert_eq!(b.dump().len(), 22_001);
+    a.repl.shutdown().await;
+    b.repl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_50ms_delay_on_the_link_still_converges() {
+    let b = start_node(NodeOpts::default()).await;
+    let proxy = Proxy::start_with_delay(b.addr, Duration::from_millis(50)).await;
+    let a = start_node(NodeOpts {
+        peers: vec![proxy.addr.to_string()],
+        ..Default::default()
+    })
+    .await;
+    a.repl.wait_initial_sync(Duration::from_secs(10)).await;
+    synced(&a, &b).await;
+    a.set("counter", "0");
+    assert!(eventually(5, || b.get("counter").is_some()).await);
+    for i in 0..300 {
+        a.set(&format!("k{}", i % 50), &format!("a{i}"));
+        b.set(&format!("k{}", (i + 25) % 50), &format!("b{i}"));
+        a.store.entry(b"counter").arith(true, 1).unwrap();
+        b.store.entry(b"counter").arith(true, 1).unwrap();
+    }
+    let count = |n: &Node| n.get("counter").and_then(|v| parse_counter(v.as_bytes()));
+    assert!(eventually(10, || count(&a) == Some(600) && count(&b) == Some(600)).await);
+    converge(&a, &b, 10).await;
+    a.repl.shutdown().await;
+    b.repl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_over_the_receivers_item_size_is_rejected_without_breaking_the_link() {
+    let b = start_node(NodeOpts::default()).await; // -I 1m
+    let a = start_node(NodeOpts {
+        peers: vec![b.peer_name()],
+        item_size_max: 4 * 1024 * 1024,
+        ..Default::default()
+    })
+    .await;
+    synced(&a, &b).await;
+    let big = "x".repeat(3 * 1024 * 1024);
+    a.set("big", &big);
+    a.set("small", "after");
+    assert!(eventually(5, || b.get("small").as_deref() == Some("after")).await);
+    assert!(b.get("big").is_none());
+    assert_eq!(b.stat_u64("peer0:records_rejected"), 1);
+    assert_eq!(b.stat("peer0:state").as_deref(), Some("synced"));
+    assert_eq!(b.stat_u64("peer0:full_syncs"), 1, "the link never dropped");
+    a.repl.shutdown().await;
+    b.repl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_naming_itself_does_not_wait_or_loop() {
+    let l = bind_free();
+    let me = l.local_addr().unwrap().to_string();
+    let a = start_node_on(
+        NodeOpts {
+            peers: vec![me],
+            ..Default::default()
+        },
+        l,
+    )
+    .await;
+    let t0 = tokio::time::Instant::now();
+    a.repl.wait_initial_sync(Duration::from_secs(10)).await;
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    assert!(
+        eventually(3, || a
+            .stat("peer0:last_error")
+            .is_some_and(|e| e.contains("itself")))
+        .await
+    );
+    a.set("k", "v");
+    assert_eq!(a.stat_u64("repl_records_applied"), 0);
+    a.repl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_replication_port_is_dropped_and_nothing_applied() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = start_node(NodeOpts::default()).await;
+    for junk in [
+        vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3],         // absurd length
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), // wrong protocol
+        vec![0, 0, 0, 5, 16, 0, 0, 0, 1],              // a record before any handshake
+        vec![0, 0, 0, 45, 1, b'R', b'P', b'C', b'D', 0, 1, 0, 0, 0, 9], // truncated hello
+    ] {
+        let mut s = tokio::net::TcpStream::connect(a.addr).await.unwrap();
+        s.write_all(&junk).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let closed = tokio::time::timeout(Duration::from_secs(8), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "connection with junk {junk:?} was not closed"
+        );
+    }
+    assert_eq!(a.stat_u64("repl_records_applied"), 0);
+    assert_eq!(a.dump().len(), 0);
+    a.repl.shutdown().await;
+}
+
+/// Touches on one side of a partition racing writes, deletes and increments on the other: value
+/// and expiry merge field by field, the same way on both nodes.
+async fn touch_races(backlog: usize) -> (Node, Node) {
+    let b = start_node(NodeOpts {
+        backlog,
+        ..Default::default()
+    })
+    .await;
+    let proxy = Proxy::start(b.addr).await;
+    let a = start_node(NodeOpts {
+        peers: vec![proxy.addr.to_string()],
+        backlog,
+        ..Default::default()
+    })
+    .await;
+    synced(&a, &b).await;
+    for k in ["s", "d", "x", "c"] {
+        a.set(k, "old");
+    }
+    converge(&a, &b, 5).await;
+    proxy.cut();
+    assert!(eventually(5, || a.stat("peer0:state").as_deref() != Some("synced")).await);
+    let now = repcached::store::unix_now();
+    a.set("s", "new"); // a write on A...
+    a.delete("d");
+    a.set("x", "new");
+    a.set("c", "7");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    b.store.entry(b"s").touch(Expiry::At(now + 500)); // ...then a touch of the old value on B
+    b.store.entry(b"d").touch(Expiry::At(now + 500));
+    b.store.entry(b"x").touch(Expiry::Expired); // touch to the past: like a delete
+    b.store.entry(b"c").touch(Expiry::At(now + 500));
+    a.store.entry(b"c").arith(true, 1).unwrap();
+    let filler = "f".repeat(1000);
+    for i in 0..200 {
+        a.set(&format!("fill-a{i}"), &filler);
+        b.set(&format!("fill-b{i}"), &filler);
+    }
+    proxy.restore();
+    converge(&a, &b, 10).await;
+    for n in [&a, &b] {
+        // The newer value wins, with the newer expiry (field by field); deletes stay deleted.
+        let e = n.store.entry(b"s");
+        let it = e.item().expect("s present");
+        assert_eq!(it.value(), b"new");
+        assert!(it.exptime >= now + 499, "touched expiry kept");
+        drop(e);
+        assert_eq!(n.get("d"), None);
+        assert_eq!(n.get("x"), None);
+        assert_eq!(
+            n.get("c").map(|v| v.trim().to_string()).as_deref(),
+            Some("8")
+        );
+    }
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_touch_racing_writes_on_the_other_node_converges_by_partial_sync() {
+    let (a, b) = touch_races(16 * 1024 * 1024).await;
+    assert_eq!(a.stat_u64("peer0:full_syncs"), 1);
+    a.repl.shutdown().await;
+    b.repl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_touch_racing_writes_on_the_other_node_converges_by_full_resync() {
+    let (a, b) = touch_races(64 * 1024).await;
+    assert!(a.stat_u64("peer0:full_syncs") >= 2);
+    a.repl.shutdown().await;
+    b.repl.shutdown().await;
+}
