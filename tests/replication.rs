@@ -452,9 +452,7 @@ fn evictions_are_not_replicated() {
     assert!(cb.get("e0").is_some());
 }
 
-/// The meta protocol is parsed on another branch; un-ignore once it is merged.
 #[test]
-#[ignore = "needs the meta protocol parser (not on this branch yet)"]
 fn every_meta_command_path_replicates() {
     let (a, b) = pair();
     let (mut ca, mut cb) = (a.client(), b.client());

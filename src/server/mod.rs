@@ -290,11 +290,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         .enable_all()
         .build()?;
     let result = runtime.block_on(async move {
-        let handle = start(config).await?;
+        // Installed before anything is bound, so a SIGTERM right after the listening lines
+        // still stops the server gracefully instead of killing it.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let handle = start(config).await?;
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
             _ = handle.shutdown_requested() => tracing::info!("shutdown command: shutting down"),
         }
         handle.stop().await;

@@ -1231,7 +1231,7 @@ impl<'s, 'k> Entry<'s, 'k> {
                 if let Some((item_version, Some(current))) = counter {
                     let next = apply_delta(current, d.incr, d.delta);
                     let v = item_version.max(d.version);
-                    let _ = self.write_counter(next, self.store.cas_for(v), v);
+                    let _ = self.write_counter(next, self.store.cas_for(v), v, true);
                 }
             }
         }
