@@ -2,6 +2,7 @@
 //! (flags, expiry, CAS, access time) and the version replication orders writes by.
 
 use super::version::Version;
+use std::ptr::NonNull;
 
 /// Bytes charged per item on top of key and value: the slab node, the hash table slot and the
 /// allocator's rounding. Keeps `-m` close to the resident memory the items really take.
@@ -16,15 +17,16 @@ pub const KEY_BINARY: u8 = 8;
 
 #[derive(Debug)]
 pub struct Item {
-    data: Box<[u8]>,
+    /// Key then value, `len` bytes, allocated as a `Box<[u8]>`. A thin pointer plus a u32 length
+    /// instead of the box's fat pointer saves 8 bytes per item (values are at most -I, < 4 GiB).
+    data: NonNull<u8>,
+    len: u32,
     key_len: u8,
     /// FETCHED / STALE / TOKEN_SENT / KEY_BINARY.
     pub bits: u8,
     pub flags: u32,
     /// Absolute unix seconds; 0 = never expires.
     pub exptime: u32,
-    /// Unix seconds of the last store (what a delayed flush_all compares against).
-    pub time: u32,
     /// Unix seconds of the last access (mg `l` and `h` flags).
     pub last_access: u32,
     pub cas: u64,
@@ -51,13 +53,16 @@ impl Item {
         for part in value_parts {
             data.extend_from_slice(part);
         }
+        let len = u32::try_from(data.len()).expect("item larger than 4 GiB");
+        let raw = Box::into_raw(data.into_boxed_slice()) as *mut u8;
         Item {
-            data: data.into_boxed_slice(),
+            // SAFETY: Box::into_raw never returns null.
+            data: unsafe { NonNull::new_unchecked(raw) },
+            len,
             key_len: key.len() as u8,
             bits: 0,
             flags: 0,
             exptime: 0,
-            time: 0,
             last_access: 0,
             cas: 0,
             version: Version::ZERO,
@@ -66,22 +71,30 @@ impl Item {
         }
     }
 
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `data` points to `len` initialised bytes owned by this item.
+        unsafe { std::slice::from_raw_parts(self.data.as_ptr(), self.len as usize) }
+    }
+
     pub fn key(&self) -> &[u8] {
-        &self.data[..self.key_len as usize]
+        &self.bytes()[..self.key_len as usize]
     }
 
     pub fn value(&self) -> &[u8] {
-        &self.data[self.key_len as usize..]
+        &self.bytes()[self.key_len as usize..]
     }
 
     /// Overwrites the value in place; the caller guarantees the length is unchanged.
     pub fn value_mut(&mut self) -> &mut [u8] {
-        &mut self.data[self.key_len as usize..]
+        let key_len = self.key_len as usize;
+        // SAFETY: as in `bytes`, and `&mut self` makes the access exclusive.
+        let all = unsafe { std::slice::from_raw_parts_mut(self.data.as_ptr(), self.len as usize) };
+        &mut all[key_len..]
     }
 
     /// Bytes charged against the memory limit.
     pub fn charge(&self) -> usize {
-        self.data.len() + ITEM_OVERHEAD
+        self.len as usize + ITEM_OVERHEAD
     }
 
     pub fn is_expired(&self, now: u32) -> bool {
@@ -92,6 +105,18 @@ impl Item {
         self.bits & bit != 0
     }
 }
+
+impl Drop for Item {
+    fn drop(&mut self) {
+        let slice = std::ptr::slice_from_raw_parts_mut(self.data.as_ptr(), self.len as usize);
+        // SAFETY: `data`/`len` came from Box::into_raw of a boxed slice of exactly this length.
+        drop(unsafe { Box::from_raw(slice) });
+    }
+}
+
+// SAFETY: the item owns its bytes exclusively, like the Box<[u8]> it was made from.
+unsafe impl Send for Item {}
+unsafe impl Sync for Item {}
 
 /// Bytes an item with this key and value would be charged.
 pub fn charge_for(key_len: usize, value_len: usize) -> usize {

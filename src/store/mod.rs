@@ -916,7 +916,6 @@ impl<'s, 'k> Entry<'s, 'k> {
         let mut item = Item::from_parts(self.key, value_parts);
         item.flags = flags;
         item.exptime = exptime.as_abs();
-        item.time = self.now;
         item.last_access = self.now;
         item.cas = cas;
         item.version = version;
@@ -1155,7 +1154,6 @@ impl<'s, 'k> Entry<'s, 'k> {
             v[digits.len()..].fill(b' ');
             it.cas = cas;
             it.version = version;
-            it.time = self.now;
             return Ok(());
         }
         let (flags, exp, base, touched) = (

@@ -8,7 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Ordered by `(hlc, node)`: a later timestamp wins, the node id breaks ties deterministically.
+///
+/// Packed to 12 bytes with 4-byte alignment (instead of 16): every item carries three versions,
+/// so the padding would cost 12 bytes per item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(C, packed(4))]
 pub struct Version {
     /// Milliseconds since the unix epoch in the upper 48 bits, a logical counter in the lower 16.
     pub hlc: u64,
