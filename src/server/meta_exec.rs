@@ -11,7 +11,7 @@ use crate::protocol::meta::{
     base64_encode, MetaCmd, MetaCommand, MetaRequest, SetMode, MAX_OPAQUE_LEN,
 };
 use crate::protocol::StoreMode;
-use crate::server::commands::HeldItems;
+use crate::server::commands::{push_u64, HeldItems};
 use crate::server::stats::Stats;
 use crate::store::item::{FETCHED, KEY_BINARY, STALE, TOKEN_SENT};
 use crate::store::{ArithError, Entry, Expiry, Store, StoreError, StoreOutcome};
@@ -39,25 +39,10 @@ pub fn execute(
     }
 }
 
-fn push_num(out: &mut Vec<u8>, n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
-}
-
 fn push_flag_num(out: &mut Vec<u8>, flag: u8, n: u64) {
     out.push(b' ');
     out.push(flag);
-    push_num(out, n);
+    push_u64(out, n);
 }
 
 /// ` k<key>`, or the key in base64 followed by ` b` for binary keys.
@@ -163,7 +148,7 @@ fn get(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>, held:
     let mut ttl_set = false;
     if f.value {
         out.extend_from_slice(b"VA ");
-        push_num(out, vlen as u64);
+        push_u64(out, vlen as u64);
     } else {
         out.extend_from_slice(b"HD");
     }
@@ -458,7 +443,7 @@ fn arith(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>, hel
         }
     };
     let mut digits = Vec::with_capacity(20);
-    push_num(&mut digits, value);
+    push_u64(&mut digits, value);
     let orig_exptime = e.item().map_or(0, |it| it.exptime);
     // memcached applies T/N to the item do_add_delta returns. When the new digits do not fit
     // the old value it links a copy and returns the old, unlinked item: the TTL change shows in
@@ -467,7 +452,7 @@ fn arith(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>, hel
     let mut exptime = orig_exptime;
     if f.value {
         out.extend_from_slice(b"VA ");
-        push_num(out, digits.len() as u64);
+        push_u64(out, digits.len() as u64);
     } else {
         out.extend_from_slice(b"HD");
     }
@@ -550,9 +535,9 @@ fn debug(store: &Store, stats: &Stats, key: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(exp.to_string().as_bytes());
     }
     out.extend_from_slice(b" la=");
-    push_num(out, now.wrapping_sub(it.last_access) as u64);
+    push_u64(out, now.wrapping_sub(it.last_access) as u64);
     out.extend_from_slice(b" cas=");
-    push_num(out, it.cas);
+    push_u64(out, it.cas);
     out.extend_from_slice(if it.has(FETCHED) {
         b" fetch=yes"
     } else {
@@ -563,9 +548,9 @@ fn debug(store: &Store, stats: &Stats, key: &[u8], out: &mut Vec<u8>) {
     let cas_len = if store.cas_enabled() { 8 } else { 0 };
     let ntotal = 48 + it.key().len() + 1 + nsuffix + it.value().len() + 2 + cas_len;
     out.extend_from_slice(b" cls=");
-    push_num(out, slab_class(ntotal) as u64);
+    push_u64(out, slab_class(ntotal) as u64);
     out.extend_from_slice(b" size=");
-    push_num(out, ntotal as u64);
+    push_u64(out, ntotal as u64);
     out.extend_from_slice(b"\r\n");
 }
 
