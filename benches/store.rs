@@ -1,7 +1,8 @@
-//! Store hot paths without the network: lookup, store, incr, and a get's reply encoding.
+//! Hot paths without the network: store lookup, store, incr, eviction, and reply encoding.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use repcached::protocol::StoreMode;
+use repcached::server::commands::write_value;
 use repcached::store::{Expiry, Store, StoreConfig};
 
 fn filled(n: usize) -> (Store, Vec<Vec<u8>>) {
@@ -73,5 +74,31 @@ fn bench_store(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_store);
+/// Reply encoding alone: one get hit's VALUE line and data, with and without a CAS id.
+fn bench_encode(c: &mut Criterion) {
+    let value = [b'v'; 100];
+    let mut out = Vec::with_capacity(4096);
+    c.bench_function("encode/value_100b", |b| {
+        b.iter(|| {
+            out.clear();
+            write_value(&mut out, b"user:session:1234", 0, black_box(&value), None);
+            black_box(out.len())
+        })
+    });
+    c.bench_function("encode/value_100b_cas", |b| {
+        b.iter(|| {
+            out.clear();
+            write_value(
+                &mut out,
+                b"user:session:1234",
+                7,
+                black_box(&value),
+                Some(117_440_512_000_000_001),
+            );
+            black_box(out.len())
+        })
+    });
+}
+
+criterion_group!(benches, bench_store, bench_encode);
 criterion_main!(benches);

@@ -35,6 +35,24 @@ pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
+/// One hit of a get: `VALUE <key> <flags> <bytes> [<cas>]\r\n<data>\r\n`.
+#[inline]
+pub fn write_value(out: &mut Vec<u8>, key: &[u8], flags: u32, value: &[u8], cas: Option<u64>) {
+    out.extend_from_slice(b"VALUE ");
+    out.extend_from_slice(key);
+    out.push(b' ');
+    push_u64(out, flags as u64);
+    out.push(b' ');
+    push_u64(out, value.len() as u64);
+    if let Some(cas) = cas {
+        out.push(b' ');
+        push_u64(out, cas);
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// The version we answer `version` with: memcached's, so clients that parse it keep working,
 /// tagged like repcached 2.x tagged its own.
 pub const VERSION: &str = concat!("1.6.18-repcached-", env!("CARGO_PKG_VERSION"));
@@ -249,19 +267,13 @@ fn get(shared: &Shared, keys: &[u8], with_cas: bool, touch: Option<i64>, out: &m
         let mut e = shared.store.entry(key);
         let hit = match e.item() {
             Some(it) => {
-                out.extend_from_slice(b"VALUE ");
-                out.extend_from_slice(it.key());
-                out.push(b' ');
-                push_u64(out, it.flags as u64);
-                out.push(b' ');
-                push_u64(out, it.value().len() as u64);
-                if with_cas {
-                    out.push(b' ');
-                    push_u64(out, it.cas);
-                }
-                out.extend_from_slice(b"\r\n");
-                out.extend_from_slice(it.value());
-                out.extend_from_slice(b"\r\n");
+                write_value(
+                    out,
+                    it.key(),
+                    it.flags,
+                    it.value(),
+                    with_cas.then_some(it.cas),
+                );
                 true
             }
             None => false,
