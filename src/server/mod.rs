@@ -201,6 +201,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         );
         config.repl_port = 0;
     }
+    crate::store::start_coarse_clock();
     let shared = Arc::new(Shared::new(config));
     let config = &shared.config;
 

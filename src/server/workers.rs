@@ -28,8 +28,11 @@ impl Workers {
         let mut lanes = Vec::with_capacity(n.max(1));
         for i in 0..n.max(1) {
             let (tx, mut rx) = mpsc::unbounded_channel::<Handoff>();
+            // I/O only: nothing on a worker uses tokio's timers (the sweeper, the acceptor's
+            // back-off and replication run on the main runtime), and the timer driver cost ~7%
+            // of the instructions of a get (callgrind, BENCHMARKS.md).
             let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
+                .enable_io()
                 .build()?;
             let shared = shared.clone();
             std::thread::Builder::new()

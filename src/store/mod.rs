@@ -19,7 +19,7 @@ use bytes::Bytes;
 use hashbrown::DefaultHashBuilder;
 use parking_lot::{Mutex, MutexGuard};
 use shard::{hash_key, PendingDelta, Shard, Tombstone};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -108,11 +108,44 @@ impl Expiry {
 }
 
 /// Current unix time in seconds.
+///
+/// Once [`start_coarse_clock`] has run (the server does), this is a load from a value a
+/// background thread refreshes ten times a second, like memcached's `current_time`: the store
+/// reads the clock for every key, and the system call showed in profiles. Before that (library
+/// use, tests) it reads the system clock.
 pub fn unix_now() -> u32 {
+    match COARSE_NOW.load(Ordering::Relaxed) {
+        0 => wall_secs(),
+        now => now,
+    }
+}
+
+static COARSE_NOW: AtomicU32 = AtomicU32::new(0);
+
+fn wall_secs() -> u32 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as u32)
         .unwrap_or(0)
+}
+
+/// Starts the process-wide clock thread behind [`unix_now`] (idempotent). Call it after any
+/// fork (daemonizing): a thread does not survive a fork, and a clock nobody ticks would freeze.
+pub fn start_coarse_clock() {
+    static START: std::sync::Once = std::sync::Once::new();
+    START.call_once(|| {
+        COARSE_NOW.store(wall_secs(), Ordering::Relaxed);
+        let ticker = std::thread::Builder::new()
+            .name("repcached-clock".into())
+            .spawn(|| loop {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                COARSE_NOW.store(wall_secs(), Ordering::Relaxed);
+            });
+        if ticker.is_err() {
+            // No thread, no cache: fall back to reading the system clock every time.
+            COARSE_NOW.store(0, Ordering::Relaxed);
+        }
+    });
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
