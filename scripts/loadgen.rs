@@ -14,6 +14,13 @@
 //!         that every set has been processed when the mode returns.
 //!   lag   --a H:P --b H:P [--samples 2000] [--interval-us 500] [--timeout-ms 5000]
 //!         For each sample: set a fresh key on A, then poll `get` on B until it is visible.
+//!   probe --server H:P [--keys 1000] [--interval-us 1000] [--duration 60] [--stop-file PATH]
+//!         A latency probe: one connection, one `get` of an existing key at a time, every
+//!         interval, until the duration ends or PATH exists; prints latency percentiles. Used to
+//!         compare client latency on an idle node with the latency while a peer resyncs from it.
+//!   seq   --server H:P --cmd get|set [--count 20000] [--keys 1000] [--value-size 100]
+//!         A fixed count of requests on one connection, one in flight at a time: the short,
+//!         repeatable workload the callgrind profile (scripts/profile) measures per operation.
 //!   stat  --server H:P [--group replication] --name curr_items
 //!         Prints the value of one `stats [group]` line (`value=` then nothing if absent).
 //!   stats --server H:P [--group replication]   Prints the raw stats reply (exit 1 on ERROR).
@@ -49,6 +56,8 @@ fn main() -> ExitCode {
         "pipe" => pipe(&opts),
         "load" => load(&opts),
         "lag" => lag(&opts),
+        "probe" => probe(&opts),
+        "seq" => seq(&opts),
         "stat" => stat(&opts),
         "stats" => raw_stats(&opts),
         other => Err(format!("unknown mode {other}")),
@@ -467,6 +476,92 @@ fn lag(o: &Opts) -> Result<String, String> {
         from_send.last().copied().unwrap_or(0),
         percentile(&from_ack, 0.50),
         percentile(&from_ack, 0.99),
+    ))
+}
+
+fn probe(o: &Opts) -> Result<String, String> {
+    let server = o.required("server")?;
+    let keys: u64 = o.num("keys", 1000)?;
+    let interval = Duration::from_micros(o.num("interval-us", 1000)?);
+    let duration = Duration::from_secs_f64(o.num("duration", 60.0)?);
+    let stop_file = o.str("stop-file", "");
+    let prefix = o.str("prefix", "k");
+    if keys == 0 {
+        return Err("--keys must be >= 1".into());
+    }
+    let mut conn = Conn::new(connect(&server)?);
+    let mut rng = Rng(0x51_7CC1_B727_220A);
+    let mut lat = Vec::new();
+    let mut misses = 0u64;
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        // Checking for the file costs a stat() per sample, far less than the interval.
+        if !stop_file.is_empty() && std::path::Path::new(&stop_file).exists() {
+            break;
+        }
+        let req = format!("get {}\r\n", key(&prefix, rng.next() % keys));
+        let t0 = Instant::now();
+        conn.stream
+            .write_all(req.as_bytes())
+            .map_err(|e| e.to_string())?;
+        match conn.read_reply()? {
+            Reply::Values(n) => misses += u64::from(n == 0),
+            _ => return Err("unexpected reply to get".into()),
+        }
+        lat.push(t0.elapsed().as_micros() as u64);
+        thread::sleep(interval);
+    }
+    lat.sort_unstable();
+    Ok(format!(
+        "samples={} misses={misses} secs={:.3} p50_us={} p90_us={} p99_us={} p999_us={} max_us={}",
+        lat.len(),
+        start.elapsed().as_secs_f64(),
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.90),
+        percentile(&lat, 0.99),
+        percentile(&lat, 0.999),
+        lat.last().copied().unwrap_or(0),
+    ))
+}
+
+fn seq(o: &Opts) -> Result<String, String> {
+    let server = o.required("server")?;
+    let cmd = o.required("cmd")?;
+    let count: u64 = o.num("count", 20_000)?;
+    let keys: u64 = o.num("keys", 1000)?;
+    let value_size: usize = o.num("value-size", 100)?;
+    let prefix = o.str("prefix", "k");
+    if keys == 0 {
+        return Err("--keys must be >= 1".into());
+    }
+    let value = vec![b's'; value_size];
+    let mut conn = Conn::new(connect(&server)?);
+    let mut out = Vec::with_capacity(value_size + 64);
+    let (mut hits, mut errors) = (0u64, 0u64);
+    let start = Instant::now();
+    for i in 0..count {
+        let k = key(&prefix, i % keys);
+        out.clear();
+        match cmd.as_str() {
+            "get" => out.extend_from_slice(format!("get {k}\r\n").as_bytes()),
+            "set" => {
+                out.extend_from_slice(format!("set {k} 0 0 {value_size}\r\n").as_bytes());
+                out.extend_from_slice(&value);
+                out.extend_from_slice(b"\r\n");
+            }
+            other => return Err(format!("--cmd {other}: expected get or set")),
+        }
+        conn.stream.write_all(&out).map_err(|e| e.to_string())?;
+        match conn.read_reply()? {
+            Reply::Values(n) => hits += n,
+            Reply::Line => {}
+            Reply::Error => errors += 1,
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(format!(
+        "ops={count} secs={secs:.3} ops_per_sec={:.0} hits={hits} errors={errors}",
+        count as f64 / secs
     ))
 }
 
