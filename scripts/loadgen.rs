@@ -18,9 +18,11 @@
 //!         A latency probe: one connection, one `get` of an existing key at a time, every
 //!         interval, until the duration ends or PATH exists; prints latency percentiles. Used to
 //!         compare client latency on an idle node with the latency while a peer resyncs from it.
-//!   seq   --server H:P --cmd get|set [--count 20000] [--keys 1000] [--value-size 100]
+//!   seq   --server H:P --cmd get|set|mget [--count 20000] [--keys 1000] [--value-size 100]
+//!         [--multi 10]
 //!         A fixed count of requests on one connection, one in flight at a time: the short,
 //!         repeatable workload the callgrind profile (scripts/profile) measures per operation.
+//!         `mget` sends `get` with `--multi` keys per request (count = requests).
 //!   stat  --server H:P [--group replication] --name curr_items
 //!         Prints the value of one `stats [group]` line (`value=` then nothing if absent).
 //!   stats --server H:P [--group replication]   Prints the raw stats reply (exit 1 on ERROR).
@@ -530,9 +532,10 @@ fn seq(o: &Opts) -> Result<String, String> {
     let count: u64 = o.num("count", 20_000)?;
     let keys: u64 = o.num("keys", 1000)?;
     let value_size: usize = o.num("value-size", 100)?;
+    let multi: u64 = o.num("multi", 10)?;
     let prefix = o.str("prefix", "k");
-    if keys == 0 {
-        return Err("--keys must be >= 1".into());
+    if keys == 0 || multi == 0 {
+        return Err("--keys and --multi must be >= 1".into());
     }
     let value = vec![b's'; value_size];
     let mut conn = Conn::new(connect(&server)?);
@@ -544,12 +547,20 @@ fn seq(o: &Opts) -> Result<String, String> {
         out.clear();
         match cmd.as_str() {
             "get" => out.extend_from_slice(format!("get {k}\r\n").as_bytes()),
+            "mget" => {
+                out.extend_from_slice(b"get");
+                for j in 0..multi {
+                    out.push(b' ');
+                    out.extend_from_slice(key(&prefix, (i * multi + j) % keys).as_bytes());
+                }
+                out.extend_from_slice(b"\r\n");
+            }
             "set" => {
                 out.extend_from_slice(format!("set {k} 0 0 {value_size}\r\n").as_bytes());
                 out.extend_from_slice(&value);
                 out.extend_from_slice(b"\r\n");
             }
-            other => return Err(format!("--cmd {other}: expected get or set")),
+            other => return Err(format!("--cmd {other}: expected get, set or mget")),
         }
         conn.stream.write_all(&out).map_err(|e| e.to_string())?;
         match conn.read_reply()? {
