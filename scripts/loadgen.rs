@@ -6,9 +6,12 @@
 //!
 //! Modes (every mode prints one `key=value ...` line on stdout, errors go to stderr, exit 1):
 //!   pipe  --server H:P [--threads 2] [--conns 32] [--depth 16] [--set-ratio 0.9] [--keys 100000]
-//!         [--value-size 100] [--duration 10] [--rate 0]
+//!         [--value-size 100] [--duration 10] [--rate 0] [--pace round|conn]
 //!         Each connection sends `depth` requests in one write, then reads the `depth` replies.
-//!         `--rate` caps the total ops/s (0 = as fast as possible).
+//!         `--rate` caps the total ops/s (0 = as fast as possible). `--pace conn` serves one
+//!         connection at a time (write its batch, read its replies, then wait for the rate), so
+//!         a rate-limited load is smooth; the default `round` writes to all of a thread's
+//!         connections before reading, which is fastest but bursty under `--rate`.
 //!   load  --server H:P [--count 1000000] [--value-size 100] [--conns 4] [--prefix k] [--start 0]
 //!         `set ... noreply` for keys prefix+index, then a `version` round trip per connection so
 //!         that every set has been processed when the mode returns.
@@ -253,6 +256,11 @@ fn pipe(o: &Opts) -> Result<String, String> {
     let value_size: usize = o.num("value-size", 100)?;
     let duration: f64 = o.num("duration", 10.0)?;
     let rate: f64 = o.num("rate", 0.0)?;
+    let pace_conn = match o.str("pace", "round").as_str() {
+        "round" => false,
+        "conn" => true,
+        other => return Err(format!("--pace {other}: expected round or conn")),
+    };
     let prefix = o.str("prefix", "k");
     if threads == 0 || conns < threads || depth == 0 || keys == 0 {
         return Err("need threads >= 1, conns >= threads, depth >= 1, keys >= 1".into());
@@ -278,11 +286,20 @@ fn pipe(o: &Opts) -> Result<String, String> {
             let mut out = Vec::with_capacity(depth * (value.len() + 64));
             let mut done = 0u64;
             let began = Instant::now();
+            // Connections served per round: all of them (the server sees every connection busy
+            // at once), or one at a time with `--pace conn` so that a rate-limited load arrives
+            // in bursts of `depth` requests rather than `conns / threads * depth`.
+            let group = if pace_conn { 1 } else { streams.len() };
+            let mut first = 0;
             while Instant::now() < deadline {
-                // Write every connection's batch before reading any reply, so the server has
-                // all of this thread's connections busy at once.
-                let mut gets_sent = vec![0u64; streams.len()];
-                for (c, conn) in streams.iter_mut().enumerate() {
+                let range = first..(first + group).min(streams.len());
+                first = if range.end == streams.len() {
+                    0
+                } else {
+                    range.end
+                };
+                let mut gets_sent = 0u64;
+                for conn in streams[range.clone()].iter_mut() {
                     out.clear();
                     for _ in 0..depth {
                         let k = key(&prefix, rng.next() % keys);
@@ -294,12 +311,12 @@ fn pipe(o: &Opts) -> Result<String, String> {
                             out.extend_from_slice(b"\r\n");
                         } else {
                             out.extend_from_slice(format!("get {k}\r\n").as_bytes());
-                            gets_sent[c] += 1;
+                            gets_sent += 1;
                         }
                     }
                     conn.stream.write_all(&out).map_err(|e| e.to_string())?;
                 }
-                for conn in streams.iter_mut() {
+                for conn in streams[range.clone()].iter_mut() {
                     for _ in 0..depth {
                         match conn.read_reply()? {
                             Reply::Values(n) => {
@@ -312,11 +329,9 @@ fn pipe(o: &Opts) -> Result<String, String> {
                         }
                     }
                 }
-                let batch = (streams.len() * depth) as u64;
+                let batch = (range.len() * depth) as u64;
                 counters.ops.fetch_add(batch, Ordering::Relaxed);
-                counters
-                    .gets
-                    .fetch_add(gets_sent.iter().sum(), Ordering::Relaxed);
+                counters.gets.fetch_add(gets_sent, Ordering::Relaxed);
                 done += batch;
                 if thread_rate > 0.0 {
                     let due = Duration::from_secs_f64(done as f64 / thread_rate);
