@@ -6,14 +6,26 @@
 //!
 //! Modes (every mode prints one `key=value ...` line on stdout, errors go to stderr, exit 1):
 //!   pipe  --server H:P [--threads 2] [--conns 32] [--depth 16] [--set-ratio 0.9] [--keys 100000]
-//!         [--value-size 100] [--duration 10] [--rate 0]
+//!         [--value-size 100] [--duration 10] [--rate 0] [--pace round|conn]
 //!         Each connection sends `depth` requests in one write, then reads the `depth` replies.
-//!         `--rate` caps the total ops/s (0 = as fast as possible).
+//!         `--rate` caps the total ops/s (0 = as fast as possible). `--pace conn` serves one
+//!         connection at a time (write its batch, read its replies, then wait for the rate), so
+//!         a rate-limited load is smooth; the default `round` writes to all of a thread's
+//!         connections before reading, which is fastest but bursty under `--rate`.
 //!   load  --server H:P [--count 1000000] [--value-size 100] [--conns 4] [--prefix k] [--start 0]
 //!         `set ... noreply` for keys prefix+index, then a `version` round trip per connection so
 //!         that every set has been processed when the mode returns.
 //!   lag   --a H:P --b H:P [--samples 2000] [--interval-us 500] [--timeout-ms 5000]
 //!         For each sample: set a fresh key on A, then poll `get` on B until it is visible.
+//!   probe --server H:P [--keys 1000] [--interval-us 1000] [--duration 60] [--stop-file PATH]
+//!         A latency probe: one connection, one `get` of an existing key at a time, every
+//!         interval, until the duration ends or PATH exists; prints latency percentiles. Used to
+//!         compare client latency on an idle node with the latency while a peer resyncs from it.
+//!   seq   --server H:P --cmd get|set|mget [--count 20000] [--keys 1000] [--value-size 100]
+//!         [--multi 10]
+//!         A fixed count of requests on one connection, one in flight at a time: the short,
+//!         repeatable workload the callgrind profile (scripts/profile) measures per operation.
+//!         `mget` sends `get` with `--multi` keys per request (count = requests).
 //!   stat  --server H:P [--group replication] --name curr_items
 //!         Prints the value of one `stats [group]` line (`value=` then nothing if absent).
 //!   stats --server H:P [--group replication]   Prints the raw stats reply (exit 1 on ERROR).
@@ -49,6 +61,8 @@ fn main() -> ExitCode {
         "pipe" => pipe(&opts),
         "load" => load(&opts),
         "lag" => lag(&opts),
+        "probe" => probe(&opts),
+        "seq" => seq(&opts),
         "stat" => stat(&opts),
         "stats" => raw_stats(&opts),
         other => Err(format!("unknown mode {other}")),
@@ -242,6 +256,11 @@ fn pipe(o: &Opts) -> Result<String, String> {
     let value_size: usize = o.num("value-size", 100)?;
     let duration: f64 = o.num("duration", 10.0)?;
     let rate: f64 = o.num("rate", 0.0)?;
+    let pace_conn = match o.str("pace", "round").as_str() {
+        "round" => false,
+        "conn" => true,
+        other => return Err(format!("--pace {other}: expected round or conn")),
+    };
     let prefix = o.str("prefix", "k");
     if threads == 0 || conns < threads || depth == 0 || keys == 0 {
         return Err("need threads >= 1, conns >= threads, depth >= 1, keys >= 1".into());
@@ -267,11 +286,20 @@ fn pipe(o: &Opts) -> Result<String, String> {
             let mut out = Vec::with_capacity(depth * (value.len() + 64));
             let mut done = 0u64;
             let began = Instant::now();
+            // Connections served per round: all of them (the server sees every connection busy
+            // at once), or one at a time with `--pace conn` so that a rate-limited load arrives
+            // in bursts of `depth` requests rather than `conns / threads * depth`.
+            let group = if pace_conn { 1 } else { streams.len() };
+            let mut first = 0;
             while Instant::now() < deadline {
-                // Write every connection's batch before reading any reply, so the server has
-                // all of this thread's connections busy at once.
-                let mut gets_sent = vec![0u64; streams.len()];
-                for (c, conn) in streams.iter_mut().enumerate() {
+                let range = first..(first + group).min(streams.len());
+                first = if range.end == streams.len() {
+                    0
+                } else {
+                    range.end
+                };
+                let mut gets_sent = 0u64;
+                for conn in streams[range.clone()].iter_mut() {
                     out.clear();
                     for _ in 0..depth {
                         let k = key(&prefix, rng.next() % keys);
@@ -283,12 +311,12 @@ fn pipe(o: &Opts) -> Result<String, String> {
                             out.extend_from_slice(b"\r\n");
                         } else {
                             out.extend_from_slice(format!("get {k}\r\n").as_bytes());
-                            gets_sent[c] += 1;
+                            gets_sent += 1;
                         }
                     }
                     conn.stream.write_all(&out).map_err(|e| e.to_string())?;
                 }
-                for conn in streams.iter_mut() {
+                for conn in streams[range.clone()].iter_mut() {
                     for _ in 0..depth {
                         match conn.read_reply()? {
                             Reply::Values(n) => {
@@ -301,11 +329,9 @@ fn pipe(o: &Opts) -> Result<String, String> {
                         }
                     }
                 }
-                let batch = (streams.len() * depth) as u64;
+                let batch = (range.len() * depth) as u64;
                 counters.ops.fetch_add(batch, Ordering::Relaxed);
-                counters
-                    .gets
-                    .fetch_add(gets_sent.iter().sum(), Ordering::Relaxed);
+                counters.gets.fetch_add(gets_sent, Ordering::Relaxed);
                 done += batch;
                 if thread_rate > 0.0 {
                     let due = Duration::from_secs_f64(done as f64 / thread_rate);
@@ -467,6 +493,101 @@ fn lag(o: &Opts) -> Result<String, String> {
         from_send.last().copied().unwrap_or(0),
         percentile(&from_ack, 0.50),
         percentile(&from_ack, 0.99),
+    ))
+}
+
+fn probe(o: &Opts) -> Result<String, String> {
+    let server = o.required("server")?;
+    let keys: u64 = o.num("keys", 1000)?;
+    let interval = Duration::from_micros(o.num("interval-us", 1000)?);
+    let duration = Duration::from_secs_f64(o.num("duration", 60.0)?);
+    let stop_file = o.str("stop-file", "");
+    let prefix = o.str("prefix", "k");
+    if keys == 0 {
+        return Err("--keys must be >= 1".into());
+    }
+    let mut conn = Conn::new(connect(&server)?);
+    let mut rng = Rng(0x51_7CC1_B727_220A);
+    let mut lat = Vec::new();
+    let mut misses = 0u64;
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        // Checking for the file costs a stat() per sample, far less than the interval.
+        if !stop_file.is_empty() && std::path::Path::new(&stop_file).exists() {
+            break;
+        }
+        let req = format!("get {}\r\n", key(&prefix, rng.next() % keys));
+        let t0 = Instant::now();
+        conn.stream
+            .write_all(req.as_bytes())
+            .map_err(|e| e.to_string())?;
+        match conn.read_reply()? {
+            Reply::Values(n) => misses += u64::from(n == 0),
+            _ => return Err("unexpected reply to get".into()),
+        }
+        lat.push(t0.elapsed().as_micros() as u64);
+        thread::sleep(interval);
+    }
+    lat.sort_unstable();
+    Ok(format!(
+        "samples={} misses={misses} secs={:.3} p50_us={} p90_us={} p99_us={} p999_us={} max_us={}",
+        lat.len(),
+        start.elapsed().as_secs_f64(),
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.90),
+        percentile(&lat, 0.99),
+        percentile(&lat, 0.999),
+        lat.last().copied().unwrap_or(0),
+    ))
+}
+
+fn seq(o: &Opts) -> Result<String, String> {
+    let server = o.required("server")?;
+    let cmd = o.required("cmd")?;
+    let count: u64 = o.num("count", 20_000)?;
+    let keys: u64 = o.num("keys", 1000)?;
+    let value_size: usize = o.num("value-size", 100)?;
+    let multi: u64 = o.num("multi", 10)?;
+    let prefix = o.str("prefix", "k");
+    if keys == 0 || multi == 0 {
+        return Err("--keys and --multi must be >= 1".into());
+    }
+    let value = vec![b's'; value_size];
+    let mut conn = Conn::new(connect(&server)?);
+    let mut out = Vec::with_capacity(value_size + 64);
+    let (mut hits, mut errors) = (0u64, 0u64);
+    let start = Instant::now();
+    for i in 0..count {
+        let k = key(&prefix, i % keys);
+        out.clear();
+        match cmd.as_str() {
+            "get" => out.extend_from_slice(format!("get {k}\r\n").as_bytes()),
+            "mget" => {
+                out.extend_from_slice(b"get");
+                for j in 0..multi {
+                    out.push(b' ');
+                    out.extend_from_slice(key(&prefix, (i * multi + j) % keys).as_bytes());
+                }
+                out.extend_from_slice(b"\r\n");
+            }
+            "set" => {
+                out.extend_from_slice(format!("set {k} 0 0 {value_size}\r\n").as_bytes());
+                out.extend_from_slice(&value);
+                out.extend_from_slice(b"\r\n");
+            }
+            other => return Err(format!("--cmd {other}: expected get, set or mget")),
+        }
+        conn.stream.write_all(&out).map_err(|e| e.to_string())?;
+        match conn.read_reply()? {
+            Reply::Values(n) => hits += n,
+            Reply::Line => {}
+            Reply::Error => errors += 1,
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(format!(
+        "ops={count} secs={secs:.3} ops_per_sec={:.0} hits={hits} errors={errors}",
+        count as f64 / secs
     ))
 }
 
