@@ -38,6 +38,7 @@ pub fn write(shared: &Shared, group: StatsGroup<'_>, out: &mut Vec<u8>) {
         }
         StatsGroup::Reset => {
             shared.stats.reset();
+            shared.store.reset_counters();
             out.extend_from_slice(b"RESET\r\n");
             return;
         }
@@ -116,8 +117,13 @@ fn general(shared: &Shared, out: &mut Vec<u8>) {
         "cmd_meta",
         "get_hits",
         "get_misses",
-        "get_expired",
-        "get_flushed",
+    ] {
+        stat_u64(out, name, get(name));
+    }
+    // Counted by the store's lookup, like memcached's do_item_get.
+    stat_u64(out, "get_expired", store.get_expired);
+    stat_u64(out, "get_flushed", store.get_flushed);
+    for name in [
         "delete_misses",
         "delete_hits",
         "incr_misses",

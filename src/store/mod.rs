@@ -185,6 +185,9 @@ pub struct StoreCounters {
     pub reclaimed: AtomicU64,
     pub expired_unfetched: AtomicU64,
     pub curr_tombstones: AtomicU64,
+    /// Client lookups that found the key's item already expired / invalidated by flush_all.
+    pub get_expired: AtomicU64,
+    pub get_flushed: AtomicU64,
 }
 
 /// A point-in-time view of the store for `stats`.
@@ -199,6 +202,8 @@ pub struct StoreStats {
     pub reclaimed: u64,
     pub expired_unfetched: u64,
     pub tombstones: u64,
+    pub get_expired: u64,
+    pub get_flushed: u64,
 }
 
 /// What a full-resync snapshot yields for each key in a shard.
@@ -308,7 +313,19 @@ impl Store {
 
     /// Locks the shard of `key` and looks the key up, dropping it if it has expired or been
     /// flushed.
+    ///
+    /// Like memcached's do_item_get for a client, a dead item found this way counts in
+    /// `get_flushed` or `get_expired`, whatever the command.
     pub fn entry<'s, 'k>(&'s self, key: &'k [u8]) -> Entry<'s, 'k> {
+        self.lookup(key, true)
+    }
+
+    /// [`Store::entry`] for replication: peers' writes are not client fetches.
+    fn entry_for_peer<'s, 'k>(&'s self, key: &'k [u8]) -> Entry<'s, 'k> {
+        self.lookup(key, false)
+    }
+
+    fn lookup<'s, 'k>(&'s self, key: &'k [u8], client: bool) -> Entry<'s, 'k> {
         let hash = hash_key(&self.hasher, key);
         let shard_no = ((hash >> 32) & self.shard_mask) as usize;
         let shard = self.shards[shard_no].lock();
@@ -326,7 +343,16 @@ impl Store {
         entry.idx = entry.shard.find(hash, key);
         if let Some(idx) = entry.idx {
             let it = entry.shard.item(idx);
-            if it.is_expired(entry.now) || self.is_flushed(it, entry.now) {
+            let flushed = self.is_flushed(it, entry.now);
+            if flushed || it.is_expired(entry.now) {
+                if client {
+                    let counter = if flushed {
+                        &self.counters.get_flushed
+                    } else {
+                        &self.counters.get_expired
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
                 let unfetched = !it.has(item::FETCHED);
                 let memory = self.flushed_touch_memory(it, entry.now);
                 entry.shard.remove(hash, idx);
@@ -463,6 +489,22 @@ impl Store {
         }
     }
 
+    /// `stats reset`: zero the store's resettable counters, as memcached's item stats reset does.
+    pub fn reset_counters(&self) {
+        let c = &self.counters;
+        for counter in [
+            &c.total_items,
+            &c.evictions,
+            &c.evicted_unfetched,
+            &c.reclaimed,
+            &c.expired_unfetched,
+            &c.get_expired,
+            &c.get_flushed,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+
     pub fn stats(&self) -> StoreStats {
         let mut s = StoreStats {
             limit_maxbytes: self.mem_limit() as u64,
@@ -471,6 +513,8 @@ impl Store {
             evicted_unfetched: self.counters.evicted_unfetched.load(Ordering::Relaxed),
             reclaimed: self.counters.reclaimed.load(Ordering::Relaxed),
             expired_unfetched: self.counters.expired_unfetched.load(Ordering::Relaxed),
+            get_expired: self.counters.get_expired.load(Ordering::Relaxed),
+            get_flushed: self.counters.get_flushed.load(Ordering::Relaxed),
             ..Default::default()
         };
         for m in self.shards.iter() {
@@ -582,7 +626,7 @@ impl Store {
         if m.key.is_empty() || m.key.len() > 250 {
             return ApplyOutcome::Rejected;
         }
-        let mut e = self.entry(&m.key);
+        let mut e = self.entry_for_peer(&m.key);
         // The newest full write or delete this node knows for the key: the item's base (its
         // increments do not make it newer than a later write elsewhere: a set newer than the
         // base wins over them, on every node), a tombstone, or the flush horizon.
@@ -705,7 +749,7 @@ impl Store {
         if key.is_empty() || key.len() > 250 || value.len() > self.item_size_max {
             return ApplyOutcome::Rejected;
         }
-        let mut e = self.entry(key);
+        let mut e = self.entry_for_peer(key);
         // Writes order by (base, version): the newer full write wins; on the same base (two
         // nodes incremented the same write) the later increment wins. A tombstone or flush
         // beats every item whose full write is older.

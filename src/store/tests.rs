@@ -420,3 +420,20 @@ fn item_metadata_stays_compact() {
         std::mem::size_of::<Item>()
     );
 }
+
+#[test]
+fn client_lookups_count_expired_and_flushed_items_peers_do_not() {
+    let s = store();
+    s.entry(b"e")
+        .put(&[b"v"], 0, Expiry::At(unix_now() + 1), None)
+        .unwrap();
+    // Make it expired without waiting: rewrite the expiry in the past.
+    s.entry(b"e").item_mut().unwrap().exptime = 1;
+    assert!(s.entry(b"e").item().is_none());
+    assert_eq!(s.stats().get_expired, 1);
+    s.entry(b"f").put(&[b"v"], 0, Expiry::Never, None).unwrap();
+    s.flush_all(-1);
+    assert!(s.entry(b"f").item().is_none());
+    s.reset_counters();
+    assert_eq!(s.stats().get_expired, 0);
+}
