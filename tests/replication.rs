@@ -396,17 +396,19 @@ fn sigterm_sends_what_is_queued_before_exiting() {
     }
 }
 
+/// Waits until `key` reads `want` on the client's node (space padding of counters ignored).
+fn arrives(cb: &mut Client, key: &str, want: Option<&str>) {
+    assert!(
+        wait_for(5, || cb.get(key).as_deref().map(str::trim) == want),
+        "{key}: want {want:?}, have {:?}",
+        cb.get(key)
+    );
+}
+
 #[test]
 fn every_text_command_path_replicates() {
     let (a, b) = pair();
     let (mut ca, mut cb) = (a.client(), b.client());
-    let arrives = |cb: &mut Client, key: &str, want: Option<&str>| {
-        assert!(
-            wait_for(5, || cb.get(key).as_deref().map(str::trim) == want),
-            "{key}: want {want:?}, have {:?}",
-            cb.get(key)
-        );
-    };
     assert_eq!(ca.store("add", "add", 0, 0, "1"), "STORED");
     arrives(&mut cb, "add", Some("1"));
     assert_eq!(ca.store("replace", "add", 0, 0, "2"), "STORED");
@@ -456,13 +458,6 @@ fn evictions_are_not_replicated() {
 fn every_meta_command_path_replicates() {
     let (a, b) = pair();
     let (mut ca, mut cb) = (a.client(), b.client());
-    let arrives = |cb: &mut Client, key: &str, want: Option<&str>| {
-        assert!(
-            wait_for(5, || cb.get(key).as_deref().map(str::trim) == want),
-            "{key}: want {want:?}, have {:?}",
-            cb.get(key)
-        );
-    };
     assert_eq!(ca.cmd("ms m1 2 F5\r\nhi"), "HD");
     assert!(wait_for(5, || cb
         .gets("m1")

@@ -24,6 +24,25 @@ async fn synced(a: &Node, b: &Node) {
     }
 }
 
+/// A pair whose link runs through a proxy the test can cut or freeze: B listens, A dials B
+/// through the proxy; returns once both ends are synced.
+async fn pair_through_proxy(backlog: usize) -> (Node, Node, Proxy) {
+    let b = start_node(NodeOpts {
+        backlog,
+        ..Default::default()
+    })
+    .await;
+    let proxy = Proxy::start(b.addr).await;
+    let a = start_node(NodeOpts {
+        peers: vec![proxy.addr.to_string()],
+        backlog,
+        ..Default::default()
+    })
+    .await;
+    synced(&a, &b).await;
+    (a, b, proxy)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_of_write_reaches_the_other_node() {
     let a = start_node(NodeOpts::default()).await;
@@ -195,14 +214,7 @@ async fn concurrent_increments_on_both_nodes_add_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_link_catches_up_from_the_backlog() {
-    let b = start_node(NodeOpts::default()).await;
-    let proxy = Proxy::start(b.addr).await;
-    let a = start_node(NodeOpts {
-        peers: vec![proxy.addr.to_string()],
-        ..Default::default()
-    })
-    .await;
-    synced(&a, &b).await;
+    let (a, b, proxy) = pair_through_proxy(NodeOpts::default().backlog).await;
     for i in 0..100 {
         a.set(&format!("pre{i}"), "1");
     }
@@ -247,14 +259,7 @@ async fn a_cut_link_catches_up_from_the_backlog() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_peer_is_noticed_by_heartbeat_and_rejoins() {
-    let b = start_node(NodeOpts::default()).await;
-    let proxy = Proxy::start(b.addr).await;
-    let a = start_node(NodeOpts {
-        peers: vec![proxy.addr.to_string()],
-        ..Default::default()
-    })
-    .await;
-    synced(&a, &b).await;
+    let (a, b, proxy) = pair_through_proxy(NodeOpts::default().backlog).await;
     proxy.freeze();
     let t0 = tokio::time::Instant::now();
     let noticed = eventually(8, || {
@@ -372,19 +377,7 @@ async fn a_wrong_secret_is_rejected_and_nothing_is_applied() {
 /// Conflicting writes and deletes on both sides of a partition: after healing, every key has the
 /// same, latest-version value on both nodes and nothing deleted comes back.
 async fn partition_then_heal(backlog: usize) -> (Node, Node) {
-    let b = start_node(NodeOpts {
-        backlog,
-        ..Default::default()
-    })
-    .await;
-    let proxy = Proxy::start(b.addr).await;
-    let a = start_node(NodeOpts {
-        peers: vec![proxy.addr.to_string()],
-        backlog,
-        ..Default::default()
-    })
-    .await;
-    synced(&a, &b).await;
+    let (a, b, proxy) = pair_through_proxy(backlog).await;
     for k in ["x", "y", "z", "w", "v"] {
         a.set(k, "orig");
     }
@@ -714,19 +707,7 @@ async fn garbage_on_the_replication_port_is_dropped_and_nothing_applied() {
 /// Touches on one side of a partition racing writes, deletes and increments on the other: value
 /// and expiry merge field by field, the same way on both nodes.
 async fn touch_races(backlog: usize) -> (Node, Node) {
-    let b = start_node(NodeOpts {
-        backlog,
-        ..Default::default()
-    })
-    .await;
-    let proxy = Proxy::start(b.addr).await;
-    let a = start_node(NodeOpts {
-        peers: vec![proxy.addr.to_string()],
-        backlog,
-        ..Default::default()
-    })
-    .await;
-    synced(&a, &b).await;
+    let (a, b, proxy) = pair_through_proxy(backlog).await;
     for k in ["s", "d", "x", "c"] {
         a.set(k, "old");
     }
