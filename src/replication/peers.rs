@@ -3,7 +3,7 @@
 
 use parking_lot::Mutex;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -59,6 +59,13 @@ pub struct PeerSlot {
     pub full_syncs_sent: AtomicU64,
     pub partial_syncs_sent: AtomicU64,
     pub last_error: Mutex<String>,
+    /// Connections to or from this peer that failed the secure handshake.
+    pub auth_failures: AtomicU64,
+    /// Records from this peer refused for a version too far ahead of our clock.
+    pub clock_rejected: AtomicU64,
+    /// The most any of this peer's versions or heartbeats was ahead of our clock, in ms
+    /// (negative: behind; `i64::MIN` until seen).
+    pub max_clock_skew_ms: AtomicI64,
     /// The first sync from this peer finished, or the peer turned out unreachable: either way
     /// a starting node stops waiting for it.
     pub initial_done: AtomicBool,
@@ -86,6 +93,9 @@ impl PeerSlot {
             full_syncs_sent: AtomicU64::new(0),
             partial_syncs_sent: AtomicU64::new(0),
             last_error: Mutex::new(String::new()),
+            auth_failures: AtomicU64::new(0),
+            clock_rejected: AtomicU64::new(0),
+            max_clock_skew_ms: AtomicI64::new(i64::MIN),
             initial_done: AtomicBool::new(false),
         }
     }
