@@ -14,7 +14,7 @@ pub mod frame;
 mod link;
 mod peers;
 mod random;
-mod secure;
+pub mod secure;
 
 pub use random::random_node_id;
 
