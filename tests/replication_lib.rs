@@ -764,3 +764,112 @@ async fn a_touch_racing_writes_on_the_other_node_converges_by_full_resync() {
     a.repl.shutdown().await;
     b.repl.shutdown().await;
 }
+
+/// A peer that holds the secret (a compromised or broken node) sends a record stamped at the
+/// top of the clock range. Adopting it would wrap the receiver's hybrid clock (its next write
+/// got CAS 0 and lost to everything); it must be refused, counted, and leave the clock alone,
+/// while the peer's sane records still apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_from_the_far_future_is_refused_and_leaves_the_clock_alone() {
+    use bytes::{Bytes, BytesMut};
+    use repcached::replication::frame::{self, Frame, Limits, PROTO_VERSION};
+    use repcached::replication::secure::{self, Role, Security};
+    use repcached::store::{Mutation, MutationKind, Version};
+
+    let secret = write_secret("clock", "clock-test-secret-0123456789");
+    let a = start_node(NodeOpts {
+        secret: Some(secret.clone()),
+        ..Default::default()
+    })
+    .await;
+    let sec = Security::from_secret(&secure::load_secret(&secret).unwrap());
+    let stream = tokio::net::TcpStream::connect(a.addr).await.unwrap();
+    let (mut rd, mut wr) = secure::establish(stream, Role::Dialer, &sec, "127.0.0.1")
+        .await
+        .expect("the hostile peer holds the secret");
+    let mut inbuf = BytesMut::new();
+    let limits = Limits {
+        item_size_max: 1 << 20,
+    };
+    macro_rules! next_frame {
+        () => {
+            loop {
+                let now = repcached::store::unix_now();
+                if let Some((f, n)) = frame::decode(&inbuf, &limits, now).unwrap() {
+                    let _ = inbuf.split_to(n);
+                    break f;
+                }
+                assert!(
+                    rd.read_buf(&mut inbuf).await.unwrap() > 0,
+                    "node closed the link"
+                );
+            }
+        };
+    }
+    macro_rules! send {
+        ($f:expr) => {{
+            let mut out = BytesMut::new();
+            frame::encode(&$f, repcached::store::unix_now(), &mut out);
+            wr.write_all(&out).await.unwrap();
+        }};
+    }
+    let me = 4242;
+    send!(Frame::Hello {
+        version: PROTO_VERSION,
+        node: me,
+        listen_port: 0,
+    });
+    assert!(matches!(next_frame!(), Frame::Hello { .. }));
+    send!(Frame::Psync {
+        run: 7,
+        next: 3,
+        want_run: 0,
+        want_offset: 0,
+    });
+    assert!(matches!(next_frame!(), Frame::Psync { .. }));
+    send!(Frame::SyncMode { full: true });
+    assert!(matches!(next_frame!(), Frame::SyncMode { .. }));
+    send!(Frame::FullSync { run: 7, start: 1 });
+    send!(Frame::SnapEnd { items: 0 });
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let put = |key: &'static str, hlc: u64| Mutation {
+        key: Bytes::from_static(key.as_bytes()),
+        version: Version::new(hlc, me),
+        kind: MutationKind::Put {
+            flags: 0,
+            exptime: 0,
+            value: Bytes::from_static(b"v"),
+        },
+    };
+    for (offset, m) in [
+        (1, put("poison-max", u64::MAX)),
+        // Ten minutes ahead: over the default 60 s limit.
+        (2, put("poison-10min", (now_ms + 600_000) << 16)),
+        (3, put("fine", now_ms << 16)),
+    ] {
+        send!(Frame::Record {
+            offset,
+            mutation: m,
+        });
+    }
+    assert!(
+        eventually(10, || a.get("fine").is_some()).await,
+        "the sane record was not applied"
+    );
+    assert_eq!(a.get("poison-max"), None);
+    assert_eq!(a.get("poison-10min"), None);
+    assert_eq!(a.stat("repl_clock_rejected").as_deref(), Some("2"));
+    let skew: i64 = a.stat("peer0:max_clock_skew_ms").unwrap().parse().unwrap();
+    assert!(skew > 1 << 40, "the largest skew seen is shown: {skew}");
+    // The clock did not move: a local write now is stamped with the wall clock.
+    let v = a.store.clock().tick();
+    assert!(
+        v.millis() >= now_ms && v.millis() < now_ms + 60_000,
+        "{}",
+        v.millis()
+    );
+    assert_ne!(a.store.cas_for(v), 0);
+}
