@@ -416,3 +416,21 @@ fn a_pair_relinks_within_5s_of_a_restart_under_a_half_open_handshake_flood() {
     assert!(took < Duration::from_secs(5), "relinking took {took:?}");
     assert!(refused > 0, "the flood never hit the budget");
 }
+
+#[test]
+fn ipv6_loopback_counts_as_loopback() {
+    // A listener-only node on ::1 without a secret is local: its listener must stay enabled
+    // (it used to be disabled as "off loopback"), and a peer on ::1 links to it.
+    let pa = free_port();
+    let a = spawn(pa, &[], &["--repl-listen", "::1"]);
+    let b = spawn(
+        free_port(),
+        &[format!("[::1]:{pa}")],
+        &["--repl-listen", "::1"],
+    );
+    assert!(!a.stderr_contains("replication listener disabled"));
+    assert!(wait_for(10, || synced(&b)), "no link over ::1");
+    assert_eq!(a.client().set("v6", "1"), "STORED");
+    let mut cb = b.client();
+    assert!(wait_for(10, || cb.get("v6").is_some()));
+}
