@@ -252,9 +252,9 @@ pub async fn run_link(
             } else {
                 tracing::debug!("replication: rejected peer connection {from}: {e}");
             }
-            return (slot_used, res);
         }
     }
+    let logged_as_auth = matches!(&res, Err(LinkError::Secure(s)) if s.is_auth_failure());
     // The same failure again (a peer retrying with a wrong secret every few seconds) is logged
     // once at its level, then only at debug.
     let mut repeated = false;
@@ -284,6 +284,7 @@ pub async fn run_link(
             .unwrap_or_default();
         let from = remote.map(|r| r.to_string()).unwrap_or_default();
         match e {
+            _ if logged_as_auth => {}
             e if e.is_quiet() || repeated => {
                 tracing::debug!("replication: link to {who} ({from}) closed: {e}")
             }
@@ -513,24 +514,27 @@ async fn session(
     }
 }
 
-/// The newest clock reading among a frame's versions (ms), for the skew check.
-fn newest_millis(f: &Frame) -> Option<u64> {
+/// The newest clock reading among a frame's versions (ms), and how much further ahead than the
+/// usual skew it may legitimately be: a delayed flush is stamped at its flush time.
+fn newest_millis(f: &Frame) -> Option<(u64, u64)> {
     let m = |v: &Version| v.millis();
+    let flush_allowance = |at: u32| (at as u64 * 1000).saturating_sub(super::now_millis());
     match f {
         Frame::Record { mutation, .. } => Some(match &mutation.kind {
-            MutationKind::Delta { base, .. } => m(&mutation.version).max(m(base)),
-            _ => m(&mutation.version),
+            MutationKind::Delta { base, .. } => (m(&mutation.version).max(m(base)), 0),
+            MutationKind::Flush { at } => (m(&mutation.version), flush_allowance(*at)),
+            _ => (m(&mutation.version), 0),
         }),
         Frame::SnapItem {
             version,
             base,
             touched,
             ..
-        } => Some(m(version).max(m(base)).max(m(touched))),
+        } => Some((m(version).max(m(base)).max(m(touched)), 0)),
         Frame::SnapTomb {
             version, touched, ..
-        } => Some(m(version).max(m(touched))),
-        Frame::SnapFlush { version, .. } => Some(m(version)),
+        } => Some((m(version).max(m(touched)), 0)),
+        Frame::SnapFlush { version, at } => Some((m(version), flush_allowance(*at))),
         _ => None,
     }
 }
@@ -538,13 +542,17 @@ fn newest_millis(f: &Frame) -> Option<u64> {
 /// Records how far ahead of our clock the peer's clock was seen, and whether a version stamped
 /// at `millis` may be adopted: one far in the future would drag this node's hybrid clock along
 /// (and, at the top of the range, every later write would tie), so it is refused and counted.
-fn clock_ok(sh: &Shared, slot: &Slot, millis: u64) -> bool {
+fn clock_ok(sh: &Shared, slot: &Slot, millis: u64, allowance: u64) -> bool {
     let now = super::now_millis();
-    let ahead = millis as i64 - now as i64;
-    slot.max_clock_skew_ms.fetch_max(ahead, Ordering::Relaxed);
-    if millis <= now.saturating_add(sh.max_skew_ms) {
+    if allowance == 0 {
+        // A delayed flush's stamp says nothing about the peer's clock.
+        slot.max_clock_skew_ms
+            .fetch_max(millis as i64 - now as i64, Ordering::Relaxed);
+    }
+    if millis <= now.saturating_add(allowance).saturating_add(sh.max_skew_ms) {
         return true;
     }
+    let ahead = millis as i64 - now as i64;
     let n = slot.clock_rejected.fetch_add(1, Ordering::Relaxed);
     sh.totals.clock_rejected.fetch_add(1, Ordering::Relaxed);
     if n % 10_000 == 0 {
@@ -606,8 +614,8 @@ async fn read_stream(
         for _ in skipped..reader.skipped {
             count(sh, slot, ApplyOutcome::Rejected);
         }
-        if let Some(ms) = newest_millis(&f) {
-            if !clock_ok(sh, slot, ms) {
+        if let Some((ms, allowance)) = newest_millis(&f) {
+            if !clock_ok(sh, slot, ms, allowance) {
                 count(sh, slot, ApplyOutcome::Rejected);
                 // A refused record still moves the stream on (it will not come again).
                 if let (Frame::Record { offset, .. }, Inbound::Stream { run, last }) = (&f, &mut st)
