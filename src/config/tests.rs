@@ -259,7 +259,7 @@ fn counts_must_be_positive_with_memcacheds_words() {
     assert!(err(&["--repl-sync-wait", "soon"]).contains("--repl-sync-wait"));
     assert!(err(&["--repl-backlog-size", "0"]).contains("--repl-backlog-size"));
     assert!(err(&["--repl-max-clock-skew", "0"]).contains("--repl-max-clock-skew"));
-    assert!(err(&["--repl-max-clock-skew", "-5"]).contains("--repl-max-clock-skew"));
+    assert!(err(&["--repl-max-clock-skew", "soon"]).contains("--repl-max-clock-skew"));
     assert!(err(&["--repl-tls-cert", "/c"]).contains("go together"));
     assert!(err(&[
         "--repl-tls-cert",

@@ -155,7 +155,7 @@ impl Shared {
 
     fn mark_synced(&self, slot: &Slot, peer: u32) {
         slot.set_state(LinkState::Synced);
-        slot.initial_done.store(true, Ordering::Release);
+        slot.end_initial_wait("synced");
         self.synced_nodes.lock().insert(peer);
     }
 
@@ -437,6 +437,21 @@ impl Replicator {
     /// `timeout`, or immediately when there are no peers.
     pub async fn wait_initial_sync(&self, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
+        let names: Vec<String> = self
+            .sh
+            .slots
+            .lock()
+            .iter()
+            .filter(|s| s.configured)
+            .map(|s| s.addr.lock().clone())
+            .collect();
+        if !names.is_empty() && !timeout.is_zero() {
+            tracing::info!(
+                "replication: waiting up to {} s for the initial sync with {} before serving",
+                timeout.as_secs(),
+                names.join(", ")
+            );
+        }
         loop {
             let pending = {
                 let synced = self.sh.synced_nodes.lock();
@@ -450,7 +465,22 @@ impl Replicator {
                             && !synced.contains(&s.node_id.load(Ordering::Relaxed))
                     })
             };
-            if !pending || tokio::time::Instant::now() >= deadline {
+            if !pending {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let slots = self.sh.slots.lock().clone();
+                for s in slots.iter().filter(|s| s.configured) {
+                    if !s.initial_done.load(Ordering::Acquire) {
+                        tracing::warn!(
+                            "replication: serving before the initial sync with {} finished \
+                             (--repl-sync-wait {} s passed); the rest arrives in the background",
+                            s.addr.lock(),
+                            timeout.as_secs()
+                        );
+                        s.end_initial_wait("gave up: --repl-sync-wait passed");
+                    }
+                }
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -533,7 +563,7 @@ impl Replicator {
             };
             let err = s.last_error.lock().replace(['\r', '\n'], " ");
             let skew = s.max_clock_skew_ms.load(Ordering::Relaxed);
-            let rows: [(&str, String); 20] = [
+            let rows: [(&str, String); 21] = [
                 ("addr", s.addr.lock().clone()),
                 ("node_id", s.node_id.load(Ordering::Relaxed).to_string()),
                 ("state", s.state().name().to_string()),
@@ -560,6 +590,7 @@ impl Replicator {
                         skew.to_string()
                     },
                 ),
+                ("initial_sync", s.initial_outcome.lock().clone()),
                 ("last_error", if err.is_empty() { "-".into() } else { err }),
             ];
             out.extend(rows.into_iter().map(|(k, v)| (format!("peer{i}:{k}"), v)));
@@ -650,7 +681,6 @@ fn jitter(d: Duration) -> Duration {
 async fn dial_loop(sh: Arc<Shared>, slot: Slot, host: String, port: u16) {
     let mut shutdown = sh.shutdown.subscribe();
     let mut backoff = BACKOFF_MIN;
-    let mut first = true;
     loop {
         if *shutdown.borrow() {
             return;
@@ -676,10 +706,8 @@ async fn dial_loop(sh: Arc<Shared>, slot: Slot, host: String, port: u16) {
             Err(e) => {
                 slot.set_error(format!("connect: {e}"));
                 slot.set_state(LinkState::Down);
-                if first {
-                    // Not reachable now: a starting node does not wait for it.
-                    slot.initial_done.store(true, Ordering::Release);
-                }
+                // Not reachable now: a starting node does not wait for it.
+                slot.end_initial_wait(&format!("gave up: connect: {e}"));
             }
             Ok(stream) => {
                 let (_, res) =
@@ -687,25 +715,22 @@ async fn dial_loop(sh: Arc<Shared>, slot: Slot, host: String, port: u16) {
                         .await;
                 match res {
                     Err(LinkError::Duplicate(_)) => {
+                        // The other link between the same nodes carries the sync.
                         backoff = BACKOFF_MIN;
-                        first = false;
                         continue;
                     }
                     Err(LinkError::SelfConnect) => {
                         // Keep trying (slowly): a reflected handshake looks the same.
                         slot.set_error("this address is the node itself");
-                        slot.initial_done.store(true, Ordering::Release);
+                        slot.end_initial_wait("gave up: this address is the node itself");
                         backoff = BACKOFF_MAX;
                     }
-                    Err(
-                        LinkError::Secure(_)
-                        | LinkError::Version(_)
-                        | LinkError::Protocol(_)
-                        | LinkError::Frame(_),
-                    ) if first => {
-                        slot.initial_done.store(true, Ordering::Release);
-                    }
-                    _ => {}
+                    // Any other end before the first sync completed (refused handshake, a
+                    // peer that accepts and closes or never answers, a link lost in the middle
+                    // of the snapshot) ends the wait: what arrived stays, the rest comes when
+                    // the link is back.
+                    Err(e) => slot.end_initial_wait(&format!("gave up: {e}")),
+                    Ok(()) => slot.end_initial_wait("gave up: link closed"),
                 }
                 let syncs_after = slot.full_syncs.load(Ordering::Relaxed)
                     + slot.partial_syncs.load(Ordering::Relaxed);
@@ -715,7 +740,6 @@ async fn dial_loop(sh: Arc<Shared>, slot: Slot, host: String, port: u16) {
                 }
             }
         }
-        first = false;
         tokio::select! {
             _ = tokio::time::sleep(jitter(backoff)) => {}
             _ = shutdown.changed() => return,

@@ -69,6 +69,8 @@ pub struct PeerSlot {
     /// The first sync from this peer finished, or the peer turned out unreachable: either way
     /// a starting node stops waiting for it.
     pub initial_done: AtomicBool,
+    /// How the initial-sync wait ended for this peer (`stats replication`: initial_sync).
+    pub initial_outcome: Mutex<String>,
 }
 
 impl PeerSlot {
@@ -97,6 +99,7 @@ impl PeerSlot {
             clock_rejected: AtomicU64::new(0),
             max_clock_skew_ms: AtomicI64::new(i64::MIN),
             initial_done: AtomicBool::new(false),
+            initial_outcome: Mutex::new(if configured { "waiting" } else { "-" }.into()),
         }
     }
 
@@ -106,6 +109,20 @@ impl PeerSlot {
 
     pub fn set_state(&self, s: LinkState) {
         self.state.store(s as u8, Ordering::Relaxed);
+    }
+
+    /// A starting node stops waiting for this peer: its first sync `outcome` (synced, or why
+    /// not). Only the first call counts.
+    pub fn end_initial_wait(&self, outcome: &str) {
+        if !self.initial_done.swap(true, Ordering::AcqRel) {
+            *self.initial_outcome.lock() = outcome.replace(['\r', '\n'], " ");
+            if self.configured {
+                tracing::info!(
+                    "replication: initial sync with {}: {outcome}",
+                    self.addr.lock()
+                );
+            }
+        }
     }
 
     pub fn set_error(&self, e: impl ToString) {
