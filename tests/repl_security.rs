@@ -14,16 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn synced(p: &Proc) -> bool {
-    let s = p.client().stats("replication");
-    let n = s.keys().filter(|k| k.ends_with(":state")).count();
-    n > 0
-        && s.iter()
-            .filter(|(k, v)| k.ends_with(":state") && *v == "synced")
-            .count()
-            == n
-}
-
 /// Copies bytes from `from` to `to` until either side closes, appending them to `log`.
 fn pipe(mut from: TcpStream, mut to: TcpStream, log: Option<Arc<Mutex<Vec<u8>>>>) {
     std::thread::spawn(move || {

@@ -24,6 +24,26 @@ fn start_next_to(peer: &str) -> (Proc, Duration) {
     (p, t0.elapsed())
 }
 
+/// A fake peer: a listener whose accepted connections go to `on_accept`, until the returned
+/// flag is set (or a minute passes).
+fn fake_peer(on_accept: impl Fn(TcpStream) + Send + 'static) -> (String, Arc<AtomicBool>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    l.set_nonblocking(true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !s2.load(Ordering::Relaxed) && Instant::now() < deadline {
+            match l.accept() {
+                Ok((c, _)) => on_accept(c),
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    (addr, stop)
+}
+
 fn outcome(p: &Proc) -> String {
     p.client()
         .stats("replication")
@@ -46,21 +66,8 @@ fn next_to_a_refused_peer_the_node_serves_at_once() {
 
 #[test]
 fn next_to_a_peer_that_accepts_then_closes_the_node_serves_within_5s() {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let s2 = stop.clone();
-    l.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !s2.load(Ordering::Relaxed) && Instant::now() < deadline {
-            match l.accept() {
-                Ok((c, _)) => drop(c),
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-    });
-    let (p, took) = start_next_to(&addr.to_string());
+    let (addr, stop) = fake_peer(drop);
+    let (p, took) = start_next_to(&addr);
     stop.store(true, Ordering::Relaxed);
     println!("accept-then-close peer: first request served after {took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
@@ -70,23 +77,10 @@ fn next_to_a_peer_that_accepts_then_closes_the_node_serves_within_5s() {
 #[test]
 fn next_to_a_blackholed_peer_the_node_serves_within_5s() {
     // Accepts and holds every connection, never reading or writing.
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
     let held = Arc::new(Mutex::new(Vec::new()));
     let h2 = held.clone();
-    l.set_nonblocking(true).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let s2 = stop.clone();
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !s2.load(Ordering::Relaxed) && Instant::now() < deadline {
-            match l.accept() {
-                Ok((c, _)) => h2.lock().unwrap().push(c),
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-    });
-    let (p, took) = start_next_to(&addr.to_string());
+    let (addr, stop) = fake_peer(move |c| h2.lock().unwrap().push(c));
+    let (p, took) = start_next_to(&addr);
     stop.store(true, Ordering::Relaxed);
     println!("blackholed peer: first request served after {took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
