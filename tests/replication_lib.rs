@@ -701,6 +701,59 @@ async fn garbage_on_the_replication_port_is_dropped_and_nothing_applied() {
     }
     assert_eq!(a.stat_u64("repl_records_applied"), 0);
     assert_eq!(a.dump().len(), 0);
+    // None of these was a repcached peer: each is counted.
+    assert_eq!(a.stat_u64("repl_auth_failures"), 4);
+
+    // Past the handshake, a malformed or out-of-order frame closes that link and is counted;
+    // the node goes on. (A frame over this node's -I from an authenticated peer is skipped and
+    // counted as rejected instead: see a_value_over_the_receivers_item_size_...)
+    use repcached::replication::frame::{self, Frame, PROTO_VERSION};
+    use repcached::replication::secure::{self, Role, Security};
+    let short_heartbeat = vec![0, 0, 0, 5, 32, 0, 0, 0, 1];
+    let unknown_type = vec![0, 0, 0, 1, 99];
+    let record_before_psync = {
+        let mut out = bytes::BytesMut::new();
+        frame::encode(
+            &Frame::Heartbeat {
+                ack: 0,
+                last: 0,
+                now_ms: 0,
+            },
+            0,
+            &mut out,
+        );
+        out[4] = 16; // a RECORD type with a heartbeat's body
+        out.to_vec()
+    };
+    for junk in [short_heartbeat, unknown_type, record_before_psync] {
+        let stream = tokio::net::TcpStream::connect(a.addr).await.unwrap();
+        let (mut rd, mut wr) = secure::establish(stream, Role::Dialer, &Security::Plain, "")
+            .await
+            .unwrap();
+        let mut out = bytes::BytesMut::new();
+        frame::encode(
+            &Frame::Hello {
+                version: PROTO_VERSION,
+                node: 77,
+                listen_port: 0,
+            },
+            0,
+            &mut out,
+        );
+        out.extend_from_slice(&junk);
+        wr.write_all(&out).await.unwrap();
+        let mut buf = bytes::BytesMut::new();
+        let closed = tokio::time::timeout(Duration::from_secs(8), async {
+            while let Ok(1..) = rd.read_buf(&mut buf).await {}
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "link with junk frame {junk:?} was not closed"
+        );
+    }
+    assert!(eventually(5, || a.stat_u64("repl_protocol_errors") == 3).await);
+    assert_eq!(a.stat_u64("repl_records_applied"), 0);
     a.repl.shutdown().await;
 }
 

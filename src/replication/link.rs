@@ -224,6 +224,12 @@ pub async fn run_link(
     let mut slot_used = slot.clone();
     let res = link_inner(&sh, stream, dir, slot, remote, &mut slot_used, permit).await;
     if let Err(e) = &res {
+        if matches!(
+            e,
+            LinkError::Frame(_) | LinkError::Protocol(_) | LinkError::Version(_)
+        ) {
+            sh.totals.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        }
         if matches!(e, LinkError::Timeout("in handshake")) {
             sh.totals.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
         }

@@ -91,6 +91,8 @@ pub(crate) struct Totals {
     handshake_timeouts: AtomicU64,
     /// Records refused because their version was too far ahead of this node's clock.
     clock_rejected: AtomicU64,
+    /// Authenticated links closed for a malformed, oversized or out-of-order frame.
+    protocol_errors: AtomicU64,
 }
 
 /// State shared by the listener, the dialers and every link of this node.
@@ -538,6 +540,7 @@ impl Replicator {
                 sh.budget.pending().to_string(),
             ),
             ("repl_clock_rejected".into(), l(&t.clock_rejected)),
+            ("repl_protocol_errors".into(), l(&t.protocol_errors)),
             ("repl_max_clock_skew_ms".into(), sh.max_skew_ms.to_string()),
         ]
     }
