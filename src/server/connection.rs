@@ -1,5 +1,6 @@
 //! One task per TCP client: read into a buffer, parse and execute every complete request,
-//! answer a whole pipelined batch with one write.
+//! answer a whole pipelined batch with one write. While it waits for input the task can be
+//! woken to stop (server shutdown) or to close an idle connection (`-o idle_timeout`).
 
 use super::commands::{self, Flow};
 use super::stats::Stats;
@@ -8,7 +9,7 @@ use super::{ConnInfo, Shared};
 use crate::protocol::{text, AfterError, Parsed, Request};
 use bytes::{Buf, BytesMut};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -50,11 +51,7 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, workers: Ar
         Stats::incr(&stats.curr_connections);
         Stats::incr(&stats.total_connections);
         let fd = stream.as_raw_fd();
-        let info = Arc::new(ConnInfo {
-            peer: format!("tcp:{peer}"),
-            listen: listen.clone(),
-            last_cmd: AtomicU32::new(crate::store::unix_now()),
-        });
+        let info = Arc::new(ConnInfo::new(format!("tcp:{peer}"), listen.clone()));
         shared.conns.lock().insert(fd, info.clone());
         workers.dispatch(&shared, stream, info, fd);
     }
@@ -75,19 +72,41 @@ pub fn forget(shared: &Shared, fd: i32) {
     shared.stats.curr_connections.sub(1);
 }
 
-/// Serves one connection until the client leaves, an I/O error, or a closing request.
+/// Whether `-o idle_timeout` closes this connection now: it waits for a command (not for the
+/// rest of a data block, as in memcached) and ran none for longer than the timeout.
+pub fn is_idle(info: &ConnInfo, now: u32, timeout: u32) -> bool {
+    timeout > 0
+        && !info.nread.load(Ordering::Relaxed)
+        && now.saturating_sub(info.last_cmd.load(Ordering::Relaxed)) > timeout
+}
+
+/// Serves one connection until the client leaves, an I/O error, a closing request, the
+/// server stopping or the idle timeout.
 async fn serve(shared: &Shared, mut stream: TcpStream, info: &ConnInfo) -> Flow {
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     // Bytes of a refused data block still to be discarded as they arrive.
     let mut swallow = 0usize;
     let mut queue = ReplyQueue::default();
+    let mut nread = false;
     loop {
+        if shared.is_stopping() {
+            // Executed requests are answered (and replicated by the drain that follows);
+            // the ones still buffered were never acknowledged and are dropped.
+            if !out.is_empty() {
+                let _ = stream.write_all(&out).await;
+            }
+            return Flow::Close;
+        }
         let (flow, drained) = process(shared, &mut rbuf, &mut out, &mut swallow, &mut queue);
         // memcached holds its replies while it waits for the rest of a data block (one being
         // stored or one being swallowed); a partial command line, like an empty buffer, lets
         // them go.
         let mid_block = swallow > 0 || memchr::memchr(b'\n', &rbuf).is_some();
+        if mid_block != nread {
+            nread = mid_block;
+            info.nread.store(nread, Ordering::Relaxed);
+        }
         let hold = flow == Flow::Continue && drained && mid_block;
         if !out.is_empty() && !hold {
             Stats::add(&shared.stats.bytes_written, out.len() as u64);
@@ -115,9 +134,29 @@ async fn serve(shared: &Shared, mut stream: TcpStream, info: &ConnInfo) -> Flow 
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
             rbuf.reserve(READ_CHUNK.max(rbuf.len()));
         }
-        match stream.read_buf(&mut rbuf).await {
-            Ok(0) | Err(_) => return Flow::Close,
-            Ok(n) => {
+        let read = loop {
+            tokio::select! {
+                // Input first: a busy connection never pays for the wake-up (the stop flag
+                // above still ends it).
+                biased;
+                r = stream.read_buf(&mut rbuf) => break Some(r),
+                () = info.kick.notified() => {
+                    if shared.is_stopping() {
+                        break None;
+                    }
+                    let timeout = shared.config.idle_timeout;
+                    if is_idle(info, crate::store::unix_now(), timeout) {
+                        Stats::incr(&shared.stats.idle_kicks);
+                        return Flow::Close;
+                    }
+                }
+            }
+        };
+        match read {
+            // Stopping: the top of the loop writes what is held and leaves.
+            None => continue,
+            Some(Ok(0) | Err(_)) => return Flow::Close,
+            Some(Ok(n)) => {
                 Stats::add(&shared.stats.bytes_read, n as u64);
                 info.last_cmd
                     .store(crate::store::unix_now(), Ordering::Relaxed);
