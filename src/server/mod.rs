@@ -403,6 +403,12 @@ async fn idle_checker(shared: Arc<Shared>) {
 /// The binary's entry point: runtimes and `config.threads` connection workers, serve until SIGTERM,
 /// SIGINT or `shutdown`, then stop gracefully.
 pub fn run(config: Config) -> Result<(), ServerError> {
+    run_notify(config, || {})
+}
+
+/// [`run`], calling `ready` once every listener is bound and the server serves (the parent of
+/// a daemon waits for that).
+pub fn run_notify(config: Config, ready: impl FnOnce()) -> Result<(), ServerError> {
     // Client connections run on their own -t worker threads (see workers.rs); this runtime
     // only accepts, replicates, sweeps and serves UDP.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -427,6 +433,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 return Ok(());
             }
         };
+        ready();
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
