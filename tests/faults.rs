@@ -224,11 +224,159 @@ fn wait_child(child: &mut Child, limit: Duration) -> Option<std::process::ExitSt
     }
 }
 
-#[allow(dead_code)]
-fn read_some(s: &mut TcpStream) -> Vec<u8> {
-    let mut buf = vec![0u8; 65536];
-    match s.read(&mut buf) {
-        Ok(n) => buf[..n].to_vec(),
-        Err(_) => Vec::new(),
+/// Reads until `terminator`, EOF or the deadline; true if the server closed the connection.
+fn read_reply(s: &mut TcpStream, terminator: &[u8], limit: Duration) -> (Vec<u8>, bool) {
+    let deadline = Instant::now() + limit;
+    let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    while !buf.ends_with(terminator) && Instant::now() < deadline {
+        match s.read(&mut chunk) {
+            Ok(0) => return (buf, true),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return (buf, true),
+        }
     }
+    (buf, false)
+}
+
+fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// memcached's t/conn-limits.t, same options: a multi-get needing more reply objects than
+/// the connection's budget gets `SERVER_ERROR out of memory writing get response` and the
+/// connection carries on (as in memcached 1.6.18); pipelined meta gets past the budget close
+/// the connection. Both count in `response_obj_oom`.
+#[test]
+fn multi_get_past_the_output_limit_gets_memcacheds_out_of_memory_reply() {
+    let node = spawn(
+        free_port(),
+        &[],
+        &["-o", "read_buf_mem_limit=1", "-t", "32", "-R", "500"],
+    );
+    let mut c = node.client();
+    assert_eq!(c.stat_u64("", "response_obj_oom"), 0);
+    assert_eq!(
+        c.stats("settings")
+            .get("read_buf_mem_limit")
+            .map(String::as_str),
+        Some("1048576")
+    );
+    let mut s = connect(node.port);
+    let keys = vec!["foo"; 500].join(" ");
+    s.write_all(format!("get {keys}\r\n").as_bytes()).unwrap();
+    let (reply, closed) = read_reply(&mut s, b"\r\n", Duration::from_secs(10));
+    assert_eq!(
+        String::from_utf8_lossy(&reply),
+        "SERVER_ERROR out of memory writing get response\r\n"
+    );
+    assert!(!closed);
+    // memcached 1.6.18 with these options serves 13 keys and refuses 14 (measured).
+    assert_eq!(c.set("foo", "bar"), "STORED");
+    for (n, fits) in [(13, true), (14, false)] {
+        let keys = vec!["foo"; n].join(" ");
+        s.write_all(format!("get {keys}\r\n").as_bytes()).unwrap();
+        let (reply, _) = read_reply(&mut s, b"\r\n", Duration::from_secs(10));
+        let reply = if fits {
+            read_reply_after(&mut s, reply, b"END\r\n")
+        } else {
+            reply
+        };
+        let reply = String::from_utf8_lossy(&reply).into_owned();
+        if fits {
+            assert_eq!(reply.matches("VALUE foo 0 3").count(), n, "{reply}");
+        } else {
+            assert_eq!(reply, "SERVER_ERROR out of memory writing get response\r\n");
+        }
+    }
+    s.write_all(b"version\r\n").unwrap();
+    let (reply, _) = read_reply(&mut s, b"\r\n", Duration::from_secs(10));
+    assert!(reply.starts_with(b"VERSION "), "{reply:?}");
+    let oom = c.stat_u64("", "response_obj_oom");
+    assert_eq!(oom, 2);
+
+    // Stacked meta replies past the budget: memcached closes without a word.
+    let mut m = connect(node.port);
+    m.write_all("mg foo v\r\n".repeat(500).as_bytes()).unwrap();
+    let (reply, closed) = read_reply(&mut m, b"\r\n\r\n", Duration::from_secs(10));
+    assert!(closed, "not closed after {} bytes", reply.len());
+    assert!(reply.is_empty(), "{:?}", String::from_utf8_lossy(&reply));
+    assert_eq!(c.stat_u64("", "response_obj_oom"), 3);
+    println!(
+        "read_buf_mem_limit=1 -t 32: 13 keys served, 14 refused, 500 mg closed; response_obj_oom 3"
+    );
+}
+
+fn read_reply_after(s: &mut TcpStream, mut have: Vec<u8>, terminator: &[u8]) -> Vec<u8> {
+    if !have.ends_with(terminator) {
+        let (more, _) = read_reply(s, terminator, Duration::from_secs(10));
+        have.extend_from_slice(&more);
+    }
+    have
+}
+
+fn rss_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+/// Clients that never read their replies, or send endless lines, cost bounded memory: a
+/// multi-get of 400 x 500 KB (200 MB of reply) and 400 pipelined gets of it, both unread,
+/// leave the server's RSS within a few MB; a 3 MB line without a newline and a multi-get line
+/// past 4 MiB are closed.
+#[test]
+fn clients_that_do_not_read_cost_bounded_memory() {
+    let node = spawn(free_port(), &[], &[]);
+    let mut c = node.client();
+    let value = "x".repeat(500_000);
+    assert_eq!(c.set("big", &value), "STORED");
+    let before = rss_mb(node.pid());
+    let mut multi = connect(node.port);
+    multi
+        .write_all(format!("get {}\r\n", vec!["big"; 400].join(" ")).as_bytes())
+        .unwrap();
+    let mut pipelined = connect(node.port);
+    pipelined
+        .write_all("get big\r\n".repeat(400).as_bytes())
+        .unwrap();
+    // Give the server time to fill whatever it would buffer (polling the RSS for growth).
+    let mut peak = before;
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < deadline {
+        peak = peak.max(rss_mb(node.pid()));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("RSS with 2 x 200 MB of unread replies: {before} MB before, {peak} MB peak");
+    assert!(peak < before + 48, "RSS grew from {before} MB to {peak} MB");
+    // The whole reply still arrives once the client reads.
+    let (reply, _) = read_reply(&mut multi, b"END\r\n", Duration::from_secs(30));
+    assert_eq!(
+        reply.len(),
+        400 * (value.len() + 2 + "VALUE big 0 500000\r\n".len()) + 5
+    );
+    assert_eq!(reply.windows(5).filter(|w| w == b"VALUE").count(), 400);
+
+    let mut long = connect(node.port);
+    let _ = long.write_all(&vec![b'x'; 3 << 20]);
+    let (_, closed) = read_reply(&mut long, b"\r\n", Duration::from_secs(10));
+    assert!(closed, "a 3 MB line without newline was kept");
+    let mut long_get = connect(node.port);
+    let mut line = b"get ".to_vec();
+    line.extend(std::iter::repeat_n(b"k ".as_slice(), 2_500_000).flatten());
+    let _ = long_get.write_all(&line);
+    let (_, closed) = read_reply(&mut long_get, b"\r\n", Duration::from_secs(10));
+    assert!(closed, "a 5 MB multi-get line without newline was kept");
 }

@@ -184,6 +184,7 @@ pub fn process(
         written,
         held,
         block_from_socket,
+        replies,
     } = queue;
     let mut requests = 0usize;
     loop {
@@ -198,18 +199,44 @@ pub fn process(
             if std::mem::take(block_from_socket) {
                 *written = out.len();
                 held.release_all();
+                *replies = 0;
             }
         }
         if rbuf.is_empty() {
             return (Flow::Continue, true);
         }
+        let mut resume = None;
         let (consumed, flow) = match text::parse(rbuf, &shared.limits) {
             Parsed::Request(req, n) => {
-                let flow = commands::execute(shared, &req, out, held);
+                let flow = match over_reply_limit(shared, &req, replies) {
+                    Some(Flow::Continue) => {
+                        out.extend_from_slice(
+                            b"SERVER_ERROR out of memory writing get response\r\n",
+                        );
+                        Flow::Continue
+                    }
+                    Some(flow) => {
+                        // memcached has no room for even an error: it drops what it queued.
+                        out.truncate(*written);
+                        flow
+                    }
+                    None => {
+                        let (flow, rest) = execute_bounded(shared, &req, out, held);
+                        if let Some(rest) = rest {
+                            resume = resumed_get(&req, rest, rbuf);
+                            if resume.is_none() {
+                                // No room to rewrite the line: finish it in one piece.
+                                get_slice(shared, &req, rest, out, usize::MAX);
+                            }
+                        }
+                        flow
+                    }
+                };
                 let from_socket = std::mem::take(block_from_socket) || n > MEMCACHED_READ_BUFFER;
                 if is_write_point(&req) || from_socket {
                     *written = out.len();
                     held.release_all();
+                    *replies = 0;
                 }
                 (n, flow)
             }
@@ -231,7 +258,12 @@ pub fn process(
                 }
                 if let Some(prefix) = text::refused_get_prefix(rbuf, &shared.limits) {
                     // The keys before the bad one were fetched and touched; only the replies go.
-                    commands::execute(shared, &prefix, &mut Vec::new(), held);
+                    let mut scratch = Vec::new();
+                    let mut rest = execute_bounded(shared, &prefix, &mut scratch, held).1;
+                    while let Some(keys) = rest {
+                        scratch.clear();
+                        rest = get_slice(shared, &prefix, keys, &mut scratch, FLUSH_AT);
+                    }
                     out.truncate(*written);
                 } else if then == AfterError::Close {
                     out.truncate(*written);
@@ -245,6 +277,7 @@ pub fn process(
                 if s == 0 && std::mem::take(block_from_socket) {
                     *written = out.len();
                     held.release_all();
+                    *replies = 0;
                 }
                 (
                     consumed,
@@ -256,6 +289,14 @@ pub fn process(
                 )
             }
         };
+        if let Some((at, line)) = resume {
+            // The rest of a multi-get, rewritten in place as a get of the remaining keys (it
+            // fits: at least one key and its space were before them). The caller writes what
+            // is pending, then comes back for it.
+            rbuf[at - line.len()..at].copy_from_slice(&line);
+            rbuf.advance(at - line.len());
+            return (Flow::Continue, false);
+        }
         rbuf.advance(consumed);
         requests += 1;
         if requests > shared.config.reqs_per_event
@@ -263,6 +304,7 @@ pub fn process(
         {
             *written = out.len();
             held.release_all();
+            *replies = 0;
         }
         if flow != Flow::Continue {
             return (flow, true);
@@ -277,6 +319,101 @@ pub fn process(
 /// memcached's read buffer: a command line and data block larger than this cannot have been
 /// buffered whole, so memcached read the block straight from the socket.
 const MEMCACHED_READ_BUFFER: usize = 16 * 1024;
+/// memcached takes reply objects from READ_BUFFER_SIZE pages, 13 to a page.
+const MEMCACHED_REPLIES_PER_PAGE: usize = 13;
+
+/// `-o read_buf_mem_limit`: how many replies a connection may have queued and unwritten.
+/// memcached splits the limit between its worker threads in 16 KiB pages; one page is the
+/// connection's read buffer, each other holds 13 reply objects (a get takes one per key). We
+/// give that budget to each connection rather than share it per thread (measured against
+/// memcached 1.6.18: -t 32 allows 13 keys, -t 16 39, -t 8 91, -t 4 195).
+pub fn reply_slots(read_buf_mem_limit: u64, threads: usize) -> Option<usize> {
+    if read_buf_mem_limit == 0 {
+        return None;
+    }
+    let per_thread = read_buf_mem_limit / threads.max(1) as u64;
+    let pages = (per_thread / MEMCACHED_READ_BUFFER as u64) as usize;
+    Some(pages.saturating_sub(1) * MEMCACHED_REPLIES_PER_PAGE)
+}
+
+/// Whether `req` would queue more replies than the connection's budget allows, and then what
+/// memcached does: a get is answered `SERVER_ERROR out of memory writing get response`
+/// (`Continue`), anything else closes the connection. Counted in `response_obj_oom`.
+fn over_reply_limit(shared: &Shared, req: &Request<'_>, replies: &mut usize) -> Option<Flow> {
+    let slots = shared.reply_slots?;
+    let (cost, is_get) = match req {
+        Request::Get { keys, .. } | Request::GetAndTouch { keys, .. } => {
+            (text::keys(keys).count(), true)
+        }
+        _ => (1, false),
+    };
+    if *replies + cost <= slots {
+        *replies += cost;
+        return None;
+    }
+    Stats::incr(&shared.stats.response_obj_oom);
+    if is_get {
+        // The get's own replies are released; its error takes one.
+        *replies += 1;
+        Some(Flow::Continue)
+    } else {
+        Some(Flow::Close)
+    }
+}
+
+/// Executes `req`; a multi-get stops once `out` reaches [`FLUSH_AT`] and returns the keys it
+/// has not fetched yet, so that no single request makes a reply larger than that plus one item.
+fn execute_bounded<'r>(
+    shared: &Shared,
+    req: &Request<'r>,
+    out: &mut Vec<u8>,
+    held: &mut commands::HeldItems,
+) -> (Flow, Option<&'r [u8]>) {
+    match req {
+        Request::Get { keys, .. } | Request::GetAndTouch { keys, .. } => {
+            (Flow::Continue, get_slice(shared, req, keys, out, FLUSH_AT))
+        }
+        _ => (commands::execute(shared, req, out, held), None),
+    }
+}
+
+/// Fetches `keys` of the get-family request `req` until `out` reaches `until` bytes.
+fn get_slice<'k>(
+    shared: &Shared,
+    req: &Request<'_>,
+    keys: &'k [u8],
+    out: &mut Vec<u8>,
+    until: usize,
+) -> Option<&'k [u8]> {
+    let (with_cas, touch) = match req {
+        Request::Get { with_cas, .. } => (*with_cas, None),
+        Request::GetAndTouch {
+            with_cas, exptime, ..
+        } => (*with_cas, Some(*exptime)),
+        _ => return None,
+    };
+    commands::get_until(shared, keys, with_cas, touch, out, until)
+}
+
+/// Where the unfetched keys `rest` of `req` start in `rbuf`, and the command line prefix
+/// (`get `, `gats <exptime> `, ...) to put just before them. `None` if it would not fit.
+fn resumed_get(req: &Request<'_>, rest: &[u8], rbuf: &[u8]) -> Option<(usize, Vec<u8>)> {
+    let at = (rest.as_ptr() as usize).checked_sub(rbuf.as_ptr() as usize)?;
+    let line = match req {
+        Request::Get { with_cas, .. } => {
+            if *with_cas {
+                b"gets ".to_vec()
+            } else {
+                b"get ".to_vec()
+            }
+        }
+        Request::GetAndTouch {
+            with_cas, exptime, ..
+        } => format!("{} {exptime} ", if *with_cas { "gats" } else { "gat" }).into_bytes(),
+        _ => return None,
+    };
+    (line.len() <= at && at <= rbuf.len()).then_some((at, line))
+}
 
 /// What memcached has queued but not written: where in `out` its last write point was, and the
 /// items those unwritten replies still reference. Reset whenever `out` is really written.
@@ -288,6 +425,8 @@ pub struct ReplyQueue {
     /// line was parsed. memcached reads such a block straight from the socket, so its buffer
     /// is empty when the block ends: a write point once the command completes.
     block_from_socket: bool,
+    /// Replies queued since the last write point, for `-o read_buf_mem_limit`.
+    replies: usize,
 }
 
 /// Requests after which memcached writes its queued replies.

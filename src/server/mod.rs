@@ -91,6 +91,8 @@ pub struct Shared {
     pub config: Config,
     pub limits: Limits,
     pub started_unix: u32,
+    /// Replies a connection may queue unwritten (`-o read_buf_mem_limit`); None: no limit.
+    pub reply_slots: Option<usize>,
     pub verbosity: AtomicU32,
     pub tcp_port: AtomicU16,
     pub udp_port: AtomicU16,
@@ -123,6 +125,7 @@ impl Shared {
                 ..Limits::default()
             },
             started_unix: crate::store::unix_now(),
+            reply_slots: connection::reply_slots(config.read_buf_mem_limit, config.threads),
             verbosity: AtomicU32::new(config.verbosity as u32),
             tcp_port: AtomicU16::new(0),
             udp_port: AtomicU16::new(0),
