@@ -85,6 +85,11 @@ pub struct Config {
     pub repl_backlog_size: usize,
     /// --repl-sync-wait: how long a starting node waits for its initial sync before serving.
     pub repl_sync_wait: Duration,
+    /// `-o idle_timeout=N`: close a client idle for more than N seconds (0 = never).
+    pub idle_timeout: u32,
+    /// `-o read_buf_mem_limit=N` in bytes (given in megabytes; 0 = no limit): memcached's
+    /// per-thread budget of 16 KiB buffers, from which it also takes its reply objects.
+    pub read_buf_mem_limit: u64,
     /// -k: lock all paged memory (mlockall), handled by the binary.
     pub lock_memory: bool,
     /// -r: raise the core file size limit, handled by the binary.
@@ -130,6 +135,8 @@ impl Default for Config {
             repl_max_clock_skew: Duration::from_secs(60),
             repl_backlog_size: 64 * 1024 * 1024,
             repl_sync_wait: Duration::from_secs(30),
+            idle_timeout: 0,
+            read_buf_mem_limit: 0,
             lock_memory: false,
             enable_coredumps: false,
             log_file: None,
@@ -640,8 +647,18 @@ impl Cli {
 
         let mut subopts = SubOptions::default();
         for list in &self.extended {
-            subopts.parse(list)?;
-            ignored.push(format!("-o {list}"));
+            let used = subopts.parse(list)?;
+            if used == 0 {
+                ignored.push(format!("-o {list}"));
+            } else {
+                let rest: Vec<&str> = list
+                    .split(',')
+                    .filter(|item| !item.is_empty() && !SubOptions::is_used(item))
+                    .collect();
+                if !rest.is_empty() {
+                    ignored.push(format!("-o {}", rest.join(",")));
+                }
+            }
         }
         if checks == Checks::All {
             subopts.check()?;
@@ -735,6 +752,8 @@ impl Cli {
             repl_max_clock_skew,
             repl_backlog_size: to_usize(repl_backlog_size, "--repl-backlog-size")?,
             repl_sync_wait,
+            idle_timeout: subopts.idle_timeout,
+            read_buf_mem_limit: subopts.read_buf_mem_limit,
             lock_memory: self.lock_memory,
             enable_coredumps: self.enable_coredumps,
             log_file: None,
@@ -994,6 +1013,9 @@ struct SubOptions {
     warm_lru_pct: i64,
     temporary_ttl: bool,
     lru_maintainer: bool,
+    /// The sub-options repcached implements (the rest are only validated).
+    idle_timeout: u32,
+    read_buf_mem_limit: u64,
 }
 
 impl Default for SubOptions {
@@ -1004,25 +1026,49 @@ impl Default for SubOptions {
             warm_lru_pct: 40,
             temporary_ttl: false,
             lru_maintainer: true,
+            idle_timeout: 0,
+            read_buf_mem_limit: 0,
         }
     }
 }
 
 impl SubOptions {
     /// Checks one `-o` list the way memcached 1.6.18 (Debian build: TLS, extstore and
-    /// sock_cookie_id compiled in) does, with its messages. Values are otherwise unused.
-    fn parse(&mut self, list: &str) -> Result<(), ConfigError> {
+    /// sock_cookie_id compiled in) does, with its messages. Keeps the values of the options
+    /// repcached implements and returns how many of those the list had.
+    fn parse(&mut self, list: &str) -> Result<usize, ConfigError> {
         // getsubopt stops at the end of the string, so a trailing comma is harmless but an
         // empty option in the middle is "Illegal suboption """.
         let list = list.strip_suffix(',').unwrap_or(list);
+        let mut used = 0;
         for item in list.split(',') {
             let (name, value) = match item.split_once('=') {
                 Some((n, v)) => (n, Some(v)),
                 None => (item, None),
             };
             self.one(item, name, value).map_err(invalid)?;
+            // `one` has validated the value the way memcached does.
+            let value = value.unwrap_or("");
+            match name {
+                "idle_timeout" => self.idle_timeout = atoi(value).clamp(0, u32::MAX as i64) as u32,
+                "read_buf_mem_limit" => {
+                    self.read_buf_mem_limit = value
+                        .trim_end()
+                        .parse::<u64>()
+                        .unwrap_or(0)
+                        .saturating_mul(1 << 20)
+                }
+                _ => continue,
+            }
+            used += 1;
         }
-        Ok(())
+        Ok(used)
+    }
+
+    /// Whether a `-o` item is one repcached implements rather than ignores.
+    fn is_used(item: &str) -> bool {
+        let name = item.split_once('=').map_or(item, |(n, _)| n);
+        matches!(name, "idle_timeout" | "read_buf_mem_limit")
     }
 
     fn one(&mut self, item: &str, name: &str, value: Option<&str>) -> Result<(), String> {

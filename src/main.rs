@@ -1,12 +1,13 @@
 //! The `repcached` binary: parses the command line, prepares the process the way memcached does
 //! (file and core limits, privileges, daemon, pid file, memory locking), sets up logging and
-//! hands over to [`repcached::server::run`]. Exit codes: 0 after a clean stop or -h/-V, 1 on
-//! any error. Signals are handled by the server, not here.
+//! hands over to [`repcached::server::run_notify`]. Exit codes: 0 after a clean stop or -h/-V,
+//! 1 on any error. With -d the parent returns only once the daemon serves (0) or has failed
+//! (1, with the daemon's message on stderr). Signals are handled by the server, not here.
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
-use std::io::{IsTerminal, Write};
-use std::os::unix::io::AsRawFd;
+use std::io::{IsTerminal, Read, Write};
+use std::os::unix::io::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -88,12 +89,24 @@ fn run(config: Config) -> anyhow::Result<()> {
 
     drop_privileges(config.user.as_deref())?;
 
-    if config.daemonize {
+    let parent = if config.daemonize {
         // Keep stdio when verbose, as memcached does, so that -d -v still shows something,
         // and when it already goes to the log file.
-        daemonize(config.verbosity > 0 || config.log_file.is_some())?;
+        Some(daemonize(
+            config.verbosity > 0 || config.log_file.is_some(),
+        )?)
+    } else {
+        None
+    };
+    let result = serve(config, parent.as_ref());
+    if let (Err(e), Some(parent)) = (&result, &parent) {
+        parent.failed(&format!("{e:#}"));
     }
+    result
+}
 
+/// The part of `run` that happens in the daemon itself, after the fork.
+fn serve(config: Config, parent: Option<&Parent>) -> anyhow::Result<()> {
     if config.lock_memory {
         // After the fork: memory locks are not inherited by a child.
         lock_memory();
@@ -104,7 +117,56 @@ fn run(config: Config) -> anyhow::Result<()> {
         None => None,
     };
 
-    repcached::server::run(config).map_err(|e| anyhow!(e))
+    repcached::server::run_notify(config, || {
+        if let Some(parent) = parent {
+            parent.ready();
+        }
+    })
+    // The message already names the cause; `{:#}` would repeat the io::Error source.
+    .map_err(|e| anyhow!(e.to_string()))
+}
+
+/// The daemon's end of the pipe its parent waits on: one line, `ready` or the error that
+/// stops it, so that `repcached -d` never exits 0 for a server that is not running.
+struct Parent {
+    pipe: std::sync::Mutex<Option<File>>,
+}
+
+impl Parent {
+    fn ready(&self) {
+        self.send(b"ready\n");
+    }
+
+    fn failed(&self, message: &str) {
+        self.send(format!("error {message}\n").as_bytes());
+    }
+
+    /// Only the first report counts; closing the pipe lets the parent return.
+    fn send(&self, line: &[u8]) {
+        let pipe = self.pipe.lock().ok().and_then(|mut p| p.take());
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.write_all(line);
+        }
+    }
+}
+
+/// The parent of -d: waits for the daemon's report and turns it into its exit status.
+fn parent_waits(mut pipe: File) -> ! {
+    let mut report = String::new();
+    let _ = pipe.read_to_string(&mut report);
+    let code = if report.starts_with("ready") {
+        0
+    } else {
+        match report.strip_prefix("error ") {
+            Some(message) => eprintln!("repcached: {}", message.trim_end()),
+            // Killed, or stopped by a signal before it served.
+            None => eprintln!("repcached: the daemon exited before it was ready"),
+        }
+        1
+    };
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit skips destructors and atexit handlers that belong to the daemon now.
+    unsafe { libc::_exit(code) }
 }
 
 /// -r: lift the soft core size limit as high as allowed, memcached-style.
@@ -229,10 +291,21 @@ fn drop_privileges(user: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// -d: fork, let the parent exit, start a new session, leave the working directory, detach
-/// stdin and (unless `keep_output`) point stdout and stderr at /dev/null. Must run before any
-/// thread exists: the tokio runtime starts later, inside `server::run`.
-fn daemonize(keep_output: bool) -> anyhow::Result<()> {
+/// -d: fork, start a new session, leave the working directory, detach stdin and (unless
+/// `keep_output`) point stdout and stderr at /dev/null. The parent stays until the daemon
+/// reports through the returned [`Parent`] that it serves or why it cannot. Must run before
+/// any thread exists: the tokio runtime starts later, inside `server::run_notify`.
+fn daemonize(keep_output: bool) -> anyhow::Result<Parent> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two descriptors; checked below.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        bail!(
+            "failed to create a pipe in order to daemonize: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    // SAFETY: both descriptors were just created and are owned by nothing else.
+    let (read_end, write_end) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
     // SAFETY: single-threaded at this point, so fork is sound; the parent leaves with _exit
     // without running destructors or flushing anything the child also owns.
     unsafe {
@@ -244,8 +317,11 @@ fn daemonize(keep_output: bool) -> anyhow::Result<()> {
                 "failed to fork in order to daemonize: {}",
                 std::io::Error::last_os_error()
             ),
-            0 => {}
-            _ => libc::_exit(0),
+            0 => drop(read_end),
+            _ => {
+                drop(write_end);
+                parent_waits(read_end)
+            }
         }
         if libc::setsid() == -1 {
             bail!(
@@ -267,7 +343,9 @@ fn daemonize(keep_output: bool) -> anyhow::Result<()> {
     if !keep_output {
         redirect_stdio(&null)?;
     }
-    Ok(())
+    Ok(Parent {
+        pipe: std::sync::Mutex::new(Some(write_end)),
+    })
 }
 
 /// Points stdout and stderr at `file`.

@@ -1,5 +1,6 @@
 //! Runs the built `repcached` binary with help, version and bad command lines, and checks exit
-//! codes and messages. Nothing here starts a server: every case must exit on its own.
+//! codes and messages. Every case must exit on its own; the one daemon that starts on purpose
+//! (`-d`) is stopped by the test that starts it.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -189,4 +190,109 @@ fn unknown_user_is_refused_when_root() {
         ],
         "can't find the user",
     );
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaped: the daemon's parent has exited).
+fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// Stops a daemon started by a test: SIGTERM, then SIGKILL if it lingers.
+fn stop_daemon(pid: i32) {
+    // SAFETY: plain kill(2) on the daemon this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gone(pid) {
+        if Instant::now() > deadline {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn daemon_args<'a>(port: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["-d", "-p", port, "-U", "0", "-X", "0", "-l", "127.0.0.1"];
+    args.extend_from_slice(extra);
+    args
+}
+
+#[test]
+fn daemon_reports_an_unwritable_pid_file() {
+    let pid_file = "/nonexistent-repcached-dir/x.pid";
+    let out = run(&daemon_args("0", &["-P", pid_file]));
+    assert_eq!(out.code, Some(1), "stderr {:?}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("could not write the pid file /nonexistent-repcached-dir/x.pid"),
+        "{:?}",
+        out.stderr
+    );
+
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    // Root's 0700 directory: writable before -u drops privileges, not after.
+    let dir = std::env::temp_dir().join(format!("repcached-cli-pid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let pid_file = dir.join("x.pid");
+    let pid_file = pid_file.to_str().unwrap();
+    let out = run(&daemon_args("0", &["-u", "nobody", "-P", pid_file]));
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(out.code, Some(1), "stderr {:?}", out.stderr);
+    assert!(
+        out.stderr.contains("could not write the pid file")
+            && out.stderr.contains("Permission denied"),
+        "{:?}",
+        out.stderr
+    );
+}
+
+#[test]
+fn daemon_reports_a_port_in_use() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = run(&daemon_args(&port, &[]));
+    assert_eq!(out.code, Some(1), "stderr {:?}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("failed to listen on 127.0.0.1:{port}")),
+        "{:?}",
+        out.stderr
+    );
+}
+
+#[test]
+fn daemon_parent_returns_once_the_daemon_serves() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = std::env::temp_dir().join(format!("repcached-cli-daemon-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pid_file = dir.join("ok.pid");
+    let out = run(&daemon_args(
+        &port.to_string(),
+        &["-P", pid_file.to_str().unwrap()],
+    ));
+    // The parent has returned: the pid file is there and the port answers, no polling needed.
+    let pid: Option<i32> = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse().ok());
+    let answered = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    if let Some(pid) = pid {
+        stop_daemon(pid);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.code, Some(0), "stderr {:?}", out.stderr);
+    assert!(pid.is_some(), "no pid file when the parent returned");
+    assert!(answered, "nothing listening when the parent returned");
 }

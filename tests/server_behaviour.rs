@@ -1,5 +1,6 @@
 //! Server behaviour over real sockets against the real binary: connection limit, UDP framing,
-//! shutdown paths, large values, data swallowed across reads, numeric stats.
+//! shutdown paths, large values, data swallowed across reads, numeric stats, idle timeout,
+//! listeners in `stats conns`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, UdpSocket};
@@ -282,4 +283,136 @@ fn stats_values_are_numeric_where_memcached_s_are() {
         assert!(r.ends_with(b"END\r\n"), "stats {group}: {r:?}");
     }
     assert_eq!(ask(&mut s, b"stats reset\r\n", b"\r\n"), b"RESET\r\n");
+}
+
+fn stat_value(s: &mut TcpStream, group: &str, name: &str) -> Option<String> {
+    let cmd = if group.is_empty() {
+        "stats\r\n".to_string()
+    } else {
+        format!("stats {group}\r\n")
+    };
+    let reply = String::from_utf8_lossy(&ask(s, cmd.as_bytes(), b"END\r\n")).into_owned();
+    let prefix = format!("STAT {name} ");
+    reply
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+}
+
+/// Whether the server closed `s`: a read returns EOF (or a reset) before `limit`.
+fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let t0 = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    while t0.elapsed() < limit {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(t0.elapsed()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return Some(t0.elapsed()),
+        }
+    }
+    None
+}
+
+/// memcached's t/idle-timeout.t: an idle client is closed after the timeout and counted in
+/// `idle_kicks`; an active one and one in the middle of a data block are not.
+#[test]
+fn idle_timeout_closes_idle_clients_only() {
+    let node = start(&["-o", "idle_timeout=1"]);
+    let mut stats = connect(&node);
+    assert_eq!(
+        stat_value(&mut stats, "", "idle_kicks").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        stat_value(&mut stats, "settings", "idle_timeout").as_deref(),
+        Some("1")
+    );
+    let mut idle = connect(&node);
+    assert_eq!(ask(&mut idle, b"version\r\n", b"\r\n")[..8], *b"VERSION ");
+    let mut mid_block = connect(&node);
+    mid_block.write_all(b"set k 0 0 10\r\nab").unwrap();
+    // `stats` keeps this one busy; the idle one must go within timeout + 2 check periods.
+    let mut active = connect(&node);
+    let keep_busy = std::thread::spawn(move || {
+        for _ in 0..30 {
+            if !ask(&mut active, b"version\r\n", b"\r\n").starts_with(b"VERSION ") {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        true
+    });
+    let took = closed_within(&mut idle, Duration::from_secs(6));
+    println!("idle_timeout=1: idle client closed after {took:?}");
+    assert!(took.is_some(), "idle client never closed");
+    assert!(keep_busy.join().unwrap(), "an active client was closed");
+    assert_eq!(
+        closed_within(&mut mid_block, Duration::from_millis(300)),
+        None,
+        "a client in the middle of a data block was closed"
+    );
+    assert_eq!(ask(&mut mid_block, b"cdefghij\r\n", b"\r\n"), b"STORED\r\n");
+    // The idle client and the first stats client (idle since) are both kicked; each counts
+    // its own kick on its worker, so poll briefly.
+    let mut fresh = connect(&node);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut kicks = stat_value(&mut fresh, "", "idle_kicks");
+    while kicks.as_deref() != Some("2") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        kicks = stat_value(&mut fresh, "", "idle_kicks");
+    }
+    assert_eq!(kicks.as_deref(), Some("2"));
+}
+
+/// memcached's t/stats-conns.t: the listening sockets are listed with their state, next to
+/// clients (one waiting for a data block is in conn_nread).
+#[test]
+fn stats_conns_lists_listeners() {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_port = udp.local_addr().unwrap().port();
+    drop(udp);
+    let node = start(&["-U", &udp_port.to_string()]);
+    let mut a = connect(&node);
+    a.write_all(b"set foo 0 0 6\r\n").unwrap();
+    let mut s = connect(&node);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text =
+            String::from_utf8_lossy(&ask(&mut s, b"stats conns\r\n", b"END\r\n")).into_owned();
+        if text.contains(":state conn_nread\r\n") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let fd_of = |needle: &str| {
+        text.lines()
+            .find(|l| l.ends_with(needle))
+            .and_then(|l| l.strip_prefix("STAT "))
+            .and_then(|l| l.split(':').next())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no {needle:?} in {text}"))
+    };
+    let tcp_fd = fd_of(&format!(":addr tcp:127.0.0.1:{}", node.port));
+    assert!(
+        text.contains(&format!("STAT {tcp_fd}:state conn_listening\r\n")),
+        "{text}"
+    );
+    let udp_fd = fd_of(&format!(":addr udp:127.0.0.1:{udp_port}"));
+    assert!(
+        text.contains(&format!("STAT {udp_fd}:UDP UDP\r\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("STAT {udp_fd}:state conn_read\r\n")),
+        "{text}"
+    );
+    assert!(text.contains(":state conn_nread\r\n"), "{text}");
+    assert!(text.contains(":state conn_parse_cmd\r\n"), "{text}");
+    drop(a);
 }

@@ -257,13 +257,41 @@ fn store(
 }
 
 fn get(shared: &Shared, keys: &[u8], with_cas: bool, touch: Option<i64>, out: &mut Vec<u8>) {
+    get_until(shared, keys, with_cas, touch, out, usize::MAX);
+}
+
+/// A get/gets/gat/gats over `keys` that stops once `out` holds `until` bytes or more: returns
+/// the keys not fetched yet (a suffix of `keys`), or `None` when it finished with `END`. The
+/// connection writes what it has and fetches the rest afterwards, so a multi-get costs
+/// bounded memory whatever its keys and values.
+pub fn get_until<'k>(
+    shared: &Shared,
+    keys: &'k [u8],
+    with_cas: bool,
+    touch: Option<i64>,
+    out: &mut Vec<u8>,
+    until: usize,
+) -> Option<&'k [u8]> {
     // memcached answers a list with an over-long key with one error and no hits.
     if text::keys(keys).any(|k| k.len() > shared.limits.max_key_len) {
         out.extend_from_slice(b"CLIENT_ERROR bad command line format\r\n");
-        return;
+        return None;
     }
     let stats = &shared.stats;
-    for key in text::keys(keys) {
+    let mut rest = keys;
+    loop {
+        // Keys are separated by spaces only, as in text::keys.
+        let skip = rest.iter().take_while(|b| **b == b' ').count();
+        rest = &rest[skip..];
+        if rest.is_empty() {
+            break;
+        }
+        if out.len() >= until {
+            return Some(rest);
+        }
+        let end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
+        let key = &rest[..end];
+        rest = &rest[end..];
         let mut e = shared.store.entry(key);
         let hit = match e.item() {
             Some(it) => {
@@ -306,6 +334,7 @@ fn get(shared: &Shared, keys: &[u8], with_cas: bool, touch: Option<i64>, out: &m
         }
     }
     out.extend_from_slice(b"END\r\n");
+    None
 }
 
 /// Items that memcached would still hold a reference to because a reply naming them has not

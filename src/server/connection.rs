@@ -1,5 +1,6 @@
 //! One task per TCP client: read into a buffer, parse and execute every complete request,
-//! answer a whole pipelined batch with one write.
+//! answer a whole pipelined batch with one write. While it waits for input the task can be
+//! woken to stop (server shutdown) or to close an idle connection (`-o idle_timeout`).
 
 use super::commands::{self, Flow};
 use super::stats::Stats;
@@ -8,7 +9,7 @@ use super::{ConnInfo, Shared};
 use crate::protocol::{text, AfterError, Parsed, Request};
 use bytes::{Buf, BytesMut};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -50,11 +51,7 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, workers: Ar
         Stats::incr(&stats.curr_connections);
         Stats::incr(&stats.total_connections);
         let fd = stream.as_raw_fd();
-        let info = Arc::new(ConnInfo {
-            peer: format!("tcp:{peer}"),
-            listen: listen.clone(),
-            last_cmd: AtomicU32::new(crate::store::unix_now()),
-        });
+        let info = Arc::new(ConnInfo::new(format!("tcp:{peer}"), listen.clone()));
         shared.conns.lock().insert(fd, info.clone());
         workers.dispatch(&shared, stream, info, fd);
     }
@@ -75,19 +72,41 @@ pub fn forget(shared: &Shared, fd: i32) {
     shared.stats.curr_connections.sub(1);
 }
 
-/// Serves one connection until the client leaves, an I/O error, or a closing request.
+/// Whether `-o idle_timeout` closes this connection now: it waits for a command (not for the
+/// rest of a data block, as in memcached) and ran none for longer than the timeout.
+pub fn is_idle(info: &ConnInfo, now: u32, timeout: u32) -> bool {
+    timeout > 0
+        && !info.nread.load(Ordering::Relaxed)
+        && now.saturating_sub(info.last_cmd.load(Ordering::Relaxed)) > timeout
+}
+
+/// Serves one connection until the client leaves, an I/O error, a closing request, the
+/// server stopping or the idle timeout.
 async fn serve(shared: &Shared, mut stream: TcpStream, info: &ConnInfo) -> Flow {
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     // Bytes of a refused data block still to be discarded as they arrive.
     let mut swallow = 0usize;
     let mut queue = ReplyQueue::default();
+    let mut nread = false;
     loop {
+        if shared.is_stopping() {
+            // Executed requests are answered (and replicated by the drain that follows);
+            // the ones still buffered were never acknowledged and are dropped.
+            if !out.is_empty() {
+                let _ = stream.write_all(&out).await;
+            }
+            return Flow::Close;
+        }
         let (flow, drained) = process(shared, &mut rbuf, &mut out, &mut swallow, &mut queue);
         // memcached holds its replies while it waits for the rest of a data block (one being
         // stored or one being swallowed); a partial command line, like an empty buffer, lets
         // them go.
         let mid_block = swallow > 0 || memchr::memchr(b'\n', &rbuf).is_some();
+        if mid_block != nread {
+            nread = mid_block;
+            info.nread.store(nread, Ordering::Relaxed);
+        }
         let hold = flow == Flow::Continue && drained && mid_block;
         if !out.is_empty() && !hold {
             Stats::add(&shared.stats.bytes_written, out.len() as u64);
@@ -115,9 +134,29 @@ async fn serve(shared: &Shared, mut stream: TcpStream, info: &ConnInfo) -> Flow 
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
             rbuf.reserve(READ_CHUNK.max(rbuf.len()));
         }
-        match stream.read_buf(&mut rbuf).await {
-            Ok(0) | Err(_) => return Flow::Close,
-            Ok(n) => {
+        let read = loop {
+            tokio::select! {
+                // Input first: a busy connection never pays for the wake-up (the stop flag
+                // above still ends it).
+                biased;
+                r = stream.read_buf(&mut rbuf) => break Some(r),
+                () = info.kick.notified() => {
+                    if shared.is_stopping() {
+                        break None;
+                    }
+                    let timeout = shared.config.idle_timeout;
+                    if is_idle(info, crate::store::unix_now(), timeout) {
+                        Stats::incr(&shared.stats.idle_kicks);
+                        return Flow::Close;
+                    }
+                }
+            }
+        };
+        match read {
+            // Stopping: the top of the loop writes what is held and leaves.
+            None => continue,
+            Some(Ok(0) | Err(_)) => return Flow::Close,
+            Some(Ok(n)) => {
                 Stats::add(&shared.stats.bytes_read, n as u64);
                 info.last_cmd
                     .store(crate::store::unix_now(), Ordering::Relaxed);
@@ -145,6 +184,7 @@ pub fn process(
         written,
         held,
         block_from_socket,
+        replies,
     } = queue;
     let mut requests = 0usize;
     loop {
@@ -159,18 +199,44 @@ pub fn process(
             if std::mem::take(block_from_socket) {
                 *written = out.len();
                 held.release_all();
+                *replies = 0;
             }
         }
         if rbuf.is_empty() {
             return (Flow::Continue, true);
         }
+        let mut resume = None;
         let (consumed, flow) = match text::parse(rbuf, &shared.limits) {
             Parsed::Request(req, n) => {
-                let flow = commands::execute(shared, &req, out, held);
+                let flow = match over_reply_limit(shared, &req, replies) {
+                    Some(Flow::Continue) => {
+                        out.extend_from_slice(
+                            b"SERVER_ERROR out of memory writing get response\r\n",
+                        );
+                        Flow::Continue
+                    }
+                    Some(flow) => {
+                        // memcached has no room for even an error: it drops what it queued.
+                        out.truncate(*written);
+                        flow
+                    }
+                    None => {
+                        let (flow, rest) = execute_bounded(shared, &req, out, held);
+                        if let Some(rest) = rest {
+                            resume = resumed_get(&req, rest, rbuf);
+                            if resume.is_none() {
+                                // No room to rewrite the line: finish it in one piece.
+                                get_slice(shared, &req, rest, out, usize::MAX);
+                            }
+                        }
+                        flow
+                    }
+                };
                 let from_socket = std::mem::take(block_from_socket) || n > MEMCACHED_READ_BUFFER;
                 if is_write_point(&req) || from_socket {
                     *written = out.len();
                     held.release_all();
+                    *replies = 0;
                 }
                 (n, flow)
             }
@@ -192,7 +258,12 @@ pub fn process(
                 }
                 if let Some(prefix) = text::refused_get_prefix(rbuf, &shared.limits) {
                     // The keys before the bad one were fetched and touched; only the replies go.
-                    commands::execute(shared, &prefix, &mut Vec::new(), held);
+                    let mut scratch = Vec::new();
+                    let mut rest = execute_bounded(shared, &prefix, &mut scratch, held).1;
+                    while let Some(keys) = rest {
+                        scratch.clear();
+                        rest = get_slice(shared, &prefix, keys, &mut scratch, FLUSH_AT);
+                    }
                     out.truncate(*written);
                 } else if then == AfterError::Close {
                     out.truncate(*written);
@@ -206,6 +277,7 @@ pub fn process(
                 if s == 0 && std::mem::take(block_from_socket) {
                     *written = out.len();
                     held.release_all();
+                    *replies = 0;
                 }
                 (
                     consumed,
@@ -217,6 +289,14 @@ pub fn process(
                 )
             }
         };
+        if let Some((at, line)) = resume {
+            // The rest of a multi-get, rewritten in place as a get of the remaining keys (it
+            // fits: at least one key and its space were before them). The caller writes what
+            // is pending, then comes back for it.
+            rbuf[at - line.len()..at].copy_from_slice(&line);
+            rbuf.advance(at - line.len());
+            return (Flow::Continue, false);
+        }
         rbuf.advance(consumed);
         requests += 1;
         if requests > shared.config.reqs_per_event
@@ -224,6 +304,7 @@ pub fn process(
         {
             *written = out.len();
             held.release_all();
+            *replies = 0;
         }
         if flow != Flow::Continue {
             return (flow, true);
@@ -238,6 +319,101 @@ pub fn process(
 /// memcached's read buffer: a command line and data block larger than this cannot have been
 /// buffered whole, so memcached read the block straight from the socket.
 const MEMCACHED_READ_BUFFER: usize = 16 * 1024;
+/// memcached takes reply objects from READ_BUFFER_SIZE pages, 13 to a page.
+const MEMCACHED_REPLIES_PER_PAGE: usize = 13;
+
+/// `-o read_buf_mem_limit`: how many replies a connection may have queued and unwritten.
+/// memcached splits the limit between its worker threads in 16 KiB pages; one page is the
+/// connection's read buffer, each other holds 13 reply objects (a get takes one per key). We
+/// give that budget to each connection rather than share it per thread (measured against
+/// memcached 1.6.18: -t 32 allows 13 keys, -t 16 39, -t 8 91, -t 4 195).
+pub fn reply_slots(read_buf_mem_limit: u64, threads: usize) -> Option<usize> {
+    if read_buf_mem_limit == 0 {
+        return None;
+    }
+    let per_thread = read_buf_mem_limit / threads.max(1) as u64;
+    let pages = (per_thread / MEMCACHED_READ_BUFFER as u64) as usize;
+    Some(pages.saturating_sub(1) * MEMCACHED_REPLIES_PER_PAGE)
+}
+
+/// Whether `req` would queue more replies than the connection's budget allows, and then what
+/// memcached does: a get is answered `SERVER_ERROR out of memory writing get response`
+/// (`Continue`), anything else closes the connection. Counted in `response_obj_oom`.
+fn over_reply_limit(shared: &Shared, req: &Request<'_>, replies: &mut usize) -> Option<Flow> {
+    let slots = shared.reply_slots?;
+    let (cost, is_get) = match req {
+        Request::Get { keys, .. } | Request::GetAndTouch { keys, .. } => {
+            (text::keys(keys).count(), true)
+        }
+        _ => (1, false),
+    };
+    if *replies + cost <= slots {
+        *replies += cost;
+        return None;
+    }
+    Stats::incr(&shared.stats.response_obj_oom);
+    if is_get {
+        // The get's own replies are released; its error takes one.
+        *replies += 1;
+        Some(Flow::Continue)
+    } else {
+        Some(Flow::Close)
+    }
+}
+
+/// Executes `req`; a multi-get stops once `out` reaches [`FLUSH_AT`] and returns the keys it
+/// has not fetched yet, so that no single request makes a reply larger than that plus one item.
+fn execute_bounded<'r>(
+    shared: &Shared,
+    req: &Request<'r>,
+    out: &mut Vec<u8>,
+    held: &mut commands::HeldItems,
+) -> (Flow, Option<&'r [u8]>) {
+    match req {
+        Request::Get { keys, .. } | Request::GetAndTouch { keys, .. } => {
+            (Flow::Continue, get_slice(shared, req, keys, out, FLUSH_AT))
+        }
+        _ => (commands::execute(shared, req, out, held), None),
+    }
+}
+
+/// Fetches `keys` of the get-family request `req` until `out` reaches `until` bytes.
+fn get_slice<'k>(
+    shared: &Shared,
+    req: &Request<'_>,
+    keys: &'k [u8],
+    out: &mut Vec<u8>,
+    until: usize,
+) -> Option<&'k [u8]> {
+    let (with_cas, touch) = match req {
+        Request::Get { with_cas, .. } => (*with_cas, None),
+        Request::GetAndTouch {
+            with_cas, exptime, ..
+        } => (*with_cas, Some(*exptime)),
+        _ => return None,
+    };
+    commands::get_until(shared, keys, with_cas, touch, out, until)
+}
+
+/// Where the unfetched keys `rest` of `req` start in `rbuf`, and the command line prefix
+/// (`get `, `gats <exptime> `, ...) to put just before them. `None` if it would not fit.
+fn resumed_get(req: &Request<'_>, rest: &[u8], rbuf: &[u8]) -> Option<(usize, Vec<u8>)> {
+    let at = (rest.as_ptr() as usize).checked_sub(rbuf.as_ptr() as usize)?;
+    let line = match req {
+        Request::Get { with_cas, .. } => {
+            if *with_cas {
+                b"gets ".to_vec()
+            } else {
+                b"get ".to_vec()
+            }
+        }
+        Request::GetAndTouch {
+            with_cas, exptime, ..
+        } => format!("{} {exptime} ", if *with_cas { "gats" } else { "gat" }).into_bytes(),
+        _ => return None,
+    };
+    (line.len() <= at && at <= rbuf.len()).then_some((at, line))
+}
 
 /// What memcached has queued but not written: where in `out` its last write point was, and the
 /// items those unwritten replies still reference. Reset whenever `out` is really written.
@@ -249,6 +425,8 @@ pub struct ReplyQueue {
     /// line was parsed. memcached reads such a block straight from the socket, so its buffer
     /// is empty when the block ends: a write point once the command completes.
     block_from_socket: bool,
+    /// Replies queued since the last write point, for `-o read_buf_mem_limit`.
+    replies: usize,
 }
 
 /// Requests after which memcached writes its queued replies.

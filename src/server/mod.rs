@@ -2,6 +2,11 @@
 //!
 //! [`start`] binds everything and returns a handle (tests bind port 0 and read the addresses
 //! from it); [`run`] is the binary's entry point: runtime, signals, graceful stop.
+//!
+//! A graceful stop ([`ServerHandle::stop`]) goes in the order that loses no acknowledged
+//! write: close the listeners, make every connection stop reading requests and write the
+//! replies of what it executed, then drain replication to the peers (which acknowledge it),
+//! then end the worker threads.
 
 pub mod commands;
 pub mod connection;
@@ -19,11 +24,17 @@ use parking_lot::Mutex;
 use stats::Stats;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, AtomicU32};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, UdpSocket};
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// How long a stopping server waits for its clients to take the replies of the requests it
+/// executed (a client that does not read must not hold the shutdown).
+const CLIENT_DRAIN: Duration = Duration::from_secs(2);
 
 /// Why the server could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -41,11 +52,36 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-/// What `stats conns` shows for one client connection.
+/// What `stats conns` shows for one client connection, and how to wake it.
 pub struct ConnInfo {
     pub peer: String,
     pub listen: String,
     pub last_cmd: AtomicU32,
+    /// Waiting for the rest of a data block (memcached's conn_nread): never idle-kicked.
+    pub nread: AtomicBool,
+    /// Wakes the connection's task while it waits for input, to make it look at the server's
+    /// stop flag and its idle time. Connections run on worker loops without timers, so the
+    /// main runtime does the timing and only pokes them.
+    pub kick: Notify,
+}
+
+impl ConnInfo {
+    pub fn new(peer: String, listen: String) -> ConnInfo {
+        ConnInfo {
+            peer,
+            listen,
+            last_cmd: AtomicU32::new(crate::store::unix_now()),
+            nread: AtomicBool::new(false),
+            kick: Notify::new(),
+        }
+    }
+}
+
+/// A listening socket, for `stats conns`.
+struct Listener {
+    fd: i32,
+    addr: String,
+    udp: bool,
 }
 
 /// State shared by every connection of one server.
@@ -55,13 +91,18 @@ pub struct Shared {
     pub config: Config,
     pub limits: Limits,
     pub started_unix: u32,
+    /// Replies a connection may queue unwritten (`-o read_buf_mem_limit`); None: no limit.
+    pub reply_slots: Option<usize>,
     pub verbosity: AtomicU32,
     pub tcp_port: AtomicU16,
     pub udp_port: AtomicU16,
     /// Open client connections by id (the socket's fd, as memcached reports them).
     pub conns: Mutex<HashMap<i32, Arc<ConnInfo>>>,
+    listeners: Mutex<Vec<Listener>>,
     replicator: OnceLock<Replicator>,
     shutdown: Notify,
+    /// Set once the server stops: connections read no more requests.
+    stopping: AtomicBool,
 }
 
 impl Shared {
@@ -84,12 +125,15 @@ impl Shared {
                 ..Limits::default()
             },
             started_unix: crate::store::unix_now(),
+            reply_slots: connection::reply_slots(config.read_buf_mem_limit, config.threads),
             verbosity: AtomicU32::new(config.verbosity as u32),
             tcp_port: AtomicU16::new(0),
             udp_port: AtomicU16::new(0),
             conns: Mutex::new(HashMap::new()),
+            listeners: Mutex::new(Vec::new()),
             replicator: OnceLock::new(),
             shutdown: Notify::new(),
+            stopping: AtomicBool::new(false),
             config,
         }
     }
@@ -101,6 +145,20 @@ impl Shared {
     /// Asks the server to stop (the `shutdown` command).
     pub fn request_shutdown(&self) {
         self.shutdown.notify_one();
+    }
+
+    /// Whether the server is stopping: a connection executes no further request.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Tells every connection to stop reading requests. A connection registered after this
+    /// sees the flag before it executes anything; one registered before is woken here.
+    fn stop_clients(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for info in self.conns.lock().values() {
+            info.kick.notify_one();
+        }
     }
 }
 
@@ -115,6 +173,9 @@ pub struct ServerHandle {
     pub shared: Arc<Shared>,
     pub tcp_addrs: Vec<SocketAddr>,
     pub udp_addrs: Vec<SocketAddr>,
+    workers: Arc<workers::Workers>,
+    /// Acceptors, UDP servers and timers on this runtime; they own the listening sockets.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl ServerHandle {
@@ -123,11 +184,39 @@ impl ServerHandle {
         self.shared.shutdown.notified().await
     }
 
-    /// Stops replication (sending what is queued). Listener tasks end with the runtime.
+    /// Stops gracefully, in the order that loses no acknowledged write: no new connections or
+    /// datagrams; connections stop reading requests and write the replies of what they
+    /// executed (bounded by [`CLIENT_DRAIN`]); replication drains every write to the peers and
+    /// waits for their acknowledgement (bounded); the worker threads end.
     pub async fn stop(self) {
-        if let Some(repl) = self.shared.replicator.get() {
+        let ServerHandle {
+            shared,
+            workers,
+            tasks,
+            ..
+        } = self;
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        shared.stop_clients();
+        let deadline = tokio::time::Instant::now() + CLIENT_DRAIN;
+        // Connections leave the table as their tasks end; the poll is on the main runtime
+        // because worker loops have no timers.
+        while !shared.conns.lock().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let stuck = shared.conns.lock().len();
+        if stuck > 0 {
+            // They are blocked writing to clients that do not read; they execute nothing more.
+            tracing::info!("{stuck} client connections still writing at shutdown; closing them");
+        }
+        if let Some(repl) = shared.replicator.get() {
             repl.shutdown().await;
         }
+        workers.shutdown().await;
     }
 }
 
@@ -225,6 +314,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
     let workers = Arc::new(workers::Workers::spawn(config.threads, &shared)?);
     let mut tcp_addrs = Vec::new();
     let mut udp_addrs = Vec::new();
+    let mut tasks = Vec::new();
     for host in listen_addrs(config) {
         let addr = socket_addr(&host, config.port)?;
         let listener = bind_tcp(addr, config.backlog)?;
@@ -234,11 +324,16 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
             .tcp_port
             .store(local.port(), std::sync::atomic::Ordering::Relaxed);
         tcp_addrs.push(local);
-        tokio::spawn(connection::accept_loop(
+        shared.listeners.lock().push(Listener {
+            fd: listener.as_raw_fd(),
+            addr: format!("tcp:{local}"),
+            udp: false,
+        });
+        tasks.push(tokio::spawn(connection::accept_loop(
             shared.clone(),
             listener,
             workers.clone(),
-        ));
+        )));
         if config.udp_port != 0 {
             let udp_addr = socket_addr(&host, config.udp_port)?;
             let sock = UdpSocket::bind(udp_addr)
@@ -253,14 +348,24 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
                 .udp_port
                 .store(local.port(), std::sync::atomic::Ordering::Relaxed);
             udp_addrs.push(local);
-            tokio::spawn(udp::serve(shared.clone(), sock));
+            shared.listeners.lock().push(Listener {
+                fd: sock.as_raw_fd(),
+                addr: format!("udp:{local}"),
+                udp: true,
+            });
+            tasks.push(tokio::spawn(udp::serve(shared.clone(), sock)));
         }
     }
-    tokio::spawn(sweeper(shared.clone()));
+    tasks.push(tokio::spawn(sweeper(shared.clone())));
+    if config.idle_timeout > 0 {
+        tasks.push(tokio::spawn(idle_checker(shared.clone())));
+    }
     Ok(ServerHandle {
         shared,
         tcp_addrs,
         udp_addrs,
+        workers,
+        tasks,
     })
 }
 
@@ -290,9 +395,32 @@ async fn sweeper(shared: Arc<Shared>) {
     }
 }
 
+/// `-o idle_timeout`: once a second, wakes the connections idle for longer than the timeout
+/// (memcached's conn_timeout thread does the same); each decides and closes itself, so that
+/// a request arriving meanwhile wins. Nothing of this runs on the workers' hot path.
+async fn idle_checker(shared: Arc<Shared>) {
+    let timeout = shared.config.idle_timeout;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let now = crate::store::unix_now();
+        for info in shared.conns.lock().values() {
+            if connection::is_idle(info, now, timeout) {
+                info.kick.notify_one();
+            }
+        }
+    }
+}
+
 /// The binary's entry point: runtimes and `config.threads` connection workers, serve until SIGTERM,
 /// SIGINT or `shutdown`, then stop gracefully.
 pub fn run(config: Config) -> Result<(), ServerError> {
+    run_notify(config, || {})
+}
+
+/// [`run`], calling `ready` once every listener is bound and the server serves (the parent of
+/// a daemon waits for that).
+pub fn run_notify(config: Config, ready: impl FnOnce()) -> Result<(), ServerError> {
     // Client connections run on their own -t worker threads (see workers.rs); this runtime
     // only accepts, replicates, sweeps and serves UDP.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -304,7 +432,20 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         // still stops the server gracefully instead of killing it.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-        let handle = start(config).await?;
+        // The initial sync wait inside `start` can last --repl-sync-wait: a signal ends it
+        // (dropping the half-started server closes its sockets and replication tasks).
+        let handle = tokio::select! {
+            handle = start(config) => handle?,
+            _ = term.recv() => {
+                tracing::info!("SIGTERM while starting: stopping");
+                return Ok(());
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT while starting: stopping");
+                return Ok(());
+            }
+        };
+        ready();
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),

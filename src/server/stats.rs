@@ -115,6 +115,8 @@ counters!(
     bytes_read,
     bytes_written,
     conn_yields,
+    idle_kicks,
+    response_obj_oom,
 );
 
 impl Stats {

@@ -109,6 +109,9 @@ fn general(shared: &Shared, out: &mut Vec<u8>) {
         stat_u64(out, name, get(name));
     }
     stat_u64(out, "connection_structures", get("curr_connections"));
+    stat_u64(out, "response_obj_oom", get("response_obj_oom"));
+    // Budgets are per connection (see connection.rs): a read buffer is never refused.
+    stat_u64(out, "read_buf_oom", 0);
     for name in [
         "cmd_get",
         "cmd_set",
@@ -142,6 +145,7 @@ fn general(shared: &Shared, out: &mut Vec<u8>) {
     }
     stat_u64(out, "auth_cmds", 0);
     stat_u64(out, "auth_errors", 0);
+    stat_u64(out, "idle_kicks", get("idle_kicks"));
     stat_u64(out, "bytes_read", get("bytes_read"));
     stat_u64(out, "bytes_written", get("bytes_written"));
     stat_u64(out, "limit_maxbytes", store.limit_maxbytes);
@@ -215,6 +219,8 @@ fn settings(shared: &Shared, out: &mut Vec<u8>) {
     stat_u64(out, "item_size_max", c.item_size_max as u64);
     stat(out, "maxconns_fast", "yes");
     stat(out, "flush_enabled", yes_no(!c.disable_flush));
+    stat_u64(out, "idle_timeout", c.idle_timeout as u64);
+    stat_u64(out, "read_buf_mem_limit", c.read_buf_mem_limit);
     stat_u64(out, "repl_port", c.repl_port as u64);
     stat_u64(out, "repl_peers", c.peers.len() as u64);
     stat_u64(out, "repl_backlog_size", c.repl_backlog_size as u64);
@@ -270,16 +276,43 @@ fn slabs(shared: &Shared, out: &mut Vec<u8>) {
     stat_u64(out, "total_malloced", s.bytes);
 }
 
+/// memcached's `stats conns`: listening sockets and client connections, by fd.
 fn conns(shared: &Shared, out: &mut Vec<u8>) {
     let now = crate::store::unix_now();
+    // Listeners have run no command: memcached counts their idle time from the start.
+    let since_start = now.saturating_sub(shared.started_unix) as u64;
+    let mut rows: Vec<(i32, Vec<u8>)> = Vec::new();
+    for l in shared.listeners.lock().iter() {
+        let mut row = Vec::new();
+        let fd = l.fd;
+        if l.udp {
+            stat(&mut row, &format!("{fd}:UDP"), "UDP");
+        }
+        stat(&mut row, &format!("{fd}:addr"), &l.addr);
+        let state = if l.udp { "conn_read" } else { "conn_listening" };
+        stat(&mut row, &format!("{fd}:state"), state);
+        stat_u64(&mut row, &format!("{fd}:secs_since_last_cmd"), since_start);
+        rows.push((fd, row));
+    }
     for (fd, info) in shared.conns.lock().iter() {
-        stat(out, &format!("{fd}:addr"), &info.peer);
-        stat(out, &format!("{fd}:listen_addr"), &info.listen);
-        stat(out, &format!("{fd}:state"), "conn_parse_cmd");
+        let mut row = Vec::new();
+        stat(&mut row, &format!("{fd}:addr"), &info.peer);
+        stat(&mut row, &format!("{fd}:listen_addr"), &info.listen);
+        let state = if info.nread.load(Ordering::Relaxed) {
+            "conn_nread"
+        } else {
+            "conn_parse_cmd"
+        };
+        stat(&mut row, &format!("{fd}:state"), state);
         stat_u64(
-            out,
+            &mut row,
             &format!("{fd}:secs_since_last_cmd"),
             now.saturating_sub(info.last_cmd.load(Ordering::Relaxed)) as u64,
         );
+        rows.push((*fd, row));
+    }
+    rows.sort_by_key(|(fd, _)| *fd);
+    for (_, row) in rows {
+        out.extend_from_slice(&row);
     }
 }

@@ -5,9 +5,10 @@
 
 use super::connection;
 use super::{ConnInfo, Shared};
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// A connection on its way to a worker: the socket (detached from the acceptor's event loop)
 /// and what `stats conns` knows of it.
@@ -20,13 +21,20 @@ struct Handoff {
 pub struct Workers {
     lanes: Vec<mpsc::UnboundedSender<Handoff>>,
     next: AtomicUsize,
+    /// Ends every worker's loop (and with it the connections left on it).
+    stop: watch::Sender<bool>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Workers {
-    /// Starts `n` worker threads. They stop when the `Workers` is dropped (with the server).
+    /// Starts `n` worker threads. They stop on [`Workers::shutdown`], or when the `Workers`
+    /// is dropped (with the server).
     pub fn spawn(n: usize, shared: &Arc<Shared>) -> std::io::Result<Workers> {
         let mut lanes = Vec::with_capacity(n.max(1));
+        let mut threads = Vec::with_capacity(n.max(1));
+        let (stop, _) = watch::channel(false);
         for i in 0..n.max(1) {
+            let mut stopped = stop.subscribe();
             let (tx, mut rx) = mpsc::unbounded_channel::<Handoff>();
             // I/O only: nothing on a worker uses tokio's timers (the sweeper, the acceptor's
             // back-off and replication run on the main runtime), and the timer driver cost ~7%
@@ -35,11 +43,18 @@ impl Workers {
                 .enable_io()
                 .build()?;
             let shared = shared.clone();
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name(format!("repcached-worker-{i}"))
                 .spawn(move || {
                     runtime.block_on(async move {
-                        while let Some(job) = rx.recv().await {
+                        loop {
+                            let job = tokio::select! {
+                                job = rx.recv() => match job {
+                                    Some(job) => job,
+                                    None => break,
+                                },
+                                _ = stopped.changed() => break,
+                            };
                             match tokio::net::TcpStream::from_std(job.stream) {
                                 Ok(stream) => {
                                     tokio::spawn(connection::handle(
@@ -56,13 +71,30 @@ impl Workers {
                             }
                         }
                     });
+                    // Dropping the runtime here drops the connections still on it.
                 })?;
             lanes.push(tx);
+            threads.push(thread);
         }
         Ok(Workers {
             lanes,
             next: AtomicUsize::new(0),
+            stop,
+            threads: Mutex::new(threads),
         })
+    }
+
+    /// Ends the worker loops and waits for their threads (the last step of a graceful stop:
+    /// by then no connection executes requests any more).
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let threads = std::mem::take(&mut *self.threads.lock());
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
     }
 
     /// Hands a connection to the next worker, round robin (memcached does the same).

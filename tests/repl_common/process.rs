@@ -145,6 +145,11 @@ impl Client {
         l.trim_end().to_string()
     }
 
+    /// Reads one reply line (without its "\r\n").
+    pub fn read_line(&mut self) -> String {
+        self.line()
+    }
+
     /// Reads reply lines until one equals `end`.
     pub fn line_until(&mut self, end: &str) {
         while self.line() != end {}
