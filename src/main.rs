@@ -86,6 +86,10 @@ fn run(config: Config) -> anyhow::Result<()> {
     }
     raise_nofile_limit(config.max_connections as u64)?;
 
+    // Before dropping privileges and daemonizing, as memcached's ssl_init: keys are often
+    // readable by root only, and a bad file must be reported on the terminal.
+    let client_tls = repcached::server::tls::ClientTls::load(&config.tls)?;
+
     drop_privileges(config.user.as_deref())?;
 
     if config.daemonize {
@@ -104,7 +108,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         None => None,
     };
 
-    repcached::server::run(config).map_err(|e| anyhow!(e))
+    repcached::server::run(config, client_tls).map_err(|e| anyhow!(e))
 }
 
 /// -r: lift the soft core size limit as high as allowed, memcached-style.

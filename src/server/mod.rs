@@ -1,13 +1,15 @@
 //! tokio listeners, one task per connection, stats and shutdown.
 //!
 //! [`start`] binds everything and returns a handle (tests bind port 0 and read the addresses
-//! from it); [`run`] is the binary's entry point: runtime, signals, graceful stop.
+//! from it); [`run`] is the binary's entry point: runtime, signals, graceful stop. With -Z the
+//! TCP listeners speak TLS (see [`tls`]).
 
 pub mod commands;
 pub mod connection;
 pub mod meta_exec;
 pub mod stats;
 mod stats_report;
+pub mod tls;
 mod udp;
 mod workers;
 
@@ -38,6 +40,8 @@ pub enum ServerError {
     #[error("replication: {0}")]
     Replication(String),
     #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
@@ -60,12 +64,14 @@ pub struct Shared {
     pub udp_port: AtomicU16,
     /// Open client connections by id (the socket's fd, as memcached reports them).
     pub conns: Mutex<HashMap<i32, Arc<ConnInfo>>>,
+    /// Client TLS, with -Z.
+    pub tls: Option<Arc<tls::ClientTls>>,
     replicator: OnceLock<Replicator>,
     shutdown: Notify,
 }
 
 impl Shared {
-    fn new(config: Config) -> Shared {
+    fn new(config: Config, tls: Option<tls::ClientTls>) -> Shared {
         let node_id = random_node_id();
         let store = Store::new(StoreConfig {
             mem_limit: config.memory_limit,
@@ -88,6 +94,7 @@ impl Shared {
             tcp_port: AtomicU16::new(0),
             udp_port: AtomicU16::new(0),
             conns: Mutex::new(HashMap::new()),
+            tls: tls.map(Arc::new),
             replicator: OnceLock::new(),
             shutdown: Notify::new(),
             config,
@@ -187,6 +194,16 @@ fn replication_is_local(config: &Config) -> bool {
 /// Binds every listener, starts replication and the background sweeper, and serves until the
 /// runtime is dropped. Must be called inside a tokio runtime.
 pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
+    let tls = tls::ClientTls::load(&config.tls)?;
+    start_with_tls(config, tls).await
+}
+
+/// [`start`] with the TLS files already read (the binary reads them before dropping
+/// privileges).
+pub async fn start_with_tls(
+    config: Config,
+    tls: Option<tls::ClientTls>,
+) -> Result<ServerHandle, ServerError> {
     let mut config = config;
     let secured = config.repl_secret_file.is_some() || config.repl_insecure;
     if !secured
@@ -202,7 +219,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         config.repl_port = 0;
     }
     crate::store::start_coarse_clock();
-    let shared = Arc::new(Shared::new(config));
+    let shared = Arc::new(Shared::new(config, tls));
     let config = &shared.config;
 
     if !config.peers.is_empty() || config.repl_port != 0 {
@@ -282,8 +299,9 @@ async fn sweeper(shared: Arc<Shared>) {
 }
 
 /// The binary's entry point: runtimes and `config.threads` connection workers, serve until SIGTERM,
-/// SIGINT or `shutdown`, then stop gracefully.
-pub fn run(config: Config) -> Result<(), ServerError> {
+/// SIGINT or `shutdown`, then stop gracefully. `tls` is what [`tls::ClientTls::load`] read for
+/// `config.tls`.
+pub fn run(config: Config, tls: Option<tls::ClientTls>) -> Result<(), ServerError> {
     // Client connections run on their own -t worker threads (see workers.rs); this runtime
     // only accepts, replicates, sweeps and serves UDP.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -295,7 +313,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         // still stops the server gracefully instead of killing it.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-        let handle = start(config).await?;
+        let handle = start_with_tls(config, tls).await?;
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
