@@ -966,6 +966,14 @@ fn parse_size(value: &str, unit: u64) -> Option<u64> {
 
 /// An address for -l or --repl-listen: `HOST`, `HOST:PORT` or `[IPV6]:PORT`.
 fn check_listen(addr: &str) -> Result<(), ConfigError> {
+    if addr.starts_with("notls:") {
+        // Honouring it would mean a plaintext listener the replication code also binds by
+        // address; refused rather than read as host "notls".
+        return Err(invalid(format!(
+            "invalid listen address '{addr}': memcached's notls: prefix is not supported; \
+             with -Z every TCP listener speaks TLS"
+        )));
+    }
     check_host_port(addr).map_err(|why| invalid(format!("invalid listen address '{addr}': {why}")))
 }
 

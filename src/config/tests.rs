@@ -749,4 +749,5 @@ fn tls_options_refused_with_memcacheds_words_or_a_reason() {
     assert!(err(&["-Z", "-o", "ssl_keyformat=3"]).contains("use 1 (PEM, the default) or 2 (DER)"));
     assert!(err(&["-Z", "-o", "ssl_verify_mode=1"]).contains("needs ssl_ca_cert"));
     ok(&["-Z", "-o", "ssl_verify_mode=1,ssl_ca_cert=/ca.pem"]);
+    assert!(err(&["-Z", "-l", "notls:127.0.0.1"]).contains("notls: prefix is not supported"));
 }
