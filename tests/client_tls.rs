@@ -680,3 +680,81 @@ fn tls_start_up_errors_use_memcacheds_words() {
     let (_, err) = run_to_exit(&["-Z", "-o", &pki.server_opts("ssl_kernel_tls")]);
     assert!(err.contains("Kernel TLS offload is not available"), "{err}");
 }
+
+/// Pipelined get throughput of the same blocking client over TLS and over plaintext, on two
+/// servers started alike. A measurement, not a check: run it with
+/// `cargo test --release --test client_tls -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark; run with --ignored --nocapture"]
+fn throughput_tls_vs_plaintext() {
+    const KEYS: usize = 1000;
+    const DEPTH: usize = 32;
+    const THREADS: usize = 4;
+    let secs: u64 = std::env::var("TLS_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let pki = Pki::new("bench");
+    let plain = Server::repcached(&["-t", "2"]);
+    let tls = pki.server("", &["-t", "2"]);
+    let value = [b'v'; 100];
+    // Fixed-width keys: every reply has the same length.
+    let reply_len = "VALUE k0000 0 100\r\n".len() + 100 + "\r\nEND\r\n".len();
+
+    fn drive(stream: &mut (impl Read + Write), keys: usize, secs: u64, reply_len: usize) -> u64 {
+        let mut batch = Vec::new();
+        let mut next = 0usize;
+        let mut buf = vec![0u8; reply_len * DEPTH];
+        let end = Instant::now() + Duration::from_secs(secs);
+        let mut ops = 0u64;
+        while Instant::now() < end {
+            batch.clear();
+            for _ in 0..DEPTH {
+                batch.extend_from_slice(format!("get k{:04}\r\n", next % keys).as_bytes());
+                next += 1;
+            }
+            stream.write_all(&batch).unwrap();
+            stream.flush().unwrap();
+            stream.read_exact(&mut buf).unwrap();
+            ops += DEPTH as u64;
+        }
+        ops
+    }
+
+    let mut loader = TlsClient::connect(tls.addr, pki.client_config()).unwrap();
+    let mut plain_loader = plain.client();
+    for i in 0..KEYS {
+        let mut req = format!("set k{i:04} 0 0 100\r\n").into_bytes();
+        req.extend_from_slice(&value);
+        req.extend_from_slice(b"\r\n");
+        assert_eq!(loader.call(&req, b"\r\n").unwrap(), b"STORED\r\n");
+        plain_loader.send(&req).unwrap();
+        plain_loader.expect(b"STORED\r\n", "preload");
+    }
+    for rep in 1..=3 {
+        for use_tls in [false, true] {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    let config = pki.client_config();
+                    let addr = if use_tls { tls.addr } else { plain.addr };
+                    std::thread::spawn(move || {
+                        if use_tls {
+                            let mut c = TlsClient::connect(addr, config).unwrap();
+                            drive(&mut c.stream, KEYS, secs, reply_len)
+                        } else {
+                            let mut s = TcpStream::connect(addr).unwrap();
+                            s.set_nodelay(true).unwrap();
+                            drive(&mut s, KEYS, secs, reply_len)
+                        }
+                    })
+                })
+                .collect();
+            let ops: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+            println!(
+                "rep {rep} {}: {} gets/s ({THREADS} connections, {DEPTH} pipelined, 100-byte values)",
+                if use_tls { "tls      " } else { "plaintext" },
+                ops / secs
+            );
+        }
+    }
+}
