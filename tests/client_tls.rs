@@ -688,12 +688,16 @@ fn tls_start_up_errors_use_memcacheds_words() {
 #[ignore = "benchmark; run with --ignored --nocapture"]
 fn throughput_tls_vs_plaintext() {
     const KEYS: usize = 1000;
-    const DEPTH: usize = 32;
     const THREADS: usize = 4;
-    let secs: u64 = std::env::var("TLS_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let secs = env("TLS_BENCH_SECS", 5);
+    // Requests in flight per connection (1 = request/response, no pipelining).
+    let depth = env("TLS_BENCH_DEPTH", 32) as usize;
     let pki = Pki::new("bench");
     let plain = Server::repcached(&["-t", "2"]);
     let tls = pki.server("", &["-t", "2"]);
@@ -701,22 +705,22 @@ fn throughput_tls_vs_plaintext() {
     // Fixed-width keys: every reply has the same length.
     let reply_len = "VALUE k0000 0 100\r\n".len() + 100 + "\r\nEND\r\n".len();
 
-    fn drive(stream: &mut (impl Read + Write), keys: usize, secs: u64, reply_len: usize) -> u64 {
+    fn drive(stream: &mut (impl Read + Write), depth: usize, secs: u64, reply_len: usize) -> u64 {
         let mut batch = Vec::new();
         let mut next = 0usize;
-        let mut buf = vec![0u8; reply_len * DEPTH];
+        let mut buf = vec![0u8; reply_len * depth];
         let end = Instant::now() + Duration::from_secs(secs);
         let mut ops = 0u64;
         while Instant::now() < end {
             batch.clear();
-            for _ in 0..DEPTH {
-                batch.extend_from_slice(format!("get k{:04}\r\n", next % keys).as_bytes());
+            for _ in 0..depth {
+                batch.extend_from_slice(format!("get k{:04}\r\n", next % KEYS).as_bytes());
                 next += 1;
             }
             stream.write_all(&batch).unwrap();
             stream.flush().unwrap();
             stream.read_exact(&mut buf).unwrap();
-            ops += DEPTH as u64;
+            ops += depth as u64;
         }
         ops
     }
@@ -740,18 +744,18 @@ fn throughput_tls_vs_plaintext() {
                     std::thread::spawn(move || {
                         if use_tls {
                             let mut c = TlsClient::connect(addr, config).unwrap();
-                            drive(&mut c.stream, KEYS, secs, reply_len)
+                            drive(&mut c.stream, depth, secs, reply_len)
                         } else {
                             let mut s = TcpStream::connect(addr).unwrap();
                             s.set_nodelay(true).unwrap();
-                            drive(&mut s, KEYS, secs, reply_len)
+                            drive(&mut s, depth, secs, reply_len)
                         }
                     })
                 })
                 .collect();
             let ops: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
             println!(
-                "rep {rep} {}: {} gets/s ({THREADS} connections, {DEPTH} pipelined, 100-byte values)",
+                "rep {rep} {}: {} gets/s ({THREADS} connections, {depth} in flight, 100-byte values)",
                 if use_tls { "tls      " } else { "plaintext" },
                 ops / secs
             );
