@@ -76,24 +76,26 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, workers: Ar
 }
 
 /// Runs one client connection on the worker that adopted it.
-pub async fn handle(shared: Arc<Shared>, stream: TcpStream, info: Arc<ConnInfo>, fd: i32) {
-    let mut stream = stream;
+pub async fn handle(shared: Arc<Shared>, mut stream: TcpStream, info: Arc<ConnInfo>, fd: i32) {
     let flow = serve(&shared, &mut stream, &info).await;
     drop(stream);
-    finish(&shared, fd, flow);
+    forget(&shared, fd);
+    if flow == Flow::Shutdown {
+        shared.request_shutdown();
+    }
 }
 
 /// [`handle`] for a TLS session whose handshake is done.
-pub async fn handle_tls(shared: Arc<Shared>, stream: tls::TlsStream, info: Arc<ConnInfo>, fd: i32) {
-    let mut stream = stream;
+pub async fn handle_tls(
+    shared: Arc<Shared>,
+    mut stream: tls::TlsStream,
+    info: Arc<ConnInfo>,
+    fd: i32,
+) {
     let flow = serve(&shared, &mut stream, &info).await;
     tls::close(&mut stream).await;
     drop(stream);
-    finish(&shared, fd, flow);
-}
-
-fn finish(shared: &Shared, fd: i32, flow: Flow) {
-    forget(shared, fd);
+    forget(&shared, fd);
     if flow == Flow::Shutdown {
         shared.request_shutdown();
     }

@@ -47,37 +47,26 @@ impl Workers {
                 .spawn(move || {
                     runtime.block_on(async move {
                         while let Some(job) = rx.recv().await {
-                            match job.stream {
-                                Transport::Plain(stream) => {
-                                    match tokio::net::TcpStream::from_std(stream) {
-                                        Ok(stream) => {
-                                            tokio::spawn(connection::handle(
-                                                shared.clone(),
-                                                stream,
-                                                job.info,
-                                                job.fd,
-                                            ));
-                                        }
-                                        Err(e) => {
-                                            tracing::warn!("cannot adopt a connection: {e}");
-                                            connection::forget(&shared, job.fd);
-                                        }
-                                    }
+                            let stream = match job.stream {
+                                Transport::Plain(stream) => stream,
+                                Transport::Tls(stream) => {
+                                    adopt_tls(&shared, *stream, job.info, job.fd);
+                                    continue;
                                 }
-                                Transport::Tls(mut stream) => match stream.get_mut().0.rehome() {
-                                    Ok(()) => {
-                                        tokio::spawn(connection::handle_tls(
-                                            shared.clone(),
-                                            *stream,
-                                            job.info,
-                                            job.fd,
-                                        ));
-                                    }
-                                    Err(e) => {
-                                        tracing::warn!("cannot adopt a connection: {e}");
-                                        connection::forget(&shared, job.fd);
-                                    }
-                                },
+                            };
+                            match tokio::net::TcpStream::from_std(stream) {
+                                Ok(stream) => {
+                                    tokio::spawn(connection::handle(
+                                        shared.clone(),
+                                        stream,
+                                        job.info,
+                                        job.fd,
+                                    ));
+                                }
+                                Err(e) => {
+                                    tracing::warn!("cannot adopt a connection: {e}");
+                                    connection::forget(&shared, job.fd);
+                                }
                             }
                         }
                     });
@@ -123,6 +112,20 @@ impl Workers {
     fn send(&self, shared: &Shared, stream: Transport, info: Arc<ConnInfo>, fd: i32) {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
         if self.lanes[i].send(Handoff { stream, info, fd }).is_err() {
+            connection::forget(shared, fd);
+        }
+    }
+}
+
+/// Moves a TLS session's socket to this worker's reactor and serves it here. Must run on the
+/// worker's runtime.
+fn adopt_tls(shared: &Arc<Shared>, mut stream: tls::TlsStream, info: Arc<ConnInfo>, fd: i32) {
+    match stream.get_mut().0.rehome() {
+        Ok(()) => {
+            tokio::spawn(connection::handle_tls(shared.clone(), stream, info, fd));
+        }
+        Err(e) => {
+            tracing::warn!("cannot adopt a connection: {e}");
             connection::forget(shared, fd);
         }
     }
