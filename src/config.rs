@@ -351,9 +351,7 @@ struct Cli {
     /// Protocol: auto or ascii (text and meta commands); binary is not supported
     #[arg(short = 'B', long = "protocol", value_name = "NAME")]
     protocol: Option<String>,
-    /// Comma-separated memcached extended options: the ssl_* ones configure TLS (ssl_chain_cert,
-    /// ssl_key, ssl_keyformat, ssl_ca_cert, ssl_verify_mode, ssl_min_version, ssl_ciphers,
-    /// ssl_session_cache, ssl_wbuf_size); the others are accepted for compatibility, ignored
+    /// Comma-separated memcached extended options: ssl_* configure TLS, the rest are ignored
     #[arg(short = 'o', long = "extended", value_name = "OPTS", action = ArgAction::Append)]
     extended: Vec<String>,
     /// Lock down all paged memory
