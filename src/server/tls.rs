@@ -412,7 +412,7 @@ impl StoresServerSessions for CountingSessionCache {
 /// put a session back together from its pieces).
 #[derive(Debug)]
 pub struct Socket {
-    /// Always `Some` except during [`Socket::rehome`], which cannot fail half-way.
+    /// `None` only after a failed [`Socket::rehome`], whose caller then drops the connection.
     inner: Option<TcpStream>,
 }
 
