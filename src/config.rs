@@ -75,6 +75,12 @@ pub struct Config {
     pub repl_secret_file: Option<PathBuf>,
     /// --repl-insecure: allow unauthenticated replication off loopback.
     pub repl_insecure: bool,
+    /// --repl-tls-cert/--repl-tls-key/--repl-tls-ca: mutual TLS between peers (all three or none).
+    pub repl_tls_cert: Option<PathBuf>,
+    pub repl_tls_key: Option<PathBuf>,
+    pub repl_tls_ca: Option<PathBuf>,
+    /// --repl-max-clock-skew: a peer's version more than this far ahead of our clock is refused.
+    pub repl_max_clock_skew: Duration,
     /// --repl-backlog-size in bytes.
     pub repl_backlog_size: usize,
     /// --repl-sync-wait: how long a starting node waits for its initial sync before serving.
@@ -120,6 +126,10 @@ impl Default for Config {
             repl_listen: None,
             repl_secret_file: None,
             repl_insecure: false,
+            repl_tls_cert: None,
+            repl_tls_key: None,
+            repl_tls_ca: None,
+            repl_max_clock_skew: Duration::from_secs(60),
             repl_backlog_size: 64 * 1024 * 1024,
             repl_sync_wait: Duration::from_secs(30),
             lock_memory: false,
@@ -393,6 +403,34 @@ struct Cli {
     /// Allow unauthenticated replication off loopback
     #[arg(long = "repl-insecure", help_heading = "Replication")]
     repl_insecure: bool,
+    /// Certificate chain (PEM) this node presents to peers: mutual TLS instead of a secret
+    #[arg(
+        long = "repl-tls-cert",
+        value_name = "FILE",
+        help_heading = "Replication"
+    )]
+    repl_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --repl-tls-cert
+    #[arg(
+        long = "repl-tls-key",
+        value_name = "FILE",
+        help_heading = "Replication"
+    )]
+    repl_tls_key: Option<PathBuf>,
+    /// CA certificate(s) (PEM) every peer's certificate must chain to
+    #[arg(
+        long = "repl-tls-ca",
+        value_name = "FILE",
+        help_heading = "Replication"
+    )]
+    repl_tls_ca: Option<PathBuf>,
+    /// Seconds a peer's write may be stamped ahead of this node's clock (default: 60)
+    #[arg(
+        long = "repl-max-clock-skew",
+        value_name = "SECONDS",
+        help_heading = "Replication"
+    )]
+    repl_max_clock_skew: Option<String>,
     /// Replication backlog size, k/m/g suffixes (default: 64m)
     #[arg(
         long = "repl-backlog-size",
@@ -757,6 +795,31 @@ impl Cli {
             })?),
             None => d.repl_sync_wait,
         };
+        let repl_max_clock_skew = match &self.repl_max_clock_skew {
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(s) if s > 0 => Duration::from_secs(s),
+                _ => {
+                    return Err(invalid(format!(
+                        "invalid value '{v}' for --repl-max-clock-skew: expected whole seconds > 0"
+                    )))
+                }
+            },
+            None => d.repl_max_clock_skew,
+        };
+        let tls_files = [&self.repl_tls_cert, &self.repl_tls_key, &self.repl_tls_ca];
+        let tls_given = tls_files.iter().filter(|f| f.is_some()).count();
+        if tls_given != 0 && tls_given != 3 {
+            return Err(invalid(
+                "--repl-tls-cert, --repl-tls-key and --repl-tls-ca go together: give all three"
+                    .to_string(),
+            ));
+        }
+        if tls_given == 3 && self.repl_secret_file.is_some() {
+            return Err(invalid(
+                "choose one way to secure replication: --repl-secret-file or --repl-tls-*"
+                    .to_string(),
+            ));
+        }
 
         Ok(Config {
             port,
@@ -781,6 +844,10 @@ impl Cli {
             repl_listen: self.repl_listen,
             repl_secret_file: self.repl_secret_file,
             repl_insecure: self.repl_insecure,
+            repl_tls_cert: self.repl_tls_cert,
+            repl_tls_key: self.repl_tls_key,
+            repl_tls_ca: self.repl_tls_ca,
+            repl_max_clock_skew,
             repl_backlog_size: to_usize(repl_backlog_size, "--repl-backlog-size")?,
             repl_sync_wait,
             lock_memory: self.lock_memory,

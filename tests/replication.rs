@@ -20,16 +20,6 @@ fn pair() -> (Proc, Proc) {
     (a, b)
 }
 
-fn synced(p: &Proc) -> bool {
-    let s = p.client().stats("replication");
-    let n = s.keys().filter(|k| k.ends_with(":state")).count();
-    n > 0
-        && s.iter()
-            .filter(|(k, v)| k.ends_with(":state") && *v == "synced")
-            .count()
-            == n
-}
-
 /// Sets a key on `from` and returns how long until `to` answers it.
 fn visible_after(from: &mut Client, to: &mut Client, key: &str, value: &str) -> Duration {
     assert_eq!(from.set(key, value), "STORED");

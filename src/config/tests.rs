@@ -258,6 +258,32 @@ fn counts_must_be_positive_with_memcacheds_words() {
     assert!(err(&["-b", "-"]).contains("-b"));
     assert!(err(&["--repl-sync-wait", "soon"]).contains("--repl-sync-wait"));
     assert!(err(&["--repl-backlog-size", "0"]).contains("--repl-backlog-size"));
+    assert!(err(&["--repl-max-clock-skew", "0"]).contains("--repl-max-clock-skew"));
+    assert!(err(&["--repl-max-clock-skew", "soon"]).contains("--repl-max-clock-skew"));
+    assert!(err(&["--repl-tls-cert", "/c"]).contains("go together"));
+    assert!(err(&[&TLS_FILES[..], &["--repl-secret-file", "/s"]].concat()).contains("choose one"));
+}
+
+/// The three certificate-mode flags, given together.
+const TLS_FILES: [&str; 6] = [
+    "--repl-tls-cert",
+    "/c",
+    "--repl-tls-key",
+    "/k",
+    "--repl-tls-ca",
+    "/ca",
+];
+
+#[test]
+fn replication_security_flags() {
+    let c = ok(&[]);
+    assert_eq!(c.repl_max_clock_skew, Duration::from_secs(60));
+    assert!(c.repl_tls_cert.is_none());
+    let c = ok(&[&TLS_FILES[..], &["--repl-max-clock-skew", "5"]].concat());
+    assert_eq!(c.repl_tls_cert, Some(PathBuf::from("/c")));
+    assert_eq!(c.repl_tls_key, Some(PathBuf::from("/k")));
+    assert_eq!(c.repl_tls_ca, Some(PathBuf::from("/ca")));
+    assert_eq!(c.repl_max_clock_skew, Duration::from_secs(5));
 }
 
 #[test]

@@ -11,9 +11,7 @@ use crate::store::{Mutation, MutationKind, Version};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 pub const MAGIC: [u8; 4] = *b"RPCD";
-pub const PROTO_VERSION: u16 = 1;
-pub const NONCE_LEN: usize = 32;
-pub const MAC_LEN: usize = 32;
+pub const PROTO_VERSION: u16 = 2;
 /// memcached's KEY_MAX_LENGTH.
 pub const KEY_MAX: usize = 250;
 /// Room for a frame's fixed fields on top of its key and value.
@@ -22,7 +20,6 @@ const FRAME_OVERHEAD: usize = 1024;
 const TTL_EXPIRED: u32 = u32::MAX;
 
 const T_HELLO: u8 = 1;
-const T_AUTH: u8 = 2;
 const T_PSYNC: u8 = 3;
 const T_FULLSYNC: u8 = 4;
 const T_CONTINUE: u8 = 5;
@@ -55,17 +52,13 @@ impl Limits {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    /// First frame each side sends. `listen_port` is the sender's replication port (0 = none),
-    /// which lets the receiver match an incoming link to a configured peer.
+    /// First frame each side sends inside the secure channel (see `secure`). `listen_port` is
+    /// the sender's replication port (0 = none), which lets the receiver match an incoming link
+    /// to a configured peer.
     Hello {
         version: u16,
         node: u32,
         listen_port: u16,
-        nonce: [u8; NONCE_LEN],
-    },
-    /// HMAC proof that the sender knows the shared secret (see `auth`).
-    Auth {
-        mac: [u8; MAC_LEN],
     },
     /// "My backlog is `run` up to `next - 1`; I have applied your run `want_run` up to
     /// `want_offset`" (`want_run` 0 = nothing usable: send me a full snapshot).
@@ -179,18 +172,12 @@ pub fn encode(frame: &Frame, now: u32, out: &mut BytesMut) {
             version,
             node,
             listen_port,
-            nonce,
         } => {
             out.put_u8(T_HELLO);
             out.put_slice(&MAGIC);
             out.put_u16(*version);
             out.put_u32(*node);
             out.put_u16(*listen_port);
-            out.put_slice(nonce);
-        }
-        Frame::Auth { mac } => {
-            out.put_u8(T_AUTH);
-            out.put_slice(mac);
         }
         Frame::Psync {
             run,
@@ -410,7 +397,6 @@ pub fn decode(buf: &[u8], limits: &Limits, now: u32) -> Result<Option<(Frame, us
 fn decode_body(ty: u8, body: &[u8], limits: &Limits, now: u32) -> Result<Frame, FrameError> {
     let name = match ty {
         T_HELLO => "hello",
-        T_AUTH => "auth",
         T_PSYNC => "psync",
         T_FULLSYNC => "fullsync",
         T_CONTINUE => "continue",
@@ -437,12 +423,8 @@ fn decode_body(ty: u8, body: &[u8], limits: &Limits, now: u32) -> Result<Frame, 
                 version: p.u16()?,
                 node: p.u32()?,
                 listen_port: p.u16()?,
-                nonce: p.array::<NONCE_LEN>()?,
             }
         }
-        T_AUTH => Frame::Auth {
-            mac: p.array::<MAC_LEN>()?,
-        },
         T_PSYNC => Frame::Psync {
             run: p.u64()?,
             next: p.u64()?,
@@ -582,9 +564,7 @@ mod tests {
                 version: 1,
                 node: 9,
                 listen_port: 11212,
-                nonce: [7; 32],
             },
-            Frame::Auth { mac: [1; 32] },
             Frame::Psync {
                 run: 1,
                 next: 2,

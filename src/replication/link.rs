@@ -1,8 +1,10 @@
 //! One replication link over one TCP connection, from HELLO to close.
 //!
 //! Sequence (both sides run the same code, whoever dialed):
-//! 1. HELLO both ways (protocol version, node id, listen port, nonce), then AUTH both ways
-//!    (HMAC proofs); nothing else is read before the peer has proven the secret.
+//! 1. The secure channel (`secure`: Noise with the shared secret, or mutual TLS), bounded by
+//!    HANDSHAKE_TIMEOUT and, on the listener, by the unauthenticated budget. Then HELLO both ways
+//!    inside it (protocol version, node id, listen port): the dialer first, the acceptor only
+//!    after the dialer's HELLO decrypted, which is the proof that the dialer holds the key.
 //! 2. Admission: at most one link per pair of nodes survives (see `peers::admit`); a link that
 //!    replaces another waits until the old one has stopped, so that the progress it reads next is
 //!    final and no record is applied twice.
@@ -15,23 +17,24 @@
 //!    offset; silence for 3 s means the peer is dead. On shutdown the writer sends what is queued,
 //!    a BYE, and waits briefly for the ack.
 
-use super::auth;
+use super::budget::Permit;
 use super::frame::{self, Frame, FrameError, Limits, PROTO_VERSION};
 use super::peers::{admit, ActiveLink, Admit, LinkState, Slot};
-use super::Shared;
-use crate::store::{unix_now, ApplyOutcome, Mutation, MutationKind, SnapshotEntry};
+use super::secure::{self, LinkReader, LinkWriter, Role, SecureError};
+use super::{canonical_ip, Shared, MAX_LINKS};
+use crate::store::{unix_now, ApplyOutcome, Mutation, MutationKind, SnapshotEntry, Version};
 use bytes::{Buf, BytesMut};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout, Instant};
 
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The whole handshake (secure channel and HELLO) must finish within this, so that a peer that
+/// accepts and then says nothing (a blackhole, a half-open tunnel) fails fast.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 pub const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 pub const DEAD_AFTER: Duration = Duration::from_secs(3);
 /// A write that makes no progress for this long means the peer is stuck: drop it.
@@ -66,8 +69,12 @@ pub enum LinkError {
     Frame(#[from] FrameError),
     #[error("peer speaks replication protocol {0}, this node {PROTO_VERSION}")]
     Version(u16),
-    #[error("authentication failed (wrong or missing shared secret)")]
-    Auth,
+    #[error("{0}")]
+    Secure(#[from] SecureError),
+    #[error("too many replication links")]
+    TooManyLinks,
+    #[error("handshake cancelled: a newer connection from the same address took its slot")]
+    Evicted,
     #[error("connected to itself")]
     SelfConnect,
     #[error("duplicate link to node {0:08x}, keeping the other one")]
@@ -94,7 +101,7 @@ impl LinkError {
 
 /// Reads whole frames from the socket, never buffering more than one maximal frame.
 struct FrameReader {
-    rd: OwnedReadHalf,
+    rd: LinkReader,
     buf: BytesMut,
     limits: Limits,
     /// Once the peer is authenticated, a frame over our limits (say a value larger than our
@@ -174,7 +181,7 @@ impl<T> Drop for AbortOnDrop<T> {
 
 /// Writes and clears `out`. The stall limit applies per chunk, so a big snapshot over a slow
 /// link is fine as long as it keeps moving; a peer that stops reading is dropped.
-async fn flush(wr: &mut OwnedWriteHalf, out: &mut BytesMut) -> Result<(), LinkError> {
+async fn flush(wr: &mut LinkWriter, out: &mut BytesMut) -> Result<(), LinkError> {
     for chunk in out.chunks(BATCH_BYTES) {
         timeout(WRITE_STALL, wr.write_all(chunk))
             .await
@@ -210,11 +217,44 @@ pub async fn run_link(
     stream: TcpStream,
     dir: Dir,
     slot: Option<Slot>,
+    permit: Option<Permit>,
 ) -> (Option<Slot>, Result<(), LinkError>) {
     let _live = sh.live_link();
     let remote = stream.peer_addr().ok();
     let mut slot_used = slot.clone();
-    let res = link_inner(&sh, stream, dir, slot, remote, &mut slot_used).await;
+    let res = link_inner(&sh, stream, dir, slot, remote, &mut slot_used, permit).await;
+    if let Err(e) = &res {
+        if matches!(e, LinkError::Timeout("in handshake")) {
+            sh.totals.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+        if matches!(e, LinkError::Secure(s) if s.is_auth_failure()) {
+            sh.totals.auth_failures.fetch_add(1, Ordering::Relaxed);
+            // Incoming links have no slot yet: charge the configured peer at that address.
+            let slot = slot_used.clone().or_else(|| {
+                let ip = canonical_ip(remote?.ip());
+                sh.slots
+                    .lock()
+                    .iter()
+                    .find(|s| {
+                        s.configured && s.resolved.lock().iter().any(|a| canonical_ip(a.ip()) == ip)
+                    })
+                    .cloned()
+            });
+            if let Some(s) = slot {
+                s.auth_failures.fetch_add(1, Ordering::Relaxed);
+            }
+            // Once per address per minute: a scanner or a misconfigured peer retrying every
+            // few seconds must not flood the log.
+            let logged = remote.map_or(true, |r| sh.failure_log.should_log(canonical_ip(r.ip())));
+            let from = remote.map(|r| r.to_string()).unwrap_or_default();
+            if logged {
+                tracing::warn!("replication: rejected peer connection {from}: {e}");
+            } else {
+                tracing::debug!("replication: rejected peer connection {from}: {e}");
+            }
+        }
+    }
+    let logged_as_auth = matches!(&res, Err(LinkError::Secure(s)) if s.is_auth_failure());
     // The same failure again (a peer retrying with a wrong secret every few seconds) is logged
     // once at its level, then only at debug.
     let mut repeated = false;
@@ -244,11 +284,9 @@ pub async fn run_link(
             .unwrap_or_default();
         let from = remote.map(|r| r.to_string()).unwrap_or_default();
         match e {
+            _ if logged_as_auth => {}
             e if e.is_quiet() || repeated => {
                 tracing::debug!("replication: link to {who} ({from}) closed: {e}")
-            }
-            LinkError::Auth => {
-                tracing::warn!("replication: rejected peer {who} (connection {from}): {e}")
             }
             e => tracing::info!("replication: link to {who} ({from}) closed: {e}"),
         }
@@ -263,9 +301,43 @@ async fn link_inner(
     slot: Option<Slot>,
     remote: Option<SocketAddr>,
     slot_used: &mut Option<Slot>,
+    permit: Option<Permit>,
 ) -> Result<(), LinkError> {
     let _ = stream.set_nodelay(true);
-    let (rd, mut wr) = stream.into_split();
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let me = sh.node_id;
+
+    // 1. The secure channel, then HELLO inside it.
+    let role = match dir {
+        Dir::Outgoing => Role::Dialer,
+        Dir::Incoming => Role::Acceptor,
+    };
+    // The dialer checks the acceptor's certificate against the name it dialed.
+    let server_name = slot
+        .as_ref()
+        .and_then(|s| super::parse_peer(&s.addr.lock()).ok())
+        .map(|(host, _)| host)
+        .unwrap_or_default();
+    let handshake = async {
+        tokio::time::timeout_at(
+            deadline,
+            secure::establish(stream, role, &sh.security, &server_name),
+        )
+        .await
+    };
+    let evicted = async {
+        match &permit {
+            Some(p) => p.cancel.notified().await,
+            None => std::future::pending().await,
+        }
+    };
+    let (rd, mut wr) = tokio::select! {
+        r = handshake => match r {
+            Err(_) => return Err(LinkError::Timeout("in handshake")),
+            Ok(r) => r?,
+        },
+        _ = evicted => return Err(LinkError::Evicted),
+    };
     let mut reader = FrameReader {
         rd,
         buf: BytesMut::new(),
@@ -273,39 +345,39 @@ async fn link_inner(
         skip_oversize: false,
         discard: 0,
         skipped: 0,
-        deadline: Some(Instant::now() + HANDSHAKE_TIMEOUT),
+        deadline: Some(deadline),
     };
     let mut out = BytesMut::new();
-    let me = sh.node_id;
-
-    // 1. HELLO and mutual authentication.
-    let my_nonce = auth::nonce();
-    frame::encode(
-        &Frame::Hello {
-            version: PROTO_VERSION,
-            node: me,
-            listen_port: sh.listen_port,
-            nonce: my_nonce,
-        },
-        0,
-        &mut out,
-    );
-    flush(&mut wr, &mut out).await?;
-    let (peer, peer_port, peer_nonce) = match reader.next(HANDSHAKE_TIMEOUT, "in handshake").await?
-    {
+    let hello = Frame::Hello {
+        version: PROTO_VERSION,
+        node: me,
+        listen_port: sh.listen_port,
+    };
+    // The acceptor speaks only after the dialer's HELLO decrypted: with Noise that message is
+    // the dialer's proof of the key (its handshake message alone could be a replay).
+    if dir == Dir::Outgoing {
+        frame::encode(&hello, 0, &mut out);
+        flush(&mut wr, &mut out).await?;
+    }
+    let (peer, peer_port) = match reader.next(HANDSHAKE_TIMEOUT, "in handshake").await? {
         Frame::Hello {
             version,
             node,
             listen_port,
-            nonce,
         } => {
             if version != PROTO_VERSION {
                 return Err(LinkError::Version(version));
             }
-            (node, listen_port, nonce)
+            (node, listen_port)
         }
         _ => return Err(LinkError::Protocol("expected HELLO".into())),
     };
+    if dir == Dir::Incoming {
+        frame::encode(&hello, 0, &mut out);
+        flush(&mut wr, &mut out).await?;
+    }
+    // Authenticated: the connection no longer counts against the handshake budget.
+    drop(permit);
     let slot = match slot {
         Some(s) => s,
         None => sh.slot_for_incoming(peer, remote, peer_port),
@@ -314,21 +386,8 @@ async fn link_inner(
     if !sh.links.lock().contains_key(&peer) {
         slot.set_state(LinkState::Handshake);
     }
-    frame::encode(
-        &Frame::Auth {
-            mac: auth::proof(&sh.secret, me, &peer_nonce, &my_nonce),
-        },
-        0,
-        &mut out,
-    );
-    flush(&mut wr, &mut out).await?;
-    match reader.next(HANDSHAKE_TIMEOUT, "in handshake").await? {
-        Frame::Auth { mac } if auth::verify(&sh.secret, peer, &my_nonce, &peer_nonce, &mac) => {}
-        Frame::Auth { .. } => return Err(LinkError::Auth),
-        _ => return Err(LinkError::Protocol("expected AUTH".into())),
-    }
-    // Checked only now: an unauthenticated peer claiming our id must not stop our dialer.
-    // (Authenticated, it is a connection to ourselves, or our own proof reflected back.)
+    // An authenticated peer with our own id is this node reached through its own address (or its
+    // own handshake reflected back by a relay).
     if peer == me {
         return Err(LinkError::SelfConnect);
     }
@@ -348,7 +407,13 @@ async fn link_inner(
         cancel: cancel_tx,
         done: done_rx,
     };
-    let admitted = admit(&mut sh.links.lock(), me, peer, link);
+    let admitted = {
+        let mut links = sh.links.lock();
+        if links.len() >= MAX_LINKS && !links.contains_key(&peer) {
+            return Err(LinkError::TooManyLinks);
+        }
+        admit(&mut links, me, peer, link)
+    };
     let _guard = LinkGuard {
         sh: sh.clone(),
         peer,
@@ -383,7 +448,7 @@ enum Ctrl {
 async fn session(
     sh: &Arc<Shared>,
     mut reader: FrameReader,
-    mut wr: OwnedWriteHalf,
+    mut wr: LinkWriter,
     slot: &Slot,
     peer: u32,
 ) -> Result<(), LinkError> {
@@ -449,6 +514,58 @@ async fn session(
     }
 }
 
+/// The newest clock reading among a frame's versions (ms), and how much further ahead than the
+/// usual skew it may legitimately be: a delayed flush is stamped at its flush time.
+fn newest_millis(f: &Frame) -> Option<(u64, u64)> {
+    let m = |v: &Version| v.millis();
+    let flush_allowance = |at: u32| (at as u64 * 1000).saturating_sub(super::now_millis());
+    match f {
+        Frame::Record { mutation, .. } => Some(match &mutation.kind {
+            MutationKind::Delta { base, .. } => (m(&mutation.version).max(m(base)), 0),
+            MutationKind::Flush { at } => (m(&mutation.version), flush_allowance(*at)),
+            _ => (m(&mutation.version), 0),
+        }),
+        Frame::SnapItem {
+            version,
+            base,
+            touched,
+            ..
+        } => Some((m(version).max(m(base)).max(m(touched)), 0)),
+        Frame::SnapTomb {
+            version, touched, ..
+        } => Some((m(version).max(m(touched)), 0)),
+        Frame::SnapFlush { version, at } => Some((m(version), flush_allowance(*at))),
+        _ => None,
+    }
+}
+
+/// Records how far ahead of our clock the peer's clock was seen, and whether a version stamped
+/// at `millis` may be adopted: one far in the future would drag this node's hybrid clock along
+/// (and, at the top of the range, every later write would tie), so it is refused and counted.
+fn clock_ok(sh: &Shared, slot: &Slot, millis: u64, allowance: u64) -> bool {
+    let now = super::now_millis();
+    if allowance == 0 {
+        // A delayed flush's stamp says nothing about the peer's clock.
+        slot.max_clock_skew_ms
+            .fetch_max(millis as i64 - now as i64, Ordering::Relaxed);
+    }
+    if millis <= now.saturating_add(allowance).saturating_add(sh.max_skew_ms) {
+        return true;
+    }
+    let ahead = millis as i64 - now as i64;
+    let n = slot.clock_rejected.fetch_add(1, Ordering::Relaxed);
+    sh.totals.clock_rejected.fetch_add(1, Ordering::Relaxed);
+    if n % 10_000 == 0 {
+        tracing::warn!(
+            "replication: refused a record from {} stamped {ahead} ms ahead of this node's \
+             clock (limit {} ms, --repl-max-clock-skew); check both nodes' clocks (NTP)",
+            slot.addr.lock(),
+            sh.max_skew_ms
+        );
+    }
+    false
+}
+
 fn count(sh: &Shared, slot: &Slot, outcome: ApplyOutcome) {
     let (a, b) = match outcome {
         ApplyOutcome::Applied => (&slot.records_applied, &sh.totals.applied),
@@ -497,6 +614,23 @@ async fn read_stream(
         for _ in skipped..reader.skipped {
             count(sh, slot, ApplyOutcome::Rejected);
         }
+        if let Some((ms, allowance)) = newest_millis(&f) {
+            if !clock_ok(sh, slot, ms, allowance) {
+                count(sh, slot, ApplyOutcome::Rejected);
+                // A refused record still moves the stream on (it will not come again).
+                if let (Frame::Record { offset, .. }, Inbound::Stream { run, last }) = (&f, &mut st)
+                {
+                    if *offset <= *last {
+                        return Err(LinkError::Protocol(format!(
+                            "record offset {offset} after {last}"
+                        )));
+                    }
+                    *last = *offset;
+                    sh.set_progress(peer, *run, *offset);
+                }
+                continue;
+            }
+        }
         match (f, &mut st) {
             (Frame::Record { offset, mutation }, Inbound::Stream { run, last }) => {
                 if offset <= *last {
@@ -516,8 +650,10 @@ async fn read_stream(
                     last_poke = Instant::now();
                 }
             }
-            (Frame::Heartbeat { ack, .. }, _) => {
+            (Frame::Heartbeat { ack, now_ms, .. }, _) => {
                 slot.peer_ack.store(ack, Ordering::Relaxed);
+                let ahead = now_ms as i64 - super::now_millis() as i64;
+                slot.max_clock_skew_ms.fetch_max(ahead, Ordering::Relaxed);
             }
             (
                 Frame::SnapItem {
@@ -614,7 +750,6 @@ async fn read_stream(
 fn frame_name(f: &Frame) -> &'static str {
     match f {
         Frame::Hello { .. } => "HELLO",
-        Frame::Auth { .. } => "AUTH",
         Frame::Psync { .. } => "PSYNC",
         Frame::SyncMode { .. } => "SYNC_MODE",
         Frame::FullSync { .. } => "FULLSYNC",
@@ -639,7 +774,7 @@ fn heartbeat(sh: &Shared, peer: u32, out: &mut BytesMut) {
 /// Streams this node's writes to the peer: a snapshot first unless resuming after `resume_after`.
 async fn write_stream(
     sh: Arc<Shared>,
-    mut wr: OwnedWriteHalf,
+    mut wr: LinkWriter,
     slot: Slot,
     peer: u32,
     resume_after: Option<u64>,

@@ -5,15 +5,18 @@
 //! backlog to its peer (after a snapshot when the peer cannot resume) and applies what the peer
 //! streams back with `Store::apply_remote`, which never republishes. Each node therefore sends only
 //! its own writes, and any mesh of nodes naming each other works without loops. The wire format
-//! lives in [`frame`], authentication in `auth`, one connection's life in `link`.
+//! lives in [`frame`], the encrypted and authenticated channel under it in `secure`, what
+//! unauthenticated sockets may hold in `budget`, one connection's life in `link`.
 
-mod auth;
 mod backlog;
+mod budget;
 pub mod frame;
 mod link;
 mod peers;
+mod random;
+pub mod secure;
 
-pub use auth::random_node_id;
+pub use random::random_node_id;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -37,9 +40,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long `shutdown` waits for links to send what is queued.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
-/// Incoming connections beyond this many live links are refused (unauthenticated sockets
-/// must not exhaust the node).
-const MAX_LINKS: usize = 256;
+/// Authenticated links beyond this many are refused (unauthenticated sockets have their own,
+/// smaller budget: see `budget`).
+pub(crate) const MAX_LINKS: usize = 256;
 /// Slots of peers that dialed us and are gone are forgotten beyond this many.
 const MAX_IDLE_INCOMING_SLOTS: usize = 16;
 
@@ -57,6 +60,8 @@ pub enum ReplError {
     },
     #[error("replication secret file {0} is empty")]
     EmptySecret(String),
+    #[error("replication TLS: {0}")]
+    Tls(String),
     #[error("bad replication peer address {0:?} (expected HOST[:PORT])")]
     BadPeer(String),
     #[error("cannot resolve replication listen address {0:?}")]
@@ -77,13 +82,26 @@ pub(crate) struct Totals {
     rejected: AtomicU64,
     full_syncs: AtomicU64,
     partial_syncs: AtomicU64,
+    /// Connections that failed the secure handshake (wrong secret, untrusted certificate,
+    /// not a peer at all).
+    auth_failures: AtomicU64,
+    /// Connections refused because unauthenticated sockets used up their budget.
+    handshakes_refused: AtomicU64,
+    /// Handshakes that did not finish within HANDSHAKE_TIMEOUT.
+    handshake_timeouts: AtomicU64,
+    /// Records refused because their version was too far ahead of this node's clock.
+    clock_rejected: AtomicU64,
 }
 
 /// State shared by the listener, the dialers and every link of this node.
 pub(crate) struct Shared {
     store: Arc<Store>,
     node_id: u32,
-    secret: Vec<u8>,
+    security: secure::Security,
+    budget: Arc<budget::HandshakeBudget>,
+    failure_log: budget::FailureLog,
+    /// A remote version more than this many milliseconds ahead of our wall clock is refused.
+    max_skew_ms: u64,
     limits: frame::Limits,
     backlog: Arc<Backlog>,
     listen_port: u16,
@@ -127,9 +145,17 @@ impl Shared {
         self.inbound.lock().remove(&peer);
     }
 
+    /// Whether `ip` is the address of a configured peer (its handshakes get reserved slots).
+    fn is_peer_ip(&self, ip: IpAddr) -> bool {
+        self.slots
+            .lock()
+            .iter()
+            .any(|s| s.configured && s.resolved.lock().iter().any(|a| canonical_ip(a.ip()) == ip))
+    }
+
     fn mark_synced(&self, slot: &Slot, peer: u32) {
         slot.set_state(LinkState::Synced);
-        slot.initial_done.store(true, Ordering::Release);
+        slot.end_initial_wait("synced");
         self.synced_nodes.lock().insert(peer);
     }
 
@@ -176,6 +202,18 @@ impl Shared {
         let s = Arc::new(PeerSlot::new(addr, false));
         slots.push(s.clone());
         s
+    }
+}
+
+/// An IPv4 address seen through an IPv6 socket (`::ffff:a.b.c.d`) as the IPv4 address, so that
+/// budgets and peer matching see one address, not two.
+pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
     }
 }
 
@@ -278,7 +316,7 @@ impl Replicator {
     ) -> Result<Replicator, ReplError> {
         let secret = match &config.repl_secret_file {
             Some(path) => {
-                let s = auth::load_secret(path).map_err(|source| ReplError::Secret {
+                let s = secure::load_secret(path).map_err(|source| ReplError::Secret {
                     path: path.display().to_string(),
                     source,
                 })?;
@@ -314,7 +352,20 @@ impl Replicator {
             let addrs = resolve(&host, port).await.unwrap_or_default();
             peers.push((p.trim().to_string(), host, port, addrs));
         }
-        if secret.is_none() && !config.repl_insecure {
+        let security = match (
+            &config.repl_tls_cert,
+            &config.repl_tls_key,
+            &config.repl_tls_ca,
+        ) {
+            (Some(cert), Some(key), Some(ca)) => {
+                secure::Security::from_tls_files(cert, key, ca).map_err(ReplError::Tls)?
+            }
+            _ => match &secret {
+                Some(s) => secure::Security::from_secret(s),
+                None => secure::Security::Plain,
+            },
+        };
+        if matches!(security, secure::Security::Plain) && !config.repl_insecure {
             if let Some((_, addr)) = &listener {
                 if !addr.ip().is_loopback() {
                     return Err(ReplError::Insecure(addr.to_string()));
@@ -327,13 +378,16 @@ impl Replicator {
             }
         }
 
-        let run = auth::random_u64();
+        let run = random::random_u64();
         let backlog = Arc::new(Backlog::new(run, config.repl_backlog_size.max(64 * 1024)));
         let (shutdown, _) = watch::channel(false);
         let sh = Arc::new(Shared {
             store: store.clone(),
             node_id: store.node_id(),
-            secret: secret.unwrap_or_default(),
+            security,
+            budget: Arc::new(budget::HandshakeBudget::default()),
+            failure_log: budget::FailureLog::default(),
+            max_skew_ms: config.repl_max_clock_skew.as_millis() as u64,
             limits: frame::Limits {
                 item_size_max: store.item_size_max(),
             },
@@ -383,6 +437,21 @@ impl Replicator {
     /// `timeout`, or immediately when there are no peers.
     pub async fn wait_initial_sync(&self, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
+        let names: Vec<String> = self
+            .sh
+            .slots
+            .lock()
+            .iter()
+            .filter(|s| s.configured)
+            .map(|s| s.addr.lock().clone())
+            .collect();
+        if !names.is_empty() && !timeout.is_zero() {
+            tracing::info!(
+                "replication: waiting up to {} s for the initial sync with {} before serving",
+                timeout.as_secs(),
+                names.join(", ")
+            );
+        }
         loop {
             let pending = {
                 let synced = self.sh.synced_nodes.lock();
@@ -396,7 +465,22 @@ impl Replicator {
                             && !synced.contains(&s.node_id.load(Ordering::Relaxed))
                     })
             };
-            if !pending || tokio::time::Instant::now() >= deadline {
+            if !pending {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let slots = self.sh.slots.lock().clone();
+                for s in slots.iter().filter(|s| s.configured) {
+                    if !s.initial_done.load(Ordering::Acquire) {
+                        tracing::warn!(
+                            "replication: serving before the initial sync with {} finished \
+                             (--repl-sync-wait {} s passed); the rest arrives in the background",
+                            s.addr.lock(),
+                            timeout.as_secs()
+                        );
+                        s.end_initial_wait("gave up: --repl-sync-wait passed");
+                    }
+                }
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -442,6 +526,19 @@ impl Replicator {
             ("repl_records_rejected".into(), l(&t.rejected)),
             ("repl_full_syncs".into(), l(&t.full_syncs)),
             ("repl_partial_syncs".into(), l(&t.partial_syncs)),
+            (
+                "repl_security".into(),
+                sh.security.mode().short_name().into(),
+            ),
+            ("repl_auth_failures".into(), l(&t.auth_failures)),
+            ("repl_handshakes_refused".into(), l(&t.handshakes_refused)),
+            ("repl_handshake_timeouts".into(), l(&t.handshake_timeouts)),
+            (
+                "repl_handshakes_pending".into(),
+                sh.budget.pending().to_string(),
+            ),
+            ("repl_clock_rejected".into(), l(&t.clock_rejected)),
+            ("repl_max_clock_skew_ms".into(), sh.max_skew_ms.to_string()),
         ]
     }
 
@@ -465,7 +562,8 @@ impl Replicator {
                     .unwrap_or(0)
             };
             let err = s.last_error.lock().replace(['\r', '\n'], " ");
-            let rows: [(&str, String); 17] = [
+            let skew = s.max_clock_skew_ms.load(Ordering::Relaxed);
+            let rows: [(&str, String); 21] = [
                 ("addr", s.addr.lock().clone()),
                 ("node_id", s.node_id.load(Ordering::Relaxed).to_string()),
                 ("state", s.state().name().to_string()),
@@ -482,6 +580,17 @@ impl Replicator {
                 ("partial_syncs", l(&s.partial_syncs)),
                 ("full_syncs_sent", l(&s.full_syncs_sent)),
                 ("partial_syncs_sent", l(&s.partial_syncs_sent)),
+                ("auth_failures", l(&s.auth_failures)),
+                ("clock_rejected", l(&s.clock_rejected)),
+                (
+                    "max_clock_skew_ms",
+                    if skew == i64::MIN {
+                        "-".into()
+                    } else {
+                        skew.to_string()
+                    },
+                ),
+                ("initial_sync", s.initial_outcome.lock().clone()),
                 ("last_error", if err.is_empty() { "-".into() } else { err }),
             ];
             out.extend(rows.into_iter().map(|(k, v)| (format!("peer{i}:{k}"), v)));
@@ -532,12 +641,20 @@ async fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
     loop {
         tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, _)) => {
-                    if sh.live.load(Ordering::Relaxed) >= MAX_LINKS || *shutdown.borrow() {
+                Ok((stream, remote)) => {
+                    if *shutdown.borrow() {
                         drop(stream);
                         continue;
                     }
-                    links.spawn(link::run_link(sh.clone(), stream, Dir::Incoming, None));
+                    let ip = canonical_ip(remote.ip());
+                    let from_peer = sh.is_peer_ip(ip);
+                    let Some(permit) = sh.budget.try_acquire(ip, from_peer) else {
+                        // Over budget: close at once, before reading a byte.
+                        sh.totals.handshakes_refused.fetch_add(1, Ordering::Relaxed);
+                        drop(stream);
+                        continue;
+                    };
+                    links.spawn(link::run_link(sh.clone(), stream, Dir::Incoming, None, Some(permit)));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -556,7 +673,7 @@ async fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
 }
 
 fn jitter(d: Duration) -> Duration {
-    let r = (auth::random_u64() % 1000) as u32;
+    let r = (random::random_u64() % 1000) as u32;
     d + d * r / 4000
 }
 
@@ -564,7 +681,6 @@ fn jitter(d: Duration) -> Duration {
 async fn dial_loop(sh: Arc<Shared>, slot: Slot, host: String, port: u16) {
     let mut shutdown = sh.shutdown.subscribe();
     let mut backoff = BACKOFF_MIN;
-    let mut first = true;
     loop {
         if *shutdown.borrow() {
             return;
@@ -590,35 +706,31 @@ async fn dial_loop(sh: Arc<Shared>, slot: Slot, host: String, port: u16) {
             Err(e) => {
                 slot.set_error(format!("connect: {e}"));
                 slot.set_state(LinkState::Down);
-                if first {
-                    // Not reachable now: a starting node does not wait for it.
-                    slot.initial_done.store(true, Ordering::Release);
-                }
+                // Not reachable now: a starting node does not wait for it.
+                slot.end_initial_wait(&format!("gave up: connect: {e}"));
             }
             Ok(stream) => {
                 let (_, res) =
-                    link::run_link(sh.clone(), stream, Dir::Outgoing, Some(slot.clone())).await;
+                    link::run_link(sh.clone(), stream, Dir::Outgoing, Some(slot.clone()), None)
+                        .await;
                 match res {
                     Err(LinkError::Duplicate(_)) => {
+                        // The other link between the same nodes carries the sync.
                         backoff = BACKOFF_MIN;
-                        first = false;
                         continue;
                     }
                     Err(LinkError::SelfConnect) => {
                         // Keep trying (slowly): a reflected handshake looks the same.
                         slot.set_error("this address is the node itself");
-                        slot.initial_done.store(true, Ordering::Release);
+                        slot.end_initial_wait("gave up: this address is the node itself");
                         backoff = BACKOFF_MAX;
                     }
-                    Err(
-                        LinkError::Auth
-                        | LinkError::Version(_)
-                        | LinkError::Protocol(_)
-                        | LinkError::Frame(_),
-                    ) if first => {
-                        slot.initial_done.store(true, Ordering::Release);
-                    }
-                    _ => {}
+                    // Any other end before the first sync completed (refused handshake, a
+                    // peer that accepts and closes or never answers, a link lost in the middle
+                    // of the snapshot) ends the wait: what arrived stays, the rest comes when
+                    // the link is back.
+                    Err(e) => slot.end_initial_wait(&format!("gave up: {e}")),
+                    Ok(()) => slot.end_initial_wait("gave up: link closed"),
                 }
                 let syncs_after = slot.full_syncs.load(Ordering::Relaxed)
                     + slot.partial_syncs.load(Ordering::Relaxed);
@@ -628,7 +740,6 @@ async fn dial_loop(sh: Arc<Shared>, slot: Slot, host: String, port: u16) {
                 }
             }
         }
-        first = false;
         tokio::select! {
             _ = tokio::time::sleep(jitter(backoff)) => {}
             _ = shutdown.changed() => return,

@@ -3,7 +3,7 @@
 
 use parking_lot::Mutex;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -59,9 +59,18 @@ pub struct PeerSlot {
     pub full_syncs_sent: AtomicU64,
     pub partial_syncs_sent: AtomicU64,
     pub last_error: Mutex<String>,
+    /// Connections to or from this peer that failed the secure handshake.
+    pub auth_failures: AtomicU64,
+    /// Records from this peer refused for a version too far ahead of our clock.
+    pub clock_rejected: AtomicU64,
+    /// The most any of this peer's versions or heartbeats was ahead of our clock, in ms
+    /// (negative: behind; `i64::MIN` until seen).
+    pub max_clock_skew_ms: AtomicI64,
     /// The first sync from this peer finished, or the peer turned out unreachable: either way
     /// a starting node stops waiting for it.
     pub initial_done: AtomicBool,
+    /// How the initial-sync wait ended for this peer (`stats replication`: initial_sync).
+    pub initial_outcome: Mutex<String>,
 }
 
 impl PeerSlot {
@@ -86,7 +95,11 @@ impl PeerSlot {
             full_syncs_sent: AtomicU64::new(0),
             partial_syncs_sent: AtomicU64::new(0),
             last_error: Mutex::new(String::new()),
+            auth_failures: AtomicU64::new(0),
+            clock_rejected: AtomicU64::new(0),
+            max_clock_skew_ms: AtomicI64::new(i64::MIN),
             initial_done: AtomicBool::new(false),
+            initial_outcome: Mutex::new(if configured { "waiting" } else { "-" }.into()),
         }
     }
 
@@ -96,6 +109,20 @@ impl PeerSlot {
 
     pub fn set_state(&self, s: LinkState) {
         self.state.store(s as u8, Ordering::Relaxed);
+    }
+
+    /// A starting node stops waiting for this peer: its first sync `outcome` (synced, or why
+    /// not). Only the first call counts.
+    pub fn end_initial_wait(&self, outcome: &str) {
+        if !self.initial_done.swap(true, Ordering::AcqRel) {
+            *self.initial_outcome.lock() = outcome.replace(['\r', '\n'], " ");
+            if self.configured {
+                tracing::info!(
+                    "replication: initial sync with {}: {outcome}",
+                    self.addr.lock()
+                );
+            }
+        }
     }
 
     pub fn set_error(&self, e: impl ToString) {

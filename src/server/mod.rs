@@ -174,12 +174,14 @@ fn socket_addr(spec: &str, default_port: u16) -> Result<SocketAddr, ServerError>
         .ok_or_else(|| ServerError::Config(format!("cannot resolve listen address {host}")))
 }
 
-/// Whether replication may run without a secret: every address involved is loopback.
+/// Whether replication may run without a secret: every address involved is loopback
+/// (127.0.0.0/8 or ::1, with or without a port or brackets).
 fn replication_is_local(config: &Config) -> bool {
-    let is_loopback = |host: &str| {
-        let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
-        socket_addr(host, 0)
-            .map(|a| a.ip().is_loopback())
+    use std::net::ToSocketAddrs;
+    let resolves_to_loopback = |host: &str, port: u16| {
+        (host, port)
+            .to_socket_addrs()
+            .map(|mut addrs| addrs.all(|a| a.ip().is_loopback()))
             .unwrap_or(false)
     };
     let listen = config
@@ -187,8 +189,14 @@ fn replication_is_local(config: &Config) -> bool {
         .clone()
         .or_else(|| config.listen.first().cloned())
         .unwrap_or_else(|| "0.0.0.0".into());
-    let listener_local = config.repl_port == 0 || is_loopback(&listen);
-    listener_local && config.peers.iter().all(|p| is_loopback(p))
+    let (listen_host, _) = split_host_port(&listen);
+    let listener_local = config.repl_port == 0 || resolves_to_loopback(listen_host, 0);
+    listener_local
+        && config.peers.iter().all(|p| {
+            crate::replication::parse_peer(p)
+                .map(|(host, port)| resolves_to_loopback(&host, port))
+                .unwrap_or(false)
+        })
 }
 
 /// Binds every listener, starts replication and the background sweeper, and serves until the
@@ -205,7 +213,8 @@ pub async fn start_with_tls(
     tls: Option<tls::ClientTls>,
 ) -> Result<ServerHandle, ServerError> {
     let mut config = config;
-    let secured = config.repl_secret_file.is_some() || config.repl_insecure;
+    let secured =
+        config.repl_secret_file.is_some() || config.repl_tls_cert.is_some() || config.repl_insecure;
     if !secured
         && !replication_is_local(&config)
         && config.peers.is_empty()

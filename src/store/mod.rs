@@ -615,10 +615,15 @@ impl Store {
     /// Never published again (each node sends only its own writes).
     pub fn apply_remote(&self, m: &Mutation) -> ApplyOutcome {
         if let MutationKind::Flush { at } = m.kind {
-            // Not observed: a delayed flush's version is its future horizon, and moving this
+            // A delayed flush's version is its future horizon: not observed, since moving this
             // node's clock there would make writes made here before the flush time outlive it
-            // (the origin's do not).
+            // (the origin's do not). An immediate one is: a write made here right after it
+            // must be newer than it on every node (in the same millisecond, the origin's
+            // logical counter may be ahead of ours).
             let now = unix_now();
+            if at == 0 {
+                self.clock.observe(m.version);
+            }
             self.install_flush(at, m.version, now);
             return ApplyOutcome::Applied;
         }

@@ -40,6 +40,9 @@ pub struct HybridClock {
     node: u32,
 }
 
+/// The largest millisecond count the 48-bit field holds (year 10889).
+const MAX_MILLIS: u64 = (1 << 48) - 1;
+
 fn wall_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -60,11 +63,19 @@ impl HybridClock {
     }
 
     /// A fresh version, strictly greater than every version this clock has issued or observed.
+    ///
+    /// Never wraps: at the top of the range it stays at `u64::MAX` (versions then tie on the
+    /// clock and order by node id). Replication refuses remote versions far ahead of the wall
+    /// clock, so the top is out of reach in practice; the arithmetic is checked all the same.
     pub fn tick(&self) -> Version {
-        let wall = wall_millis() << 16;
+        let wall = wall_millis().min(MAX_MILLIS) << 16;
         let mut prev = self.last.load(Ordering::Relaxed);
         loop {
-            let next = if wall > prev { wall } else { prev + 1 };
+            let next = if wall > prev {
+                wall
+            } else {
+                prev.saturating_add(1)
+            };
             match self
                 .last
                 .compare_exchange_weak(prev, next, Ordering::AcqRel, Ordering::Relaxed)
@@ -101,5 +112,20 @@ mod tests {
         let c = clock.tick();
         assert!(c.hlc > future.hlc);
         assert_eq!(c.node, 7);
+    }
+
+    #[test]
+    fn the_clock_never_wraps_at_the_top_of_its_range() {
+        let clock = HybridClock::new(1);
+        clock.observe(Version::new(u64::MAX - 1, 2));
+        assert_eq!({ clock.tick().hlc }, u64::MAX);
+        assert_eq!(
+            { clock.tick().hlc },
+            u64::MAX,
+            "saturates instead of wrapping to 0"
+        );
+        assert!(clock.tick() > Version::new(u64::MAX - 1, 2));
+        let far = Version::new(u64::MAX, 0);
+        assert_eq!(far.millis(), MAX_MILLIS);
     }
 }

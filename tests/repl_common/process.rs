@@ -232,6 +232,17 @@ impl Client {
     }
 }
 
+/// Whether every peer row of the node's `stats replication` says `synced` (and there is one).
+pub fn synced(p: &Proc) -> bool {
+    let s = p.client().stats("replication");
+    let n = s.keys().filter(|k| k.ends_with(":state")).count();
+    n > 0
+        && s.iter()
+            .filter(|(k, v)| k.ends_with(":state") && *v == "synced")
+            .count()
+            == n
+}
+
 /// Polls `f` until it holds or `secs` pass.
 pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);
