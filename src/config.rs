@@ -6,7 +6,7 @@
 //! server with a surprising setting. memcached options that only tune its slab allocator, hash
 //! table or background threads (most of `-o`) have no equivalent here; they are validated like
 //! memcached does and then ignored, and listed in [`Config::ignored_options`] so that the binary
-//! can log them.
+//! can log them. The `ssl_*` sub-options and `-Z` do take effect ([`TlsSettings`]).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -94,6 +94,8 @@ pub struct Config {
     pub lock_memory: bool,
     /// -r: raise the core file size limit, handled by the binary.
     pub enable_coredumps: bool,
+    /// -Z and the `ssl_*` `-o` options: TLS on the client TCP listeners.
+    pub tls: TlsSettings,
     /// `logfile FILE` directive of a config file (as in Debian's /etc/memcached.conf): the
     /// binary sends stdout and stderr there.
     pub log_file: Option<PathBuf>,
@@ -139,9 +141,111 @@ impl Default for Config {
             read_buf_mem_limit: 0,
             lock_memory: false,
             enable_coredumps: false,
+            tls: TlsSettings::default(),
             log_file: None,
             ignored_options: Vec::new(),
             warnings: Vec::new(),
+        }
+    }
+}
+
+/// Client TLS as memcached 1.6 configures it: `-Z` plus the `ssl_*` sub-options of `-o`.
+/// Only the values are checked here; the files are read when the server starts (see
+/// `server::tls`), so that a mistake in them is reported like memcached's `ssl_init`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsSettings {
+    /// -Z / --enable-ssl: every TCP listener speaks TLS (UDP stays plaintext, as in memcached).
+    pub enabled: bool,
+    /// ssl_chain_cert: the server certificate chain, PEM.
+    pub chain_cert: Option<PathBuf>,
+    /// ssl_key: the server private key.
+    pub key: Option<PathBuf>,
+    /// ssl_keyformat: OpenSSL's file type number (1 = PEM, 2 = DER).
+    pub key_format: i32,
+    /// ssl_ca_cert: PEM bundle of the CAs client certificates must chain to.
+    pub ca_cert: Option<PathBuf>,
+    /// ssl_verify_mode.
+    pub verify_mode: VerifyMode,
+    /// ssl_ciphers: OpenSSL-style list of TLS 1.2 cipher suites.
+    pub ciphers: Option<String>,
+    /// ssl_wbuf_size in bytes (accepted and shown in `stats settings`; rustls sizes its own
+    /// buffers).
+    pub wbuf_size: u32,
+    /// ssl_session_cache: let clients resume sessions.
+    pub session_cache: bool,
+    /// ssl_min_version.
+    pub min_version: TlsVersion,
+    /// ssl_kernel_tls: recorded so that -Z can refuse it (no kernel TLS offload here).
+    pub kernel_tls: bool,
+}
+
+/// OpenSSL's SSL_FILETYPE_PEM, memcached's default ssl_keyformat.
+pub const KEY_FORMAT_PEM: i32 = 1;
+/// OpenSSL's SSL_FILETYPE_ASN1 (DER).
+pub const KEY_FORMAT_DER: i32 = 2;
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        // memcached's defaults.
+        TlsSettings {
+            enabled: false,
+            chain_cert: None,
+            key: None,
+            key_format: KEY_FORMAT_PEM,
+            ca_cert: None,
+            verify_mode: VerifyMode::None,
+            ciphers: None,
+            wbuf_size: 16 * 1024,
+            session_cache: false,
+            min_version: TlsVersion::Tls12,
+            kernel_tls: false,
+        }
+    }
+}
+
+/// memcached's ssl_verify_mode values 0..=3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyMode {
+    /// 0: no client certificate is asked for.
+    None,
+    /// 1: a client certificate is asked for and checked if sent; clients without one are let in.
+    Request,
+    /// 2: a client certificate chaining to ssl_ca_cert is required.
+    Require,
+    /// 3: as 2; "once" only matters for renegotiation, which is never allowed.
+    Once,
+}
+
+impl VerifyMode {
+    /// The OpenSSL SSL_VERIFY_* flags memcached stores and `stats settings` prints.
+    pub fn openssl_flags(self) -> u32 {
+        match self {
+            VerifyMode::None => 0,
+            VerifyMode::Request => 1,
+            VerifyMode::Require => 1 | 2,
+            VerifyMode::Once => 1 | 2 | 4,
+        }
+    }
+}
+
+/// memcached's ssl_min_version values 0..=3. Only TLS 1.2 and 1.3 can be honoured (rustls
+/// implements nothing older), so -Z refuses 0 and 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    Tls10,
+    Tls11,
+    Tls12,
+    Tls13,
+}
+
+impl TlsVersion {
+    /// memcached's name for it (`ssl_proto_text`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsVersion::Tls10 => "tlsv1.0",
+            TlsVersion::Tls11 => "tlsv1.1",
+            TlsVersion::Tls12 => "tlsv1.2",
+            TlsVersion::Tls13 => "tlsv1.3",
         }
     }
 }
@@ -264,7 +368,7 @@ struct Cli {
     /// Protocol: auto or ascii (text and meta commands); binary is not supported
     #[arg(short = 'B', long = "protocol", value_name = "NAME")]
     protocol: Option<String>,
-    /// Comma-separated memcached extended options: accepted for compatibility, ignored
+    /// Comma-separated memcached extended options: ssl_* configure TLS, the rest are ignored
     #[arg(short = 'o', long = "extended", value_name = "OPTS", action = ArgAction::Append)]
     extended: Vec<String>,
     /// Lock down all paged memory
@@ -273,6 +377,9 @@ struct Cli {
     /// Maximize the core file limit
     #[arg(short = 'r', long = "enable-coredumps")]
     enable_coredumps: bool,
+    /// Enable TLS on the TCP client listeners (needs -o ssl_chain_cert=FILE,ssl_key=FILE)
+    #[arg(short = 'Z', long = "enable-ssl")]
+    enable_ssl: bool,
 
     /// Replication peer HOST[:PORT] (port default 11212), repeatable
     #[arg(short = 'x', long = "peer", value_name = "HOST[:PORT]", action = ArgAction::Append,
@@ -419,8 +526,6 @@ struct Cli {
     enable_sasl: bool,
     #[arg(short = 'Y', long = "auth-file", hide = true)]
     auth_file: Option<String>,
-    #[arg(short = 'Z', long = "enable-ssl", hide = true)]
-    enable_ssl: bool,
     #[arg(short = 'e', long = "memory-file", hide = true)]
     memory_file: Option<String>,
 }
@@ -647,21 +752,21 @@ impl Cli {
 
         let mut subopts = SubOptions::default();
         for list in &self.extended {
-            let used = subopts.parse(list)?;
-            if used == 0 {
+            let no_effect = subopts.parse(list)?;
+            let items = list.strip_suffix(',').unwrap_or(list).split(',').count();
+            if no_effect.len() == items {
                 ignored.push(format!("-o {list}"));
-            } else {
-                let rest: Vec<&str> = list
-                    .split(',')
-                    .filter(|item| !item.is_empty() && !SubOptions::is_used(item))
-                    .collect();
-                if !rest.is_empty() {
-                    ignored.push(format!("-o {}", rest.join(",")));
-                }
+            } else if !no_effect.is_empty() {
+                ignored.push(format!("-o {}", no_effect.join(",")));
             }
         }
         if checks == Checks::All {
             subopts.check()?;
+        }
+        let mut tls = subopts.tls;
+        tls.enabled = self.enable_ssl;
+        if checks == Checks::All && tls.enabled {
+            check_tls(&tls)?;
         }
 
         self.check_ignored(&mut ignored)?;
@@ -756,6 +861,7 @@ impl Cli {
             read_buf_mem_limit: subopts.read_buf_mem_limit,
             lock_memory: self.lock_memory,
             enable_coredumps: self.enable_coredumps,
+            tls,
             log_file: None,
             ignored_options: ignored,
             warnings,
@@ -767,7 +873,6 @@ impl Cli {
             (self.unix_socket.is_some(), "-s (unix socket)"),
             (self.enable_sasl, "-S (SASL authentication)"),
             (self.auth_file.is_some(), "-Y (ascii authentication)"),
-            (self.enable_ssl, "-Z (TLS)"),
             (self.memory_file.is_some(), "-e (restartable memory file)"),
         ];
         match refused.iter().find(|(given, _)| *given) {
@@ -935,6 +1040,14 @@ fn parse_size(value: &str, unit: u64) -> Option<u64> {
 
 /// An address for -l or --repl-listen: `HOST`, `HOST:PORT` or `[IPV6]:PORT`.
 fn check_listen(addr: &str) -> Result<(), ConfigError> {
+    if addr.starts_with("notls:") {
+        // Honouring it would mean a plaintext listener the replication code also binds by
+        // address; refused rather than read as host "notls".
+        return Err(invalid(format!(
+            "invalid listen address '{addr}': memcached's notls: prefix is not supported; \
+             with -Z every TCP listener speaks TLS"
+        )));
+    }
     check_host_port(addr).map_err(|why| invalid(format!("invalid listen address '{addr}': {why}")))
 }
 
@@ -1006,6 +1119,38 @@ fn strtod_ok(value: &str) -> bool {
     value.trim_end().parse::<f64>().is_ok()
 }
 
+/// What -Z cannot honour, refused before anything starts. memcached would accept these (its
+/// OpenSSL can do them); starting anyway would quietly give a weaker or different server.
+fn check_tls(tls: &TlsSettings) -> Result<(), ConfigError> {
+    if tls.kernel_tls {
+        // memcached's words when its OpenSSL has no kernel TLS.
+        return Err(invalid("Kernel TLS offload is not available"));
+    }
+    if matches!(tls.min_version, TlsVersion::Tls10 | TlsVersion::Tls11) {
+        return Err(invalid(format!(
+            "ssl_min_version={} ({}) is not supported: repcached speaks TLS 1.2 and 1.3 only; \
+             use ssl_min_version=2 (tlsv1.2, the default) or 3 (tlsv1.3)",
+            tls.min_version as u8,
+            tls.min_version.name()
+        )));
+    }
+    if !matches!(tls.key_format, KEY_FORMAT_PEM | KEY_FORMAT_DER) {
+        return Err(invalid(format!(
+            "ssl_keyformat={} is not supported: use 1 (PEM, the default) or 2 (DER)",
+            tls.key_format
+        )));
+    }
+    if tls.verify_mode != VerifyMode::None && tls.ca_cert.is_none() {
+        // OpenSSL would ask for a certificate it has no CA to check against and turn every
+        // client that sends one away.
+        return Err(invalid(format!(
+            "ssl_verify_mode={} needs ssl_ca_cert=FILE, the CA client certificates must chain to",
+            tls.verify_mode as u8
+        )));
+    }
+    Ok(())
+}
+
 /// State the cross-checks between memcached `-o` sub-options need.
 #[derive(Debug)]
 struct SubOptions {
@@ -1016,6 +1161,8 @@ struct SubOptions {
     /// The sub-options repcached implements (the rest are only validated).
     idle_timeout: u32,
     read_buf_mem_limit: u64,
+    /// The ssl_* options.
+    tls: TlsSettings,
 }
 
 impl Default for SubOptions {
@@ -1028,6 +1175,7 @@ impl Default for SubOptions {
             lru_maintainer: true,
             idle_timeout: 0,
             read_buf_mem_limit: 0,
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -1035,12 +1183,13 @@ impl Default for SubOptions {
 impl SubOptions {
     /// Checks one `-o` list the way memcached 1.6.18 (Debian build: TLS, extstore and
     /// sock_cookie_id compiled in) does, with its messages. Keeps the values of the options
-    /// repcached implements and returns how many of those the list had.
-    fn parse(&mut self, list: &str) -> Result<usize, ConfigError> {
+    /// repcached implements (idle_timeout, read_buf_mem_limit, ssl_* in `self.tls`) and returns
+    /// the other items, which have no effect here.
+    fn parse<'a>(&mut self, list: &'a str) -> Result<Vec<&'a str>, ConfigError> {
         // getsubopt stops at the end of the string, so a trailing comma is harmless but an
         // empty option in the middle is "Illegal suboption """.
         let list = list.strip_suffix(',').unwrap_or(list);
-        let mut used = 0;
+        let mut no_effect = Vec::new();
         for item in list.split(',') {
             let (name, value) = match item.split_once('=') {
                 Some((n, v)) => (n, Some(v)),
@@ -1048,27 +1197,21 @@ impl SubOptions {
             };
             self.one(item, name, value).map_err(invalid)?;
             // `one` has validated the value the way memcached does.
-            let value = value.unwrap_or("");
+            let v = value.unwrap_or("");
             match name {
-                "idle_timeout" => self.idle_timeout = atoi(value).clamp(0, u32::MAX as i64) as u32,
+                "idle_timeout" => self.idle_timeout = atoi(v).clamp(0, u32::MAX as i64) as u32,
                 "read_buf_mem_limit" => {
-                    self.read_buf_mem_limit = value
+                    self.read_buf_mem_limit = v
                         .trim_end()
                         .parse::<u64>()
                         .unwrap_or(0)
                         .saturating_mul(1 << 20)
                 }
-                _ => continue,
+                _ if name.starts_with("ssl_") => {}
+                _ => no_effect.push(item),
             }
-            used += 1;
         }
-        Ok(used)
-    }
-
-    /// Whether a `-o` item is one repcached implements rather than ignores.
-    fn is_used(item: &str) -> bool {
-        let name = item.split_once('=').map_or(item, |(n, _)| n);
-        matches!(name, "idle_timeout" | "read_buf_mem_limit")
+        Ok(no_effect)
     }
 
     fn one(&mut self, item: &str, name: &str, value: Option<&str>) -> Result<(), String> {
@@ -1108,10 +1251,10 @@ impl SubOptions {
             | "no_drop_privileges"
             | "drop_privileges"
             | "resp_obj_mem_limit"
-            | "ssl_session_cache"
-            | "ssl_kernel_tls"
             | "ext_drop_unread"
             | "sock_cookie_id" => {}
+            "ssl_session_cache" => self.tls.session_cache = true,
+            "ssl_kernel_tls" => self.tls.kernel_tls = true,
             "lru_maintainer" => self.lru_maintainer = true,
             "no_lru_maintainer" | "no_modern" => self.lru_maintainer = false,
             "hashpower" => {
@@ -1188,24 +1331,59 @@ impl SubOptions {
             "idle_timeout" => {
                 need("Missing numeric argument for idle_timeout")?;
             }
-            "slab_sizes" | "ssl_chain_cert" | "ssl_key" | "ssl_ciphers" | "ssl_ca_cert" => {
+            "slab_sizes" => {
                 need_arg()?;
             }
+            "ssl_chain_cert" => self.tls.chain_cert = Some(PathBuf::from(need_arg()?)),
+            "ssl_key" => self.tls.key = Some(PathBuf::from(need_arg()?)),
+            "ssl_ca_cert" => self.tls.ca_cert = Some(PathBuf::from(need_arg()?)),
+            "ssl_ciphers" => self.tls.ciphers = Some(need_arg()?.to_string()),
             "ssl_verify_mode" | "ssl_min_version" => {
                 let v = need_arg()?;
                 // Both take 0..=3 (verify: none/request/require/once; min: tls1.0..tls1.3).
-                match v.trim_end().parse::<i32>() {
-                    Ok(n) if (0..=3).contains(&n) => {}
+                let n = match v.trim_end().parse::<i32>() {
+                    Ok(n) if (0..=3).contains(&n) => n,
                     Ok(_) => return Err(format!("Invalid {name}. Use help to see valid options.")),
                     Err(_) => return Err(format!("could not parse argument to {name}")),
+                };
+                if name == "ssl_verify_mode" {
+                    self.tls.verify_mode = [
+                        VerifyMode::None,
+                        VerifyMode::Request,
+                        VerifyMode::Require,
+                        VerifyMode::Once,
+                    ][n as usize];
+                } else {
+                    self.tls.min_version = [
+                        TlsVersion::Tls10,
+                        TlsVersion::Tls11,
+                        TlsVersion::Tls12,
+                        TlsVersion::Tls13,
+                    ][n as usize];
                 }
+            }
+            "ssl_keyformat" => {
+                // safe_strtol: a whole signed number.
+                let v = need_arg()?;
+                self.tls.key_format = v
+                    .trim_end()
+                    .parse::<i32>()
+                    .map_err(|_| format!("could not parse argument to {name}"))?;
+            }
+            "ssl_wbuf_size" => {
+                let v = need_arg()?;
+                let kb = v
+                    .trim_end()
+                    .parse::<u32>()
+                    .map_err(|_| format!("could not parse argument to {name}"))?;
+                // Kilobytes on the command line, bytes in `stats settings`, like memcached
+                // (whose unsigned multiply wraps the same way).
+                self.tls.wbuf_size = kb.wrapping_mul(1024);
             }
             "watcher_logbuf_size"
             | "worker_logbuf_size"
             | "read_buf_mem_limit"
             | "slab_chunk_max"
-            | "ssl_keyformat"
-            | "ssl_wbuf_size"
             | "ext_page_size"
             | "ext_wbuf_size"
             | "ext_threads"

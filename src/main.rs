@@ -87,6 +87,10 @@ fn run(config: Config) -> anyhow::Result<()> {
     }
     raise_nofile_limit(config.max_connections as u64)?;
 
+    // Before dropping privileges and daemonizing, as memcached's ssl_init: keys are often
+    // readable by root only, and a bad file must be reported on the terminal.
+    let client_tls = repcached::server::tls::ClientTls::load(&config.tls)?;
+
     drop_privileges(config.user.as_deref())?;
 
     let parent = if config.daemonize {
@@ -98,7 +102,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let result = serve(config, parent.as_ref());
+    let result = serve(config, client_tls, parent.as_ref());
     if let (Err(e), Some(parent)) = (&result, &parent) {
         parent.failed(&format!("{e:#}"));
     }
@@ -106,7 +110,11 @@ fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// The part of `run` that happens in the daemon itself, after the fork.
-fn serve(config: Config, parent: Option<&Parent>) -> anyhow::Result<()> {
+fn serve(
+    config: Config,
+    client_tls: Option<repcached::server::tls::ClientTls>,
+    parent: Option<&Parent>,
+) -> anyhow::Result<()> {
     if config.lock_memory {
         // After the fork: memory locks are not inherited by a child.
         lock_memory();
@@ -117,7 +125,7 @@ fn serve(config: Config, parent: Option<&Parent>) -> anyhow::Result<()> {
         None => None,
     };
 
-    repcached::server::run_notify(config, || {
+    repcached::server::run_notify(config, client_tls, || {
         if let Some(parent) = parent {
             parent.ready();
         }

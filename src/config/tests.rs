@@ -531,7 +531,6 @@ fn memcached_only_flags_are_ignored_or_refused() {
         &["-s", "/tmp/sock"][..],
         &["-S"],
         &["-Y", "/etc/auth"],
-        &["-Z"],
         &["-e", "/dev/shm/m"],
     ] {
         assert!(
@@ -711,4 +710,70 @@ fn helpers() {
     assert_eq!(atof("nope"), 0.0);
     assert_eq!(strip_comment("a \\# b # c"), "a # b ");
     assert_eq!(split_list(&["a,,b".into(), " a ".into()]), vec!["a", "b"]);
+}
+
+#[test]
+fn tls_options_are_recorded_not_ignored() {
+    let c = ok(&["-p", "1"]);
+    assert_eq!(c.tls, TlsSettings::default());
+    assert!(!c.tls.enabled);
+    let c = ok(&[
+        "-Z",
+        "-o",
+        "ssl_chain_cert=/etc/c.pem,ssl_key=/etc/k.pem,ssl_ca_cert=/etc/ca.pem,modern",
+        "-o",
+        "ssl_verify_mode=2,ssl_min_version=3,ssl_keyformat=2,ssl_session_cache",
+        "-o",
+        "ssl_ciphers=ECDHE-RSA-AES128-GCM-SHA256,ssl_wbuf_size=32",
+    ]);
+    let t = &c.tls;
+    assert!(t.enabled);
+    assert_eq!(t.chain_cert.as_deref(), Some(Path::new("/etc/c.pem")));
+    assert_eq!(t.key.as_deref(), Some(Path::new("/etc/k.pem")));
+    assert_eq!(t.ca_cert.as_deref(), Some(Path::new("/etc/ca.pem")));
+    assert_eq!(t.verify_mode, VerifyMode::Require);
+    assert_eq!(t.verify_mode.openssl_flags(), 3);
+    assert_eq!(t.min_version, TlsVersion::Tls13);
+    assert_eq!(t.key_format, KEY_FORMAT_DER);
+    assert!(t.session_cache);
+    assert_eq!(t.ciphers.as_deref(), Some("ECDHE-RSA-AES128-GCM-SHA256"));
+    assert_eq!(t.wbuf_size, 32 * 1024);
+    // Only what has no effect is logged as ignored.
+    assert_eq!(c.ignored_options, vec!["-o modern"]);
+    assert!(
+        ok(&["--enable-ssl", "-o", "ssl_chain_cert=a,ssl_key=b"])
+            .tls
+            .enabled
+    );
+    // Without -Z memcached accepts and keeps every ssl_ option, even those -Z would refuse.
+    let c = ok(&["-o", "ssl_min_version=0,ssl_kernel_tls,ssl_verify_mode=3"]);
+    assert!(!c.tls.enabled && c.tls.kernel_tls);
+    assert_eq!(c.tls.min_version, TlsVersion::Tls10);
+}
+
+#[test]
+fn tls_options_refused_with_memcacheds_words_or_a_reason() {
+    assert_eq!(
+        err(&["-o", "ssl_verify_mode=4"]),
+        "Invalid ssl_verify_mode. Use help to see valid options."
+    );
+    assert_eq!(
+        err(&["-o", "ssl_min_version=x"]),
+        "could not parse argument to ssl_min_version"
+    );
+    assert_eq!(err(&["-o", "ssl_key"]), "Missing ssl_key argument");
+    assert_eq!(
+        err(&["-o", "ssl_keyformat=pem"]),
+        "could not parse argument to ssl_keyformat"
+    );
+    assert_eq!(
+        err(&["-Z", "-o", "ssl_kernel_tls"]),
+        "Kernel TLS offload is not available"
+    );
+    assert!(err(&["-Z", "-o", "ssl_min_version=0"]).contains("TLS 1.2 and 1.3 only"));
+    assert!(err(&["-Z", "-o", "ssl_min_version=1"]).contains("(tlsv1.1) is not supported"));
+    assert!(err(&["-Z", "-o", "ssl_keyformat=3"]).contains("use 1 (PEM, the default) or 2 (DER)"));
+    assert!(err(&["-Z", "-o", "ssl_verify_mode=1"]).contains("needs ssl_ca_cert"));
+    ok(&["-Z", "-o", "ssl_verify_mode=1,ssl_ca_cert=/ca.pem"]);
+    assert!(err(&["-Z", "-l", "notls:127.0.0.1"]).contains("notls: prefix is not supported"));
 }

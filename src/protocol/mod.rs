@@ -160,6 +160,10 @@ pub enum Request<'a> {
         noreply: bool,
     },
     Stats(StatsGroup<'a>),
+    /// refresh_certs [noreply]: re-read the TLS certificate and key (memcached 1.6 with TLS).
+    RefreshCerts {
+        noreply: bool,
+    },
     /// mg/ms/md/ma/mn/me: see [`meta`].
     Meta(meta::MetaRequest<'a>),
 }

@@ -118,6 +118,9 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
             b"version" => Parsed::Request(Request::Version, consumed),
             b"quit" => Parsed::Request(Request::Quit, consumed),
             b"verbosity" => l.verbosity(),
+            b"refresh_certs" => l.req(Request::RefreshCerts {
+                noreply: toks.noreply(),
+            }),
             // Known to memcached but not offered here; they still escape the HTTP check below.
             b"bget" | b"lru_crawler" | b"watch" | b"lru" | b"extstore" | b"slabs" => {
                 error(ERROR, consumed, false)

@@ -186,6 +186,22 @@ pub fn execute(
             }
         }
         Request::Quit => return Flow::Close,
+        Request::RefreshCerts { noreply } => match &shared.tls {
+            // A TLS build of memcached (Debian's) started without -Z says this.
+            None => out.extend_from_slice(b"Error TLS not enabled\r\n"),
+            Some(tls) => match tls.refresh() {
+                Ok(()) => {
+                    if !noreply {
+                        out.extend_from_slice(b"OK\r\n");
+                    }
+                }
+                // memcached sends its error text as is, noreply or not.
+                Err(e) => {
+                    out.extend_from_slice(e.to_string().as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+            },
+        },
         Request::Shutdown(mode) => {
             if !shared.config.enable_shutdown {
                 out.extend_from_slice(b"ERROR: shutdown not enabled\r\n");

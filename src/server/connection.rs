@@ -1,9 +1,12 @@
 //! One task per TCP client: read into a buffer, parse and execute every complete request,
 //! answer a whole pipelined batch with one write. While it waits for input the task can be
-//! woken to stop (server shutdown) or to close an idle connection (`-o idle_timeout`).
+//! woken to stop (server shutdown) or to close an idle connection (`-o idle_timeout`). The loop
+//! is generic over the transport, so a plaintext socket costs what it did before TLS (a TLS
+//! session, see tls.rs) existed.
 
 use super::commands::{self, Flow};
 use super::stats::Stats;
+use super::tls;
 use super::workers::Workers;
 use super::{ConnInfo, Shared};
 use crate::protocol::{text, AfterError, Parsed, Request};
@@ -11,7 +14,7 @@ use bytes::{Buf, BytesMut};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -53,13 +56,43 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, workers: Ar
         let fd = stream.as_raw_fd();
         let info = Arc::new(ConnInfo::new(format!("tcp:{peer}"), listen.clone()));
         shared.conns.lock().insert(fd, info.clone());
-        workers.dispatch(&shared, stream, info, fd);
+        match &shared.tls {
+            None => workers.dispatch(&shared, stream, info, fd),
+            Some(tls) => {
+                // Here, not on a worker: this runtime has the timer the handshake deadline
+                // needs, and a slow handshake must not hold up the accept loop.
+                let (shared, tls, workers) = (shared.clone(), tls.clone(), workers.clone());
+                tokio::spawn(async move {
+                    match tls.accept(stream).await {
+                        Some(stream) => workers.dispatch_tls(&shared, stream, info, fd),
+                        None => forget(&shared, fd),
+                    }
+                });
+            }
+        }
     }
 }
 
 /// Runs one client connection on the worker that adopted it.
-pub async fn handle(shared: Arc<Shared>, stream: TcpStream, info: Arc<ConnInfo>, fd: i32) {
-    let flow = serve(&shared, stream, &info).await;
+pub async fn handle(shared: Arc<Shared>, mut stream: TcpStream, info: Arc<ConnInfo>, fd: i32) {
+    let flow = serve(&shared, &mut stream, &info).await;
+    drop(stream);
+    forget(&shared, fd);
+    if flow == Flow::Shutdown {
+        shared.request_shutdown();
+    }
+}
+
+/// [`handle`] for a TLS session whose handshake is done.
+pub async fn handle_tls(
+    shared: Arc<Shared>,
+    mut stream: tls::TlsStream,
+    info: Arc<ConnInfo>,
+    fd: i32,
+) {
+    let flow = serve(&shared, &mut stream, &info).await;
+    tls::close(&mut stream).await;
+    drop(stream);
     forget(&shared, fd);
     if flow == Flow::Shutdown {
         shared.request_shutdown();
@@ -82,7 +115,10 @@ pub fn is_idle(info: &ConnInfo, now: u32, timeout: u32) -> bool {
 
 /// Serves one connection until the client leaves, an I/O error, a closing request, the
 /// server stopping or the idle timeout.
-async fn serve(shared: &Shared, mut stream: TcpStream, info: &ConnInfo) -> Flow {
+async fn serve<S>(shared: &Shared, stream: &mut S, info: &ConnInfo) -> Flow
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     // Bytes of a refused data block still to be discarded as they arrive.
@@ -110,7 +146,9 @@ async fn serve(shared: &Shared, mut stream: TcpStream, info: &ConnInfo) -> Flow 
         let hold = flow == Flow::Continue && drained && mid_block;
         if !out.is_empty() && !hold {
             Stats::add(&shared.stats.bytes_written, out.len() as u64);
-            if stream.write_all(&out).await.is_err() {
+            // A TLS stream may keep part of a write in its buffer; flushing a TcpStream is a
+            // no-op.
+            if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
                 return Flow::Close;
             }
             out.clear();

@@ -1,7 +1,8 @@
 //! tokio listeners, one task per connection, stats and shutdown.
 //!
 //! [`start`] binds everything and returns a handle (tests bind port 0 and read the addresses
-//! from it); [`run`] is the binary's entry point: runtime, signals, graceful stop.
+//! from it); [`run`] is the binary's entry point: runtime, signals, graceful stop. With -Z the
+//! TCP listeners speak TLS (see [`tls`]).
 //!
 //! A graceful stop ([`ServerHandle::stop`]) goes in the order that loses no acknowledged
 //! write: close the listeners, make every connection stop reading requests and write the
@@ -13,6 +14,7 @@ pub mod connection;
 pub mod meta_exec;
 pub mod stats;
 mod stats_report;
+pub mod tls;
 mod udp;
 mod workers;
 
@@ -48,6 +50,8 @@ pub enum ServerError {
     Config(String),
     #[error("replication: {0}")]
     Replication(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -99,6 +103,8 @@ pub struct Shared {
     /// Open client connections by id (the socket's fd, as memcached reports them).
     pub conns: Mutex<HashMap<i32, Arc<ConnInfo>>>,
     listeners: Mutex<Vec<Listener>>,
+    /// Client TLS, with -Z.
+    pub tls: Option<Arc<tls::ClientTls>>,
     replicator: OnceLock<Replicator>,
     shutdown: Notify,
     /// Set once the server stops: connections read no more requests.
@@ -106,7 +112,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn new(config: Config) -> Shared {
+    fn new(config: Config, tls: Option<tls::ClientTls>) -> Shared {
         let node_id = random_node_id();
         let store = Store::new(StoreConfig {
             mem_limit: config.memory_limit,
@@ -131,6 +137,7 @@ impl Shared {
             udp_port: AtomicU16::new(0),
             conns: Mutex::new(HashMap::new()),
             listeners: Mutex::new(Vec::new()),
+            tls: tls.map(Arc::new),
             replicator: OnceLock::new(),
             shutdown: Notify::new(),
             stopping: AtomicBool::new(false),
@@ -284,6 +291,16 @@ fn replication_is_local(config: &Config) -> bool {
 /// Binds every listener, starts replication and the background sweeper, and serves until the
 /// runtime is dropped. Must be called inside a tokio runtime.
 pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
+    let tls = tls::ClientTls::load(&config.tls)?;
+    start_with_tls(config, tls).await
+}
+
+/// [`start`] with the TLS files already read (the binary reads them before dropping
+/// privileges).
+pub async fn start_with_tls(
+    config: Config,
+    tls: Option<tls::ClientTls>,
+) -> Result<ServerHandle, ServerError> {
     let mut config = config;
     let secured =
         config.repl_secret_file.is_some() || config.repl_tls_cert.is_some() || config.repl_insecure;
@@ -300,7 +317,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         config.repl_port = 0;
     }
     crate::store::start_coarse_clock();
-    let shared = Arc::new(Shared::new(config));
+    let shared = Arc::new(Shared::new(config, tls));
     let config = &shared.config;
 
     if !config.peers.is_empty() || config.repl_port != 0 {
@@ -413,14 +430,19 @@ async fn idle_checker(shared: Arc<Shared>) {
 }
 
 /// The binary's entry point: runtimes and `config.threads` connection workers, serve until SIGTERM,
-/// SIGINT or `shutdown`, then stop gracefully.
-pub fn run(config: Config) -> Result<(), ServerError> {
-    run_notify(config, || {})
+/// SIGINT or `shutdown`, then stop gracefully. `tls` is what [`tls::ClientTls::load`] read for
+/// `config.tls`.
+pub fn run(config: Config, tls: Option<tls::ClientTls>) -> Result<(), ServerError> {
+    run_notify(config, tls, || {})
 }
 
 /// [`run`], calling `ready` once every listener is bound and the server serves (the parent of
 /// a daemon waits for that).
-pub fn run_notify(config: Config, ready: impl FnOnce()) -> Result<(), ServerError> {
+pub fn run_notify(
+    config: Config,
+    tls: Option<tls::ClientTls>,
+    ready: impl FnOnce(),
+) -> Result<(), ServerError> {
     // Client connections run on their own -t worker threads (see workers.rs); this runtime
     // only accepts, replicates, sweeps and serves UDP.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -435,7 +457,7 @@ pub fn run_notify(config: Config, ready: impl FnOnce()) -> Result<(), ServerErro
         // The initial sync wait inside `start` can last --repl-sync-wait: a signal ends it
         // (dropping the half-started server closes its sockets and replication tasks).
         let handle = tokio::select! {
-            handle = start(config) => handle?,
+            handle = start_with_tls(config, tls) => handle?,
             _ = term.recv() => {
                 tracing::info!("SIGTERM while starting: stopping");
                 return Ok(());

@@ -39,6 +39,9 @@ pub fn write(shared: &Shared, group: StatsGroup<'_>, out: &mut Vec<u8>) {
         StatsGroup::Reset => {
             shared.stats.reset();
             shared.store.reset_counters();
+            if let Some(tls) = &shared.tls {
+                tls.reset_stats();
+            }
             out.extend_from_slice(b"RESET\r\n");
             return;
         }
@@ -163,6 +166,11 @@ fn general(shared: &Shared, out: &mut Vec<u8>) {
     stat_u64(out, "evictions", store.evictions);
     stat_u64(out, "reclaimed", store.reclaimed);
     stat_u64(out, "curr_tombstones", store.tombstones);
+    if let Some(tls) = &shared.tls {
+        for (name, value) in tls.general_stats(now) {
+            stat(out, name, value);
+        }
+    }
     if let Some(repl) = shared.replicator() {
         for (k, v) in repl.general_stats() {
             stat(out, &k, v);
@@ -221,6 +229,9 @@ fn settings(shared: &Shared, out: &mut Vec<u8>) {
     stat(out, "flush_enabled", yes_no(!c.disable_flush));
     stat_u64(out, "idle_timeout", c.idle_timeout as u64);
     stat_u64(out, "read_buf_mem_limit", c.read_buf_mem_limit);
+    for (name, value) in super::tls::settings_stats(&c.tls) {
+        stat(out, name, value);
+    }
     stat_u64(out, "repl_port", c.repl_port as u64);
     stat_u64(out, "repl_peers", c.peers.len() as u64);
     stat_u64(out, "repl_backlog_size", c.repl_backlog_size as u64);

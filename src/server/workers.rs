@@ -4,6 +4,7 @@
 //! machine those extra wake-ups cost more than the requests themselves.
 
 use super::connection;
+use super::tls;
 use super::{ConnInfo, Shared};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,9 +14,15 @@ use tokio::sync::{mpsc, watch};
 /// A connection on its way to a worker: the socket (detached from the acceptor's event loop)
 /// and what `stats conns` knows of it.
 struct Handoff {
-    stream: std::net::TcpStream,
+    stream: Transport,
     info: Arc<ConnInfo>,
     fd: i32,
+}
+
+enum Transport {
+    Plain(std::net::TcpStream),
+    /// A session past its handshake, still registered with the main runtime's reactor.
+    Tls(Box<tls::TlsStream>),
 }
 
 pub struct Workers {
@@ -55,7 +62,14 @@ impl Workers {
                                 },
                                 _ = stopped.changed() => break,
                             };
-                            match tokio::net::TcpStream::from_std(job.stream) {
+                            let stream = match job.stream {
+                                Transport::Plain(stream) => stream,
+                                Transport::Tls(stream) => {
+                                    adopt_tls(&shared, *stream, job.info, job.fd);
+                                    continue;
+                                }
+                            };
+                            match tokio::net::TcpStream::from_std(stream) {
                                 Ok(stream) => {
                                     tokio::spawn(connection::handle(
                                         shared.clone(),
@@ -113,8 +127,37 @@ impl Workers {
                 return;
             }
         };
+        self.send(shared, Transport::Plain(stream), info, fd);
+    }
+
+    /// [`Workers::dispatch`] for a TLS session whose handshake is done.
+    pub fn dispatch_tls(
+        &self,
+        shared: &Shared,
+        stream: tls::TlsStream,
+        info: Arc<ConnInfo>,
+        fd: i32,
+    ) {
+        self.send(shared, Transport::Tls(Box::new(stream)), info, fd);
+    }
+
+    fn send(&self, shared: &Shared, stream: Transport, info: Arc<ConnInfo>, fd: i32) {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
         if self.lanes[i].send(Handoff { stream, info, fd }).is_err() {
+            connection::forget(shared, fd);
+        }
+    }
+}
+
+/// Moves a TLS session's socket to this worker's reactor and serves it here. Must run on the
+/// worker's runtime.
+fn adopt_tls(shared: &Arc<Shared>, mut stream: tls::TlsStream, info: Arc<ConnInfo>, fd: i32) {
+    match stream.get_mut().0.rehome() {
+        Ok(()) => {
+            tokio::spawn(connection::handle_tls(shared.clone(), stream, info, fd));
+        }
+        Err(e) => {
+            tracing::warn!("cannot adopt a connection: {e}");
             connection::forget(shared, fd);
         }
     }

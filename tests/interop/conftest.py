@@ -44,10 +44,12 @@ def free_port():
 class Server:
     """One server process; `host`/`port` are set once it answers `version`."""
 
-    def __init__(self, binary, args, name):
+    def __init__(self, binary, args, name, ssl_context=None):
         self.binary = binary
         self.args = args
         self.name = name
+        # With -Z the readiness probe must speak TLS too.
+        self.ssl_context = ssl_context
         self.host = "127.0.0.1"
         self.port = None
         self.proc = None
@@ -110,6 +112,8 @@ class Server:
                 raise RuntimeError(self._why("exited during start-up"))
             try:
                 with socket.create_connection(self.address, timeout=1) as s:
+                    if self.ssl_context is not None:
+                        s = self.ssl_context.wrap_socket(s, server_hostname="localhost")
                     s.sendall(b"version\r\n")
                     if s.recv(1024).startswith(b"VERSION "):
                         return
@@ -168,10 +172,10 @@ class Server:
             assert buf == b"OK\r\n", f"flush_all answered {buf!r}"
 
 
-def start_sut(args=()):
+def start_sut(args=(), ssl_context=None):
     if not os.path.exists(SUT_BIN):
         pytest.fail(f"system under test {SUT_BIN} does not exist (build it or set REPCACHED_BIN)")
-    return Server(SUT_BIN, COMMON_ARGS + list(args), "SUT").start()
+    return Server(SUT_BIN, COMMON_ARGS + list(args), "SUT", ssl_context).start()
 
 
 def start_reference(args=()):
