@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Helpers shared by scripts/bench: settings from the environment, starting and stopping the two
-# servers on loopback, reading RSS and stats, building the std-only load generator. Sourced, not run.
+# servers on loopback, reading RSS and stats, building the load generator (tools/loadgen, a std-only
+# workspace member). Sourced, not run.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -19,7 +20,7 @@ MEMCACHED=${MEMCACHED:-/usr/bin/memcached}
 REPCACHED=${REPCACHED:-$ROOT/target/release/repcached}
 MEMCASLAP=${MEMCASLAP:-memcaslap}
 BENCH_OUT=${BENCH_OUT:-$ROOT/target/bench}
-LOADGEN=$BENCH_OUT/loadgen
+LOADGEN=${LOADGEN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/loadgen}
 
 mkdir -p "$BENCH_OUT/logs"
 
@@ -42,13 +43,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Compiles scripts/loadgen.rs with a bare rustc when the binary is missing or older than it.
+# Builds tools/loadgen (the `loadgen` workspace member) in the release profile; cargo decides
+# whether anything changed, so this is a no-op when it is up to date.
 build_loadgen() {
-    local src=$ROOT/scripts/loadgen.rs
-    if [[ ! -x $LOADGEN || $src -nt $LOADGEN ]]; then
-        log "compiling $src"
-        rustc -O --edition 2021 "$src" -o "$LOADGEN" || die "cannot compile loadgen"
-    fi
+    cargo build --quiet --release -p loadgen --manifest-path "$ROOT/Cargo.toml" ||
+        die "cannot build loadgen (cargo build --release -p loadgen)"
+    [[ -x $LOADGEN ]] || die "loadgen not found at $LOADGEN after building it"
 }
 
 check_tools() {

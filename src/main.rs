@@ -4,6 +4,10 @@
 //! 1 on any error. With -d the parent returns only once the daemon serves (0) or has failed
 //! (1, with the daemon's message on stderr). Signals are handled by the server, not here.
 
+// The OS set-up above is libc calls that std does not offer (rlimits, setuid, fork/setsid, dup2,
+// mlockall, kill); this file is where the binary's unsafe lives. Each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Read, Write};
@@ -183,7 +187,8 @@ fn raise_core_limit() {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: plain syscalls on a local struct.
+    // SAFETY: setrlimit only reads, and getrlimit only writes, the local rlimit structs passed
+    // by valid references; neither has other preconditions, and failure is a return code.
     unsafe {
         let unlimited = libc::rlimit {
             rlim_cur: libc::RLIM_INFINITY,
@@ -209,7 +214,7 @@ fn raise_nofile_limit(max_connections: u64) -> anyhow::Result<()> {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: getrlimit writes into the local struct.
+    // SAFETY: getrlimit writes into the local struct, valid and exclusively borrowed for the call.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rlim) } != 0 {
         bail!(
             "failed to getrlimit number of files: {}",
@@ -234,7 +239,7 @@ fn raise_nofile_limit(max_connections: u64) -> anyhow::Result<()> {
             rlim_max: want,
         }
     };
-    // SAFETY: setrlimit reads the local struct.
+    // SAFETY: setrlimit only reads the local struct passed by a valid reference.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &target) } != 0 {
         bail!(
             "failed to set rlimit for open files to {want} (hard limit {max}). \
@@ -253,7 +258,7 @@ fn raise_nofile_limit(max_connections: u64) -> anyhow::Result<()> {
 /// -u: as root, become USER (its group and supplementary groups too). Unlike memcached,
 /// running as root without -u is allowed, with a warning.
 fn drop_privileges(user: Option<&str>) -> anyhow::Result<()> {
-    // SAFETY: geteuid/getuid cannot fail.
+    // SAFETY: geteuid/getuid take no arguments, touch no memory and cannot fail.
     let root = unsafe { libc::geteuid() == 0 || libc::getuid() == 0 };
     if !root {
         if let Some(user) = user {
@@ -276,7 +281,9 @@ fn drop_privileges(user: Option<&str>) -> anyhow::Result<()> {
         }
         ((*pw).pw_uid, (*pw).pw_gid)
     };
-    // SAFETY: plain syscalls; their results are checked.
+    // SAFETY: initgroups gets a valid NUL-terminated string (`name` outlives the call);
+    // setgid/setuid take plain integers. The process is still single-threaded, so the identity
+    // change applies to all of it. Every result is checked.
     unsafe {
         if libc::initgroups(name.as_ptr(), gid) != 0 {
             bail!(
@@ -370,7 +377,7 @@ fn redirect_stdio(file: &File) -> anyhow::Result<()> {
 
 /// -k: lock current and future pages; a failure is only a warning, as in memcached.
 fn lock_memory() {
-    // SAFETY: plain syscall.
+    // SAFETY: mlockall takes only flags and reads or writes no memory of ours.
     if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } != 0 {
         warn!(
             "-k invalid, mlockall() failed: {}; proceeding without",

@@ -68,9 +68,13 @@ pub fn write(shared: &Shared, group: StatsGroup<'_>, out: &mut Vec<u8>) {
 }
 
 /// (user, system) CPU time as memcached prints it: seconds.microseconds.
+#[allow(unsafe_code)] // getrusage(2): std has no equivalent.
 fn rusage() -> (String, String) {
-    // SAFETY: getrusage only writes into the struct we pass.
+    // SAFETY: libc::rusage is a plain C struct of integers and timevals, for which all-zero
+    // bytes are a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes into the struct we pass, which is valid and exclusively
+    // borrowed for the call; RUSAGE_SELF cannot fail (on error `ru` would stay zeroed).
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let fmt = |tv: libc::timeval| format!("{}.{:06}", tv.tv_sec, tv.tv_usec);
     (fmt(ru.ru_utime), fmt(ru.ru_stime))

@@ -85,8 +85,10 @@ impl Server {
             cmd.args(["-U", "0", "-l", "127.0.0.1", "-p", &port.to_string()])
                 .args(["-o", "no_lru_crawler,no_lru_maintainer"])
                 .args(extra);
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            if unsafe { libc::geteuid() } == 0 {
+            // SAFETY: geteuid has no preconditions, touches no memory and cannot fail.
+            #[allow(unsafe_code)]
+            let root = unsafe { libc::geteuid() } == 0;
+            if root {
                 cmd.args(["-u", "root"]);
             }
             let (child, lines) = spawn(cmd);

@@ -1,8 +1,10 @@
 //! `loadgen`: the small memcached text-protocol load generator behind scripts/bench, for what
 //! memcaslap cannot do. memcaslap keeps exactly one request in flight per connection (its state
 //! machine goes write -> read -> write), so it cannot pipeline; and it has no bulk loader, no
-//! replication-lag probe and no stats reader. This file is std-only on purpose: the bench script
-//! compiles it with a bare `rustc -O` in seconds, without touching the crate or its dependencies.
+//! replication-lag probe and no stats reader. It is a std-only workspace member (tools/loadgen) on
+//! purpose: it builds in seconds, shares no code with the server it measures, and adds nothing to
+//! the server's dependency graph. scripts/bench-lib.sh builds it with
+//! `cargo build --release -p loadgen` (target/release/loadgen).
 //!
 //! Modes (every mode prints one `key=value ...` line on stdout, errors go to stderr, exit 1):
 //!   pipe  --server H:P [--threads 2] [--conns 32] [--depth 16] [--set-ratio 0.9] [--keys 100000]
