@@ -1,0 +1,3 @@
+//! Table tests: request bytes to parse outcomes, reply helpers to bytes.
+
+use super::*;
