@@ -7,7 +7,7 @@ use super::*;
 use bytes::BytesMut;
 use proptest::prelude::*;
 
-// mod reference;
+mod reference;
 
 const OPAQUE: u32 = 0xdead_beef;
 
