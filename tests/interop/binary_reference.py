@@ -20,6 +20,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 
 MEMCACHED = os.environ.get("MEMCACHED_BIN", "/usr/bin/memcached")
@@ -199,19 +200,47 @@ def cases():
     ]
 
 
+def sasl_cases():
+    """Run against a server started with -S: nothing but SASL and version before auth.
+
+    The recorded server has no valid credentials (Debian's memcached has no password-file
+    support), so every authentication attempt fails; the table pins the framing and errors.
+    """
+    return [
+        ("sasl: list mechanisms", [req(SASL_LIST)]),
+        ("sasl: version before auth, then noop refused", [req(VERSION)]),
+        ("sasl: get before auth", [req(GET, b"k")]),
+        ("sasl: unknown opcode before auth", [req(0x50, b"k", val=b"v")]),
+        ("sasl: key too long before auth is an auth error", [req(GET, b"k" * 251)]),
+        ("sasl: failed auth keeps the connection", [
+            req(SASL_AUTH, b"PLAIN", val=b"\0nobody\0wrong") + req(SASL_LIST)]),
+        ("sasl: step without auth", [req(SASL_STEP, b"PLAIN", val=b"x") + req(VERSION)]),
+        ("sasl: unknown mechanism", [req(SASL_AUTH, b"FOO", val=b"abcd") + req(VERSION)]),
+        ("sasl: mechanism name of 33 bytes", [req(SASL_AUTH, b"P" * 33, val=b"abcd") + req(VERSION)]),
+        ("sasl: auth without mechanism", [req(SASL_AUTH, val=b"abcd")]),
+        ("sasl: list mechanisms with a key", [req(SASL_LIST, b"k")]),
+    ]
+
+
+SERVERS = [
+    ("plain", [], cases),
+    ("sasl", ["-S"], sasl_cases),
+]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def start():
+def start(extra, env):
     for _ in range(5):
         port = free_port()
-        args = [MEMCACHED, "-p", str(port), "-l", "127.0.0.1", *SERVER_ARGS]
+        args = [MEMCACHED, "-p", str(port), "-l", "127.0.0.1", *SERVER_ARGS, *extra]
         if os.geteuid() == 0:
             args += ["-u", "nobody"]
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         deadline = time.time() + 5
         while time.time() < deadline:
             try:
@@ -243,41 +272,58 @@ def read_step(sock):
         out += data
 
 
+def sasl_env(tmp):
+    """Cyrus SASL needs a config naming the mechanisms; PLAIN is what repcached offers."""
+    os.chmod(tmp, 0o755)
+    with open(os.path.join(tmp, "memcached.conf"), "w") as f:
+        f.write("mech_list: plain\n")
+    return dict(os.environ, SASL_CONF_PATH=tmp)
+
+
+def record(port, name, steps):
+    sock = socket.create_connection(("127.0.0.1", port))
+    replies = []
+    closed = False
+    print(f"case {name}")
+    for step in steps:
+        if isinstance(step, Partial):
+            data = step.data
+        else:
+            data = (step(replies) if callable(step) else step) + SENTINEL
+        if not closed:
+            try:
+                sock.sendall(data)
+                reply, closed = read_step(sock)
+            except (BrokenPipeError, ConnectionResetError):
+                reply, closed = b"", True
+        replies.append(reply)
+        print(f"send {data.hex()}")
+        print(f"recv {reply.hex()}")
+        if closed:
+            break
+    print("end closed" if closed else "end open")
+    sock.close()
+
+
 def main():
-    proc, port = start()
-    try:
-        version = subprocess.run([MEMCACHED, "-V"], capture_output=True, text=True).stdout.strip()
-        print("# memcached binary protocol reference: request bytes and the exact replies of")
-        print(f"# {version} started with: {' '.join(SERVER_ARGS)}")
-        print("# Regenerate: python3 tests/interop/binary_reference.py > tests/data/binary_reference.txt")
-        print("# Each step is sent in one write and ends with a NOOP (opaque 0xfeedface) unless it is the first part of a split request.")
-        print("item_size_max 1024")
-        for name, steps in cases():
-            sock = socket.create_connection(("127.0.0.1", port))
-            replies = []
-            closed = False
-            print(f"case {name}")
-            for step in steps:
-                if isinstance(step, Partial):
-                    data = step.data
-                else:
-                    data = (step(replies) if callable(step) else step) + SENTINEL
-                if not closed:
-                    try:
-                        sock.sendall(data)
-                        reply, closed = read_step(sock)
-                    except (BrokenPipeError, ConnectionResetError):
-                        reply, closed = b"", True
-                replies.append(reply)
-                print(f"send {data.hex()}")
-                print(f"recv {reply.hex()}")
-                if closed:
-                    break
-            print("end closed" if closed else "end open")
-            sock.close()
-    finally:
-        proc.kill()
-        proc.wait()
+    version = subprocess.run([MEMCACHED, "-V"], capture_output=True, text=True).stdout.strip()
+    print("# memcached binary protocol reference: request bytes and the exact replies of")
+    print(f"# {version} started with: {' '.join(SERVER_ARGS)} (plus -S for the sasl server)")
+    print("# Regenerate: python3 tests/interop/binary_reference.py > tests/data/binary_reference.txt")
+    print("# Each step is sent in one write and ends with a NOOP (opaque 0xfeedface) unless it is")
+    print("# the first part of a split request. Each `server` line starts a fresh server.")
+    print("item_size_max 1024")
+    with tempfile.TemporaryDirectory() as tmp:
+        for server, extra, table in SERVERS:
+            env = sasl_env(tmp) if "-S" in extra else None
+            proc, port = start(extra, env)
+            try:
+                print(f"server {server}")
+                for name, steps in table():
+                    record(port, name, steps)
+            finally:
+                proc.kill()
+                proc.wait()
 
 
 if __name__ == "__main__":
