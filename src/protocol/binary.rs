@@ -11,6 +11,19 @@
 //! Nothing here allocates from a declared length: [`parse`] only borrows from the caller's buffer
 //! and answers "need more bytes" until a frame is complete, and a frame it waits for is never
 //! longer than [`max_frame_len`].
+//!
+//! What stays with the executor, because it is connection state rather than framing (all of it
+//! pinned by the recorded table in `tests/data/binary_reference.txt`):
+//! - memcached queues replies and flushes them when the input runs dry at a request boundary,
+//!   after noop and quit, and after every error reply that discards nothing; an error that
+//!   discards bytes (too large, unknown opcode with a body) waits for the next flush;
+//!   [`Close::Now`] loses the queued replies, [`Close::AfterReply`] flushes them first;
+//! - quiet requests suppress their success reply (and the get/gat miss), never an error or a
+//!   get/gat hit; the `…K` misses carry the key and do not flush;
+//! - store outcomes map as memcached's `complete_update_bin` does: add on an existing key is
+//!   "Data exists for key.", replace on a missing one "Not found", append/prepend on a missing
+//!   one "Not stored."; a non-zero header CAS makes any store a compare-and-swap;
+//! - flush when flushing is disabled (-F) is "Auth failure." without a close.
 
 mod request;
 mod response;
@@ -188,6 +201,12 @@ impl Header {
         b[16..24].copy_from_slice(&self.cas.to_be_bytes());
         b
     }
+}
+
+/// `-B auto`: memcached picks the binary protocol for a connection whose first byte is the
+/// request magic, the text protocol otherwise.
+pub fn is_binary_start(first_byte: u8) -> bool {
+    first_byte == REQUEST_MAGIC
 }
 
 /// The longest input [`parse`] can ask to see before it answers: a header, the largest extras

@@ -840,3 +840,11 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn auto_detection_by_first_byte() {
+    assert!(is_binary_start(0x80));
+    for b in [b'g', b's', b'm', 0x81, 0x00, b'\r'] {
+        assert!(!is_binary_start(b));
+    }
+}
