@@ -6,6 +6,7 @@
 //! connection must do next (swallow a data block, close). One `Request` type serves the text and
 //! meta formats so that the executor has a single dispatch.
 
+pub mod binary;
 pub mod meta;
 pub mod text;
 
