@@ -206,13 +206,16 @@ fn gone(pid: i32) -> bool {
 
 /// Stops a daemon started by a test: SIGTERM, then SIGKILL if it lingers.
 fn stop_daemon(pid: i32) {
-    // SAFETY: plain kill(2) on the daemon this test started.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
+    // SAFETY: kill(2) with a pid and a signal number has no memory effects; the pid is the
+    // daemon this test started.
+    #[allow(unsafe_code)]
+    let _ = unsafe { libc::kill(pid, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(10);
     while !gone(pid) {
         if Instant::now() > deadline {
             // SAFETY: as above.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            #[allow(unsafe_code)]
+            let _ = unsafe { libc::kill(pid, libc::SIGKILL) };
             return;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -237,8 +240,10 @@ fn daemon_reports_an_unwritable_pid_file() {
         out.stderr
     );
 
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    // SAFETY: geteuid takes no arguments and cannot fail.
+    #[allow(unsafe_code)]
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
         return;
     }
     // Root's 0700 directory: writable before -u drops privileges, not after.
