@@ -637,6 +637,10 @@ async fn read_stream(
                 continue;
             }
         }
+        if let Some((ms, 0)) = newest_millis(&f) {
+            // For the failover barrier: how recent the peer's writes applied here are.
+            slot.applied_through_ms.fetch_max(ms, Ordering::Relaxed);
+        }
         match (f, &mut st) {
             (Frame::Record { offset, mutation }, Inbound::Stream { run, last }) => {
                 if offset <= *last {
@@ -658,6 +662,9 @@ async fn read_stream(
             }
             (Frame::Heartbeat { ack, now_ms, .. }, _) => {
                 slot.peer_ack.store(ack, Ordering::Relaxed);
+                if let Some(ms) = sh.backlog.millis_at(ack) {
+                    slot.acked_through_ms.fetch_max(ms, Ordering::Relaxed);
+                }
                 let ahead = now_ms as i64 - super::now_millis() as i64;
                 slot.max_clock_skew_ms.fetch_max(ahead, Ordering::Relaxed);
             }
@@ -826,10 +833,10 @@ async fn write_stream(
             flush(&mut wr, &mut out).await?;
             let mut marks = Vec::with_capacity(store.shard_count());
             let mut items = 0u64;
+            // Not interrupted by a shutdown: the writes acknowledged to clients since the
+            // snapshot started follow it, and a stopping node must deliver them (the shutdown
+            // wait bounds the whole drain).
             for i in 0..store.shard_count() {
-                if *shutdown.borrow() {
-                    return Err(LinkError::Shutdown);
-                }
                 let now = unix_now();
                 let mark = store.snapshot_shard_marked(
                     i,

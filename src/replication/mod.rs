@@ -566,7 +566,12 @@ impl Replicator {
             };
             let err = s.last_error.lock().replace(['\r', '\n'], " ");
             let skew = s.max_clock_skew_ms.load(Ordering::Relaxed);
-            let rows: [(&str, String); 21] = [
+            let applied = self
+                .sh
+                .progress(s.node_id.load(Ordering::Relaxed))
+                .map(|(_, o)| o)
+                .unwrap_or(0);
+            let rows: [(&str, String); 25] = [
                 ("addr", s.addr.lock().clone()),
                 ("node_id", s.node_id.load(Ordering::Relaxed).to_string()),
                 ("state", s.state().name().to_string()),
@@ -576,6 +581,13 @@ impl Replicator {
                 ("records_stale", l(&s.records_stale)),
                 ("records_rejected", l(&s.records_rejected)),
                 ("lag_records", lag.to_string()),
+                // The failover barrier (scripts/wait-synced): our writes up to this offset of
+                // our backlog are on the peer; theirs up to `applied_offset` of their stream
+                // are here.
+                ("acked_offset", ack.to_string()),
+                ("acked_through_ms", l(&s.acked_through_ms)),
+                ("applied_offset", applied.to_string()),
+                ("applied_through_ms", l(&s.applied_through_ms)),
                 ("lag_ms", lag_ms.to_string()),
                 ("backlog_first", first.to_string()),
                 ("backlog_last", last.to_string()),

@@ -53,6 +53,10 @@ pub struct PeerSlot {
     pub records_rejected: AtomicU64,
     /// Last offset of our backlog the peer has confirmed applying (on the current link).
     pub peer_ack: AtomicU64,
+    /// Wall-clock ms of the newest of our writes the peer has confirmed (0: none known).
+    pub acked_through_ms: AtomicU64,
+    /// Wall-clock ms of the newest write of the peer applied here (records and snapshots).
+    pub applied_through_ms: AtomicU64,
     /// Full / partial syncs this node received from the peer, and sent to it.
     pub full_syncs: AtomicU64,
     pub partial_syncs: AtomicU64,
@@ -90,6 +94,8 @@ impl PeerSlot {
             records_stale: AtomicU64::new(0),
             records_rejected: AtomicU64::new(0),
             peer_ack: AtomicU64::new(0),
+            acked_through_ms: AtomicU64::new(0),
+            applied_through_ms: AtomicU64::new(0),
             full_syncs: AtomicU64::new(0),
             partial_syncs: AtomicU64::new(0),
             full_syncs_sent: AtomicU64::new(0),
