@@ -1,9 +1,8 @@
 //! Hot paths without the network: store lookup, store, incr, eviction, and reply encoding.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use repcached::protocol::StoreMode;
 use repcached::server::commands::write_value;
-use repcached::store::{Expiry, Store, StoreConfig};
+use repcached::store::{Expiry, Store, StoreConfig, WriteMode};
 
 fn filled(n: usize) -> (Store, Vec<Vec<u8>>) {
     let store = Store::new(StoreConfig {
@@ -46,7 +45,7 @@ fn bench_store(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7919) % keys.len();
             let mut e = store.entry(&keys[i]);
-            black_box(e.store(StoreMode::Set, 0, Expiry::Never, &value, 0, false))
+            black_box(e.store(WriteMode::Set, 0, Expiry::Never, &value, None, false))
         })
     });
     store

@@ -83,11 +83,11 @@ async fn every_kind_of_write_reaches_the_other_node() {
     b.store.entry(b"n").arith(true, 5).unwrap();
     assert!(eventually(5, || a.get("n").as_deref() == Some("15")).await);
     a.store.entry(b"k1").store(
-        repcached::protocol::StoreMode::Append,
+        repcached::store::WriteMode::Append,
         0,
         Expiry::Never,
         b"+",
-        0,
+        None,
         false,
     );
     assert!(eventually(5, || b.get("k1").as_deref() == Some("v1+")).await);

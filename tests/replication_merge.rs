@@ -6,10 +6,9 @@
 mod repl_common;
 
 use parking_lot::Mutex;
-use repcached::protocol::StoreMode;
 use repcached::store::{
     unix_now, Expiry, Mutation, MutationKind, MutationSink, SnapshotEntry, Store, StoreConfig,
-    Version,
+    Version, WriteMode,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -194,10 +193,10 @@ fn random_op(s: &Store, rng: &mut Rng, now: u32, arith: bool) {
             e.touch(exp);
         }
         7 => {
-            let _ = e.store(StoreMode::Append, 0, Expiry::Never, b"+", 0, false);
+            let _ = e.store(WriteMode::Append, 0, Expiry::Never, b"+", None, false);
         }
         8 => {
-            let _ = e.store(StoreMode::Add, 1, Expiry::Never, b"added", 0, false);
+            let _ = e.store(WriteMode::Add, 1, Expiry::Never, b"added", None, false);
         }
         _ => {
             drop(e);

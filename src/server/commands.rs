@@ -6,7 +6,7 @@
 use super::stats::Stats;
 use super::{stats_report, Shared};
 use crate::protocol::{text, Request, ShutdownMode, StoreMode};
-use crate::store::{ArithError, Expiry, StoreError, StoreOutcome};
+use crate::store::{ArithError, Expiry, StoreError, StoreOutcome, WriteMode};
 use std::sync::atomic::Ordering;
 
 /// What the connection does after a request.
@@ -230,6 +230,20 @@ pub fn execute(
     Flow::Continue
 }
 
+/// The text protocol's store commands are the store's write modes, one for one.
+impl From<StoreMode> for WriteMode {
+    fn from(mode: StoreMode) -> WriteMode {
+        match mode {
+            StoreMode::Set => WriteMode::Set,
+            StoreMode::Add => WriteMode::Add,
+            StoreMode::Replace => WriteMode::Replace,
+            StoreMode::Append => WriteMode::Append,
+            StoreMode::Prepend => WriteMode::Prepend,
+            StoreMode::Cas(unique) => WriteMode::Cas(unique),
+        }
+    }
+}
+
 fn store(
     shared: &Shared,
     mode: StoreMode,
@@ -242,7 +256,7 @@ fn store(
     Stats::incr(&stats.cmd_set);
     let mut e = shared.store.entry(key);
     let exp = Expiry::from_client(exptime, e.now());
-    let outcome = e.store(mode, flags, exp, data, 0, false);
+    let outcome = e.store(mode.into(), flags, exp, data, None, false);
     if let (StoreOutcome::Error(_), StoreMode::Set) = (outcome, mode) {
         // memcached unlinks the old value when a set fails, so no stale data survives it.
         e.delete();

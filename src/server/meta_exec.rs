@@ -10,11 +10,10 @@
 use crate::protocol::meta::{
     base64_encode, MetaCmd, MetaCommand, MetaRequest, SetMode, MAX_OPAQUE_LEN,
 };
-use crate::protocol::StoreMode;
 use crate::server::commands::{push_u64, HeldItems};
 use crate::server::stats::Stats;
 use crate::store::item::{FETCHED, KEY_BINARY, STALE, TOKEN_SENT};
-use crate::store::{ArithError, Entry, Expiry, Store, StoreError, StoreOutcome};
+use crate::store::{ArithError, Entry, Expiry, Store, StoreError, StoreOutcome, WriteMode};
 
 const OPAQUE_TOO_LONG: &[u8] = b"CLIENT_ERROR opaque token too long\r\n";
 
@@ -240,20 +239,20 @@ fn set(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>) {
     let f = &cmd.flags;
     let mode = match (cmd.set_mode, f.cas) {
         // A CAS turns set and replace into cas; add ignores it; append/prepend compare it.
-        (SetMode::Set | SetMode::Replace, Some(c)) => StoreMode::Cas(c),
-        (SetMode::Set, None) => StoreMode::Set,
-        (SetMode::Replace, None) => StoreMode::Replace,
-        (SetMode::Add, _) => StoreMode::Add,
-        (SetMode::Append, _) => StoreMode::Append,
-        (SetMode::Prepend, _) => StoreMode::Prepend,
+        (SetMode::Set | SetMode::Replace, Some(c)) => WriteMode::Cas(c),
+        (SetMode::Set, None) => WriteMode::Set,
+        (SetMode::Replace, None) => WriteMode::Replace,
+        (SetMode::Add, _) => WriteMode::Add,
+        (SetMode::Append, _) => WriteMode::Append,
+        (SetMode::Prepend, _) => WriteMode::Prepend,
     };
     if cmd.bad_chunk {
         Stats::incr(&stats.cmd_set);
         out.extend_from_slice(b"CLIENT_ERROR bad data chunk\r\n");
         return;
     }
-    let is_cas = matches!(mode, StoreMode::Cas(_));
-    let concat = matches!(mode, StoreMode::Append | StoreMode::Prepend);
+    let is_cas = matches!(mode, WriteMode::Cas(_));
+    let concat = matches!(mode, WriteMode::Append | WriteMode::Prepend);
     let mut e = store.entry(&cmd.key);
     let exptime = f
         .ttl
@@ -263,7 +262,7 @@ fn set(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>) {
         f.client_flags,
         exptime,
         cmd.data,
-        f.cas.unwrap_or(0),
+        f.cas,
         f.set_stale && is_cas,
     );
     Stats::incr(&stats.cmd_set);

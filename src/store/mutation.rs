@@ -22,7 +22,8 @@ pub enum MutationKind {
     /// Only the expiry changed (touch, gat, mg T).
     Touch { exptime: u32 },
     /// incr/decr applied on top of the item whose full write had version `base`; `value` is the
-    /// result on the origin (used when the receiver cannot apply the delta on the same base).
+    /// result on the origin. It travels in the frame, but no merge rule reads it: the receiver
+    /// adds the delta to its own copy of the base write, or keeps it until that write arrives.
     Delta {
         base: Version,
         incr: bool,

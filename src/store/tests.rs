@@ -1,7 +1,7 @@
 //! Unit tests of the store's memcached semantics and replication merge rules.
 
 use super::*;
-use crate::protocol::StoreMode;
+use bytes::Bytes;
 
 fn store() -> Store {
     Store::new(StoreConfig::default())
@@ -16,43 +16,103 @@ fn set_add_replace_append_prepend_cas() {
     let s = store();
     let mut e = s.entry(b"k");
     assert_eq!(
-        e.store(StoreMode::Replace, 0, Expiry::Never, b"x", 0, false),
+        e.store(WriteMode::Replace, 0, Expiry::Never, b"x", None, false),
         StoreOutcome::NotStored
     );
     assert!(matches!(
-        e.store(StoreMode::Add, 5, Expiry::Never, b"a", 0, false),
+        e.store(WriteMode::Add, 5, Expiry::Never, b"a", None, false),
         StoreOutcome::Stored(_)
     ));
     assert_eq!(
-        e.store(StoreMode::Add, 0, Expiry::Never, b"b", 0, false),
+        e.store(WriteMode::Add, 0, Expiry::Never, b"b", None, false),
         StoreOutcome::NotStored
     );
     assert!(matches!(
-        e.store(StoreMode::Append, 9, Expiry::Never, b"z", 0, false),
+        e.store(WriteMode::Append, 9, Expiry::Never, b"z", None, false),
         StoreOutcome::Stored(_)
     ));
     assert!(matches!(
-        e.store(StoreMode::Prepend, 9, Expiry::Never, b"<", 0, false),
+        e.store(WriteMode::Prepend, 9, Expiry::Never, b"<", None, false),
         StoreOutcome::Stored(_)
     ));
     assert_eq!(e.item().unwrap().value(), b"<az");
     assert_eq!(e.item().unwrap().flags, 5, "append keeps the old flags");
     let cas = e.item().unwrap().cas;
     assert_eq!(
-        e.store(StoreMode::Cas(cas + 100), 0, Expiry::Never, b"n", 0, false),
+        e.store(
+            WriteMode::Cas(cas + 100),
+            0,
+            Expiry::Never,
+            b"n",
+            None,
+            false
+        ),
         StoreOutcome::Exists
     );
     assert!(matches!(
-        e.store(StoreMode::Cas(cas), 0, Expiry::Never, b"n", 0, false),
+        e.store(WriteMode::Cas(cas), 0, Expiry::Never, b"n", None, false),
         StoreOutcome::Stored(_)
     ));
     drop(e);
     assert_eq!(get(&s, b"k").unwrap(), b"n");
     assert_eq!(
         s.entry(b"missing")
-            .store(StoreMode::Cas(1), 0, Expiry::Never, b"n", 0, false),
+            .store(WriteMode::Cas(1), 0, Expiry::Never, b"n", None, false),
         StoreOutcome::NotFound
     );
+}
+
+#[test]
+fn a_compare_value_checks_append_and_prepend_and_zero_means_none() {
+    let s = store();
+    let mut e = s.entry(b"k");
+    let Ok(cas) = e.put(&[b"v"], 0, Expiry::Never, None) else {
+        panic!("put failed");
+    };
+    // set, replace and add never compare.
+    assert!(matches!(
+        e.store(WriteMode::Set, 0, Expiry::Never, b"a", Some(cas + 7), false),
+        StoreOutcome::Stored(_)
+    ));
+    let cas = e.item().unwrap().cas;
+    assert_eq!(
+        e.store(
+            WriteMode::Append,
+            0,
+            Expiry::Never,
+            b"x",
+            Some(cas + 1),
+            false
+        ),
+        StoreOutcome::Exists
+    );
+    assert!(matches!(
+        e.store(WriteMode::Append, 0, Expiry::Never, b"b", Some(cas), false),
+        StoreOutcome::Stored(_)
+    ));
+    // memcached's CAS_NONE: 0 is no compare value at all.
+    assert!(matches!(
+        e.store(WriteMode::Prepend, 0, Expiry::Never, b"<", Some(0), false),
+        StoreOutcome::Stored(_)
+    ));
+    assert_eq!(e.item().unwrap().value(), b"<ab");
+    assert_eq!(
+        e.store(WriteMode::Cas(0), 0, Expiry::Never, b"n", None, false),
+        StoreOutcome::Exists
+    );
+    // `Cas` carries its own compare value and ignores the other one.
+    let cas = e.item().unwrap().cas;
+    assert!(matches!(
+        e.store(
+            WriteMode::Cas(cas),
+            0,
+            Expiry::Never,
+            b"n",
+            Some(cas + 1),
+            false
+        ),
+        StoreOutcome::Stored(_)
+    ));
 }
 
 #[test]
@@ -249,7 +309,7 @@ fn the_same_write_has_the_same_cas_on_every_node() {
     // a cas on B with the id read on A succeeds while nothing newer happened
     let out = b
         .entry(b"k")
-        .store(StoreMode::Cas(cas_a), 0, Expiry::Never, b"w", 0, false);
+        .store(WriteMode::Cas(cas_a), 0, Expiry::Never, b"w", None, false);
     assert!(matches!(out, StoreOutcome::Stored(_)));
     ship(&cb, &a);
     let cas_now = a.entry(b"k").item().unwrap().cas;
@@ -257,7 +317,7 @@ fn the_same_write_has_the_same_cas_on_every_node() {
     // and the stale id now fails on both
     let stale = a
         .entry(b"k")
-        .store(StoreMode::Cas(cas_a), 0, Expiry::Never, b"x", 0, false);
+        .store(WriteMode::Cas(cas_a), 0, Expiry::Never, b"x", None, false);
     assert_eq!(stale, StoreOutcome::Exists);
     a.entry(b"c").put(&[b"1"], 0, Expiry::Never, None).unwrap();
     ship(&ca, &b);

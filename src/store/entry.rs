@@ -1,0 +1,507 @@
+//! memcached's command semantics on one locked key: [`Entry`] implements get (with its LRU bump),
+//! set/add/replace/append/prepend/cas, delete, touch, incr/decr and meta invalidation, and
+//! publishes every change it makes as one replication record.
+
+use super::clock::Expiry;
+use super::item::{self, Item};
+use super::mutation::{Mutation, MutationKind};
+use super::shard::{Shard, Tombstone};
+use super::version::Version;
+use super::Store;
+use bytes::Bytes;
+use parking_lot::MutexGuard;
+use std::sync::atomic::Ordering;
+
+/// Seconds between LRU moves of an item that keeps being fetched (memcached: 60).
+pub const BUMP_INTERVAL: u32 = 60;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    /// Value larger than -I.
+    TooLarge,
+    /// No room and eviction is off (-M), or the item cannot fit in -m at all.
+    OutOfMemory,
+}
+
+/// Which of memcached's store commands a write is (do_store_item's `comm`). The store's own
+/// type: the text and meta protocols map their requests onto it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    Set,
+    Add,
+    Replace,
+    Append,
+    Prepend,
+    /// Compare-and-swap against the given CAS id.
+    Cas(u64),
+}
+
+/// Result of [`Entry::store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// Stored, with the new CAS id.
+    Stored(u64),
+    NotStored,
+    /// CAS mismatch.
+    Exists,
+    /// cas on a missing key.
+    NotFound,
+    Error(StoreError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArithError {
+    NotFound,
+    NonNumeric,
+    Store(StoreError),
+}
+
+/// One key's slot, with its shard locked. Dropping it releases the lock.
+pub struct Entry<'s, 'k> {
+    pub(super) store: &'s Store,
+    pub(super) shard: MutexGuard<'s, Shard>,
+    pub(super) shard_no: usize,
+    pub(super) hash: u64,
+    pub(super) key: &'k [u8],
+    /// The key's live item in `shard`, if any.
+    pub(super) idx: Option<u32>,
+    pub(super) now: u32,
+    /// The shard's byte count when it was locked: what [`Drop`] settles with the store's total.
+    pub(super) start_bytes: usize,
+}
+
+impl Drop for Entry<'_, '_> {
+    fn drop(&mut self) {
+        self.store.account(self.start_bytes, self.shard.bytes);
+    }
+}
+
+impl<'s, 'k> Entry<'s, 'k> {
+    pub fn key(&self) -> &'k [u8] {
+        self.key
+    }
+
+    /// Unix seconds at the time the entry was locked.
+    pub fn now(&self) -> u32 {
+        self.now
+    }
+
+    pub fn shard_no(&self) -> usize {
+        self.shard_no
+    }
+
+    /// The live item, if any.
+    pub fn item(&self) -> Option<&Item> {
+        self.idx.map(|i| self.shard.item(i))
+    }
+
+    /// Mutable access for local, never-replicated state (`bits`, `last_access`). Changing
+    /// replicated fields through this bypasses replication: use the methods below instead.
+    pub fn item_mut(&mut self) -> Option<&mut Item> {
+        match self.idx {
+            Some(i) => Some(self.shard.item_mut(i)),
+            None => None,
+        }
+    }
+
+    /// Records a fetch: fetched bit, and at most once per [`BUMP_INTERVAL`] seconds the access
+    /// time and a move to the most recently used end. memcached does the same
+    /// (ITEM_UPDATE_INTERVAL): hot items stay near the head without rewriting the list, and
+    /// three random cache lines, on every hit.
+    pub fn bump(&mut self) {
+        if let Some(i) = self.idx {
+            let now = self.now;
+            let it = self.shard.item_mut(i);
+            it.bits |= item::FETCHED;
+            if now >= it.last_access.saturating_add(BUMP_INTERVAL) {
+                it.last_access = now;
+                self.shard.bump(i);
+            }
+        }
+    }
+    /// Writes the item (replacing any old one) and publishes it. `cas` of None takes a fresh
+    /// id. Returns the item's CAS id.
+    pub fn put(
+        &mut self,
+        value_parts: &[&[u8]],
+        flags: u32,
+        exptime: Expiry,
+        cas: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let len: usize = value_parts.iter().map(|p| p.len()).sum();
+        if len > self.store.item_size_max {
+            return Err(StoreError::TooLarge);
+        }
+        let version = self.store.clock.tick();
+        let cas = cas.unwrap_or_else(|| self.store.cas_for(version));
+        // Deltas waiting for an older write can never apply now.
+        self.apply_pending(version, false);
+        if exptime == Expiry::Expired {
+            // Stored already dead: no item remains, and a tombstone keeps older writes out.
+            self.remove_with_tombstone(version);
+            self.publish(
+                MutationKind::Put {
+                    flags,
+                    exptime: 1,
+                    value: Bytes::new(),
+                },
+                version,
+            );
+            return Ok(cas);
+        }
+        self.put_raw(value_parts, flags, exptime, cas, version, version)?;
+        if self.store.sink.get().is_some() {
+            let value = Bytes::copy_from_slice(self.item().map(|it| it.value()).unwrap_or(&[]));
+            self.publish(
+                MutationKind::Put {
+                    flags,
+                    exptime: exptime.as_abs(),
+                    value,
+                },
+                version,
+            );
+        }
+        Ok(cas)
+    }
+
+    pub(super) fn put_raw(
+        &mut self,
+        value_parts: &[&[u8]],
+        flags: u32,
+        exptime: Expiry,
+        cas: u64,
+        version: Version,
+        base: Version,
+    ) -> Result<(), StoreError> {
+        let mut item = Item::from_parts(self.key, value_parts);
+        item.flags = flags;
+        item.exptime = exptime.as_abs();
+        item.last_access = self.now;
+        item.cas = cas;
+        item.version = version;
+        item.base = base;
+        let charge = item.charge();
+        let freed = self.item().map(|it| it.charge()).unwrap_or(0);
+        let need = charge.saturating_sub(freed);
+        let start = self.start_bytes;
+        if !self.store.make_room(&mut self.shard, start, need, self.idx) {
+            return Err(StoreError::OutOfMemory);
+        }
+        match self.idx {
+            Some(i) => {
+                self.shard.replace(i, item);
+            }
+            None => {
+                self.shard.remove_tombstone(self.key);
+                self.idx = Some(self.shard.insert(&self.store.hasher, self.hash, item));
+            }
+        }
+        self.store
+            .counters
+            .total_items
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// memcached's do_store_item: set/add/replace/append/prepend/cas with its exact outcomes.
+    /// `compare` is a CAS id the item must hold (meta `C` on append/prepend; `Cas` mode carries
+    /// its own and ignores it; set, replace and add never compare). As in memcached, a CAS id
+    /// of 0 compares as none at all: `cas` with 0 answers EXISTS, append with `C0` stores.
+    /// `allow_stale` is the meta `I` flag: a lower CAS than the item's stores, marked stale.
+    pub fn store(
+        &mut self,
+        mode: WriteMode,
+        flags: u32,
+        exptime: Expiry,
+        data: &[u8],
+        compare: Option<u64>,
+        allow_stale: bool,
+    ) -> StoreOutcome {
+        use WriteMode as M;
+        if data.len() > self.store.item_size_max {
+            return StoreOutcome::Error(StoreError::TooLarge);
+        }
+        let compare = match mode {
+            M::Cas(c) => Some(c),
+            _ => compare,
+        };
+        let Some(old) = self.item() else {
+            return match mode {
+                M::Set | M::Add => self.finish_put(&[data], flags, exptime),
+                M::Cas(_) => StoreOutcome::NotFound,
+                M::Replace | M::Append | M::Prepend => StoreOutcome::NotStored,
+            };
+        };
+        let old_cas = old.cas;
+        let old_flags = old.flags;
+        let old_exp = Expiry::from_abs(old.exptime, self.now);
+        let old_bits = old.bits;
+        #[derive(PartialEq)]
+        enum Cas {
+            None,
+            Match,
+            Stale,
+            Bad,
+        }
+        let cas_res = match compare.filter(|&c| c != 0) {
+            None => Cas::None,
+            Some(c) if c == old_cas => Cas::Match,
+            Some(c) if allow_stale && c < old_cas => Cas::Stale,
+            Some(_) => Cas::Bad,
+        };
+        match mode {
+            M::Add => {
+                // add only adds a missing item, but promotes an existing one (memcached).
+                if let Some(i) = self.idx {
+                    self.shard.bump(i);
+                }
+                StoreOutcome::NotStored
+            }
+            M::Cas(_) => match cas_res {
+                Cas::Match => self.finish_put(&[data], flags, exptime),
+                Cas::Stale => {
+                    let out = self.finish_put(&[data], flags, old_exp);
+                    if let Some(it) = self.item_mut() {
+                        it.bits |= item::STALE | (old_bits & item::TOKEN_SENT);
+                    }
+                    out
+                }
+                _ => StoreOutcome::Exists,
+            },
+            M::Append | M::Prepend => {
+                if cas_res != Cas::None && cas_res != Cas::Match {
+                    return StoreOutcome::Exists;
+                }
+                let old_value = self
+                    .item()
+                    .map(|it| it.value().to_vec())
+                    .unwrap_or_default();
+                if old_value.len() + data.len() > self.store.item_size_max {
+                    return StoreOutcome::Error(StoreError::TooLarge);
+                }
+                let parts: [&[u8]; 2] = if mode == M::Append {
+                    [&old_value, data]
+                } else {
+                    [data, &old_value]
+                };
+                self.finish_put(&parts, old_flags, old_exp)
+            }
+            M::Set | M::Replace => self.finish_put(&[data], flags, exptime),
+        }
+    }
+
+    fn finish_put(&mut self, parts: &[&[u8]], flags: u32, exptime: Expiry) -> StoreOutcome {
+        match self.put(parts, flags, exptime, None) {
+            Ok(cas) => StoreOutcome::Stored(cas),
+            Err(e) => StoreOutcome::Error(e),
+        }
+    }
+
+    /// Deletes the item; true if there was one.
+    pub fn delete(&mut self) -> bool {
+        if self.idx.is_none() {
+            return false;
+        }
+        let version = self.store.clock.tick();
+        self.remove_with_tombstone(version);
+        self.publish(MutationKind::Delete, version);
+        true
+    }
+
+    /// Sets a new expiry on the live item; true if there was one.
+    pub fn touch(&mut self, exptime: Expiry) -> bool {
+        let Some(i) = self.idx else { return false };
+        let version = self.store.clock.tick();
+        let abs = exptime.as_abs();
+        {
+            // The value's version (and so its CAS id) stays: a touch only orders expiries.
+            let it = self.shard.item_mut(i);
+            it.exptime = abs;
+            it.touched = version;
+        }
+        self.publish(MutationKind::Touch { exptime: abs }, version);
+        if exptime == Expiry::Expired {
+            // Dead now, like a delete: peers do the same, and the tombstone keeps an older
+            // write still in flight from bringing the key back here.
+            self.remove_with_tombstone(version);
+        }
+        true
+    }
+
+    /// meta `md <key> I`: marks the live item stale under a fresh CAS so that the next mg wins
+    /// the recache token, with an optional new expiry (published as a touch). STALE, TOKEN_SENT
+    /// and the CAS id are local state, so peers see only the expiry change. False if no item.
+    pub fn invalidate(&mut self, exptime: Option<Expiry>) -> bool {
+        if self.idx.is_none() {
+            return false;
+        }
+        if let Some(exp) = exptime {
+            self.touch(exp);
+        }
+        let cas = self.store.cas_for(self.store.clock.tick());
+        if let Some(it) = self.item_mut() {
+            it.bits = (it.bits | item::STALE) & !item::TOKEN_SENT;
+            it.cas = cas;
+        }
+        true
+    }
+
+    /// incr/decr with memcached's rules: the value must parse as an unsigned decimal, incr wraps
+    /// at 2^64, decr stops at 0; a result no longer than the old value is written in place and
+    /// padded with spaces, like memcached does. Returns (new value, new CAS).
+    pub fn arith(&mut self, incr: bool, delta: u64) -> Result<(u64, u64), ArithError> {
+        self.arith_with(incr, delta, true)
+    }
+
+    /// [`Entry::arith`], saying whether the result may be written in place. memcached writes in
+    /// place only while nobody else holds the item (a reply not yet written, e.g. after `mg`);
+    /// otherwise it allocates a new value of exactly the result's length.
+    pub fn arith_with(
+        &mut self,
+        incr: bool,
+        delta: u64,
+        in_place: bool,
+    ) -> Result<(u64, u64), ArithError> {
+        let Some(i) = self.idx else {
+            return Err(ArithError::NotFound);
+        };
+        let (current, base) = {
+            let it = self.shard.item(i);
+            (
+                parse_counter(it.value()).ok_or(ArithError::NonNumeric)?,
+                it.base,
+            )
+        };
+        let value = apply_delta(current, incr, delta);
+        let version = self.store.clock.tick();
+        let cas = self.store.cas_for(version);
+        self.write_counter(value, cas, version, in_place)?;
+        self.publish(
+            MutationKind::Delta {
+                base,
+                incr,
+                delta,
+                value,
+            },
+            version,
+        );
+        Ok((value, cas))
+    }
+
+    /// Replaces the counter's digits, in place when they fit (memcached pads with spaces).
+    pub(super) fn write_counter(
+        &mut self,
+        value: u64,
+        cas: u64,
+        version: Version,
+        in_place: bool,
+    ) -> Result<(), ArithError> {
+        let Some(i) = self.idx else {
+            return Err(ArithError::NotFound);
+        };
+        let digits = value.to_string();
+        let it = self.shard.item_mut(i);
+        if in_place && digits.len() <= it.value().len() && !it.value().is_empty() {
+            let v = it.value_mut();
+            v[..digits.len()].copy_from_slice(digits.as_bytes());
+            v[digits.len()..].fill(b' ');
+            it.cas = cas;
+            it.version = version;
+            return Ok(());
+        }
+        let (flags, exp, base, touched) = (
+            it.flags,
+            Expiry::from_abs(it.exptime, self.now),
+            it.base,
+            it.touched,
+        );
+        self.put_raw(&[digits.as_bytes()], flags, exp, cas, version, base)
+            .map_err(ArithError::Store)?;
+        if let Some(it) = self.item_mut() {
+            it.touched = touched;
+        }
+        Ok(())
+    }
+
+    pub(super) fn remove_with_tombstone(&mut self, version: Version) {
+        // A touch newer than this delete outlives the value (see `Tombstone::touched`).
+        let (touched, exptime) = self
+            .item()
+            .filter(|it| it.touched > version)
+            .map(|it| (it.touched, it.exptime))
+            .unwrap_or((Version::ZERO, 0));
+        if let Some(i) = self.idx.take() {
+            let h = self.hash;
+            self.shard.remove(h, i);
+        }
+        let until = self.now.saturating_add(self.store.tombstone_secs);
+        self.shard.add_tombstone(
+            self.key,
+            Tombstone {
+                version,
+                until,
+                touched,
+                exptime,
+            },
+        );
+    }
+
+    fn publish(&self, kind: MutationKind, version: Version) {
+        if self.store.sink.get().is_some() {
+            self.store.publish(Mutation {
+                key: Bytes::copy_from_slice(self.key),
+                version,
+                kind,
+            });
+        }
+    }
+}
+
+/// memcached's safe_strtoull on an item value: optional leading white space and sign, decimal
+/// digits, then the end, white space or a NUL byte; a negative number is refused.
+pub fn parse_counter(v: &[u8]) -> Option<u64> {
+    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+    if v.is_empty() {
+        return None;
+    }
+    let mut i = 0;
+    while i < v.len() && is_space(v[i]) {
+        i += 1;
+    }
+    let mut negative = false;
+    if i < v.len() && (v[i] == b'+' || v[i] == b'-') {
+        negative = v[i] == b'-';
+        i += 1;
+    }
+    let digits_start = i;
+    let mut n: u64 = 0;
+    while i < v.len() && v[i].is_ascii_digit() {
+        n = n.checked_mul(10)?.checked_add((v[i] - b'0') as u64)?;
+        i += 1;
+    }
+    if i == digits_start {
+        return None;
+    }
+    // strtoull stops at the first non-digit; memcached accepts white space there, or the NUL
+    // that ends a C string (a value may contain one).
+    if i < v.len() && !is_space(v[i]) && v[i] != 0 {
+        return None;
+    }
+    if negative {
+        let wrapped = n.wrapping_neg();
+        // strtoull negates; memcached refuses it only when the result looks negative as signed.
+        if (wrapped as i64) < 0 {
+            return None;
+        }
+        return Some(wrapped);
+    }
+    Some(n)
+}
+
+pub(super) fn apply_delta(current: u64, incr: bool, delta: u64) -> u64 {
+    if incr {
+        current.wrapping_add(delta)
+    } else {
+        current.saturating_sub(delta)
+    }
+}

@@ -1,0 +1,344 @@
+//! Merge rules for replicated records: how a peer's mutation ([`Store::apply_remote`]) or a
+//! full-resync snapshot item ([`Store::apply_snapshot_item`]) is ordered against what this node
+//! holds (versions, tombstones, flush horizons, per-origin increments waiting for their base),
+//! and the snapshot iteration a full resync sends.
+
+use super::clock::{unix_now, Expiry};
+use super::entry::{apply_delta, parse_counter, Entry};
+use super::item::Item;
+use super::mutation::{ApplyOutcome, Mutation, MutationKind};
+use super::shard::{PendingDelta, Tombstone};
+use super::version::Version;
+use super::Store;
+use bytes::Bytes;
+
+/// What a full-resync snapshot yields for each key in a shard.
+pub enum SnapshotEntry<'a> {
+    Item(&'a Item),
+    /// A deleted key (`version` ZERO if it only remembers a touch: `touched`, `exptime`).
+    Tombstone {
+        key: &'a [u8],
+        version: Version,
+        touched: Version,
+        exptime: u32,
+    },
+}
+
+impl Store {
+    /// [`Store::entry`] for replication: peers' writes are not client fetches.
+    fn entry_for_peer<'s, 'k>(&'s self, key: &'k [u8]) -> Entry<'s, 'k> {
+        self.lookup(key, false)
+    }
+
+    /// Visits every live item and tombstone of one shard under its lock (full resync).
+    pub fn snapshot_shard(&self, shard_no: usize, f: impl FnMut(SnapshotEntry<'_>)) {
+        self.snapshot_shard_marked(shard_no, || (), f)
+    }
+
+    /// Like [`Store::snapshot_shard`], but first calls `mark` with the shard lock held and
+    /// returns its result. Replication reads its backlog position there: records published
+    /// before the mark are part of the snapshot, records after it are not (no write to this
+    /// shard can slip in between, because writers publish under the same lock).
+    pub fn snapshot_shard_marked<T>(
+        &self,
+        shard_no: usize,
+        mark: impl FnOnce() -> T,
+        mut f: impl FnMut(SnapshotEntry<'_>),
+    ) -> T {
+        let now = unix_now();
+        let shard = self.shards[shard_no].lock();
+        let marked = mark();
+        for idx in shard.slots() {
+            let it = shard.item(idx);
+            if !it.is_expired(now) && !self.is_flushed(it, now) {
+                f(SnapshotEntry::Item(it));
+            }
+        }
+        for (key, t) in shard.tombstones.iter() {
+            f(SnapshotEntry::Tombstone {
+                key,
+                version: t.version,
+                touched: t.touched,
+                exptime: t.exptime,
+            });
+        }
+        marked
+    }
+
+    /// Applies a mutation received from a peer if it is newer than what this node holds.
+    /// Never published again (each node sends only its own writes).
+    pub fn apply_remote(&self, m: &Mutation) -> ApplyOutcome {
+        if let MutationKind::Flush { at } = m.kind {
+            // A delayed flush's version is its future horizon: not observed, since moving this
+            // node's clock there would make writes made here before the flush time outlive it
+            // (the origin's do not). An immediate one is: a write made here right after it
+            // must be newer than it on every node (in the same millisecond, the origin's
+            // logical counter may be ahead of ours).
+            let now = unix_now();
+            if at == 0 {
+                self.clock.observe(m.version);
+            }
+            self.install_flush(at, m.version, now);
+            return ApplyOutcome::Applied;
+        }
+        self.clock.observe(m.version);
+        if m.key.is_empty() || m.key.len() > 250 {
+            return ApplyOutcome::Rejected;
+        }
+        let mut e = self.entry_for_peer(&m.key);
+        // The newest full write or delete this node knows for the key: the item's base (its
+        // increments do not make it newer than a later write elsewhere: a set newer than the
+        // base wins over them, on every node), a tombstone, or the flush horizon.
+        let held = e
+            .item()
+            .map(|it| it.base)
+            .or_else(|| e.shard.tombstones.get(&m.key[..]).map(|t| t.version))
+            .unwrap_or(Version::ZERO)
+            .max(self.flush_version().unwrap_or(Version::ZERO));
+        match &m.kind {
+            MutationKind::Put {
+                flags,
+                exptime,
+                value,
+            } => {
+                if m.version <= held {
+                    return ApplyOutcome::Stale;
+                }
+                if value.len() > self.item_size_max {
+                    return ApplyOutcome::Rejected;
+                }
+                let exp = Expiry::from_abs(*exptime, e.now);
+                if exp == Expiry::Expired {
+                    e.remove_with_tombstone(m.version);
+                    return ApplyOutcome::Applied;
+                }
+                // A touch newer than this write (made or received here before it arrived)
+                // keeps its expiry.
+                let touch = e.touch_newer_than(m.version);
+                let exp = match touch {
+                    Some((_, t)) => Expiry::from_abs(t, e.now),
+                    None => exp,
+                };
+                let cas = self.cas_for(m.version);
+                match e.put_raw(&[value], *flags, exp, cas, m.version, m.version) {
+                    Ok(()) => {
+                        if let (Some((touched, _)), Some(it)) = (touch, e.item_mut()) {
+                            it.touched = touched;
+                        }
+                        e.apply_pending(m.version, true);
+                        ApplyOutcome::Applied
+                    }
+                    Err(_) => ApplyOutcome::Rejected,
+                }
+            }
+            MutationKind::Delete => {
+                if m.version <= held {
+                    return ApplyOutcome::Stale;
+                }
+                e.remove_with_tombstone(m.version);
+                ApplyOutcome::Applied
+            }
+            MutationKind::Touch { exptime }
+                if Expiry::from_abs(*exptime, e.now) == Expiry::Expired =>
+            {
+                // A touch into the past ends the value like a delete (the origin left a
+                // tombstone), and orders like one.
+                if m.version <= held {
+                    return ApplyOutcome::Stale;
+                }
+                e.remove_with_tombstone(m.version);
+                ApplyOutcome::Applied
+            }
+            MutationKind::Touch { exptime } => {
+                let now = e.now;
+                match e.item_mut() {
+                    // Newer than both the value's full write (which set an expiry too; its
+                    // increments did not) and any other touch: the expiry is the touch's.
+                    Some(it) if m.version > it.base.max(it.touched) => {
+                        it.exptime = *exptime;
+                        it.touched = m.version;
+                        if Expiry::from_abs(*exptime, now) == Expiry::Expired {
+                            e.remove_with_tombstone(m.version);
+                        }
+                        ApplyOutcome::Applied
+                    }
+                    Some(_) => ApplyOutcome::Stale,
+                    None if m.version <= held => ApplyOutcome::Stale,
+                    None => {
+                        // The write it touched has not arrived yet (another origin in a mesh)
+                        // or was deleted here concurrently: remember the expiry for it.
+                        let until = now.saturating_add(self.tombstone_secs);
+                        let tomb = Tombstone {
+                            version: Version::ZERO,
+                            until,
+                            touched: m.version,
+                            exptime: *exptime,
+                        };
+                        e.shard.add_tombstone(&m.key, tomb);
+                        ApplyOutcome::Applied
+                    }
+                }
+            }
+            // The origin's result (`value`) is not needed: the delta applies on this node's
+            // copy of the same base write, or waits for it.
+            MutationKind::Delta {
+                base, incr, delta, ..
+            } => e.apply_remote_delta(m.version, *base, *incr, *delta, held),
+            MutationKind::Flush { .. } => unreachable!("handled above"),
+        }
+    }
+
+    /// Applies a snapshot item from a peer's full resync: like a Put, but keeps the item's delta
+    /// base so that increments still in flight on the link are applied on top of it. Value and
+    /// expiry merge separately: the value by (base, version), the expiry by the newer of the
+    /// full write (`base`) and the last touch (`touched`) on each side.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_snapshot_item(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        flags: u32,
+        exptime: u32,
+        version: Version,
+        base: Version,
+        touched: Version,
+    ) -> ApplyOutcome {
+        self.clock.observe(version.max(touched));
+        if key.is_empty() || key.len() > 250 || value.len() > self.item_size_max {
+            return ApplyOutcome::Rejected;
+        }
+        let mut e = self.entry_for_peer(key);
+        // Writes order by (base, version): the newer full write wins; on the same base (two
+        // nodes incremented the same write) the later increment wins. A tombstone or flush
+        // beats every item whose full write is older.
+        let ours = e
+            .item()
+            .map(|it| (it.base, it.version))
+            .or_else(|| e.shard.tombstones.get(key).map(|t| (t.version, t.version)))
+            .unwrap_or((Version::ZERO, Version::ZERO));
+        let flushed = self.flush_version().is_some_and(|f| base <= f);
+        let theirs = base.max(touched);
+        if (base, version) <= ours || flushed {
+            // Our value is as new or newer; their expiry may still be the newer one, set by a
+            // touch: replay that touch.
+            drop(e);
+            if touched == Version::ZERO {
+                return ApplyOutcome::Stale;
+            }
+            return self.apply_remote(&Mutation {
+                key: Bytes::copy_from_slice(key),
+                version: touched,
+                kind: MutationKind::Touch { exptime },
+            });
+        }
+        // Their value wins; the expiry is whichever side changed it last.
+        let ours = e
+            .item()
+            .map(|it| (it.base.max(it.touched), it.exptime, it.touched))
+            .or_else(|| {
+                e.touch_newer_than(Version::ZERO)
+                    .map(|(t, exp)| (t, exp, t))
+            });
+        let (exptime, touched) = match ours {
+            Some((v, exp, t)) if v > theirs => (exp, t),
+            _ => (exptime, touched),
+        };
+        let exp = Expiry::from_abs(exptime, e.now);
+        if exp == Expiry::Expired {
+            return ApplyOutcome::Stale;
+        }
+        let cas = self.cas_for(version);
+        match e.put_raw(&[value], flags, exp, cas, version, base) {
+            Ok(()) => {
+                if let Some(it) = e.item_mut() {
+                    it.touched = touched;
+                }
+                // A snapshot item already holds whatever increments its sender had applied:
+                // waiting deltas on the same write cannot be told apart from those, drop them.
+                e.apply_pending(base, false);
+                ApplyOutcome::Applied
+            }
+            Err(_) => ApplyOutcome::Rejected,
+        }
+    }
+}
+
+impl Entry<'_, '_> {
+    fn apply_remote_delta(
+        &mut self,
+        version: Version,
+        base: Version,
+        incr: bool,
+        delta: u64,
+        held: Version,
+    ) -> ApplyOutcome {
+        match self
+            .item()
+            .map(|it| (it.base, it.version, parse_counter(it.value())))
+        {
+            Some((item_base, item_version, Some(current))) if item_base == base => {
+                // Same lineage: add the peer's delta to ours, so concurrent increments add up.
+                let next = apply_delta(current, incr, delta);
+                let new_version = item_version.max(version);
+                let cas = self.store.cas_for(new_version);
+                match self.write_counter(next, cas, new_version, true) {
+                    Ok(()) => ApplyOutcome::Applied,
+                    Err(_) => ApplyOutcome::Rejected,
+                }
+            }
+            // A newer full write, or a delete/flush newer than the base, wins over the increment.
+            Some((item_base, _, _)) if item_base > base => ApplyOutcome::Stale,
+            _ if base <= held => ApplyOutcome::Stale,
+            _ => {
+                // We do not hold the write it was based on yet (in a mesh it may come from a
+                // third node, after this): keep the delta and add it when that write arrives.
+                let until = self.now.saturating_add(self.store.tombstone_secs);
+                let pending = PendingDelta {
+                    base,
+                    version,
+                    incr,
+                    delta,
+                    until,
+                };
+                self.shard.add_pending(self.key, pending);
+                ApplyOutcome::Applied
+            }
+        }
+    }
+
+    /// After a full write with version `written` was applied: adds the deltas that were waiting
+    /// for it, keeps those based on a later write, drops those based on an older one.
+    pub(super) fn apply_pending(&mut self, written: Version, add: bool) {
+        if self.shard.pending.is_empty() {
+            return;
+        }
+        for d in self.shard.take_pending(self.key) {
+            if d.base > written {
+                self.shard.add_pending(self.key, d);
+            } else if d.base == written && add {
+                let counter = self
+                    .item()
+                    .map(|it| (it.version, parse_counter(it.value())));
+                if let Some((item_version, Some(current))) = counter {
+                    let next = apply_delta(current, d.incr, d.delta);
+                    let v = item_version.max(d.version);
+                    let _ = self.write_counter(next, self.store.cas_for(v), v, true);
+                }
+            }
+        }
+    }
+
+    /// The newest touch this node knows for the key (on the item, or remembered by its
+    /// tombstone) if it is newer than `version`: (touch version, expiry).
+    fn touch_newer_than(&self, version: Version) -> Option<(Version, u32)> {
+        match self.item() {
+            Some(it) => (it.touched > version).then_some((it.touched, it.exptime)),
+            None => self
+                .shard
+                .tombstones
+                .get(self.key)
+                .filter(|t| t.touched > version)
+                .map(|t| (t.touched, t.exptime)),
+        }
+    }
+}
