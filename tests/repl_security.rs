@@ -424,3 +424,37 @@ fn ipv6_loopback_counts_as_loopback() {
     let mut cb = b.client();
     assert!(wait_for(10, || cb.get("v6").is_some()));
 }
+
+#[test]
+fn peers_whose_links_leave_from_another_source_address_are_matched_to_their_slot() {
+    // Each node listens for peers on its own loopback address, but its outgoing connections
+    // leave from 127.0.0.1: the peer must still file the link under the configured slot (from
+    // the listen address in the authenticated HELLO), not as a second, unconfigured peer.
+    let (pa, pb) = (free_port(), free_port());
+    let a = spawn(
+        pa,
+        &[format!("127.0.0.21:{pb}")],
+        &["--repl-listen", "127.0.0.11"],
+    );
+    let b = spawn(
+        pb,
+        &[format!("127.0.0.11:{pa}")],
+        &["--repl-listen", "127.0.0.21"],
+    );
+    for node in [&a, &b] {
+        assert!(
+            wait_for(10, || {
+                let s = node.client().stats("replication");
+                s.get("peer0:state").map(String::as_str) == Some("synced")
+                    && s.get("peer0:configured").map(String::as_str) == Some("1")
+            }),
+            "{:?}",
+            node.client().stats("replication")
+        );
+        let s = node.client().stats("replication");
+        assert!(
+            !s.contains_key("peer1:state"),
+            "the link was filed as a second peer: {s:?}"
+        );
+    }
+}

@@ -163,11 +163,11 @@ fn a_snapshot_lost_halfway_lets_the_node_serve_and_the_rest_arrives_later() {
     back.store(true, Ordering::Relaxed);
     let mut cb = b.client();
     assert!(
-        wait_for(20, || cb.get("key:03999").is_some()
-            && cb.get("key:00000").is_some()),
-        "the rest of the data never arrived"
+        wait_for(20, || cb.stat_u64("", "curr_items") == 4000),
+        "the rest of the data never arrived: {} items",
+        cb.stat_u64("", "curr_items")
     );
-    assert_eq!(cb.stat_u64("", "curr_items"), 4000);
+    assert!(cb.get("key:03999").is_some() && cb.get("key:00000").is_some());
 }
 
 #[test]

@@ -736,6 +736,7 @@ async fn garbage_on_the_replication_port_is_dropped_and_nothing_applied() {
                 version: PROTO_VERSION,
                 node: 77,
                 listen_port: 0,
+                listen_ip: None,
             },
             0,
             &mut out,
@@ -871,6 +872,7 @@ async fn a_record_from_the_far_future_is_refused_and_leaves_the_clock_alone() {
         version: PROTO_VERSION,
         node: me,
         listen_port: 0,
+        listen_ip: None,
     });
     assert!(matches!(next_frame!(), Frame::Hello { .. }));
     send!(Frame::Psync {

@@ -53,12 +53,14 @@ impl Limits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     /// First frame each side sends inside the secure channel (see `secure`). `listen_port` is
-    /// the sender's replication port (0 = none), which lets the receiver match an incoming link
-    /// to a configured peer.
+    /// the sender's replication port (0 = none) and `listen_ip` the address its listener binds
+    /// (None: all interfaces), which let the receiver match an incoming link to a configured
+    /// peer even when the connection leaves from another source address.
     Hello {
         version: u16,
         node: u32,
         listen_port: u16,
+        listen_ip: Option<std::net::IpAddr>,
     },
     /// "My backlog is `run` up to `next - 1`; I have applied your run `want_run` up to
     /// `want_offset`" (`want_run` 0 = nothing usable: send me a full snapshot).
@@ -172,12 +174,19 @@ pub fn encode(frame: &Frame, now: u32, out: &mut BytesMut) {
             version,
             node,
             listen_port,
+            listen_ip,
         } => {
             out.put_u8(T_HELLO);
             out.put_slice(&MAGIC);
             out.put_u16(*version);
             out.put_u32(*node);
             out.put_u16(*listen_port);
+            let ip = match listen_ip {
+                Some(std::net::IpAddr::V4(v4)) => v4.to_ipv6_mapped(),
+                Some(std::net::IpAddr::V6(v6)) => *v6,
+                None => std::net::Ipv6Addr::UNSPECIFIED,
+            };
+            out.put_slice(&ip.octets());
         }
         Frame::Psync {
             run,
@@ -423,6 +432,14 @@ fn decode_body(ty: u8, body: &[u8], limits: &Limits, now: u32) -> Result<Frame, 
                 version: p.u16()?,
                 node: p.u32()?,
                 listen_port: p.u16()?,
+                listen_ip: {
+                    let ip = std::net::Ipv6Addr::from(p.array::<16>()?);
+                    match ip.to_ipv4_mapped() {
+                        _ if ip.is_unspecified() => None,
+                        Some(v4) => Some(std::net::IpAddr::V4(v4)),
+                        None => Some(std::net::IpAddr::V6(ip)),
+                    }
+                },
             }
         }
         T_PSYNC => Frame::Psync {
@@ -564,6 +581,19 @@ mod tests {
                 version: 1,
                 node: 9,
                 listen_port: 11212,
+                listen_ip: Some("10.0.0.2".parse().unwrap()),
+            },
+            Frame::Hello {
+                version: 2,
+                node: 9,
+                listen_port: 1,
+                listen_ip: Some("fe80::1".parse().unwrap()),
+            },
+            Frame::Hello {
+                version: 2,
+                node: 9,
+                listen_port: 1,
+                listen_ip: None,
             },
             Frame::Psync {
                 run: 1,

@@ -358,6 +358,7 @@ async fn link_inner(
         version: PROTO_VERSION,
         node: me,
         listen_port: sh.listen_port,
+        listen_ip: sh.listen_ip,
     };
     // The acceptor speaks only after the dialer's HELLO decrypted: with Noise that message is
     // the dialer's proof of the key (its handshake message alone could be a replay).
@@ -365,16 +366,17 @@ async fn link_inner(
         frame::encode(&hello, 0, &mut out);
         flush(&mut wr, &mut out).await?;
     }
-    let (peer, peer_port) = match reader.next(HANDSHAKE_TIMEOUT, "in handshake").await? {
+    let (peer, peer_port, peer_ip) = match reader.next(HANDSHAKE_TIMEOUT, "in handshake").await? {
         Frame::Hello {
             version,
             node,
             listen_port,
+            listen_ip,
         } => {
             if version != PROTO_VERSION {
                 return Err(LinkError::Version(version));
             }
-            (node, listen_port)
+            (node, listen_port, listen_ip)
         }
         _ => return Err(LinkError::Protocol("expected HELLO".into())),
     };
@@ -386,7 +388,7 @@ async fn link_inner(
     drop(permit);
     let slot = match slot {
         Some(s) => s,
-        None => sh.slot_for_incoming(peer, remote, peer_port),
+        None => sh.slot_for_incoming(peer, remote, peer_port, peer_ip),
     };
     *slot_used = Some(slot.clone());
     if !sh.links.lock().contains_key(&peer) {

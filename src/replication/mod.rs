@@ -107,6 +107,8 @@ pub(crate) struct Shared {
     limits: frame::Limits,
     backlog: Arc<Backlog>,
     listen_port: u16,
+    /// The address the listener binds, told to peers in HELLO (None: all interfaces).
+    listen_ip: Option<IpAddr>,
     /// Per peer node: (its backlog run, last offset of it applied here).
     inbound: Mutex<HashMap<u32, (u64, u64)>>,
     links: Mutex<HashMap<u32, ActiveLink>>,
@@ -162,8 +164,17 @@ impl Shared {
     }
 
     /// The slot an incoming link belongs to: the one that knows this node id, else a configured
-    /// peer whose address matches (remote ip + advertised port), else one for this dialer alone.
-    fn slot_for_incoming(&self, peer: u32, remote: Option<SocketAddr>, port: u16) -> Slot {
+    /// peer whose address matches what the peer advertised (its listen address, else the
+    /// connection's source address, with its listen port), else one for this dialer alone.
+    /// (The advertised address comes from the authenticated HELLO; the source address alone
+    /// would not do for a multi-homed peer whose links leave from another address.)
+    fn slot_for_incoming(
+        &self,
+        peer: u32,
+        remote: Option<SocketAddr>,
+        port: u16,
+        listen_ip: Option<IpAddr>,
+    ) -> Slot {
         let mut slots = self.slots.lock();
         if let Some(s) = slots
             .iter()
@@ -171,17 +182,24 @@ impl Shared {
         {
             return s.clone();
         }
-        let advertised = remote
+        let candidates: Vec<SocketAddr> = [listen_ip, remote.map(|r| r.ip())]
+            .into_iter()
+            .flatten()
             .filter(|_| port != 0)
-            .map(|r| SocketAddr::new(r.ip(), port));
-        if let Some(adv) = advertised {
-            if let Some(s) = slots
-                .iter()
-                .find(|s| s.configured && s.resolved.lock().contains(&adv))
-            {
+            .map(|ip| SocketAddr::new(canonical_ip(ip), port))
+            .collect();
+        for adv in &candidates {
+            if let Some(s) = slots.iter().find(|s| {
+                s.configured
+                    && s.resolved
+                        .lock()
+                        .iter()
+                        .any(|a| SocketAddr::new(canonical_ip(a.ip()), a.port()) == *adv)
+            }) {
                 return s.clone();
             }
         }
+        let advertised = candidates.first().copied();
         let addr = advertised
             .or(remote)
             .map(|a| a.to_string())
@@ -395,6 +413,10 @@ impl Replicator {
             },
             backlog: backlog.clone(),
             listen_port: listener.as_ref().map(|(_, a)| a.port()).unwrap_or(0),
+            listen_ip: listener
+                .as_ref()
+                .map(|(_, a)| a.ip())
+                .filter(|ip| !ip.is_unspecified()),
             inbound: Mutex::new(HashMap::new()),
             links: Mutex::new(HashMap::new()),
             slots: Mutex::new(Vec::new()),
