@@ -18,6 +18,7 @@ names* onto a ketama continuum, so both sites name their servers identically:
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -76,6 +77,27 @@ def value_of(key):
 # ---- nutcracker ----
 
 
+EXAMPLE_CONF = os.path.join(HERE, "..", "..", "packaging", "nutcracker.yml")
+SERVER_LINE = re.compile(r"^(\s*- )(\S+):(\d+):(\d+) (\S+)\s*$")
+
+
+def site_config(listen_port, nodes_by_name):
+    """The example file for one site: its listen port and each named server's address replaced."""
+    out, seen = [], set()
+    for line in open(EXAMPLE_CONF):
+        m = SERVER_LINE.match(line)
+        if m:
+            name = m.group(5)
+            node = nodes_by_name[name]
+            seen.add(name)
+            line = f"{m.group(1)}127.0.0.1:{node.port}:{m.group(4)} {name}\n"
+        elif line.strip().startswith("listen:"):
+            line = line.split("listen:")[0] + f"listen: 127.0.0.1:{listen_port}\n"
+        out.append(line)
+    assert seen == set(nodes_by_name), f"{EXAMPLE_CONF} names {sorted(seen)}"
+    return "".join(out)
+
+
 class Nutcracker:
     """One twemproxy per site with the ketama pool `sessions` over that site's two nodes."""
 
@@ -83,25 +105,9 @@ class Nutcracker:
         self.port = free_port()
         self.conf = tmp_path / f"nutcracker-{site}.yml"
         self.log = tmp_path / f"nutcracker-{site}.log"
-        servers = "\n".join(
-            f"   - 127.0.0.1:{n.port}:1 pair{i}" for i, n in enumerate(nodes, start=1)
-        )
-        # Same pool, hash, distribution and server *names* as packaging/nutcracker.yml; only the
-        # addresses differ between the two sites. (hash md5: with fnv1a_64, twemproxy's 32-bit
-        # FNV, all 300 test keys landed on pair2 with these two names.)
-        self.conf.write_text(
-            f"""sessions:
-  listen: 127.0.0.1:{self.port}
-  hash: md5
-  distribution: ketama
-  timeout: 2000
-  auto_eject_hosts: false
-  server_retry_timeout: 2000
-  server_failure_limit: 3
-  servers:
-{servers}
-"""
-        )
+        # packaging/nutcracker.yml itself, with this site's addresses put in: same pool, hash,
+        # distribution and server *names* at both sites; only the addresses differ.
+        self.conf.write_text(site_config(self.port, {f"pair{i}": n for i, n in enumerate(nodes, 1)}))
         self.argv = [
             "nutcracker", "-c", str(self.conf), "-o", str(self.log),
             "-s", str(free_port()), "-a", "127.0.0.1", "-i", "1000",
