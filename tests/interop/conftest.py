@@ -35,22 +35,25 @@ def is_memcached(path):
     return os.path.basename(path).startswith("memcached")
 
 
-def free_port():
+def free_port(host="127.0.0.1"):
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
 class Server:
     """One server process; `host`/`port` are set once it answers `version`."""
 
-    def __init__(self, binary, args, name, ssl_context=None):
+    def __init__(self, binary, args, name, ssl_context=None, base_args=None, host="127.0.0.1"):
         self.binary = binary
         self.args = args
         self.name = name
+        # For repcached: replaces the default `-p 0 -U 0 -l 127.0.0.1 -X 0` (a replicating node
+        # needs its own -X and -l); the listening line still gives the port.
+        self.base_args = base_args
         # With -Z the readiness probe must speak TLS too.
         self.ssl_context = ssl_context
-        self.host = "127.0.0.1"
+        self.host = host
         self.port = None
         self.proc = None
         self.stderr_tail = collections.deque(maxlen=200)
@@ -91,6 +94,9 @@ class Server:
             argv += ["-p", str(fixed_port), "-U", "0", "-l", "127.0.0.1"]
             if os.geteuid() == 0:
                 argv += ["-u", "root"]
+        elif self.base_args is not None:
+            fixed_port = None
+            argv += list(self.base_args)
         else:
             fixed_port = None
             argv += ["-p", "0", "-U", "0", "-l", "127.0.0.1", "-X", "0"] + SUT_EXTRA
