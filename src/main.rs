@@ -23,7 +23,9 @@ use tracing::{info, warn};
 const FD_RESERVE: u64 = 64;
 
 fn main() -> ExitCode {
-    let config = match Config::from_args(std::env::args_os()) {
+    // Kept for SIGHUP, which parses the same command line (and so re-reads --config) again.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let config = match Config::from_args(args.clone()) {
         Ok(config) => config,
         Err(e @ (ConfigError::Help(_) | ConfigError::Version(_))) => {
             let text = e.to_string();
@@ -38,8 +40,12 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code().clamp(1, 255) as u8);
         }
     };
-    init_logging(config.verbosity);
-    match run(config) {
+    let set_verbosity = init_logging(config.verbosity);
+    let reload = repcached::server::Reload {
+        read_config: Box::new(move || Config::from_args(args.clone()).map_err(|e| e.to_string())),
+        set_verbosity,
+    };
+    match run(config, reload) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Once daemonized this reaches the `logfile` if one is set, like everything else.
@@ -49,26 +55,42 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr; -v picks the level unless RUST_LOG says otherwise.
-fn init_logging(verbosity: u8) {
-    let level = match verbosity {
+fn level_name(verbosity: u8) -> &'static str {
+    match verbosity {
         0 => "warn",
         1 => "info",
         2 => "debug",
         _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+    }
+}
+
+/// Logs go to stderr; -v picks the level unless RUST_LOG says otherwise. Returns what SIGHUP
+/// uses to apply a new -v (nothing, when RUST_LOG fixed the filter).
+fn init_logging(verbosity: u8) -> Box<dyn Fn(u8) + Send> {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{fmt, reload, EnvFilter};
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let fixed = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(level_name(verbosity)));
+    let (filter, handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .init();
+    Box::new(move |v| {
+        if !fixed {
+            let _ = handle.reload(EnvFilter::new(level_name(v)));
+        }
+    })
 }
 
 /// Everything between a parsed command line and a stopped server, in memcached's order:
 /// limits, privileges, daemon, memory lock, pid file.
-fn run(config: Config) -> anyhow::Result<()> {
+fn run(config: Config, reload: repcached::server::Reload) -> anyhow::Result<()> {
     // First, so that every later message lands in it; opened before dropping privileges, as
     // Debian's start-memcached opens its logfile.
     if let Some(path) = &config.log_file {
@@ -106,7 +128,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let result = serve(config, client_tls, parent.as_ref());
+    let result = serve(config, client_tls, parent.as_ref(), reload);
     if let (Err(e), Some(parent)) = (&result, &parent) {
         parent.failed(&format!("{e:#}"));
     }
@@ -118,6 +140,7 @@ fn serve(
     config: Config,
     client_tls: Option<repcached::server::tls::ClientTls>,
     parent: Option<&Parent>,
+    reload: repcached::server::Reload,
 ) -> anyhow::Result<()> {
     if config.lock_memory {
         // After the fork: memory locks are not inherited by a child.
@@ -129,11 +152,16 @@ fn serve(
         None => None,
     };
 
-    repcached::server::run_notify(config, client_tls, || {
-        if let Some(parent) = parent {
-            parent.ready();
-        }
-    })
+    repcached::server::run_notify(
+        config,
+        client_tls,
+        || {
+            if let Some(parent) = parent {
+                parent.ready();
+            }
+        },
+        Some(reload),
+    )
     // The message already names the cause; `{:#}` would repeat the io::Error source.
     .map_err(|e| anyhow!(e.to_string()))
 }

@@ -306,7 +306,18 @@ async fn listen_ip(config: &Config) -> Result<IpAddr, ReplError> {
 pub struct Replicator {
     sh: Arc<Shared>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The dial loop of each configured peer, by its name as given with -x (for set_peers).
+    dialers: Mutex<HashMap<String, JoinHandle<()>>>,
     local_addr: Option<SocketAddr>,
+    /// --repl-insecure: peers off loopback allowed without a secret.
+    insecure_ok: bool,
+}
+
+/// What [`Replicator::set_peers`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PeerChanges {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
 }
 
 impl Replicator {
@@ -435,17 +446,90 @@ impl Replicator {
             eprintln!("repcached: listening on repl {addr}");
             tasks.push(tokio::spawn(accept_loop(sh.clone(), l)));
         }
+        let mut dialers = HashMap::new();
         for (name, host, port, addrs) in peers {
-            let slot = Arc::new(PeerSlot::new(name, true));
+            let slot = Arc::new(PeerSlot::new(name.clone(), true));
             *slot.resolved.lock() = addrs;
             sh.slots.lock().push(slot.clone());
-            tasks.push(tokio::spawn(dial_loop(sh.clone(), slot, host, port)));
+            dialers.insert(name, tokio::spawn(dial_loop(sh.clone(), slot, host, port)));
         }
         Ok(Replicator {
             sh,
             tasks: Mutex::new(tasks),
+            dialers: Mutex::new(dialers),
             local_addr,
+            insecure_ok: config.repl_insecure,
         })
+    }
+
+    /// Applies a new list of configured peers (SIGHUP): new names get a slot and a dial loop
+    /// (their first link is a full sync), names no longer listed lose their dial loop, their
+    /// link and their `stats replication` row. Nothing changes if any name is invalid, or is
+    /// off loopback while the node has neither a secret nor certificates (and no
+    /// --repl-insecure). A removed peer that still names this node can dial in again; it is
+    /// then an unconfigured peer like any other authenticated one.
+    pub async fn set_peers(&self, peers: &[String]) -> Result<PeerChanges, ReplError> {
+        let mut wanted = Vec::new();
+        for p in peers {
+            let name = p.trim().to_string();
+            if wanted
+                .iter()
+                .any(|(n, ..): &(String, String, u16, Vec<SocketAddr>)| *n == name)
+            {
+                continue;
+            }
+            let (host, port) = parse_peer(&name)?;
+            let addrs = resolve(&host, port).await.unwrap_or_default();
+            if matches!(self.sh.security, secure::Security::Plain)
+                && !self.insecure_ok
+                && (addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()))
+            {
+                return Err(ReplError::Insecure(name));
+            }
+            wanted.push((name, host, port, addrs));
+        }
+        let mut changes = PeerChanges::default();
+        let mut dialers = self.dialers.lock();
+        let current: Vec<String> = dialers.keys().cloned().collect();
+        for name in current {
+            if wanted.iter().any(|(n, ..)| *n == name) {
+                continue;
+            }
+            if let Some(task) = dialers.remove(&name) {
+                task.abort();
+            }
+            let gone: Vec<Slot> = {
+                let mut slots = self.sh.slots.lock();
+                let (gone, keep) = slots
+                    .drain(..)
+                    .partition(|s| s.configured && *s.addr.lock() == name);
+                *slots = keep;
+                gone
+            };
+            for slot in gone {
+                // Its link, whichever side dialed, stops now.
+                let nid = slot.node_id.load(Ordering::Relaxed);
+                if let Some(link) = self.sh.links.lock().get(&nid) {
+                    let _ = link.cancel.send(true);
+                }
+                slot.set_state(LinkState::Down);
+            }
+            tracing::info!("replication: peer {name} removed");
+            changes.removed.push(name);
+        }
+        for (name, host, port, addrs) in wanted {
+            if dialers.contains_key(&name) {
+                continue;
+            }
+            let slot = Arc::new(PeerSlot::new(name.clone(), true));
+            *slot.resolved.lock() = addrs;
+            self.sh.slots.lock().push(slot.clone());
+            let task = tokio::spawn(dial_loop(self.sh.clone(), slot, host, port));
+            dialers.insert(name.clone(), task);
+            tracing::info!("replication: peer {name} added");
+            changes.added.push(name);
+        }
+        Ok(changes)
     }
 
     /// The bound replication listener, if any.
@@ -655,7 +739,8 @@ impl Replicator {
         for l in sh.links.lock().values() {
             let _ = l.cancel.send(true);
         }
-        let tasks = std::mem::take(&mut *self.tasks.lock());
+        let mut tasks = std::mem::take(&mut *self.tasks.lock());
+        tasks.extend(self.dialers.lock().drain().map(|(_, t)| t));
         for t in tasks {
             t.abort();
             let _ = t.await;
@@ -665,6 +750,9 @@ impl Replicator {
 
 impl Drop for Replicator {
     fn drop(&mut self) {
+        for t in self.dialers.lock().values() {
+            t.abort();
+        }
         for t in self.tasks.lock().iter() {
             t.abort();
         }

@@ -433,15 +433,58 @@ async fn idle_checker(shared: Arc<Shared>) {
 /// SIGINT or `shutdown`, then stop gracefully. `tls` is what [`tls::ClientTls::load`] read for
 /// `config.tls`.
 pub fn run(config: Config, tls: Option<tls::ClientTls>) -> Result<(), ServerError> {
-    run_notify(config, tls, || {})
+    run_notify(config, tls, || {}, None)
+}
+
+/// What SIGHUP does, provided by the binary (which knows the command line and the logger):
+/// read the configuration again, and set the log level.
+pub struct Reload {
+    pub read_config: Box<dyn Fn() -> Result<Config, String> + Send>,
+    pub set_verbosity: Box<dyn Fn(u8) + Send>,
+}
+
+/// SIGHUP: applies the -x peers and -v of a freshly read configuration; a configuration that
+/// no longer parses leaves everything as it is.
+async fn reload(shared: &Shared, reload: Option<&Reload>) {
+    let Some(reload) = reload else {
+        tracing::info!("SIGHUP: nothing to reload");
+        return;
+    };
+    let config = match (reload.read_config)() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(
+                "SIGHUP: the configuration does not parse, keeping the running one: {e}"
+            );
+            return;
+        }
+    };
+    (reload.set_verbosity)(config.verbosity);
+    match shared.replicator() {
+        Some(repl) => match repl.set_peers(&config.peers).await {
+            Ok(c) => tracing::info!(
+                "SIGHUP: configuration reloaded: peers added {:?}, removed {:?}; other options \
+                 apply at the next restart",
+                c.added,
+                c.removed
+            ),
+            Err(e) => tracing::warn!("SIGHUP: peers unchanged: {e}"),
+        },
+        None if !config.peers.is_empty() => tracing::warn!(
+            "SIGHUP: replication is not running in this process (started without peers and \
+             with -X 0): peers need a restart"
+        ),
+        None => tracing::info!("SIGHUP: configuration reloaded"),
+    }
 }
 
 /// [`run`], calling `ready` once every listener is bound and the server serves (the parent of
-/// a daemon waits for that).
+/// a daemon waits for that); SIGHUP applies `reload`.
 pub fn run_notify(
     config: Config,
     tls: Option<tls::ClientTls>,
     ready: impl FnOnce(),
+    reloader: Option<Reload>,
 ) -> Result<(), ServerError> {
     // Client connections run on their own -t worker threads (see workers.rs); this runtime
     // only accepts, replicates, sweeps and serves UDP.
@@ -454,24 +497,44 @@ pub fn run_notify(
         // still stops the server gracefully instead of killing it.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        // Handled (not the default: exit) from the start; before the server serves it has
+        // nothing to apply and is ignored.
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         // The initial sync wait inside `start` can last --repl-sync-wait: a signal ends it
         // (dropping the half-started server closes its sockets and replication tasks).
-        let handle = tokio::select! {
-            handle = start_with_tls(config, tls) => handle?,
-            _ = term.recv() => {
-                tracing::info!("SIGTERM while starting: stopping");
-                return Ok(());
-            }
-            _ = int.recv() => {
-                tracing::info!("SIGINT while starting: stopping");
-                return Ok(());
+        let starting = start_with_tls(config, tls);
+        tokio::pin!(starting);
+        let handle = loop {
+            tokio::select! {
+                handle = &mut starting => break handle?,
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM while starting: stopping");
+                    return Ok(());
+                }
+                _ = int.recv() => {
+                    tracing::info!("SIGINT while starting: stopping");
+                    return Ok(());
+                }
+                _ = hup.recv() => tracing::info!("SIGHUP while starting: ignored"),
             }
         };
         ready();
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-            _ = handle.shutdown_requested() => tracing::info!("shutdown command: shutting down"),
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM: shutting down");
+                    break;
+                }
+                _ = int.recv() => {
+                    tracing::info!("SIGINT: shutting down");
+                    break;
+                }
+                _ = handle.shutdown_requested() => {
+                    tracing::info!("shutdown command: shutting down");
+                    break;
+                }
+                _ = hup.recv() => reload(&handle.shared, reloader.as_ref()).await,
+            }
         }
         handle.stop().await;
         Ok::<(), ServerError>(())
