@@ -6,7 +6,10 @@
 //! memcached only makes while building a reply (an over-long opaque in mg/ma) are left to the
 //! executor, because memcached has already changed the item by then and so must we.
 
+use super::reply::TOO_LARGE;
+use super::tokens::{split_line, Tokens as LineTokens};
 use super::{AfterError, Limits, Parsed, Request};
+use crate::numbers::{safe_strtol, safe_strtoul, safe_strtoull};
 use std::borrow::Cow;
 
 /// memcached's MFLAG_MAX_OPT_LENGTH: more tokens than this (counting memcached's terminal token)
@@ -120,8 +123,6 @@ impl MetaRequest<'_> {
     }
 }
 
-const TOO_LARGE: &[u8] = b"SERVER_ERROR object too large for cache\r\n";
-
 /// For an ms line that [`parse`] refused as too large: the key whose current value memcached
 /// unlinks (in every mode, decoded when the `b` flag is given), so no stale data survives the
 /// failed write. None for any other input. Only this error counts in `store_too_large`;
@@ -133,22 +134,7 @@ pub fn too_large_key<'a>(input: &'a [u8], limits: &Limits) -> Option<Cow<'a, [u8
     }
     let (line, _) = split_line(input)?;
     let tokens = Tokens::new(line);
-    preparse(&tokens, 3, tokens.get(1)).ok().map(|(_, key)| key)
-}
-
-/// The first line without its "\n" (nor one "\r" before it, nor anything from a NUL on), and
-/// the bytes it occupies.
-fn split_line(input: &[u8]) -> Option<(&[u8], usize)> {
-    let nl = input.iter().position(|b| *b == b'\n')?;
-    let mut line = &input[..nl];
-    if line.len() > 1 && line.last() == Some(&b'\r') {
-        line = &line[..line.len() - 1];
-    }
-    // memcached works on a C string: a NUL ends the line.
-    if let Some(z) = line.iter().position(|b| *b == 0) {
-        line = &line[..z];
-    }
-    Some((line, nl + 1))
+    preparse(&tokens, 3, tokens.at(1)).ok().map(|(_, key)| key)
 }
 
 fn error(reply: &'static [u8], consumed: usize) -> Parsed<'static> {
@@ -176,7 +162,7 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
         return Parsed::Incomplete;
     };
     let tokens = Tokens::new(line);
-    let cmd = tokens.get(0);
+    let cmd = tokens.at(0);
     if cmd.len() != 2 || cmd[0] != b'm' {
         return error(b"ERROR\r\n", consumed);
     }
@@ -191,80 +177,19 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
     }
 }
 
-/// Space-separated tokens of a line, with their byte offsets (memcached splits on ' ' only).
-struct Tokens<'a> {
-    line: &'a [u8],
-    /// (start, end) of each token; kept on the stack, the count is all that matters past it.
-    spans: [(usize, usize); MAX_SPANS],
-    len: usize,
-}
-
 /// More tokens than any accepted meta line has; counting stops here.
 const MAX_SPANS: usize = MAX_OPT_TOKENS + 4;
-
-impl<'a> Tokens<'a> {
-    fn new(line: &'a [u8]) -> Tokens<'a> {
-        let mut t = Tokens {
-            line,
-            spans: [(0, 0); MAX_SPANS],
-            len: 0,
-        };
-        let mut start = None;
-        for (i, b) in line.iter().enumerate() {
-            match (*b == b' ', start) {
-                (true, Some(s)) => {
-                    t.push(s, i);
-                    start = None;
-                }
-                (false, None) => start = Some(i),
-                _ => {}
-            }
-            if t.len == MAX_SPANS {
-                return t;
-            }
-        }
-        if let Some(s) = start {
-            t.push(s, line.len());
-        }
-        t
-    }
-
-    fn push(&mut self, start: usize, end: usize) {
-        if self.len < MAX_SPANS {
-            self.spans[self.len] = (start, end);
-            self.len += 1;
-        }
-    }
-
-    /// memcached's `ntokens`: real tokens plus its terminal empty token.
-    fn ntokens(&self) -> usize {
-        self.len + 1
-    }
-
-    fn get(&self, i: usize) -> &'a [u8] {
-        match self.spans[..self.len].get(i) {
-            Some(&(s, e)) => &self.line[s..e],
-            None => &[],
-        }
-    }
-
-    /// Everything from token `i` to the end of the line.
-    fn rest(&self, i: usize) -> &'a [u8] {
-        match self.spans[..self.len].get(i) {
-            Some(&(s, _)) => &self.line[s..],
-            None => &[],
-        }
-    }
-}
+/// A meta command line split on spaces.
+type Tokens<'a> = LineTokens<'a, MAX_SPANS>;
 
 fn parse_debug<'a>(tokens: &Tokens<'a>, limits: &Limits, consumed: usize) -> Parsed<'a> {
     const BAD: &[u8] = b"CLIENT_ERROR bad command line format\r\n";
-    let key = tokens.get(1);
+    let key = tokens.at(1);
     if tokens.ntokens() < 3 || key.len() > limits.max_key_len {
         return error(BAD, consumed);
     }
     // me only honours a `b` given as the very first flag.
-    if tokens.ntokens() >= 4 && tokens.get(2) == b"b" {
+    if tokens.ntokens() >= 4 && tokens.at(2) == b"b" {
         return match base64_decode(key) {
             Some(k) => Parsed::Request(
                 Request::Meta(MetaRequest::Debug { key: Cow::Owned(k) }),
@@ -293,7 +218,7 @@ fn parse_cmd<'a>(
     if n < 3 {
         return error(b"ERROR\r\n", consumed);
     }
-    let raw_key = tokens.get(1);
+    let raw_key = tokens.at(1);
     if raw_key.len() > limits.max_key_len {
         return error(BAD, consumed);
     }
@@ -316,9 +241,9 @@ fn parse_cmd<'a>(
     let mut swallow = 0;
     let first_flag = if is_set { 3 } else { 2 };
     if is_set {
-        let vlen = match strtol(tokens.get(2)) {
-            // safe_strtol stores into an int32_t: keep the low 32 bits, then range-check.
-            Some(v) if (0..=i32::MAX as i64 - 2).contains(&(v as i32 as i64)) => v as i32 as usize,
+        let vlen = match safe_strtol(tokens.at(2)) {
+            // safe_strtol stores into an int32_t: the low 32 bits are range-checked.
+            Some(v) if (0..=i32::MAX - 2).contains(&v) => v as usize,
             _ => return error(BAD, consumed),
         };
         swallow = vlen + 2;
@@ -341,7 +266,7 @@ fn parse_cmd<'a>(
             });
         }
     };
-    let raw_flags = tokens.rest(first_flag);
+    let raw_flags = tokens.from(first_flag);
     let mut cmd = MetaCmd {
         command,
         key,
@@ -417,7 +342,7 @@ fn preparse<'a>(
     let mut err: Option<&'static [u8]> = None;
     let mut i = start;
     loop {
-        let t = tokens.get(i);
+        let t = tokens.at(i);
         if t.is_empty() {
             break;
         }
@@ -439,10 +364,10 @@ fn preparse<'a>(
                     }
                 }
             }
-            b'N' | b'T' | b'R' => match strtol(arg) {
-                // safe_strtol stores a long into an int32_t: keep the low 32 bits.
+            b'N' | b'T' | b'R' => match safe_strtol(arg) {
+                // safe_strtol stores a long into an int32_t: the low 32 bits.
                 Some(v) => {
-                    let v = Some(v as i32 as i64);
+                    let v = Some(i64::from(v));
                     match o {
                         b'N' => f.vivify = v,
                         b'T' => f.ttl = v,
@@ -455,15 +380,15 @@ fn preparse<'a>(
             b'v' => f.value = true,
             b'u' => f.no_update = true,
             b'q' => f.no_reply = true,
-            b'F' => match strtoul(arg) {
-                Some(v) => f.client_flags = v as u32,
+            b'F' => match safe_strtoul(arg) {
+                Some(v) => f.client_flags = v,
                 // memcached does not set its error string here: an earlier flag's message (or
                 // the default) is what the client sees.
                 None => {
                     err.get_or_insert(b"CLIENT_ERROR bad command line format\r\n");
                 }
             },
-            b'C' => match strtoull(arg) {
+            b'C' => match safe_strtoull(arg) {
                 Some(v) => f.cas = Some(v),
                 None => err = Some(BAD_TOKEN),
             },
@@ -474,11 +399,11 @@ fn preparse<'a>(
                     f.mode = Some(t[1]);
                 }
             }
-            b'J' => match strtoull(arg) {
+            b'J' => match safe_strtoull(arg) {
                 Some(v) => f.initial = v,
                 None => err = Some(b"CLIENT_ERROR invalid numeric initial value\r\n"),
             },
-            b'D' => match strtoull(arg) {
+            b'D' => match safe_strtoull(arg) {
                 Some(v) => f.delta = v,
                 None => err = Some(b"CLIENT_ERROR invalid numeric delta value\r\n"),
             },
@@ -490,77 +415,6 @@ fn preparse<'a>(
         Some(e) => Err(e),
         None => Ok((f, key)),
     }
-}
-
-/// C `isspace` in the C locale.
-fn is_c_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
-}
-
-/// strtoull/strtol front end: leading white space, a sign, decimal digits. Returns
-/// (negative, magnitude or None on overflow, rest) or None when there are no digits.
-fn scan_number(s: &[u8]) -> Option<(bool, Option<u64>, &[u8])> {
-    let mut i = 0;
-    while i < s.len() && is_c_space(s[i]) {
-        i += 1;
-    }
-    let mut neg = false;
-    if i < s.len() && (s[i] == b'+' || s[i] == b'-') {
-        neg = s[i] == b'-';
-        i += 1;
-    }
-    let start = i;
-    let mut n: Option<u64> = Some(0);
-    while i < s.len() && s[i].is_ascii_digit() {
-        n = n
-            .and_then(|n| n.checked_mul(10))
-            .and_then(|n| n.checked_add((s[i] - b'0') as u64));
-        i += 1;
-    }
-    if i == start {
-        return None;
-    }
-    Some((neg, n, &s[i..]))
-}
-
-/// memcached accepts a number followed by the end of the string or any white space.
-fn ends_ok(rest: &[u8]) -> bool {
-    rest.first().map_or(true, |b| is_c_space(*b))
-}
-
-/// memcached's safe_strtol (64-bit long; the caller truncates like the C assignment does).
-pub fn strtol(s: &[u8]) -> Option<i64> {
-    let (neg, mag, rest) = scan_number(s)?;
-    let mag = mag?;
-    let v = if neg {
-        if mag > i64::MAX as u64 + 1 {
-            return None;
-        }
-        (mag as i128).wrapping_neg() as i64
-    } else {
-        i64::try_from(mag).ok()?
-    };
-    ends_ok(rest).then_some(v)
-}
-
-/// memcached's safe_strtoull: strtoull wraps a negative number, which is refused only when
-/// the result looks negative as a signed value.
-pub fn strtoull(s: &[u8]) -> Option<u64> {
-    let (neg, mag, rest) = scan_number(s)?;
-    let mag = mag?;
-    if !ends_ok(rest) {
-        return None;
-    }
-    let v = if neg { mag.wrapping_neg() } else { mag };
-    if (v as i64) < 0 && s.contains(&b'-') {
-        return None;
-    }
-    Some(v)
-}
-
-/// memcached's safe_strtoul: the same rules on a 64-bit unsigned long.
-pub fn strtoul(s: &[u8]) -> Option<u64> {
-    strtoull(s)
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -877,22 +731,6 @@ mod tests {
                 assert_eq!(base64_decode(&enc), Some(data));
             }
         }
-    }
-
-    #[test]
-    fn meta_numbers_like_libc() {
-        assert_eq!(strtol(b"12"), Some(12));
-        assert_eq!(strtol(b"-12"), Some(-12));
-        assert_eq!(strtol(b"\t+7"), Some(7));
-        assert_eq!(strtol(b"7\tx"), Some(7));
-        assert_eq!(strtol(b"7x"), None);
-        assert_eq!(strtol(b""), None);
-        assert_eq!(strtol(b"99999999999999999999"), None);
-        assert_eq!(strtoull(b"18446744073709551615"), Some(u64::MAX));
-        assert_eq!(strtoull(b"18446744073709551616"), None);
-        assert_eq!(strtoull(b"-1"), None);
-        assert_eq!(strtoull(b"-0"), Some(0));
-        assert_eq!(strtoull(b"-9223372036854775809"), Some(9223372036854775807));
     }
 
     proptest! {

@@ -8,7 +8,9 @@
 
 pub mod binary;
 pub mod meta;
+pub mod reply;
 pub mod text;
+pub mod tokens;
 
 /// Limits applied while parsing, the same for client input and replicated frames.
 #[derive(Debug, Clone, Copy)]

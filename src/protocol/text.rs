@@ -7,23 +7,16 @@
 //! stores them in 32-bit variables, and `noreply` is honoured only where memcached looks for
 //! it. Keys and data borrow from the input; nothing is allocated per request.
 
+pub use super::reply::TOO_LARGE;
+use super::reply::{
+    BAD_CHUNK, BAD_DELTA, BAD_EXPTIME, BAD_FORMAT, BAD_LINE, DELETE_USAGE, DETAIL_USAGE, ERROR,
+    ILLEGAL_SLAB, MEMLIMIT_NOT_BYTES, MEMLIMIT_TOO_SMALL,
+};
+use super::tokens::{split_line, Tokens as LineTokens};
 use super::{AfterError, Limits, Parsed, Request, ShutdownMode, StatsGroup, StoreMode};
-
-/// Reply to a storage command whose value can never fit (memcached counts `store_too_large`).
-pub const TOO_LARGE: &[u8] = b"SERVER_ERROR object too large for cache\r\n";
-
-const ERROR: &[u8] = b"ERROR\r\n";
-const BAD_FORMAT: &[u8] = b"CLIENT_ERROR bad command line format\r\n";
-const BAD_CHUNK: &[u8] = b"CLIENT_ERROR bad data chunk\r\n";
-const BAD_EXPTIME: &[u8] = b"CLIENT_ERROR invalid exptime argument\r\n";
-const BAD_DELTA: &[u8] = b"CLIENT_ERROR invalid numeric delta argument\r\n";
-const DELETE_USAGE: &[u8] =
-    b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n";
-const DETAIL_USAGE: &[u8] = b"CLIENT_ERROR usage: stats detail on|off|dump\r\n";
-const BAD_LINE: &[u8] = b"CLIENT_ERROR bad command line\r\n";
-const ILLEGAL_SLAB: &[u8] = b"CLIENT_ERROR Illegal slab id\r\n";
-const MEMLIMIT_TOO_SMALL: &[u8] = b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n";
-const MEMLIMIT_NOT_BYTES: &[u8] = b"MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\n";
+use crate::numbers::{
+    safe_strtol as strtol32, safe_strtoul as strtoul32, safe_strtoull as strtoull,
+};
 
 /// memcached's read buffer: a line whose "\n" is not within this many bytes never completes
 /// there (the connection is closed) unless it is a multiget.
@@ -32,6 +25,8 @@ const READ_BUFFER_SIZE: usize = 16384;
 pub const MAX_MULTIGET_LINE: usize = 4 << 20;
 /// memcached's tokenizer stops after this many tokens; the rest stays unsplit.
 const MAX_TOKENS: usize = 23;
+/// A text command line split the way memcached's tokenize_command does.
+type Tokens<'a> = LineTokens<'a, MAX_TOKENS>;
 /// Leading spaces tolerated before "get " when a long line has no newline yet.
 const MAX_LEADING_SPACES: usize = 100;
 /// sizeof(item) on 64-bit memcached plus the CAS field: the overhead item_size_ok counts.
@@ -56,7 +51,6 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
     let ntokens = toks.ntokens();
     let l = Line {
         input,
-        line,
         consumed,
         toks: &toks,
         limits,
@@ -132,10 +126,7 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
     }
 }
 
-/// Iterates over the keys of a get/gets/gat/gats key list.
-pub fn keys(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
-    raw.split(|b| *b == b' ').filter(|k| !k.is_empty())
-}
+pub use super::tokens::keys;
 
 /// Whether the error [`parse`] returned for `input` is a get/gets/gat/gats/bget refused for a
 /// key over the length limit. memcached answers that by discarding every reply it had queued
@@ -176,7 +167,7 @@ pub fn refused_get_prefix<'a>(input: &'a [u8], limits: &Limits) -> Option<Reques
     } else {
         (1, 0)
     };
-    let keys = after_tokens(line, skip);
+    let keys = toks.after(skip);
     let cut = keys
         .split(|b| *b == b' ')
         .scan(0usize, |pos, k| {
@@ -211,24 +202,15 @@ pub fn too_large_unlink_key(input: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// Finds the first command line: the line without "\n" (nor the "\r" before it, nor anything
-/// after an embedded NUL) and the bytes it occupies. `None` while memcached would still wait.
+/// Finds the first command line (see [`split_line`]) and the bytes it occupies. `None` while
+/// memcached would still wait.
 fn find_line<'a>(input: &'a [u8], limits: &Limits) -> Option<(&'a [u8], usize)> {
-    let nl = memchr::memchr(b'\n', input)?;
+    let (line, consumed) = split_line(input)?;
     // memcached never holds more than its read buffer of a line unless it is a multiget.
-    if nl >= READ_BUFFER_SIZE.max(limits.max_line_len) && !is_multiget(input) {
+    if consumed > READ_BUFFER_SIZE.max(limits.max_line_len) && !is_multiget(input) {
         return None;
     }
-    let mut end = nl;
-    // A lone "\r" is kept (and then rejected as a one-byte command), as memcached does.
-    if end > 1 && input[end - 1] == b'\r' {
-        end -= 1;
-    }
-    let mut line = &input[..end];
-    if let Some(nul) = memchr::memchr(0, line) {
-        line = &line[..nul];
-    }
-    Some((line, nl + 1))
+    Some((line, consumed))
 }
 
 /// Whether a line without its newline may keep growing past `max_line_len`.
@@ -266,51 +248,6 @@ fn error<'a>(reply: &'static [u8], consumed: usize, noreply: bool) -> Parsed<'a>
     }
 }
 
-/// The first tokens of a line, split the way memcached's tokenize_command does.
-struct Tokens<'a> {
-    toks: [&'a [u8]; MAX_TOKENS],
-    n: usize,
-}
-
-impl<'a> Tokens<'a> {
-    fn new(line: &'a [u8]) -> Self {
-        let mut toks: [&[u8]; MAX_TOKENS] = [&[]; MAX_TOKENS];
-        let mut n = 0;
-        for tok in line.split(|b| *b == b' ').filter(|t| !t.is_empty()) {
-            toks[n] = tok;
-            n += 1;
-            if n == MAX_TOKENS {
-                break;
-            }
-        }
-        Tokens { toks, n }
-    }
-
-    fn get(&self, i: usize) -> Option<&'a [u8]> {
-        (i < self.n).then(|| self.toks[i])
-    }
-
-    /// memcached's token count, which includes its terminal (empty) token.
-    fn ntokens(&self) -> usize {
-        self.n + 1
-    }
-
-    /// The last token tokenized (memcached's `tokens[ntokens - 2]`).
-    fn last(&self) -> &'a [u8] {
-        self.n.checked_sub(1).map_or(&[], |i| self.toks[i])
-    }
-
-    /// memcached's set_noreply_maybe: the last token is exactly "noreply".
-    fn noreply(&self) -> bool {
-        self.last() == b"noreply"
-    }
-
-    /// Token `i`, or empty (memcached would read its terminal token, an empty string).
-    fn at(&self, i: usize) -> &'a [u8] {
-        self.get(i).unwrap_or(&[])
-    }
-}
-
 #[derive(Clone, Copy, PartialEq)]
 enum StoreKind {
     Set,
@@ -324,7 +261,6 @@ enum StoreKind {
 /// One complete command line being interpreted.
 struct Line<'a, 'b> {
     input: &'a [u8],
-    line: &'a [u8],
     consumed: usize,
     toks: &'b Tokens<'a>,
     limits: &'b Limits,
@@ -425,7 +361,7 @@ impl<'a> Line<'a, '_> {
             }
             skip = 2;
         }
-        let keys = after_tokens(self.line, skip);
+        let keys = t.after(skip);
         // memcached answers a too-long key anywhere in the list with this error alone,
         // dropping the hits it had already gathered.
         if self::keys(keys).any(|k| self.key_too_long(k)) {
@@ -596,83 +532,6 @@ impl<'a> Line<'a, '_> {
         };
         self.req(Request::Stats(group))
     }
-}
-
-/// The part of `line` after its first `n` space-separated tokens.
-fn after_tokens(line: &[u8], n: usize) -> &[u8] {
-    let mut rest = line;
-    for _ in 0..n {
-        let start = rest.iter().position(|b| *b != b' ').unwrap_or(rest.len());
-        rest = &rest[start..];
-        let end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
-        rest = &rest[end..];
-    }
-    rest
-}
-
-/// C isspace in the "C" locale.
-fn c_isspace(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
-}
-
-/// The digits strtol/strtoul would read from a token: sign, magnitude (None on overflow of
-/// u64) and whether the token passes memcached's end check (the number is followed by
-/// whitespace or the end of the token). `None` when no digits are found.
-fn c_number(tok: &[u8]) -> Option<(bool, Option<u64>)> {
-    let mut i = tok.iter().take_while(|b| c_isspace(**b)).count();
-    let mut neg = false;
-    if let Some(&s @ (b'+' | b'-')) = tok.get(i) {
-        neg = s == b'-';
-        i += 1;
-    }
-    let digits = tok[i.min(tok.len())..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    if digits == 0 {
-        return None;
-    }
-    let mut mag = Some(0u64);
-    for &d in &tok[i..i + digits] {
-        mag = mag
-            .and_then(|m| m.checked_mul(10))
-            .and_then(|m| m.checked_add(u64::from(d - b'0')));
-    }
-    match tok.get(i + digits) {
-        None => Some((neg, mag)),
-        Some(&b) if c_isspace(b) => Some((neg, mag)),
-        Some(_) => None,
-    }
-}
-
-/// safe_strtoull: strtoull, refusing overflow and negative input that wraps past 2^63.
-fn strtoull(tok: &[u8]) -> Option<u64> {
-    let (neg, mag) = c_number(tok)?;
-    let v = if neg { mag?.wrapping_neg() } else { mag? };
-    if (v as i64) < 0 && tok.contains(&b'-') {
-        return None;
-    }
-    Some(v)
-}
-
-/// safe_strtoul into a uint32_t: the unsigned long result is truncated to 32 bits.
-fn strtoul32(tok: &[u8]) -> Option<u32> {
-    strtoull(tok).map(|v| v as u32)
-}
-
-/// safe_strtol into an int32_t: strtol's 64-bit long, then truncated to 32 bits.
-fn strtol32(tok: &[u8]) -> Option<i32> {
-    let (neg, mag) = c_number(tok)?;
-    let mag = mag?;
-    let v = if neg {
-        if mag > 1 << 63 {
-            return None;
-        }
-        (mag as i64).wrapping_neg()
-    } else {
-        i64::try_from(mag).ok()?
-    };
-    Some(v as i32)
 }
 
 #[cfg(test)]
