@@ -6,9 +6,9 @@
 //! memcached only makes while building a reply (an over-long opaque in mg/ma) are left to the
 //! executor, because memcached has already changed the item by then and so must we.
 
-use super::reply::TOO_LARGE;
+use super::reply::ErrorKind;
 use super::tokens::{split_line, Tokens as LineTokens};
-use super::{AfterError, Limits, Parsed, Request};
+use super::{Effect, Limits, Parsed, Request};
 use crate::numbers::{safe_strtol, safe_strtoul, safe_strtoull};
 use std::borrow::Cow;
 
@@ -123,26 +123,13 @@ impl MetaRequest<'_> {
     }
 }
 
-/// For an ms line that [`parse`] refused as too large: the key whose current value memcached
-/// unlinks (in every mode, decoded when the `b` flag is given), so no stale data survives the
-/// failed write. None for any other input. Only this error counts in `store_too_large`;
-/// memcached counts no `cmd_set` for it.
-pub fn too_large_key<'a>(input: &'a [u8], limits: &Limits) -> Option<Cow<'a, [u8]>> {
-    match parse(input, limits) {
-        Parsed::Error { reply, .. } if reply == TOO_LARGE => {}
-        _ => return None,
-    }
-    let (line, _) = split_line(input)?;
-    let tokens = Tokens::new(line);
-    preparse(&tokens, 3, tokens.at(1)).ok().map(|(_, key)| key)
-}
-
-fn error(reply: &'static [u8], consumed: usize) -> Parsed<'static> {
+fn error(kind: ErrorKind, consumed: usize) -> Parsed<'static> {
     Parsed::Error {
-        reply,
+        kind,
+        noreply: false,
         consumed,
         swallow: 0,
-        then: AfterError::Continue,
+        effect: Effect::None,
     }
 }
 
@@ -153,18 +140,29 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
         if input.len() > limits.max_line_len {
             // memcached closes a connection sending a long line that is not a get.
             return Parsed::Error {
-                reply: b"",
+                kind: ErrorKind::Hangup,
+                noreply: false,
                 consumed: input.len(),
                 swallow: 0,
-                then: AfterError::Close,
+                effect: Effect::Close,
             };
         }
         return Parsed::Incomplete;
     };
+    parse_line(input, line, consumed, limits)
+}
+
+/// [`parse`] for a line already cut by the caller ([`split_line`] of `input`, `consumed` bytes).
+pub fn parse_line<'a>(
+    input: &'a [u8],
+    line: &'a [u8],
+    consumed: usize,
+    limits: &Limits,
+) -> Parsed<'a> {
     let tokens = Tokens::new(line);
     let cmd = tokens.at(0);
     if cmd.len() != 2 || cmd[0] != b'm' {
-        return error(b"ERROR\r\n", consumed);
+        return error(ErrorKind::Error, consumed);
     }
     match cmd[1] {
         b'n' => Parsed::Request(Request::Meta(MetaRequest::Noop), consumed),
@@ -173,7 +171,7 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
         b's' => parse_cmd(MetaCommand::Set, &tokens, input, consumed, limits),
         b'd' => parse_cmd(MetaCommand::Delete, &tokens, input, consumed, limits),
         b'a' => parse_cmd(MetaCommand::Arithmetic, &tokens, input, consumed, limits),
-        _ => error(b"ERROR\r\n", consumed),
+        _ => error(ErrorKind::Error, consumed),
     }
 }
 
@@ -183,7 +181,7 @@ const MAX_SPANS: usize = MAX_OPT_TOKENS + 4;
 type Tokens<'a> = LineTokens<'a, MAX_SPANS>;
 
 fn parse_debug<'a>(tokens: &Tokens<'a>, limits: &Limits, consumed: usize) -> Parsed<'a> {
-    const BAD: &[u8] = b"CLIENT_ERROR bad command line format\r\n";
+    const BAD: ErrorKind = ErrorKind::BadFormat;
     let key = tokens.at(1);
     if tokens.ntokens() < 3 || key.len() > limits.max_key_len {
         return error(BAD, consumed);
@@ -213,10 +211,10 @@ fn parse_cmd<'a>(
     consumed: usize,
     limits: &Limits,
 ) -> Parsed<'a> {
-    const BAD: &[u8] = b"CLIENT_ERROR bad command line format\r\n";
+    const BAD: ErrorKind = ErrorKind::BadFormat;
     let n = tokens.ntokens();
     if n < 3 {
-        return error(b"ERROR\r\n", consumed);
+        return error(ErrorKind::Error, consumed);
     }
     let raw_key = tokens.at(1);
     if raw_key.len() > limits.max_key_len {
@@ -229,9 +227,9 @@ fn parse_cmd<'a>(
     if n > MAX_OPT_TOKENS {
         return error(
             if command == MetaCommand::Get {
-                b"CLIENT_ERROR options flags are too long\r\n"
+                ErrorKind::OptionsTooLongMg
             } else {
-                b"CLIENT_ERROR options flags too long\r\n"
+                ErrorKind::OptionsTooLong
             },
             consumed,
         );
@@ -248,20 +246,19 @@ fn parse_cmd<'a>(
         };
         swallow = vlen + 2;
     }
-    let fail = |reply: &'static [u8]| Parsed::Error {
-        reply,
+    let fail = |kind: ErrorKind| Parsed::Error {
+        kind,
+        noreply: false,
         consumed,
         swallow,
-        then: AfterError::Continue,
+        effect: Effect::None,
     };
     let (flags, key) = match preparse(tokens, first_flag, raw_key) {
         Ok(v) => v,
         Err(msg) => {
             // md and ma report every pre-parse failure the same way.
             return fail(match command {
-                MetaCommand::Delete | MetaCommand::Arithmetic => {
-                    b"CLIENT_ERROR invalid or duplicate flag\r\n"
-                }
+                MetaCommand::Delete | MetaCommand::Arithmetic => ErrorKind::InvalidOrDuplicateFlag,
                 _ => msg,
             });
         }
@@ -281,14 +278,14 @@ fn parse_cmd<'a>(
         MetaCommand::Get => {}
         MetaCommand::Delete => {
             if long_opaque(&cmd) {
-                return fail(b"CLIENT_ERROR opaque token too long\r\n");
+                return fail(ErrorKind::OpaqueTooLong);
             }
         }
         MetaCommand::Arithmetic => {
             cmd.incr = match flags.mode {
                 None | Some(b'I') | Some(b'+') => true,
                 Some(b'D') | Some(b'-') => false,
-                Some(_) => return fail(b"CLIENT_ERROR invalid mode for ma M token\r\n"),
+                Some(_) => return fail(ErrorKind::BadMaMode),
             };
         }
         MetaCommand::Set => {
@@ -299,15 +296,25 @@ fn parse_cmd<'a>(
                 Some(b'A') => SetMode::Append,
                 Some(b'P') => SetMode::Prepend,
                 Some(b'R') => SetMode::Replace,
-                Some(_) => return fail(b"CLIENT_ERROR invalid mode for ms M token\r\n"),
+                Some(_) => return fail(ErrorKind::BadMsMode),
             };
             if long_opaque(&cmd) {
-                return fail(b"CLIENT_ERROR opaque token too long\r\n");
+                return fail(ErrorKind::OpaqueTooLong);
             }
             let vlen = swallow - 2;
             let nsuffix = if flags.client_flags == 0 { 0 } else { 4 };
             if ITEM_HEADER + cmd.key.len() + nsuffix + vlen > limits.item_size_max {
-                return fail(TOO_LARGE);
+                // memcached unlinks the key (decoded) in every mode; it counts no cmd_set.
+                return Parsed::Error {
+                    kind: ErrorKind::TooLarge,
+                    noreply: false,
+                    consumed,
+                    swallow,
+                    effect: Effect::TooLarge {
+                        unlink: Some(cmd.key),
+                        counts_set: false,
+                    },
+                };
             }
             let Some(block) = input.get(consumed..consumed + swallow) else {
                 return Parsed::Incomplete;
@@ -331,15 +338,15 @@ fn preparse<'a>(
     tokens: &Tokens<'a>,
     start: usize,
     raw_key: &'a [u8],
-) -> Result<(MetaFlags, Cow<'a, [u8]>), &'static [u8]> {
-    const BAD_TOKEN: &[u8] = b"CLIENT_ERROR bad token in command line format\r\n";
+) -> Result<(MetaFlags, Cow<'a, [u8]>), ErrorKind> {
+    const BAD_TOKEN: ErrorKind = ErrorKind::BadToken;
     let mut f = MetaFlags {
         delta: 1,
         ..MetaFlags::default()
     };
     let mut key = Cow::Borrowed(raw_key);
     let mut seen = [false; 128];
-    let mut err: Option<&'static [u8]> = None;
+    let mut err: Option<ErrorKind> = None;
     let mut i = start;
     loop {
         let t = tokens.at(i);
@@ -349,7 +356,7 @@ fn preparse<'a>(
         i += 1;
         let o = t[0];
         if o >= 127 || seen[o as usize] {
-            return Err(b"CLIENT_ERROR duplicate flag\r\n");
+            return Err(ErrorKind::DuplicateFlag);
         }
         seen[o as usize] = true;
         let arg = &t[1..];
@@ -360,7 +367,7 @@ fn preparse<'a>(
                     Some(k) => key = Cow::Owned(k),
                     None => {
                         key = Cow::Borrowed(&[]);
-                        err = Some(b"CLIENT_ERROR error decoding key\r\n");
+                        err = Some(ErrorKind::KeyDecode);
                     }
                 }
             }
@@ -385,7 +392,7 @@ fn preparse<'a>(
                 // memcached does not set its error string here: an earlier flag's message (or
                 // the default) is what the client sees.
                 None => {
-                    err.get_or_insert(b"CLIENT_ERROR bad command line format\r\n");
+                    err.get_or_insert(ErrorKind::BadFormat);
                 }
             },
             b'C' => match safe_strtoull(arg) {
@@ -394,21 +401,21 @@ fn preparse<'a>(
             },
             b'M' => {
                 if t.len() != 2 {
-                    err = Some(b"CLIENT_ERROR incorrect length for M token\r\n");
+                    err = Some(ErrorKind::MTokenLength);
                 } else {
                     f.mode = Some(t[1]);
                 }
             }
             b'J' => match safe_strtoull(arg) {
                 Some(v) => f.initial = v,
-                None => err = Some(b"CLIENT_ERROR invalid numeric initial value\r\n"),
+                None => err = Some(ErrorKind::BadInitial),
             },
             b'D' => match safe_strtoull(arg) {
                 Some(v) => f.delta = v,
-                None => err = Some(b"CLIENT_ERROR invalid numeric delta value\r\n"),
+                None => err = Some(ErrorKind::BadDeltaValue),
             },
             b'I' => f.set_stale = true,
-            _ => return Err(b"CLIENT_ERROR invalid flag\r\n"),
+            _ => return Err(ErrorKind::InvalidFlag),
         }
     }
     match err {
@@ -507,12 +514,12 @@ mod tests {
     fn err(input: &[u8]) -> (String, usize, usize) {
         match p(input) {
             Parsed::Error {
-                reply,
+                kind,
                 consumed,
                 swallow,
                 ..
             } => (
-                String::from_utf8_lossy(reply).into_owned(),
+                String::from_utf8_lossy(kind.reply()).into_owned(),
                 consumed,
                 swallow,
             ),
@@ -688,7 +695,7 @@ mod tests {
         assert!(matches!(
             p(&long),
             Parsed::Error {
-                then: AfterError::Close,
+                effect: Effect::Close,
                 ..
             }
         ));
@@ -696,18 +703,28 @@ mod tests {
 
     #[test]
     fn meta_too_large_key() {
-        let l = Limits::default();
+        let unlinked = |input: &'static [u8]| match p(input) {
+            Parsed::Error {
+                effect: Effect::TooLarge { unlink, counts_set },
+                kind: ErrorKind::TooLarge,
+                ..
+            } => {
+                assert!(!counts_set);
+                unlink
+            }
+            _ => None,
+        };
         assert_eq!(
-            too_large_key(b"ms foo 2000000 ME\r\n", &l).as_deref(),
+            unlinked(b"ms foo 2000000 ME\r\n").as_deref(),
             Some(&b"foo"[..])
         );
         assert_eq!(
-            too_large_key(b"ms Zm9v 2000000 b\r\n", &l).as_deref(),
+            unlinked(b"ms Zm9v 2000000 b\r\n").as_deref(),
             Some(&b"foo"[..])
         );
-        assert_eq!(too_large_key(b"ms foo 2000000 zz\r\n", &l), None);
-        assert_eq!(too_large_key(b"ms foo 2 zz\r\n", &l), None);
-        assert_eq!(too_large_key(b"mg foo v\r\n", &l), None);
+        assert_eq!(unlinked(b"ms foo 2000000 zz\r\n"), None);
+        assert_eq!(unlinked(b"ms foo 2 zz\r\n"), None);
+        assert_eq!(unlinked(b"mg foo v\r\n"), None);
         assert!(p(b"mn\r\n") == Parsed::Request(Request::Meta(MetaRequest::Noop), 4));
         assert!(MetaRequest::Noop.is_noop());
     }

@@ -6,6 +6,9 @@
 //! connection must do next (swallow a data block, close). One `Request` type serves the text and
 //! meta formats so that the executor has a single dispatch.
 
+pub use reply::ErrorKind;
+use std::borrow::Cow;
+
 pub mod binary;
 pub mod meta;
 pub mod reply;
@@ -41,22 +44,41 @@ pub enum Parsed<'a> {
     Request(Request<'a>, usize),
     /// Not enough input yet; call again with more bytes.
     Incomplete,
-    /// Bad input: send `reply` (already terminated by "\r\n", may be empty), drop `consumed`
-    /// bytes, then discard a further `swallow` bytes as they arrive, then apply `then`.
+    /// Bad input: answer `kind.reply()` unless `noreply` (memcached mutes some errors of a
+    /// command that asked for noreply), drop `consumed` bytes, discard a further `swallow`
+    /// bytes as they arrive (a refused data block), and apply `effect`.
     Error {
-        reply: &'static [u8],
+        kind: ErrorKind,
+        noreply: bool,
         consumed: usize,
         swallow: usize,
-        then: AfterError,
+        effect: Effect<'a>,
     },
 }
 
-/// What the connection does after an error reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AfterError {
-    Continue,
-    /// Close the connection once the reply (if any) is flushed.
+/// What memcached does on a refusal besides answering it: data the executor applies, so that
+/// it never has to look at reply bytes or the input again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect<'a> {
+    None,
+    /// Hang up: memcached throws away the replies it queued and has not written, and closes.
     Close,
+    /// A storage command refused as too large: memcached counts `store_too_large` (the text
+    /// protocol also `cmd_set`) and unlinks the key's current value, so that no stale copy
+    /// outlives the failed write (text `set` only; `ms` in every mode, key decoded).
+    TooLarge {
+        unlink: Option<Cow<'a, [u8]>>,
+        counts_set: bool,
+    },
+    /// A get/gets/gat/gats/bget refused for an over-long key. memcached walks the keys in order
+    /// and only notices the bad one when it reaches it: `keys` (those before it) were fetched
+    /// (LRU, stats) and, with `touch`, touched; then it discards every reply it had queued and
+    /// not written (conn_release_items culls the whole response chain) before the error.
+    RefusedGet {
+        keys: &'a [u8],
+        with_cas: bool,
+        touch: Option<i64>,
+    },
 }
 
 /// The storage commands of the text protocol.

@@ -7,16 +7,13 @@
 //! stores them in 32-bit variables, and `noreply` is honoured only where memcached looks for
 //! it. Keys and data borrow from the input; nothing is allocated per request.
 
-pub use super::reply::TOO_LARGE;
-use super::reply::{
-    BAD_CHUNK, BAD_DELTA, BAD_EXPTIME, BAD_FORMAT, BAD_LINE, DELETE_USAGE, DETAIL_USAGE, ERROR,
-    ILLEGAL_SLAB, MEMLIMIT_NOT_BYTES, MEMLIMIT_TOO_SMALL,
-};
+use super::reply::ErrorKind;
 use super::tokens::{split_line, Tokens as LineTokens};
-use super::{AfterError, Limits, Parsed, Request, ShutdownMode, StatsGroup, StoreMode};
+use super::{Effect, Limits, Parsed, Request, ShutdownMode, StatsGroup, StoreMode};
 use crate::numbers::{
     safe_strtol as strtol32, safe_strtoul as strtoul32, safe_strtoull as strtoull,
 };
+use std::borrow::Cow;
 
 /// memcached's read buffer: a line whose "\n" is not within this many bytes never completes
 /// there (the connection is closed) unless it is a multiget.
@@ -46,7 +43,7 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
     let toks = Tokens::new(line);
     // Every command has at least two bytes; an empty line or a one-byte token is ERROR.
     let Some(cmd) = toks.get(0).filter(|c| c.len() >= 2) else {
-        return error(ERROR, consumed, false);
+        return error(ErrorKind::Error, consumed, false);
     };
     let ntokens = toks.ntokens();
     let l = Line {
@@ -57,19 +54,21 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
     };
     match cmd[0] {
         b'm' if cmd.len() == 2 => match cmd[1] {
-            b'g' | b's' | b'd' | b'n' | b'a' | b'e' => super::meta::parse(input, limits),
-            _ => error(ERROR, consumed, false),
+            b'g' | b's' | b'd' | b'n' | b'a' | b'e' => {
+                super::meta::parse_line(input, line, consumed, limits)
+            }
+            _ => error(ErrorKind::Error, consumed, false),
         },
         b'g' => {
             if ntokens < 3 {
-                return error(ERROR, consumed, false);
+                return error(ErrorKind::Error, consumed, false);
             }
             match cmd {
                 b"get" => l.get(false, false),
                 b"gets" => l.get(true, false),
                 b"gat" => l.get(false, true),
                 b"gats" => l.get(true, true),
-                _ => error(ERROR, consumed, false),
+                _ => error(ErrorKind::Error, consumed, false),
             }
         }
         b's' => match cmd {
@@ -83,26 +82,26 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
                 };
                 Parsed::Request(Request::Shutdown(mode), consumed)
             }
-            _ => error(ERROR, consumed, false),
+            _ => error(ErrorKind::Error, consumed, false),
         },
         b'a' => match cmd {
             b"add" => l.update(StoreKind::Add, ntokens),
             b"append" => l.update(StoreKind::Append, ntokens),
-            _ => error(ERROR, consumed, false),
+            _ => error(ErrorKind::Error, consumed, false),
         },
         b'c' => match cmd {
             b"cas" => l.update(StoreKind::Cas, ntokens),
             b"cache_memlimit" => l.memlimit(),
-            _ => error(ERROR, consumed, false),
+            _ => error(ErrorKind::Error, consumed, false),
         },
         b'i' if cmd == b"incr" => l.arith(true),
         b'd' => match cmd {
             b"delete" => l.delete(),
             b"decr" => l.arith(false),
-            _ => error(ERROR, consumed, false),
+            _ => error(ErrorKind::Error, consumed, false),
         },
         b't' if cmd == b"touch" => l.touch(),
-        b'i' | b't' => error(ERROR, consumed, false),
+        b'i' | b't' => error(ErrorKind::Error, consumed, false),
         _ => match cmd {
             b"replace" => l.update(StoreKind::Replace, ntokens),
             b"prepend" => l.update(StoreKind::Prepend, ntokens),
@@ -117,90 +116,16 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
             }),
             // Known to memcached but not offered here; they still escape the HTTP check below.
             b"bget" | b"lru_crawler" | b"watch" | b"lru" | b"extstore" | b"slabs" => {
-                error(ERROR, consumed, false)
+                error(ErrorKind::Error, consumed, false)
             }
             // A browser talking to the cache port: memcached hangs up without a word.
             _ if toks.last().starts_with(b"HTTP/") => close(),
-            _ => error(ERROR, consumed, false),
+            _ => error(ErrorKind::Error, consumed, false),
         },
     }
 }
 
 pub use super::tokens::keys;
-
-/// Whether the error [`parse`] returned for `input` is a get/gets/gat/gats/bget refused for a
-/// key over the length limit. memcached answers that by discarding every reply it had queued
-/// and not yet written (conn_release_items culls the whole response chain, so earlier
-/// pipelined replies since the last flush vanish) before sending the error.
-pub fn discards_pending_replies(input: &[u8], limits: &Limits) -> bool {
-    let Some((line, _)) = find_line(input, limits) else {
-        return false;
-    };
-    let is_get = matches!(
-        Tokens::new(line).get(0),
-        Some(b"get" | b"gets" | b"gat" | b"gats" | b"bget")
-    );
-    let refused =
-        matches!(parse(input, limits), Parsed::Error { reply, .. } if reply == BAD_FORMAT);
-    is_get && refused
-}
-
-/// For a get-family line refused for an over-long key: the same request cut just before that
-/// key. memcached walks the keys in order and only notices the bad one when it reaches it, so the
-/// earlier keys were fetched (LRU, stats) and, for gat/gats, touched; only their replies are
-/// thrown away. The connection executes this to reproduce those side effects.
-pub fn refused_get_prefix<'a>(input: &'a [u8], limits: &Limits) -> Option<Request<'a>> {
-    if !discards_pending_replies(input, limits) {
-        return None;
-    }
-    let (line, _) = find_line(input, limits)?;
-    let toks = Tokens::new(line);
-    let (with_cas, touch) = match toks.get(0)? {
-        b"get" | b"bget" => (false, false),
-        b"gets" => (true, false),
-        b"gat" => (false, true),
-        b"gats" => (true, true),
-        _ => return None,
-    };
-    let (skip, exptime) = if touch {
-        (2, i64::from(strtol32(toks.get(1)?)?))
-    } else {
-        (1, 0)
-    };
-    let keys = toks.after(skip);
-    let cut = keys
-        .split(|b| *b == b' ')
-        .scan(0usize, |pos, k| {
-            let start = *pos;
-            *pos += k.len() + 1;
-            Some((start, k))
-        })
-        .find(|(_, k)| k.len() > limits.max_key_len)
-        .map(|(start, _)| start)?;
-    let keys = &keys[..cut];
-    Some(if touch {
-        Request::GetAndTouch {
-            exptime,
-            keys,
-            with_cas,
-        }
-    } else {
-        Request::Get { keys, with_cas }
-    })
-}
-
-/// When [`parse`] refused a `set` as too large (an `Error` with `swallow > 0`, which in the
-/// text protocol only a too-large storage command produces), memcached also unlinks the key's
-/// current value so that a stale copy does not outlive the failed set. Given the same input,
-/// this returns that key; `None` for add/replace/append/prepend/cas, which leave it alone.
-pub fn too_large_unlink_key(input: &[u8]) -> Option<&[u8]> {
-    let (line, _) = find_line(input, &Limits::default())?;
-    let toks = Tokens::new(line);
-    match (toks.get(0), toks.get(1)) {
-        (Some(b"set"), Some(key)) => Some(key),
-        _ => None,
-    }
-}
 
 /// Finds the first command line (see [`split_line`]) and the bytes it occupies. `None` while
 /// memcached would still wait.
@@ -230,21 +155,22 @@ fn is_multiget(input: &[u8]) -> bool {
 
 fn close<'a>() -> Parsed<'a> {
     Parsed::Error {
-        reply: b"",
+        kind: ErrorKind::Hangup,
+        noreply: false,
         consumed: 0,
         swallow: 0,
-        then: AfterError::Close,
+        effect: Effect::Close,
     }
 }
 
 /// An error reply that consumes the line; with noreply memcached suppresses the reply too.
-fn error<'a>(reply: &'static [u8], consumed: usize, noreply: bool) -> Parsed<'a> {
-    let reply = if noreply { &b""[..] } else { reply };
+fn error<'a>(kind: ErrorKind, consumed: usize, noreply: bool) -> Parsed<'a> {
     Parsed::Error {
-        reply,
+        kind,
+        noreply,
         consumed,
         swallow: 0,
-        then: AfterError::Continue,
+        effect: Effect::None,
     }
 }
 
@@ -271,8 +197,8 @@ impl<'a> Line<'a, '_> {
         Parsed::Request(req, self.consumed)
     }
 
-    fn err(&self, reply: &'static [u8], noreply: bool) -> Parsed<'a> {
-        error(reply, self.consumed, noreply)
+    fn err(&self, kind: ErrorKind, noreply: bool) -> Parsed<'a> {
+        error(kind, self.consumed, noreply)
     }
 
     fn key_too_long(&self, key: &[u8]) -> bool {
@@ -284,18 +210,18 @@ impl<'a> Line<'a, '_> {
         let cas = kind == StoreKind::Cas;
         let want = if cas { 7 } else { 6 };
         if ntokens != want && ntokens != want + 1 {
-            return self.err(ERROR, false);
+            return self.err(ErrorKind::Error, false);
         }
         let t = self.toks;
         let noreply = t.noreply();
         let key = t.at(1);
         if self.key_too_long(key) {
-            return self.err(BAD_FORMAT, noreply);
+            return self.err(ErrorKind::BadFormat, noreply);
         }
         let (Some(flags), Some(exptime), Some(vlen)) =
             (strtoul32(t.at(2)), strtol32(t.at(3)), strtol32(t.at(4)))
         else {
-            return self.err(BAD_FORMAT, noreply);
+            return self.err(ErrorKind::BadFormat, noreply);
         };
         let mode = match kind {
             StoreKind::Set => StoreMode::Set,
@@ -305,11 +231,11 @@ impl<'a> Line<'a, '_> {
             StoreKind::Prepend => StoreMode::Prepend,
             StoreKind::Cas => match strtoull(t.at(5)) {
                 Some(unique) => StoreMode::Cas(unique),
-                None => return self.err(BAD_FORMAT, noreply),
+                None => return self.err(ErrorKind::BadFormat, noreply),
             },
         };
         if !(0..=i32::MAX - 2).contains(&vlen) {
-            return self.err(BAD_FORMAT, noreply);
+            return self.err(ErrorKind::BadFormat, noreply);
         }
         // vlen is in 0..=i32::MAX - 2 here, so the cast is lossless.
         let block = vlen as usize + 2;
@@ -317,12 +243,17 @@ impl<'a> Line<'a, '_> {
         let flags_size = if flags == 0 { 0 } else { 4 };
         let total = ITEM_OVERHEAD + key.len() + 1 + flags_size + block;
         if total > self.limits.item_size_max {
-            let reply = if noreply { &b""[..] } else { TOO_LARGE };
+            // Only a failed `set` drops the old value; add/replace/... leave it alone.
+            let unlink = (kind == StoreKind::Set).then_some(Cow::Borrowed(key));
             return Parsed::Error {
-                reply,
+                kind: ErrorKind::TooLarge,
+                noreply,
                 consumed: self.consumed,
                 swallow: block,
-                then: AfterError::Continue,
+                effect: Effect::TooLarge {
+                    unlink,
+                    counts_set: true,
+                },
             };
         }
         let Some(chunk) = self.input.get(self.consumed..self.consumed + block) else {
@@ -333,7 +264,7 @@ impl<'a> Line<'a, '_> {
         if end != b"\r\n" {
             // memcached read the whole block into the item, then rejects it; the next
             // command starts right after it.
-            return error(BAD_CHUNK, used, noreply);
+            return error(ErrorKind::BadChunk, used, noreply);
         }
         let exptime = i64::from(exptime);
         Parsed::Request(
@@ -357,15 +288,29 @@ impl<'a> Line<'a, '_> {
         if touch {
             match strtol32(t.at(1)) {
                 Some(e) => exptime = i64::from(e),
-                None => return self.err(BAD_EXPTIME, false),
+                None => return self.err(ErrorKind::BadExptime, false),
             }
             skip = 2;
         }
         let keys = t.after(skip);
         // memcached answers a too-long key anywhere in the list with this error alone,
-        // dropping the hits it had already gathered.
-        if self::keys(keys).any(|k| self.key_too_long(k)) {
-            return self.err(BAD_FORMAT, false);
+        // dropping the hits it had already gathered (but not their side effects).
+        let mut start = 0;
+        for k in keys.split(|b| *b == b' ') {
+            if self.key_too_long(k) {
+                return Parsed::Error {
+                    kind: ErrorKind::BadFormat,
+                    noreply: false,
+                    consumed: self.consumed,
+                    swallow: 0,
+                    effect: Effect::RefusedGet {
+                        keys: &keys[..start],
+                        with_cas,
+                        touch: touch.then_some(exptime),
+                    },
+                };
+            }
+            start += k.len() + 1;
         }
         if touch {
             self.req(Request::GetAndTouch {
@@ -382,12 +327,12 @@ impl<'a> Line<'a, '_> {
     fn arith(&self, incr: bool) -> Parsed<'a> {
         let t = self.toks;
         if !matches!(t.ntokens(), 4 | 5) {
-            return self.err(ERROR, false);
+            return self.err(ErrorKind::Error, false);
         }
         let noreply = t.noreply();
         let key = t.at(1);
         if self.key_too_long(key) {
-            return self.err(BAD_FORMAT, noreply);
+            return self.err(ErrorKind::BadFormat, noreply);
         }
         match strtoull(t.at(2)) {
             Some(delta) => self.req(Request::Arith {
@@ -396,7 +341,7 @@ impl<'a> Line<'a, '_> {
                 delta,
                 noreply,
             }),
-            None => self.err(BAD_DELTA, noreply),
+            None => self.err(ErrorKind::BadDelta, noreply),
         }
     }
 
@@ -405,7 +350,7 @@ impl<'a> Line<'a, '_> {
         let t = self.toks;
         let ntokens = t.ntokens();
         if !(3..=5).contains(&ntokens) {
-            return self.err(ERROR, false);
+            return self.err(ErrorKind::Error, false);
         }
         let mut noreply = false;
         if ntokens > 3 {
@@ -415,12 +360,12 @@ impl<'a> Line<'a, '_> {
             let valid = (ntokens == 4 && (hold_is_zero || noreply))
                 || (ntokens == 5 && hold_is_zero && noreply);
             if !valid {
-                return self.err(DELETE_USAGE, noreply);
+                return self.err(ErrorKind::DeleteUsage, noreply);
             }
         }
         let key = t.at(1);
         if self.key_too_long(key) {
-            return self.err(BAD_FORMAT, noreply);
+            return self.err(ErrorKind::BadFormat, noreply);
         }
         self.req(Request::Delete { key, noreply })
     }
@@ -429,12 +374,12 @@ impl<'a> Line<'a, '_> {
     fn touch(&self) -> Parsed<'a> {
         let t = self.toks;
         if !matches!(t.ntokens(), 4 | 5) {
-            return self.err(ERROR, false);
+            return self.err(ErrorKind::Error, false);
         }
         let noreply = t.noreply();
         let key = t.at(1);
         if self.key_too_long(key) {
-            return self.err(BAD_FORMAT, noreply);
+            return self.err(ErrorKind::BadFormat, noreply);
         }
         match strtol32(t.at(2)) {
             Some(e) => self.req(Request::Touch {
@@ -442,7 +387,7 @@ impl<'a> Line<'a, '_> {
                 exptime: i64::from(e),
                 noreply,
             }),
-            None => self.err(BAD_EXPTIME, noreply),
+            None => self.err(ErrorKind::BadExptime, noreply),
         }
     }
 
@@ -451,7 +396,7 @@ impl<'a> Line<'a, '_> {
         let t = self.toks;
         let ntokens = t.ntokens();
         if !(2..=4).contains(&ntokens) {
-            return self.err(ERROR, false);
+            return self.err(ErrorKind::Error, false);
         }
         let noreply = t.noreply();
         let mut delay = 0;
@@ -459,7 +404,7 @@ impl<'a> Line<'a, '_> {
         if ntokens != if noreply { 3 } else { 2 } {
             match strtol32(t.at(1)) {
                 Some(d) => delay = i64::from(d),
-                None => return self.err(BAD_EXPTIME, noreply),
+                None => return self.err(ErrorKind::BadExptime, noreply),
             }
         }
         self.req(Request::FlushAll { delay, noreply })
@@ -469,12 +414,12 @@ impl<'a> Line<'a, '_> {
     fn verbosity(&self) -> Parsed<'a> {
         let t = self.toks;
         if !matches!(t.ntokens(), 3 | 4) {
-            return self.err(ERROR, false);
+            return self.err(ErrorKind::Error, false);
         }
         let noreply = t.noreply();
         match strtoul32(t.at(1)) {
             Some(level) => self.req(Request::Verbosity { level, noreply }),
-            None => self.err(BAD_FORMAT, noreply),
+            None => self.err(ErrorKind::BadFormat, noreply),
         }
     }
 
@@ -483,13 +428,13 @@ impl<'a> Line<'a, '_> {
     fn memlimit(&self) -> Parsed<'a> {
         let t = self.toks;
         if !matches!(t.ntokens(), 3 | 4) {
-            return self.err(ERROR, false);
+            return self.err(ErrorKind::Error, false);
         }
         let noreply = t.noreply();
         match strtoul32(t.at(1)) {
-            None => self.err(ERROR, noreply),
-            Some(mb) if mb < 8 => self.err(MEMLIMIT_TOO_SMALL, noreply),
-            Some(mb) if mb > 1_000_000_000 => self.err(MEMLIMIT_NOT_BYTES, noreply),
+            None => self.err(ErrorKind::Error, noreply),
+            Some(mb) if mb < 8 => self.err(ErrorKind::MemlimitTooSmall, noreply),
+            Some(mb) if mb > 1_000_000_000 => self.err(ErrorKind::MemlimitNotBytes, noreply),
             Some(mb) => self.req(Request::CacheMemlimit {
                 megabytes: u64::from(mb),
                 noreply,
@@ -508,18 +453,18 @@ impl<'a> Line<'a, '_> {
             b"reset" => StatsGroup::Reset,
             b"detail" => match t.get(2) {
                 Some(arg @ (b"on" | b"off" | b"dump")) => StatsGroup::Detail(arg),
-                _ => return self.err(DETAIL_USAGE, false),
+                _ => return self.err(ErrorKind::DetailUsage, false),
             },
             b"settings" => StatsGroup::Settings,
             b"cachedump" => {
                 if ntokens < 5 {
-                    return self.err(BAD_LINE, false);
+                    return self.err(ErrorKind::BadLine, false);
                 }
                 let (Some(class), Some(limit)) = (strtoul32(t.at(2)), strtoul32(t.at(3))) else {
-                    return self.err(BAD_FORMAT, false);
+                    return self.err(ErrorKind::BadFormat, false);
                 };
                 if class >= MAX_SLAB_CLASSES {
-                    return self.err(ILLEGAL_SLAB, false);
+                    return self.err(ErrorKind::IllegalSlab, false);
                 }
                 StatsGroup::CacheDump { class, limit }
             }

@@ -263,7 +263,7 @@ fn store(
         StoreOutcome::NotFound => b"NOT_FOUND\r\n",
         StoreOutcome::Error(StoreError::TooLarge) => {
             Stats::incr(&stats.store_too_large);
-            text::TOO_LARGE
+            crate::protocol::reply::TOO_LARGE
         }
         StoreOutcome::Error(StoreError::OutOfMemory) => {
             Stats::incr(&stats.store_no_memory);

@@ -9,7 +9,7 @@ use super::stats::Stats;
 use super::tls;
 use super::workers::Workers;
 use super::{ConnInfo, Shared};
-use crate::protocol::{text, AfterError, Parsed, Request};
+use crate::protocol::{text, Effect, Parsed, Request};
 use bytes::{Buf, BytesMut};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
@@ -286,27 +286,51 @@ pub fn process(
                 return (Flow::Continue, true);
             }
             Parsed::Error {
-                reply,
+                kind,
+                noreply,
                 consumed,
                 swallow: s,
-                then,
+                effect,
             } => {
-                if s > 0 {
-                    refused_store(shared, rbuf);
-                }
-                if let Some(prefix) = text::refused_get_prefix(rbuf, &shared.limits) {
-                    // The keys before the bad one were fetched and touched; only the replies go.
-                    let mut scratch = Vec::new();
-                    let mut rest = execute_bounded(shared, &prefix, &mut scratch, held).1;
-                    while let Some(keys) = rest {
-                        scratch.clear();
-                        rest = get_slice(shared, &prefix, keys, &mut scratch, FLUSH_AT);
+                let close = effect == Effect::Close;
+                match effect {
+                    Effect::None => {}
+                    Effect::Close => out.truncate(*written),
+                    Effect::TooLarge { unlink, counts_set } => {
+                        Stats::incr(&shared.stats.store_too_large);
+                        if counts_set {
+                            Stats::incr(&shared.stats.cmd_set);
+                        }
+                        if let Some(key) = unlink {
+                            shared.store.entry(&key).delete();
+                        }
                     }
-                    out.truncate(*written);
-                } else if then == AfterError::Close {
-                    out.truncate(*written);
+                    Effect::RefusedGet {
+                        keys,
+                        with_cas,
+                        touch,
+                    } => {
+                        // The keys before the bad one were fetched and touched; only the
+                        // replies go, with everything queued and not yet written.
+                        let mut scratch = Vec::new();
+                        let mut rest = Some(keys);
+                        while let Some(keys) = rest {
+                            scratch.clear();
+                            rest = commands::get_until(
+                                shared,
+                                keys,
+                                with_cas,
+                                touch,
+                                &mut scratch,
+                                FLUSH_AT,
+                            );
+                        }
+                        out.truncate(*written);
+                    }
                 }
-                out.extend_from_slice(reply);
+                if !noreply {
+                    out.extend_from_slice(kind.reply());
+                }
                 *swallow = s;
                 if consumed + s > MEMCACHED_READ_BUFFER {
                     *block_from_socket = true;
@@ -317,14 +341,7 @@ pub fn process(
                     held.release_all();
                     *replies = 0;
                 }
-                (
-                    consumed,
-                    if then == AfterError::Close {
-                        Flow::Close
-                    } else {
-                        Flow::Continue
-                    },
-                )
+                (consumed, if close { Flow::Close } else { Flow::Continue })
             }
         };
         if let Some((at, line)) = resume {
@@ -473,26 +490,5 @@ fn is_write_point(req: &Request<'_>) -> bool {
         Request::Get { .. } | Request::GetAndTouch { .. } => true,
         Request::Meta(m) => m.is_noop(),
         _ => false,
-    }
-}
-
-/// A storage command whose data block is being swallowed: count it, and unlink the old value
-/// where memcached does (a too-large text `set`; a too-large `ms` in any mode), so no stale data
-/// survives the failed write. Swallowing after a meta flag error counts nothing.
-fn refused_store(shared: &Shared, input: &[u8]) {
-    let is_meta = input.trim_ascii_start().starts_with(b"ms ");
-    if is_meta {
-        if let Some(key) = crate::protocol::meta::too_large_key(input, &shared.limits) {
-            Stats::incr(&shared.stats.store_too_large);
-            shared.store.entry(&key).delete();
-        }
-        return;
-    }
-    Stats::incr(&shared.stats.store_too_large);
-    Stats::incr(&shared.stats.cmd_set);
-    if let Some(key) = text::too_large_unlink_key(input) {
-        if key.len() <= shared.limits.max_key_len {
-            shared.store.entry(key).delete();
-        }
     }
 }

@@ -578,12 +578,12 @@ mod tests {
                     rest = &rest[used..];
                 }
                 Parsed::Error {
-                    reply,
+                    kind,
                     consumed,
                     swallow,
                     ..
                 } => {
-                    out.extend_from_slice(reply);
+                    out.extend_from_slice(kind.reply());
                     rest = &rest[(consumed + swallow).min(rest.len())..];
                 }
                 other => panic!("unexpected {other:?}"),
