@@ -1,8 +1,8 @@
 //! Hot paths without the network: store lookup, store, incr, eviction, and reply encoding.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use repcached::protocol::reply::write_value;
 use repcached::protocol::StoreMode;
-use repcached::server::commands::write_value;
 use repcached::store::{Expiry, Store, StoreConfig};
 
 fn filled(n: usize) -> (Store, Vec<Vec<u8>>) {

@@ -190,5 +190,5 @@ pub enum Request<'a> {
         noreply: bool,
     },
     /// mg/ms/md/ma/mn/me: see [`meta`].
-    Meta(meta::MetaRequest<'a>),
+    Meta(meta::types::MetaRequest<'a>),
 }

@@ -33,7 +33,7 @@ pub const INVALID_FLAG: &[u8] = b"CLIENT_ERROR invalid flag\r\n";
 
 /// Why a parser refused its input. [`ErrorKind::reply`] is the one place that maps a kind to
 /// memcached's bytes; what the refusal does besides answering is the error's
-/// [`Effect`](super::Effect).
+/// `Effect` (defined next to `Parsed`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// `ERROR`: unknown command or wrong token count.
@@ -131,6 +131,60 @@ impl ErrorKind {
         }
     }
 }
+
+pub const STORED: &[u8] = b"STORED\r\n";
+pub const NOT_STORED: &[u8] = b"NOT_STORED\r\n";
+pub const EXISTS: &[u8] = b"EXISTS\r\n";
+pub const NOT_FOUND: &[u8] = b"NOT_FOUND\r\n";
+pub const DELETED: &[u8] = b"DELETED\r\n";
+pub const TOUCHED: &[u8] = b"TOUCHED\r\n";
+pub const OK: &[u8] = b"OK\r\n";
+pub const END: &[u8] = b"END\r\n";
+pub const OUT_OF_MEMORY_STORING: &[u8] = b"SERVER_ERROR out of memory storing object\r\n";
+pub const OUT_OF_MEMORY: &[u8] = b"SERVER_ERROR out of memory\r\n";
+pub const NON_NUMERIC: &[u8] = b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n";
+/// `-o read_buf_mem_limit` refusing a get (memcached's response object allocation failed).
+pub const OUT_OF_MEMORY_GET: &[u8] = b"SERVER_ERROR out of memory writing get response\r\n";
+/// The accept loop's answer when `-c` connections are open.
+pub const TOO_MANY_CONNECTIONS: &[u8] = b"ERROR Too many open connections\r\n";
+
+/// Appends a decimal number without going through `fmt`.
+#[inline]
+pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// One hit of a get: `VALUE <key> <flags> <bytes> [<cas>]\r\n<data>\r\n`.
+#[inline]
+pub fn write_value(out: &mut Vec<u8>, key: &[u8], flags: u32, value: &[u8], cas: Option<u64>) {
+    out.extend_from_slice(b"VALUE ");
+    out.extend_from_slice(key);
+    out.push(b' ');
+    push_u64(out, flags as u64);
+    out.push(b' ');
+    push_u64(out, value.len() as u64);
+    if let Some(cas) = cas {
+        out.push(b' ');
+        push_u64(out, cas);
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The version we answer `version` with: memcached's, so clients that parse it keep working,
+/// tagged like repcached 2.x tagged its own.
+pub const VERSION: &str = concat!("1.6.18-repcached-", env!("CARGO_PKG_VERSION"));
 
 #[cfg(test)]
 mod tests {
