@@ -2,9 +2,11 @@
 //!
 //! Every parser takes the unread part of a connection's input buffer and answers with a
 //! [`Parsed`]: a complete request borrowing from that buffer and how many bytes it used, a
-//! request for more bytes, or an error with the exact reply memcached would send and what the
-//! connection must do next (swallow a data block, close). One `Request` type serves the text and
-//! meta formats so that the executor has a single dispatch.
+//! request for more bytes, or an error: its [`ErrorKind`] (whose `reply()` is memcached's exact
+//! bytes, in [`reply`]) and its [`Effect`], the side effects memcached applies for it, as data
+//! for the executor. One `Request` type serves the text and meta formats so that the executor
+//! has a single dispatch. `tokens` is the one line splitter and tokenizer; the C number rules
+//! live in [`crate::numbers`]. Nothing here imports the server or the store.
 
 pub use reply::ErrorKind;
 use std::borrow::Cow;
@@ -142,7 +144,7 @@ pub enum Request<'a> {
         data: &'a [u8],
         noreply: bool,
     },
-    /// get/gets: `keys` is the raw, space-separated key list (see [`text::keys`]).
+    /// get/gets: `keys` is the raw, space-separated key list (see [`tokens::keys`]).
     Get {
         keys: &'a [u8],
         with_cas: bool,

@@ -1,4 +1,10 @@
-//! tokio listeners, one task per connection, stats and shutdown.
+//! The server: binds the listeners, starts the -t connection workers (each a thread with its
+//! own single-threaded event loop, see workers.rs), replication, the sweeper and the idle
+//! check on the main runtime, and stops them in order.
+//!
+//! Module graph (each imports only modules listed after it): mod.rs -> acceptor -> workers ->
+//! connection -> pipeline -> exec/text -> exec/{meta,stats} -> shared -> session, stats, tls;
+//! udp -> pipeline. Everything below depends on `protocol` and `store`, never the reverse.
 //!
 //! [`start`] binds everything and returns a handle (tests bind port 0 and read the addresses
 //! from it); [`run`] is the binary's entry point: runtime, signals, graceful stop. With -Z the
