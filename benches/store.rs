@@ -1,7 +1,7 @@
 //! Hot paths without the network: store lookup, store, incr, eviction, and reply encoding.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use repcached::server::commands::write_value;
+use repcached::protocol::reply::write_value;
 use repcached::store::{Expiry, Store, StoreConfig, WriteMode};
 
 fn filled(n: usize) -> (Store, Vec<Vec<u8>>) {

@@ -8,6 +8,7 @@
 //! memcached does and then ignored, and listed in [`Config::ignored_options`] so that the binary
 //! can log them. The `ssl_*` sub-options and `-Z` do take effect ([`TlsSettings`]).
 
+use crate::numbers;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -1084,20 +1085,10 @@ fn check_host_port(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// C `atoi`: leading whitespace, optional sign, digits; anything else stops it; 0 if none.
-/// memcached reads most `-o` values this way, so "hashpower=abc" is "too low", not "bad".
+/// C `atoi` as memcached uses it for most `-o` values ([`numbers::atol`]): never fails, so
+/// "hashpower=abc" is "too low", not "bad".
 fn atoi(value: &str) -> i64 {
-    let s = value.trim_start();
-    let (sign, digits) = match s.as_bytes().first() {
-        Some(b'-') => (-1, &s[1..]),
-        Some(b'+') => (1, &s[1..]),
-        _ => (1, s),
-    };
-    let mut n: i64 = 0;
-    for b in digits.bytes().take_while(u8::is_ascii_digit) {
-        n = n.saturating_mul(10).saturating_add(i64::from(b - b'0'));
-    }
-    sign * n
+    numbers::atol(value.as_bytes())
 }
 
 /// C `atof`, close enough for memcached's range checks: the longest parseable prefix.
@@ -1110,9 +1101,9 @@ fn atof(value: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// memcached's `safe_strtoul`: a whole 32-bit unsigned number, trailing whitespace allowed.
+/// memcached's `safe_strtoul` ([`numbers::safe_strtoul`]).
 fn strtoul_ok(value: &str) -> bool {
-    value.trim_end().parse::<u32>().is_ok()
+    numbers::safe_strtoul(value.as_bytes()).is_some()
 }
 
 fn strtod_ok(value: &str) -> bool {
@@ -1341,10 +1332,12 @@ impl SubOptions {
             "ssl_verify_mode" | "ssl_min_version" => {
                 let v = need_arg()?;
                 // Both take 0..=3 (verify: none/request/require/once; min: tls1.0..tls1.3).
-                let n = match v.trim_end().parse::<i32>() {
-                    Ok(n) if (0..=3).contains(&n) => n,
-                    Ok(_) => return Err(format!("Invalid {name}. Use help to see valid options.")),
-                    Err(_) => return Err(format!("could not parse argument to {name}")),
+                let n = match numbers::safe_strtol(v.as_bytes()) {
+                    Some(n) if (0..=3).contains(&n) => n,
+                    Some(_) => {
+                        return Err(format!("Invalid {name}. Use help to see valid options."))
+                    }
+                    None => return Err(format!("could not parse argument to {name}")),
                 };
                 if name == "ssl_verify_mode" {
                     self.tls.verify_mode = [
@@ -1365,17 +1358,13 @@ impl SubOptions {
             "ssl_keyformat" => {
                 // safe_strtol: a whole signed number.
                 let v = need_arg()?;
-                self.tls.key_format = v
-                    .trim_end()
-                    .parse::<i32>()
-                    .map_err(|_| format!("could not parse argument to {name}"))?;
+                self.tls.key_format = numbers::safe_strtol(v.as_bytes())
+                    .ok_or_else(|| format!("could not parse argument to {name}"))?;
             }
             "ssl_wbuf_size" => {
                 let v = need_arg()?;
-                let kb = v
-                    .trim_end()
-                    .parse::<u32>()
-                    .map_err(|_| format!("could not parse argument to {name}"))?;
+                let kb = numbers::safe_strtoul(v.as_bytes())
+                    .ok_or_else(|| format!("could not parse argument to {name}"))?;
                 // Kilobytes on the command line, bytes in `stats settings`, like memcached
                 // (whose unsigned multiply wraps the same way).
                 self.tls.wbuf_size = kb.wrapping_mul(1024);

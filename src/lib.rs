@@ -3,6 +3,7 @@
 //! The library owns everything; `main.rs` only parses the command line and calls [`server::run`].
 
 pub mod config;
+pub mod numbers;
 pub mod protocol;
 pub mod replication;
 pub mod server;

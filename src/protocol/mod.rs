@@ -2,13 +2,20 @@
 //!
 //! Every parser takes the unread part of a connection's input buffer and answers with a
 //! [`Parsed`]: a complete request borrowing from that buffer and how many bytes it used, a
-//! request for more bytes, or an error with the exact reply memcached would send and what the
-//! connection must do next (swallow a data block, close). One `Request` type serves the text and
-//! meta formats so that the executor has a single dispatch.
+//! request for more bytes, or an error: its [`ErrorKind`] (whose `reply()` is memcached's exact
+//! bytes, in [`reply`]) and its [`Effect`], the side effects memcached applies for it, as data
+//! for the executor. One `Request` type serves the text and meta formats so that the executor
+//! has a single dispatch. `tokens` is the one line splitter and tokenizer; the C number rules
+//! live in [`crate::numbers`]. Nothing here imports the server or the store.
+
+pub use reply::ErrorKind;
+use std::borrow::Cow;
 
 pub mod binary;
 pub mod meta;
+pub mod reply;
 pub mod text;
+pub mod tokens;
 
 /// Limits applied while parsing, the same for client input and replicated frames.
 #[derive(Debug, Clone, Copy)]
@@ -39,22 +46,41 @@ pub enum Parsed<'a> {
     Request(Request<'a>, usize),
     /// Not enough input yet; call again with more bytes.
     Incomplete,
-    /// Bad input: send `reply` (already terminated by "\r\n", may be empty), drop `consumed`
-    /// bytes, then discard a further `swallow` bytes as they arrive, then apply `then`.
+    /// Bad input: answer `kind.reply()` unless `noreply` (memcached mutes some errors of a
+    /// command that asked for noreply), drop `consumed` bytes, discard a further `swallow`
+    /// bytes as they arrive (a refused data block), and apply `effect`.
     Error {
-        reply: &'static [u8],
+        kind: ErrorKind,
+        noreply: bool,
         consumed: usize,
         swallow: usize,
-        then: AfterError,
+        effect: Effect<'a>,
     },
 }
 
-/// What the connection does after an error reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AfterError {
-    Continue,
-    /// Close the connection once the reply (if any) is flushed.
+/// What memcached does on a refusal besides answering it: data the executor applies, so that
+/// it never has to look at reply bytes or the input again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect<'a> {
+    None,
+    /// Hang up: memcached throws away the replies it queued and has not written, and closes.
     Close,
+    /// A storage command refused as too large: memcached counts `store_too_large` (the text
+    /// protocol also `cmd_set`) and unlinks the key's current value, so that no stale copy
+    /// outlives the failed write (text `set` only; `ms` in every mode, key decoded).
+    TooLarge {
+        unlink: Option<Cow<'a, [u8]>>,
+        counts_set: bool,
+    },
+    /// A get/gets/gat/gats/bget refused for an over-long key. memcached walks the keys in order
+    /// and only notices the bad one when it reaches it: `keys` (those before it) were fetched
+    /// (LRU, stats) and, with `touch`, touched; then it discards every reply it had queued and
+    /// not written (conn_release_items culls the whole response chain) before the error.
+    RefusedGet {
+        keys: &'a [u8],
+        with_cas: bool,
+        touch: Option<i64>,
+    },
 }
 
 /// The storage commands of the text protocol.
@@ -118,7 +144,7 @@ pub enum Request<'a> {
         data: &'a [u8],
         noreply: bool,
     },
-    /// get/gets: `keys` is the raw, space-separated key list (see [`text::keys`]).
+    /// get/gets: `keys` is the raw, space-separated key list (see [`tokens::keys`]).
     Get {
         keys: &'a [u8],
         with_cas: bool,
@@ -166,5 +192,5 @@ pub enum Request<'a> {
         noreply: bool,
     },
     /// mg/ms/md/ma/mn/me: see [`meta`].
-    Meta(meta::MetaRequest<'a>),
+    Meta(meta::types::MetaRequest<'a>),
 }

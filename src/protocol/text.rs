@@ -7,23 +7,13 @@
 //! stores them in 32-bit variables, and `noreply` is honoured only where memcached looks for
 //! it. Keys and data borrow from the input; nothing is allocated per request.
 
-use super::{AfterError, Limits, Parsed, Request, ShutdownMode, StatsGroup, StoreMode};
-
-/// Reply to a storage command whose value can never fit (memcached counts `store_too_large`).
-pub const TOO_LARGE: &[u8] = b"SERVER_ERROR object too large for cache\r\n";
-
-const ERROR: &[u8] = b"ERROR\r\n";
-const BAD_FORMAT: &[u8] = b"CLIENT_ERROR bad command line format\r\n";
-const BAD_CHUNK: &[u8] = b"CLIENT_ERROR bad data chunk\r\n";
-const BAD_EXPTIME: &[u8] = b"CLIENT_ERROR invalid exptime argument\r\n";
-const BAD_DELTA: &[u8] = b"CLIENT_ERROR invalid numeric delta argument\r\n";
-const DELETE_USAGE: &[u8] =
-    b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n";
-const DETAIL_USAGE: &[u8] = b"CLIENT_ERROR usage: stats detail on|off|dump\r\n";
-const BAD_LINE: &[u8] = b"CLIENT_ERROR bad command line\r\n";
-const ILLEGAL_SLAB: &[u8] = b"CLIENT_ERROR Illegal slab id\r\n";
-const MEMLIMIT_TOO_SMALL: &[u8] = b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n";
-const MEMLIMIT_NOT_BYTES: &[u8] = b"MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\n";
+use super::reply::ErrorKind;
+use super::tokens::{split_line, Tokens as LineTokens};
+use super::{Effect, Limits, Parsed, Request, ShutdownMode, StatsGroup, StoreMode};
+use crate::numbers::{
+    safe_strtol as strtol32, safe_strtoul as strtoul32, safe_strtoull as strtoull,
+};
+use std::borrow::Cow;
 
 /// memcached's read buffer: a line whose "\n" is not within this many bytes never completes
 /// there (the connection is closed) unless it is a multiget.
@@ -32,6 +22,8 @@ const READ_BUFFER_SIZE: usize = 16384;
 pub const MAX_MULTIGET_LINE: usize = 4 << 20;
 /// memcached's tokenizer stops after this many tokens; the rest stays unsplit.
 const MAX_TOKENS: usize = 23;
+/// A text command line split the way memcached's tokenize_command does.
+type Tokens<'a> = LineTokens<'a, MAX_TOKENS>;
 /// Leading spaces tolerated before "get " when a long line has no newline yet.
 const MAX_LEADING_SPACES: usize = 100;
 /// sizeof(item) on 64-bit memcached plus the CAS field: the overhead item_size_ok counts.
@@ -51,31 +43,32 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
     let toks = Tokens::new(line);
     // Every command has at least two bytes; an empty line or a one-byte token is ERROR.
     let Some(cmd) = toks.get(0).filter(|c| c.len() >= 2) else {
-        return error(ERROR, consumed, false);
+        return error(ErrorKind::Error, consumed, false);
     };
     let ntokens = toks.ntokens();
     let l = Line {
         input,
-        line,
         consumed,
         toks: &toks,
         limits,
     };
     match cmd[0] {
         b'm' if cmd.len() == 2 => match cmd[1] {
-            b'g' | b's' | b'd' | b'n' | b'a' | b'e' => super::meta::parse(input, limits),
-            _ => error(ERROR, consumed, false),
+            b'g' | b's' | b'd' | b'n' | b'a' | b'e' => {
+                super::meta::parse_line(input, line, consumed, limits)
+            }
+            _ => error(ErrorKind::Error, consumed, false),
         },
         b'g' => {
             if ntokens < 3 {
-                return error(ERROR, consumed, false);
+                return error(ErrorKind::Error, consumed, false);
             }
             match cmd {
                 b"get" => l.get(false, false),
                 b"gets" => l.get(true, false),
                 b"gat" => l.get(false, true),
                 b"gats" => l.get(true, true),
-                _ => error(ERROR, consumed, false),
+                _ => error(ErrorKind::Error, consumed, false),
             }
         }
         b's' => match cmd {
@@ -89,26 +82,26 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
                 };
                 Parsed::Request(Request::Shutdown(mode), consumed)
             }
-            _ => error(ERROR, consumed, false),
+            _ => error(ErrorKind::Error, consumed, false),
         },
         b'a' => match cmd {
             b"add" => l.update(StoreKind::Add, ntokens),
             b"append" => l.update(StoreKind::Append, ntokens),
-            _ => error(ERROR, consumed, false),
+            _ => error(ErrorKind::Error, consumed, false),
         },
         b'c' => match cmd {
             b"cas" => l.update(StoreKind::Cas, ntokens),
             b"cache_memlimit" => l.memlimit(),
-            _ => error(ERROR, consumed, false),
+            _ => error(ErrorKind::Error, consumed, false),
         },
         b'i' if cmd == b"incr" => l.arith(true),
         b'd' => match cmd {
             b"delete" => l.delete(),
             b"decr" => l.arith(false),
-            _ => error(ERROR, consumed, false),
+            _ => error(ErrorKind::Error, consumed, false),
         },
         b't' if cmd == b"touch" => l.touch(),
-        b'i' | b't' => error(ERROR, consumed, false),
+        b'i' | b't' => error(ErrorKind::Error, consumed, false),
         _ => match cmd {
             b"replace" => l.update(StoreKind::Replace, ntokens),
             b"prepend" => l.update(StoreKind::Prepend, ntokens),
@@ -123,112 +116,26 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
             }),
             // Known to memcached but not offered here; they still escape the HTTP check below.
             b"bget" | b"lru_crawler" | b"watch" | b"lru" | b"extstore" | b"slabs" => {
-                error(ERROR, consumed, false)
+                error(ErrorKind::Error, consumed, false)
             }
             // A browser talking to the cache port: memcached hangs up without a word.
             _ if toks.last().starts_with(b"HTTP/") => close(),
-            _ => error(ERROR, consumed, false),
+            _ => error(ErrorKind::Error, consumed, false),
         },
     }
 }
 
-/// Iterates over the keys of a get/gets/gat/gats key list.
-pub fn keys(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
-    raw.split(|b| *b == b' ').filter(|k| !k.is_empty())
-}
+pub use super::tokens::keys;
 
-/// Whether the error [`parse`] returned for `input` is a get/gets/gat/gats/bget refused for a
-/// key over the length limit. memcached answers that by discarding every reply it had queued
-/// and not yet written (conn_release_items culls the whole response chain, so earlier
-/// pipelined replies since the last flush vanish) before sending the error.
-pub fn discards_pending_replies(input: &[u8], limits: &Limits) -> bool {
-    let Some((line, _)) = find_line(input, limits) else {
-        return false;
-    };
-    let is_get = matches!(
-        Tokens::new(line).get(0),
-        Some(b"get" | b"gets" | b"gat" | b"gats" | b"bget")
-    );
-    let refused =
-        matches!(parse(input, limits), Parsed::Error { reply, .. } if reply == BAD_FORMAT);
-    is_get && refused
-}
-
-/// For a get-family line refused for an over-long key: the same request cut just before that
-/// key. memcached walks the keys in order and only notices the bad one when it reaches it, so the
-/// earlier keys were fetched (LRU, stats) and, for gat/gats, touched; only their replies are
-/// thrown away. The connection executes this to reproduce those side effects.
-pub fn refused_get_prefix<'a>(input: &'a [u8], limits: &Limits) -> Option<Request<'a>> {
-    if !discards_pending_replies(input, limits) {
-        return None;
-    }
-    let (line, _) = find_line(input, limits)?;
-    let toks = Tokens::new(line);
-    let (with_cas, touch) = match toks.get(0)? {
-        b"get" | b"bget" => (false, false),
-        b"gets" => (true, false),
-        b"gat" => (false, true),
-        b"gats" => (true, true),
-        _ => return None,
-    };
-    let (skip, exptime) = if touch {
-        (2, i64::from(strtol32(toks.get(1)?)?))
-    } else {
-        (1, 0)
-    };
-    let keys = after_tokens(line, skip);
-    let cut = keys
-        .split(|b| *b == b' ')
-        .scan(0usize, |pos, k| {
-            let start = *pos;
-            *pos += k.len() + 1;
-            Some((start, k))
-        })
-        .find(|(_, k)| k.len() > limits.max_key_len)
-        .map(|(start, _)| start)?;
-    let keys = &keys[..cut];
-    Some(if touch {
-        Request::GetAndTouch {
-            exptime,
-            keys,
-            with_cas,
-        }
-    } else {
-        Request::Get { keys, with_cas }
-    })
-}
-
-/// When [`parse`] refused a `set` as too large (an `Error` with `swallow > 0`, which in the
-/// text protocol only a too-large storage command produces), memcached also unlinks the key's
-/// current value so that a stale copy does not outlive the failed set. Given the same input,
-/// this returns that key; `None` for add/replace/append/prepend/cas, which leave it alone.
-pub fn too_large_unlink_key(input: &[u8]) -> Option<&[u8]> {
-    let (line, _) = find_line(input, &Limits::default())?;
-    let toks = Tokens::new(line);
-    match (toks.get(0), toks.get(1)) {
-        (Some(b"set"), Some(key)) => Some(key),
-        _ => None,
-    }
-}
-
-/// Finds the first command line: the line without "\n" (nor the "\r" before it, nor anything
-/// after an embedded NUL) and the bytes it occupies. `None` while memcached would still wait.
+/// Finds the first command line (see [`split_line`]) and the bytes it occupies. `None` while
+/// memcached would still wait.
 fn find_line<'a>(input: &'a [u8], limits: &Limits) -> Option<(&'a [u8], usize)> {
-    let nl = memchr::memchr(b'\n', input)?;
+    let (line, consumed) = split_line(input)?;
     // memcached never holds more than its read buffer of a line unless it is a multiget.
-    if nl >= READ_BUFFER_SIZE.max(limits.max_line_len) && !is_multiget(input) {
+    if consumed > READ_BUFFER_SIZE.max(limits.max_line_len) && !is_multiget(input) {
         return None;
     }
-    let mut end = nl;
-    // A lone "\r" is kept (and then rejected as a one-byte command), as memcached does.
-    if end > 1 && input[end - 1] == b'\r' {
-        end -= 1;
-    }
-    let mut line = &input[..end];
-    if let Some(nul) = memchr::memchr(0, line) {
-        line = &line[..nul];
-    }
-    Some((line, nl + 1))
+    Some((line, consumed))
 }
 
 /// Whether a line without its newline may keep growing past `max_line_len`.
@@ -248,66 +155,22 @@ fn is_multiget(input: &[u8]) -> bool {
 
 fn close<'a>() -> Parsed<'a> {
     Parsed::Error {
-        reply: b"",
+        kind: ErrorKind::Hangup,
+        noreply: false,
         consumed: 0,
         swallow: 0,
-        then: AfterError::Close,
+        effect: Effect::Close,
     }
 }
 
 /// An error reply that consumes the line; with noreply memcached suppresses the reply too.
-fn error<'a>(reply: &'static [u8], consumed: usize, noreply: bool) -> Parsed<'a> {
-    let reply = if noreply { &b""[..] } else { reply };
+fn error<'a>(kind: ErrorKind, consumed: usize, noreply: bool) -> Parsed<'a> {
     Parsed::Error {
-        reply,
+        kind,
+        noreply,
         consumed,
         swallow: 0,
-        then: AfterError::Continue,
-    }
-}
-
-/// The first tokens of a line, split the way memcached's tokenize_command does.
-struct Tokens<'a> {
-    toks: [&'a [u8]; MAX_TOKENS],
-    n: usize,
-}
-
-impl<'a> Tokens<'a> {
-    fn new(line: &'a [u8]) -> Self {
-        let mut toks: [&[u8]; MAX_TOKENS] = [&[]; MAX_TOKENS];
-        let mut n = 0;
-        for tok in line.split(|b| *b == b' ').filter(|t| !t.is_empty()) {
-            toks[n] = tok;
-            n += 1;
-            if n == MAX_TOKENS {
-                break;
-            }
-        }
-        Tokens { toks, n }
-    }
-
-    fn get(&self, i: usize) -> Option<&'a [u8]> {
-        (i < self.n).then(|| self.toks[i])
-    }
-
-    /// memcached's token count, which includes its terminal (empty) token.
-    fn ntokens(&self) -> usize {
-        self.n + 1
-    }
-
-    /// The last token tokenized (memcached's `tokens[ntokens - 2]`).
-    fn last(&self) -> &'a [u8] {
-        self.n.checked_sub(1).map_or(&[], |i| self.toks[i])
-    }
-
-    /// memcached's set_noreply_maybe: the last token is exactly "noreply".
-    fn noreply(&self) -> bool {
-        self.last() == b"noreply"
-    }
-
-    /// Token `i`, or empty (memcached would read its terminal token, an empty string).
-    fn at(&self, i: usize) -> &'a [u8] {
-        self.get(i).unwrap_or(&[])
+        effect: Effect::None,
     }
 }
 
@@ -324,7 +187,6 @@ enum StoreKind {
 /// One complete command line being interpreted.
 struct Line<'a, 'b> {
     input: &'a [u8],
-    line: &'a [u8],
     consumed: usize,
     toks: &'b Tokens<'a>,
     limits: &'b Limits,
@@ -335,8 +197,8 @@ impl<'a> Line<'a, '_> {
         Parsed::Request(req, self.consumed)
     }
 
-    fn err(&self, reply: &'static [u8], noreply: bool) -> Parsed<'a> {
-        error(reply, self.consumed, noreply)
+    fn err(&self, kind: ErrorKind, noreply: bool) -> Parsed<'a> {
+        error(kind, self.consumed, noreply)
     }
 
     fn key_too_long(&self, key: &[u8]) -> bool {
@@ -348,18 +210,18 @@ impl<'a> Line<'a, '_> {
         let cas = kind == StoreKind::Cas;
         let want = if cas { 7 } else { 6 };
         if ntokens != want && ntokens != want + 1 {
-            return self.err(ERROR, false);
+            return self.err(ErrorKind::Error, false);
         }
         let t = self.toks;
         let noreply = t.noreply();
         let key = t.at(1);
         if self.key_too_long(key) {
-            return self.err(BAD_FORMAT, noreply);
+            return self.err(ErrorKind::BadFormat, noreply);
         }
         let (Some(flags), Some(exptime), Some(vlen)) =
             (strtoul32(t.at(2)), strtol32(t.at(3)), strtol32(t.at(4)))
         else {
-            return self.err(BAD_FORMAT, noreply);
+            return self.err(ErrorKind::BadFormat, noreply);
         };
         let mode = match kind {
             StoreKind::Set => StoreMode::Set,
@@ -369,11 +231,11 @@ impl<'a> Line<'a, '_> {
             StoreKind::Prepend => StoreMode::Prepend,
             StoreKind::Cas => match strtoull(t.at(5)) {
                 Some(unique) => StoreMode::Cas(unique),
-                None => return self.err(BAD_FORMAT, noreply),
+                None => return self.err(ErrorKind::BadFormat, noreply),
             },
         };
         if !(0..=i32::MAX - 2).contains(&vlen) {
-            return self.err(BAD_FORMAT, noreply);
+            return self.err(ErrorKind::BadFormat, noreply);
         }
         // vlen is in 0..=i32::MAX - 2 here, so the cast is lossless.
         let block = vlen as usize + 2;
@@ -381,12 +243,17 @@ impl<'a> Line<'a, '_> {
         let flags_size = if flags == 0 { 0 } else { 4 };
         let total = ITEM_OVERHEAD + key.len() + 1 + flags_size + block;
         if total > self.limits.item_size_max {
-            let reply = if noreply { &b""[..] } else { TOO_LARGE };
+            // Only a failed `set` drops the old value; add/replace/... leave it alone.
+            let unlink = (kind == StoreKind::Set).then_some(Cow::Borrowed(key));
             return Parsed::Error {
-                reply,
+                kind: ErrorKind::TooLarge,
+                noreply,
                 consumed: self.consumed,
                 swallow: block,
-                then: AfterError::Continue,
+                effect: Effect::TooLarge {
+                    unlink,
+                    counts_set: true,
+                },
             };
         }
         let Some(chunk) = self.input.get(self.consumed..self.consumed + block) else {
@@ -397,7 +264,7 @@ impl<'a> Line<'a, '_> {
         if end != b"\r\n" {
             // memcached read the whole block into the item, then rejects it; the next
             // command starts right after it.
-            return error(BAD_CHUNK, used, noreply);
+            return error(ErrorKind::BadChunk, used, noreply);
         }
         let exptime = i64::from(exptime);
         Parsed::Request(
@@ -421,15 +288,29 @@ impl<'a> Line<'a, '_> {
         if touch {
             match strtol32(t.at(1)) {
                 Some(e) => exptime = i64::from(e),
-                None => return self.err(BAD_EXPTIME, false),
+                None => return self.err(ErrorKind::BadExptime, false),
             }
             skip = 2;
         }
-        let keys = after_tokens(self.line, skip);
+        let keys = t.after(skip);
         // memcached answers a too-long key anywhere in the list with this error alone,
-        // dropping the hits it had already gathered.
-        if self::keys(keys).any(|k| self.key_too_long(k)) {
-            return self.err(BAD_FORMAT, false);
+        // dropping the hits it had already gathered (but not their side effects).
+        let mut start = 0;
+        for k in keys.split(|b| *b == b' ') {
+            if self.key_too_long(k) {
+                return Parsed::Error {
+                    kind: ErrorKind::BadFormat,
+                    noreply: false,
+                    consumed: self.consumed,
+                    swallow: 0,
+                    effect: Effect::RefusedGet {
+                        keys: &keys[..start],
+                        with_cas,
+                        touch: touch.then_some(exptime),
+                    },
+                };
+            }
+            start += k.len() + 1;
         }
         if touch {
             self.req(Request::GetAndTouch {
@@ -446,12 +327,12 @@ impl<'a> Line<'a, '_> {
     fn arith(&self, incr: bool) -> Parsed<'a> {
         let t = self.toks;
         if !matches!(t.ntokens(), 4 | 5) {
-            return self.err(ERROR, false);
+            return self.err(ErrorKind::Error, false);
         }
         let noreply = t.noreply();
         let key = t.at(1);
         if self.key_too_long(key) {
-            return self.err(BAD_FORMAT, noreply);
+            return self.err(ErrorKind::BadFormat, noreply);
         }
         match strtoull(t.at(2)) {
             Some(delta) => self.req(Request::Arith {
@@ -460,7 +341,7 @@ impl<'a> Line<'a, '_> {
                 delta,
                 noreply,
             }),
-            None => self.err(BAD_DELTA, noreply),
+            None => self.err(ErrorKind::BadDelta, noreply),
         }
     }
 
@@ -469,7 +350,7 @@ impl<'a> Line<'a, '_> {
         let t = self.toks;
         let ntokens = t.ntokens();
         if !(3..=5).contains(&ntokens) {
-            return self.err(ERROR, false);
+            return self.err(ErrorKind::Error, false);
         }
         let mut noreply = false;
         if ntokens > 3 {
@@ -479,12 +360,12 @@ impl<'a> Line<'a, '_> {
             let valid = (ntokens == 4 && (hold_is_zero || noreply))
                 || (ntokens == 5 && hold_is_zero && noreply);
             if !valid {
-                return self.err(DELETE_USAGE, noreply);
+                return self.err(ErrorKind::DeleteUsage, noreply);
             }
         }
         let key = t.at(1);
         if self.key_too_long(key) {
-            return self.err(BAD_FORMAT, noreply);
+            return self.err(ErrorKind::BadFormat, noreply);
         }
         self.req(Request::Delete { key, noreply })
     }
@@ -493,12 +374,12 @@ impl<'a> Line<'a, '_> {
     fn touch(&self) -> Parsed<'a> {
         let t = self.toks;
         if !matches!(t.ntokens(), 4 | 5) {
-            return self.err(ERROR, false);
+            return self.err(ErrorKind::Error, false);
         }
         let noreply = t.noreply();
         let key = t.at(1);
         if self.key_too_long(key) {
-            return self.err(BAD_FORMAT, noreply);
+            return self.err(ErrorKind::BadFormat, noreply);
         }
         match strtol32(t.at(2)) {
             Some(e) => self.req(Request::Touch {
@@ -506,7 +387,7 @@ impl<'a> Line<'a, '_> {
                 exptime: i64::from(e),
                 noreply,
             }),
-            None => self.err(BAD_EXPTIME, noreply),
+            None => self.err(ErrorKind::BadExptime, noreply),
         }
     }
 
@@ -515,7 +396,7 @@ impl<'a> Line<'a, '_> {
         let t = self.toks;
         let ntokens = t.ntokens();
         if !(2..=4).contains(&ntokens) {
-            return self.err(ERROR, false);
+            return self.err(ErrorKind::Error, false);
         }
         let noreply = t.noreply();
         let mut delay = 0;
@@ -523,7 +404,7 @@ impl<'a> Line<'a, '_> {
         if ntokens != if noreply { 3 } else { 2 } {
             match strtol32(t.at(1)) {
                 Some(d) => delay = i64::from(d),
-                None => return self.err(BAD_EXPTIME, noreply),
+                None => return self.err(ErrorKind::BadExptime, noreply),
             }
         }
         self.req(Request::FlushAll { delay, noreply })
@@ -533,12 +414,12 @@ impl<'a> Line<'a, '_> {
     fn verbosity(&self) -> Parsed<'a> {
         let t = self.toks;
         if !matches!(t.ntokens(), 3 | 4) {
-            return self.err(ERROR, false);
+            return self.err(ErrorKind::Error, false);
         }
         let noreply = t.noreply();
         match strtoul32(t.at(1)) {
             Some(level) => self.req(Request::Verbosity { level, noreply }),
-            None => self.err(BAD_FORMAT, noreply),
+            None => self.err(ErrorKind::BadFormat, noreply),
         }
     }
 
@@ -547,13 +428,13 @@ impl<'a> Line<'a, '_> {
     fn memlimit(&self) -> Parsed<'a> {
         let t = self.toks;
         if !matches!(t.ntokens(), 3 | 4) {
-            return self.err(ERROR, false);
+            return self.err(ErrorKind::Error, false);
         }
         let noreply = t.noreply();
         match strtoul32(t.at(1)) {
-            None => self.err(ERROR, noreply),
-            Some(mb) if mb < 8 => self.err(MEMLIMIT_TOO_SMALL, noreply),
-            Some(mb) if mb > 1_000_000_000 => self.err(MEMLIMIT_NOT_BYTES, noreply),
+            None => self.err(ErrorKind::Error, noreply),
+            Some(mb) if mb < 8 => self.err(ErrorKind::MemlimitTooSmall, noreply),
+            Some(mb) if mb > 1_000_000_000 => self.err(ErrorKind::MemlimitNotBytes, noreply),
             Some(mb) => self.req(Request::CacheMemlimit {
                 megabytes: u64::from(mb),
                 noreply,
@@ -572,18 +453,18 @@ impl<'a> Line<'a, '_> {
             b"reset" => StatsGroup::Reset,
             b"detail" => match t.get(2) {
                 Some(arg @ (b"on" | b"off" | b"dump")) => StatsGroup::Detail(arg),
-                _ => return self.err(DETAIL_USAGE, false),
+                _ => return self.err(ErrorKind::DetailUsage, false),
             },
             b"settings" => StatsGroup::Settings,
             b"cachedump" => {
                 if ntokens < 5 {
-                    return self.err(BAD_LINE, false);
+                    return self.err(ErrorKind::BadLine, false);
                 }
                 let (Some(class), Some(limit)) = (strtoul32(t.at(2)), strtoul32(t.at(3))) else {
-                    return self.err(BAD_FORMAT, false);
+                    return self.err(ErrorKind::BadFormat, false);
                 };
                 if class >= MAX_SLAB_CLASSES {
-                    return self.err(ILLEGAL_SLAB, false);
+                    return self.err(ErrorKind::IllegalSlab, false);
                 }
                 StatsGroup::CacheDump { class, limit }
             }
@@ -596,83 +477,6 @@ impl<'a> Line<'a, '_> {
         };
         self.req(Request::Stats(group))
     }
-}
-
-/// The part of `line` after its first `n` space-separated tokens.
-fn after_tokens(line: &[u8], n: usize) -> &[u8] {
-    let mut rest = line;
-    for _ in 0..n {
-        let start = rest.iter().position(|b| *b != b' ').unwrap_or(rest.len());
-        rest = &rest[start..];
-        let end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
-        rest = &rest[end..];
-    }
-    rest
-}
-
-/// C isspace in the "C" locale.
-fn c_isspace(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
-}
-
-/// The digits strtol/strtoul would read from a token: sign, magnitude (None on overflow of
-/// u64) and whether the token passes memcached's end check (the number is followed by
-/// whitespace or the end of the token). `None` when no digits are found.
-fn c_number(tok: &[u8]) -> Option<(bool, Option<u64>)> {
-    let mut i = tok.iter().take_while(|b| c_isspace(**b)).count();
-    let mut neg = false;
-    if let Some(&s @ (b'+' | b'-')) = tok.get(i) {
-        neg = s == b'-';
-        i += 1;
-    }
-    let digits = tok[i.min(tok.len())..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    if digits == 0 {
-        return None;
-    }
-    let mut mag = Some(0u64);
-    for &d in &tok[i..i + digits] {
-        mag = mag
-            .and_then(|m| m.checked_mul(10))
-            .and_then(|m| m.checked_add(u64::from(d - b'0')));
-    }
-    match tok.get(i + digits) {
-        None => Some((neg, mag)),
-        Some(&b) if c_isspace(b) => Some((neg, mag)),
-        Some(_) => None,
-    }
-}
-
-/// safe_strtoull: strtoull, refusing overflow and negative input that wraps past 2^63.
-fn strtoull(tok: &[u8]) -> Option<u64> {
-    let (neg, mag) = c_number(tok)?;
-    let v = if neg { mag?.wrapping_neg() } else { mag? };
-    if (v as i64) < 0 && tok.contains(&b'-') {
-        return None;
-    }
-    Some(v)
-}
-
-/// safe_strtoul into a uint32_t: the unsigned long result is truncated to 32 bits.
-fn strtoul32(tok: &[u8]) -> Option<u32> {
-    strtoull(tok).map(|v| v as u32)
-}
-
-/// safe_strtol into an int32_t: strtol's 64-bit long, then truncated to 32 bits.
-fn strtol32(tok: &[u8]) -> Option<i32> {
-    let (neg, mag) = c_number(tok)?;
-    let mag = mag?;
-    let v = if neg {
-        if mag > 1 << 63 {
-            return None;
-        }
-        (mag as i64).wrapping_neg()
-    } else {
-        i64::try_from(mag).ok()?
-    };
-    Some(v as i32)
 }
 
 #[cfg(test)]

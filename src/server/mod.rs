@@ -1,4 +1,10 @@
-//! tokio listeners, one task per connection, stats and shutdown.
+//! The server: binds the listeners, starts the -t connection workers (each a thread with its
+//! own single-threaded event loop, see workers.rs), replication, the sweeper and the idle
+//! check on the main runtime, and stops them in order.
+//!
+//! Module graph (each imports only modules listed after it): mod.rs -> acceptor -> workers ->
+//! connection -> pipeline -> exec/text -> exec/{meta,stats} -> shared -> session, stats, tls;
+//! udp -> pipeline. Everything below depends on `protocol` and `store`, never the reverse.
 //!
 //! [`start`] binds everything and returns a handle (tests bind port 0 and read the addresses
 //! from it); [`run`] is the binary's entry point: runtime, signals, graceful stop. With -Z the
@@ -9,29 +15,27 @@
 //! replies of what it executed, then drain replication to the peers (which acknowledge it),
 //! then end the worker threads.
 
-pub mod commands;
+mod acceptor;
 pub mod connection;
-pub mod meta_exec;
+pub mod exec;
+pub mod pipeline;
+pub mod session;
+pub mod shared;
 pub mod stats;
-mod stats_report;
 pub mod tls;
 mod udp;
 mod workers;
 
+use shared::Listener;
+pub use shared::{ConnInfo, Shared};
+
 use crate::config::Config;
-use crate::protocol::Limits;
 use crate::replication::Replicator;
-use crate::store::{Store, StoreConfig};
-use parking_lot::Mutex;
-use stats::Stats;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, UdpSocket};
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 /// How long a stopping server waits for its clients to take the replies of the requests it
@@ -54,125 +58,6 @@ pub enum ServerError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
-}
-
-/// What `stats conns` shows for one client connection, and how to wake it.
-pub struct ConnInfo {
-    pub peer: String,
-    pub listen: String,
-    pub last_cmd: AtomicU32,
-    /// Waiting for the rest of a data block (memcached's conn_nread): never idle-kicked.
-    pub nread: AtomicBool,
-    /// Wakes the connection's task while it waits for input, to make it look at the server's
-    /// stop flag and its idle time. Connections run on worker loops without timers, so the
-    /// main runtime does the timing and only pokes them.
-    pub kick: Notify,
-}
-
-impl ConnInfo {
-    pub fn new(peer: String, listen: String) -> ConnInfo {
-        ConnInfo {
-            peer,
-            listen,
-            last_cmd: AtomicU32::new(crate::store::unix_now()),
-            nread: AtomicBool::new(false),
-            kick: Notify::new(),
-        }
-    }
-}
-
-/// A listening socket, for `stats conns`.
-struct Listener {
-    fd: i32,
-    addr: String,
-    udp: bool,
-}
-
-/// State shared by every connection of one server.
-pub struct Shared {
-    pub store: Arc<Store>,
-    pub stats: Stats,
-    pub config: Config,
-    pub limits: Limits,
-    pub started_unix: u32,
-    /// Replies a connection may queue unwritten (`-o read_buf_mem_limit`); None: no limit.
-    pub reply_slots: Option<usize>,
-    pub verbosity: AtomicU32,
-    pub tcp_port: AtomicU16,
-    pub udp_port: AtomicU16,
-    /// Open client connections by id (the socket's fd, as memcached reports them).
-    pub conns: Mutex<HashMap<i32, Arc<ConnInfo>>>,
-    listeners: Mutex<Vec<Listener>>,
-    /// Client TLS, with -Z.
-    pub tls: Option<Arc<tls::ClientTls>>,
-    replicator: OnceLock<Replicator>,
-    shutdown: Notify,
-    /// Set once the server stops: connections read no more requests.
-    stopping: AtomicBool,
-}
-
-impl Shared {
-    fn new(config: Config, tls: Option<tls::ClientTls>) -> Shared {
-        let node_id = random_node_id();
-        let store = Store::new(StoreConfig {
-            mem_limit: config.memory_limit,
-            item_size_max: config.item_size_max,
-            evict: !config.no_evict,
-            cas_enabled: !config.disable_cas,
-            shards: (config.threads * 16).clamp(16, 1024),
-            node_id,
-            ..StoreConfig::default()
-        });
-        Shared {
-            store: Arc::new(store),
-            stats: Stats::default(),
-            limits: Limits {
-                item_size_max: config.item_size_max,
-                ..Limits::default()
-            },
-            started_unix: crate::store::unix_now(),
-            reply_slots: connection::reply_slots(config.read_buf_mem_limit, config.threads),
-            verbosity: AtomicU32::new(config.verbosity as u32),
-            tcp_port: AtomicU16::new(0),
-            udp_port: AtomicU16::new(0),
-            conns: Mutex::new(HashMap::new()),
-            listeners: Mutex::new(Vec::new()),
-            tls: tls.map(Arc::new),
-            replicator: OnceLock::new(),
-            shutdown: Notify::new(),
-            stopping: AtomicBool::new(false),
-            config,
-        }
-    }
-
-    pub fn replicator(&self) -> Option<&Replicator> {
-        self.replicator.get()
-    }
-
-    /// Asks the server to stop (the `shutdown` command).
-    pub fn request_shutdown(&self) {
-        self.shutdown.notify_one();
-    }
-
-    /// Whether the server is stopping: a connection executes no further request.
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
-    }
-
-    /// Tells every connection to stop reading requests. A connection registered after this
-    /// sees the flag before it executes anything; one registered before is woken here.
-    fn stop_clients(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        for info in self.conns.lock().values() {
-            info.kick.notify_one();
-        }
-    }
-}
-
-fn random_node_id() -> u32 {
-    let mut b = [0u8; 4];
-    let _ = getrandom::getrandom(&mut b);
-    u32::from_le_bytes(b).max(1)
 }
 
 /// A running server: its bound addresses and a way to stop it.
@@ -346,7 +231,7 @@ pub async fn start_with_tls(
             addr: format!("tcp:{local}"),
             udp: false,
         });
-        tasks.push(tokio::spawn(connection::accept_loop(
+        tasks.push(tokio::spawn(acceptor::accept_loop(
             shared.clone(),
             listener,
             workers.clone(),
@@ -422,7 +307,7 @@ async fn idle_checker(shared: Arc<Shared>) {
         tick.tick().await;
         let now = crate::store::unix_now();
         for info in shared.conns.lock().values() {
-            if connection::is_idle(info, now, timeout) {
+            if shared::is_idle(info, now, timeout) {
                 info.kick.notify_one();
             }
         }

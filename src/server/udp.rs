@@ -2,8 +2,9 @@
 //! datagram count, reserved) around the text protocol. A request must fit in one datagram;
 //! replies are split into numbered datagrams of at most 1400 bytes.
 
-use super::connection::process;
-use super::Shared;
+use super::pipeline::process;
+use super::session::{Flow, Session};
+use super::shared::Shared;
 use bytes::BytesMut;
 use std::sync::Arc;
 use tokio::net::UdpSocket;
@@ -28,17 +29,13 @@ pub async fn serve(shared: Arc<Shared>, socket: UdpSocket) {
         }
         let request_id = [buf[0], buf[1]];
         let mut rbuf = BytesMut::from(&buf[HEADER..n]);
-        let mut swallow = 0;
+        let mut session = Session::default();
         out.clear();
         loop {
-            let (flow, drained) = process(
-                &shared,
-                &mut rbuf,
-                &mut out,
-                &mut swallow,
-                &mut Default::default(),
-            );
-            if drained || flow != super::commands::Flow::Continue {
+            // Each pass starts with nothing queued, as if the previous one had been written.
+            session.flushed();
+            let (flow, drained) = process(&shared, &mut session, &mut rbuf, &mut out);
+            if drained || flow != Flow::Continue {
                 break;
             }
         }

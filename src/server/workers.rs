@@ -4,8 +4,8 @@
 //! machine those extra wake-ups cost more than the requests themselves.
 
 use super::connection;
+use super::shared::{forget, ConnInfo, Shared};
 use super::tls;
-use super::{ConnInfo, Shared};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -80,7 +80,7 @@ impl Workers {
                                 }
                                 Err(e) => {
                                     tracing::warn!("cannot adopt a connection: {e}");
-                                    connection::forget(&shared, job.fd);
+                                    forget(&shared, job.fd);
                                 }
                             }
                         }
@@ -123,7 +123,7 @@ impl Workers {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("cannot hand a connection over: {e}");
-                connection::forget(shared, fd);
+                forget(shared, fd);
                 return;
             }
         };
@@ -144,7 +144,7 @@ impl Workers {
     fn send(&self, shared: &Shared, stream: Transport, info: Arc<ConnInfo>, fd: i32) {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
         if self.lanes[i].send(Handoff { stream, info, fd }).is_err() {
-            connection::forget(shared, fd);
+            forget(shared, fd);
         }
     }
 }
@@ -158,7 +158,7 @@ fn adopt_tls(shared: &Arc<Shared>, mut stream: tls::TlsStream, info: Arc<ConnInf
         }
         Err(e) => {
             tracing::warn!("cannot adopt a connection: {e}");
-            connection::forget(shared, fd);
+            forget(shared, fd);
         }
     }
 }

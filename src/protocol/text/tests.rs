@@ -2,6 +2,7 @@
 //! below was observed on the real server over a socket), plus split and fuzz properties.
 
 use super::*;
+use crate::protocol::reply::*;
 use proptest::prelude::*;
 
 fn p(input: &[u8]) -> Parsed<'_> {
@@ -23,21 +24,55 @@ fn req(input: &[u8]) -> Request<'_> {
     }
 }
 
+/// The error kind whose reply is `reply`.
+fn kind(reply: &[u8]) -> ErrorKind {
+    match ErrorKind::ALL.iter().find(|k| k.reply() == reply) {
+        Some(k) => *k,
+        None => panic!("no error kind replies {:?}", String::from_utf8_lossy(reply)),
+    }
+}
+
+/// An error answered with `reply` (empty: one muted by noreply) that consumes `consumed` bytes
+/// and has no other effect.
 fn err(reply: &'static [u8], consumed: usize) -> Parsed<'static> {
     Parsed::Error {
-        reply,
+        kind: kind(reply),
+        noreply: false,
         consumed,
         swallow: 0,
-        then: AfterError::Continue,
+        effect: Effect::None,
+    }
+}
+
+/// What the client sees: (reply bytes as sent, consumed, swallow) of an error.
+fn seen(p: Parsed<'_>) -> (Vec<u8>, usize, usize) {
+    match p {
+        Parsed::Error {
+            kind,
+            noreply,
+            consumed,
+            swallow,
+            ..
+        } => (
+            if noreply {
+                vec![]
+            } else {
+                kind.reply().to_vec()
+            },
+            consumed,
+            swallow,
+        ),
+        other => panic!("not an error: {other:?}"),
     }
 }
 
 fn closed() -> Parsed<'static> {
     Parsed::Error {
-        reply: b"",
+        kind: ErrorKind::Hangup,
+        noreply: false,
         consumed: 0,
         swallow: 0,
-        then: AfterError::Close,
+        effect: Effect::Close,
     }
 }
 
@@ -127,8 +162,8 @@ fn noreply_mutes_errors() {
     ];
     for input in cases {
         assert_eq!(
-            p(input),
-            err(b"", input.len()),
+            seen(p(input)),
+            (vec![], input.len(), 0),
             "{:?}",
             String::from_utf8_lossy(input)
         );
@@ -156,7 +191,7 @@ fn key_length_limit() {
         ("gat 1 a ", "\r\n"),
     ] {
         let bad = line(cmd, &long, tail);
-        assert_eq!(p(&bad), err(BAD_FORMAT, bad.len()), "{cmd}");
+        assert_eq!(seen(p(&bad)), (BAD_FORMAT.to_vec(), bad.len(), 0), "{cmd}");
         let good = line(cmd, &ok, tail);
         assert!(!matches!(p(&good), Parsed::Error { .. }), "{cmd}");
     }
@@ -171,7 +206,7 @@ fn key_length_limit() {
     get.push(b' ');
     get.extend_from_slice(&long);
     get.extend_from_slice(b"\r\n");
-    assert_eq!(p(&get), err(BAD_FORMAT, get.len()));
+    assert_eq!(seen(p(&get)), (BAD_FORMAT.to_vec(), get.len(), 0));
 }
 
 #[test]
@@ -259,7 +294,10 @@ fn bad_data_chunk_consumes_the_block() {
     let input = b"set foo 0 0 3\r\nabcde\r\n";
     assert_eq!(p(input), err(BAD_CHUNK, 20));
     assert_eq!(p(&input[20..]), err(ERROR, 2));
-    assert_eq!(p(b"set foo 0 0 3 noreply\r\nabcde\r\n"), err(b"", 28));
+    assert_eq!(
+        seen(p(b"set foo 0 0 3 noreply\r\nabcde\r\n")),
+        (vec![], 28, 0)
+    );
     // Bare "\n" does not end a data block.
     assert_eq!(p(b"set foo 0 0 1\r\na\n\r\n"), err(BAD_CHUNK, 18));
 }
@@ -275,25 +313,43 @@ fn too_large_swallows() {
         assert_eq!(
             parse(big.as_bytes(), &lim),
             Parsed::Error {
-                reply: TOO_LARGE,
+                kind: ErrorKind::TooLarge,
+                noreply: false,
                 consumed: big.len(),
                 swallow: max_ok + 3,
-                then: AfterError::Continue
+                effect: Effect::TooLarge {
+                    unlink: Some(Cow::Borrowed(b"a")),
+                    counts_set: true
+                }
             }
         );
     }
+    // Muted by noreply, but the key is still unlinked and the refusal counted.
     let huge = b"set a 0 0 2147483645 noreply\r\n";
     assert_eq!(
         p(huge),
         Parsed::Error {
-            reply: b"",
+            kind: ErrorKind::TooLarge,
+            noreply: true,
             consumed: huge.len(),
             swallow: 2147483647,
-            then: AfterError::Continue
+            effect: Effect::TooLarge {
+                unlink: Some(Cow::Borrowed(b"a")),
+                counts_set: true
+            }
         }
     );
-    assert_eq!(too_large_unlink_key(huge), Some(&b"a"[..]));
-    assert_eq!(too_large_unlink_key(b"add a 0 0 2000000\r\n"), None);
+    // Only set unlinks.
+    assert!(matches!(
+        p(b"add a 0 0 2000000\r\n"),
+        Parsed::Error {
+            effect: Effect::TooLarge {
+                unlink: None,
+                counts_set: true
+            },
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -631,10 +687,8 @@ fn pipelined() {
                 );
                 rest = &rest[n..];
             }
-            Parsed::Error {
-                reply, consumed, ..
-            } => {
-                kinds.push(String::from_utf8_lossy(reply).trim().to_string());
+            Parsed::Error { kind, consumed, .. } => {
+                kinds.push(String::from_utf8_lossy(kind.reply()).trim().to_string());
                 rest = &rest[consumed..];
             }
             Parsed::Incomplete => panic!("incomplete at {rest:?}"),
@@ -699,9 +753,9 @@ proptest! {
                         prop_assert!(n > 0 && n <= rest.len());
                         rest = &rest[n..];
                     }
-                    Parsed::Error { consumed, swallow, then, .. } => {
+                    Parsed::Error { consumed, swallow, effect, .. } => {
                         prop_assert!(consumed <= rest.len());
-                        if then == AfterError::Close {
+                        if effect == Effect::Close {
                             break;
                         }
                         prop_assert!(consumed > 0);
@@ -727,7 +781,7 @@ proptest! {
         if !(0..=i32::MAX - 2).contains(&vlen) {
             prop_assert_eq!(parsed, err(BAD_FORMAT, line.len()));
         } else if vlen as usize + 59 > 1 << 20 {
-            let is_error = matches!(parsed, Parsed::Error { swallow, reply: TOO_LARGE, .. } if swallow == vlen as usize + 2);
+            let is_error = matches!(parsed, Parsed::Error { swallow, kind: ErrorKind::TooLarge, .. } if swallow == vlen as usize + 2);
             prop_assert!(is_error);
         }
         let cut = cut.min(line.len() - 1);
@@ -735,35 +789,52 @@ proptest! {
     }
 }
 
+/// The effect memcached's refusal of `input` has, if it is an error.
+fn effect(input: &[u8]) -> Option<Effect<'_>> {
+    match p(input) {
+        Parsed::Error { effect, .. } => Some(effect),
+        _ => None,
+    }
+}
+
 #[test]
 fn get_with_long_key_discards_pending() {
-    let lim = Limits::default();
     let mut bad = b"get a ".to_vec();
     bad.extend_from_slice(&[b'k'; 251]);
     bad.extend_from_slice(b"\r\n");
-    assert!(discards_pending_replies(&bad, &lim));
-    assert!(!discards_pending_replies(b"get a\r\n", &lim));
-    assert!(!discards_pending_replies(b"set a x 0 1\r\n", &lim));
+    assert_eq!(seen(p(&bad)), (BAD_FORMAT.to_vec(), bad.len(), 0));
+    assert!(matches!(effect(&bad), Some(Effect::RefusedGet { .. })));
+    assert_eq!(effect(b"get a\r\n"), None);
+    assert_eq!(effect(b"set a x 0 1\r\n"), Some(Effect::None));
     // An invalid exptime is reported before the keys are looked at.
     let mut gat = b"gat x ".to_vec();
     gat.extend_from_slice(&[b'k'; 251]);
     gat.extend_from_slice(b"\r\n");
-    assert!(!discards_pending_replies(&gat, &lim));
+    assert_eq!(effect(&gat), Some(Effect::None));
 }
 
 #[test]
 fn refused_get_prefix_keeps_the_keys_before_the_bad_one() {
-    let limits = Limits::default();
     let mut line = b"gats -1 k8 num1 ".to_vec();
     line.extend_from_slice(&[b'n'; 251]);
     line.extend_from_slice(b" a\r\n");
     assert_eq!(
-        refused_get_prefix(&line, &limits),
-        Some(Request::GetAndTouch {
-            exptime: -1,
+        effect(&line),
+        Some(Effect::RefusedGet {
             keys: b" k8 num1 ",
-            with_cas: true
+            with_cas: true,
+            touch: Some(-1),
         })
     );
-    assert_eq!(refused_get_prefix(b"get a b\r\n", &limits), None);
+    let mut line = b"bget ".to_vec();
+    line.extend_from_slice(&[b'n'; 251]);
+    line.extend_from_slice(b"\r\n");
+    assert_eq!(
+        effect(&line),
+        Some(Effect::RefusedGet {
+            keys: b" ",
+            with_cas: false,
+            touch: None,
+        })
+    );
 }

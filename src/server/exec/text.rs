@@ -1,61 +1,21 @@
-//! Executes text-protocol requests against the store and appends memcached's exact replies.
+//! Executes text-protocol requests against the store and appends memcached's exact replies;
+//! hands meta requests to [`super::meta`] and `stats` to [`super::stats`].
 //!
-//! Shared by the TCP and UDP front ends. Runs synchronously: every store access locks one shard
-//! for the duration of one key's work and never awaits.
+//! Runs synchronously: every store access locks one shard for the duration of one key's work
+//! and never awaits.
 
-use super::stats::Stats;
-use super::{stats_report, Shared};
-use crate::protocol::{text, Request, ShutdownMode, StoreMode};
+use super::{meta, stats as stats_report};
+use crate::protocol::reply::{
+    push_u64, write_value, BAD_FORMAT, DELETED, END, EXISTS, MEMLIMIT_TOO_SMALL, NON_NUMERIC,
+    NOT_FOUND, NOT_STORED, OK, OUT_OF_MEMORY, OUT_OF_MEMORY_STORING, STORED, TOO_LARGE, TOUCHED,
+    VERSION,
+};
+use crate::protocol::{tokens, Request, ShutdownMode, StoreMode};
+use crate::server::session::{Flow, HeldItems};
+use crate::server::shared::Shared;
+use crate::server::stats::Stats;
 use crate::store::{ArithError, Expiry, StoreError, StoreOutcome, WriteMode};
 use std::sync::atomic::Ordering;
-
-/// What the connection does after a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    Continue,
-    /// Close this connection after flushing (quit).
-    Close,
-    /// Shut the whole server down (shutdown with -A).
-    Shutdown,
-}
-
-/// Appends a decimal number without going through `fmt`.
-#[inline]
-pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
-}
-
-/// One hit of a get: `VALUE <key> <flags> <bytes> [<cas>]\r\n<data>\r\n`.
-#[inline]
-pub fn write_value(out: &mut Vec<u8>, key: &[u8], flags: u32, value: &[u8], cas: Option<u64>) {
-    out.extend_from_slice(b"VALUE ");
-    out.extend_from_slice(key);
-    out.push(b' ');
-    push_u64(out, flags as u64);
-    out.push(b' ');
-    push_u64(out, value.len() as u64);
-    if let Some(cas) = cas {
-        out.push(b' ');
-        push_u64(out, cas);
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// The version we answer `version` with: memcached's, so clients that parse it keep working,
-/// tagged like repcached 2.x tagged its own.
-pub const VERSION: &str = concat!("1.6.18-repcached-", env!("CARGO_PKG_VERSION"));
 
 /// `held` tracks the items an unwritten reply still references (see [`HeldItems`]).
 pub fn execute(
@@ -93,11 +53,7 @@ pub fn execute(
                 &stats.delete_misses
             });
             if !noreply {
-                out.extend_from_slice(if deleted {
-                    b"DELETED\r\n"
-                } else {
-                    b"NOT_FOUND\r\n"
-                });
+                out.extend_from_slice(if deleted { DELETED } else { NOT_FOUND });
             }
         }
         Request::Arith {
@@ -126,13 +82,9 @@ pub fn execute(
                         push_u64(out, value);
                         out.extend_from_slice(b"\r\n");
                     }
-                    Err(ArithError::NotFound) => out.extend_from_slice(b"NOT_FOUND\r\n"),
-                    Err(ArithError::NonNumeric) => out.extend_from_slice(
-                        b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
-                    ),
-                    Err(ArithError::Store(_)) => {
-                        out.extend_from_slice(b"SERVER_ERROR out of memory\r\n")
-                    }
+                    Err(ArithError::NotFound) => out.extend_from_slice(NOT_FOUND),
+                    Err(ArithError::NonNumeric) => out.extend_from_slice(NON_NUMERIC),
+                    Err(ArithError::Store(_)) => out.extend_from_slice(OUT_OF_MEMORY),
                 }
             }
         }
@@ -155,11 +107,7 @@ pub fn execute(
                 &stats.touch_misses
             });
             if !noreply {
-                out.extend_from_slice(if touched {
-                    b"TOUCHED\r\n"
-                } else {
-                    b"NOT_FOUND\r\n"
-                });
+                out.extend_from_slice(if touched { TOUCHED } else { NOT_FOUND });
             }
         }
         Request::FlushAll { delay, noreply } => {
@@ -168,7 +116,7 @@ pub fn execute(
             } else {
                 Stats::incr(&stats.cmd_flush);
                 shared.store.flush_all(*delay);
-                b"OK\r\n"
+                OK
             };
             if !noreply {
                 out.extend_from_slice(reply);
@@ -182,7 +130,7 @@ pub fn execute(
         Request::Verbosity { level, noreply } => {
             shared.verbosity.store(*level, Ordering::Relaxed);
             if !noreply {
-                out.extend_from_slice(b"OK\r\n");
+                out.extend_from_slice(OK);
             }
         }
         Request::Quit => return Flow::Close,
@@ -192,7 +140,7 @@ pub fn execute(
             Some(tls) => match tls.refresh() {
                 Ok(()) => {
                     if !noreply {
-                        out.extend_from_slice(b"OK\r\n");
+                        out.extend_from_slice(OK);
                     }
                 }
                 // memcached sends its error text as is, noreply or not.
@@ -213,19 +161,19 @@ pub fn execute(
         }
         Request::CacheMemlimit { megabytes, noreply } => {
             let reply: &[u8] = if *megabytes < 8 {
-                b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n"
+                MEMLIMIT_TOO_SMALL
             } else {
                 shared
                     .store
                     .set_mem_limit((*megabytes as usize).saturating_mul(1024 * 1024));
-                b"OK\r\n"
+                OK
             };
             if !noreply {
                 out.extend_from_slice(reply);
             }
         }
         Request::Stats(group) => stats_report::write(shared, *group, out),
-        Request::Meta(meta) => super::meta_exec::execute(&shared.store, stats, meta, out, held),
+        Request::Meta(meta) => meta::execute(&shared.store, stats, meta, out, held),
     }
     Flow::Continue
 }
@@ -271,17 +219,17 @@ fn store(
         }
     }
     match outcome {
-        StoreOutcome::Stored(_) => b"STORED\r\n",
-        StoreOutcome::NotStored => b"NOT_STORED\r\n",
-        StoreOutcome::Exists => b"EXISTS\r\n",
-        StoreOutcome::NotFound => b"NOT_FOUND\r\n",
+        StoreOutcome::Stored(_) => STORED,
+        StoreOutcome::NotStored => NOT_STORED,
+        StoreOutcome::Exists => EXISTS,
+        StoreOutcome::NotFound => NOT_FOUND,
         StoreOutcome::Error(StoreError::TooLarge) => {
             Stats::incr(&stats.store_too_large);
-            text::TOO_LARGE
+            TOO_LARGE
         }
         StoreOutcome::Error(StoreError::OutOfMemory) => {
             Stats::incr(&stats.store_no_memory);
-            b"SERVER_ERROR out of memory storing object\r\n"
+            OUT_OF_MEMORY_STORING
         }
     }
 }
@@ -303,8 +251,8 @@ pub fn get_until<'k>(
     until: usize,
 ) -> Option<&'k [u8]> {
     // memcached answers a list with an over-long key with one error and no hits.
-    if text::keys(keys).any(|k| k.len() > shared.limits.max_key_len) {
-        out.extend_from_slice(b"CLIENT_ERROR bad command line format\r\n");
+    if tokens::keys(keys).any(|k| k.len() > shared.limits.max_key_len) {
+        out.extend_from_slice(BAD_FORMAT);
         return None;
     }
     let stats = &shared.stats;
@@ -363,31 +311,6 @@ pub fn get_until<'k>(
             }
         }
     }
-    out.extend_from_slice(b"END\r\n");
+    out.extend_from_slice(END);
     None
-}
-
-/// Items that memcached would still hold a reference to because a reply naming them has not
-/// been written yet (an `mg` hit before the next write point). While held, incr/decr cannot
-/// rewrite the value in place and allocate an exact-length one instead, which a client sees as
-/// the absence of memcached's space padding. Identified by key and CAS id: a replaced item is
-/// a different item.
-#[derive(Debug, Default)]
-pub struct HeldItems {
-    held: Vec<(Box<[u8]>, u64)>,
-}
-
-impl HeldItems {
-    pub fn hold(&mut self, key: &[u8], cas: u64) {
-        self.held.push((key.into(), cas));
-    }
-
-    pub fn holds(&self, key: &[u8], cas: u64) -> bool {
-        self.held.iter().any(|(k, c)| **k == *key && *c == cas)
-    }
-
-    /// A write point: every queued reply went out and released its items.
-    pub fn release_all(&mut self) {
-        self.held.clear();
-    }
 }

@@ -1,9 +1,9 @@
 //! `stats` and its groups, with memcached 1.6's field names and value formats, so that
 //! monitoring (memcached_exporter, munin, stats scripts) reads repcached like memcached.
 
-use super::commands::{push_u64, VERSION};
-use super::Shared;
+use crate::protocol::reply::{push_u64, VERSION};
 use crate::protocol::StatsGroup;
+use crate::server::shared::Shared;
 use std::sync::atomic::Ordering;
 
 fn stat(out: &mut Vec<u8>, name: &str, value: impl std::fmt::Display) {
@@ -233,7 +233,7 @@ fn settings(shared: &Shared, out: &mut Vec<u8>) {
     stat(out, "flush_enabled", yes_no(!c.disable_flush));
     stat_u64(out, "idle_timeout", c.idle_timeout as u64);
     stat_u64(out, "read_buf_mem_limit", c.read_buf_mem_limit);
-    for (name, value) in super::tls::settings_stats(&c.tls) {
+    for (name, value) in crate::server::tls::settings_stats(&c.tls) {
         stat(out, name, value);
     }
     stat_u64(out, "repl_port", c.repl_port as u64);
@@ -274,7 +274,7 @@ fn items(shared: &Shared, out: &mut Vec<u8>) {
 fn slabs(shared: &Shared, out: &mut Vec<u8>) {
     let s = shared.store.stats();
     let st = &shared.stats;
-    let load = |c: &super::stats::Counter| c.load(Ordering::Relaxed);
+    let load = |c: &crate::server::stats::Counter| c.load(Ordering::Relaxed);
     if s.curr_items > 0 {
         stat_u64(out, "1:chunk_size", 96);
         stat_u64(out, "1:used_chunks", s.curr_items);

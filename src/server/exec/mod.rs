@@ -1,0 +1,7 @@
+//! Request executors: synchronous, against the store, appending memcached's exact replies to
+//! a connection's reply buffer. `text` runs the text commands and dispatches meta requests to
+//! `meta` and `stats` to `stats`; none of them imports another back.
+
+pub mod meta;
+pub mod stats;
+pub mod text;

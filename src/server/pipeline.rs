@@ -1,0 +1,263 @@
+//! The request pipeline of one connection: parse every complete request in the input buffer,
+//! apply parse errors' effects, execute, and keep memcached's reply write points, so that
+//! pipelined clients see exactly memcached's bytes. Used by the TCP loop (connection.rs) and the
+//! UDP front end alike; it does no I/O.
+
+use super::exec::text::{self as exec, get_until};
+use super::session::{Flow, HeldItems, Session, MEMCACHED_READ_BUFFER};
+use super::shared::Shared;
+use super::stats::Stats;
+use crate::protocol::reply::OUT_OF_MEMORY_GET;
+use crate::protocol::{text, tokens, Effect, Parsed, Request};
+use bytes::{Buf, BytesMut};
+
+/// Replies are written early once this much is pending (huge multi-gets), so memory per
+/// connection stays bounded.
+pub const FLUSH_AT: usize = 256 * 1024;
+
+/// Parses and executes the complete requests in `rbuf`, appending replies to `out`. Returns
+/// the flow and whether it stopped for want of input (false: it paused because `out` is large).
+/// Also used by the UDP front end for the requests of one datagram.
+///
+/// memcached queues replies and writes them only at certain points (after each successful get,
+/// after `mn`, every 20 requests, when input runs out); a get refused for an over-long key and a
+/// silent close throw away what is queued but unwritten. `written` tracks where the last such
+/// point was in `out` (see [`Session`]), so pipelined clients see exactly memcached's bytes.
+pub fn process(
+    shared: &Shared,
+    session: &mut Session,
+    rbuf: &mut BytesMut,
+    out: &mut Vec<u8>,
+) -> (Flow, bool) {
+    let Session {
+        swallow,
+        written,
+        held,
+        block_from_socket,
+        replies,
+    } = session;
+    let mut requests = 0usize;
+    loop {
+        if *swallow > 0 {
+            let n = (*swallow).min(rbuf.len());
+            rbuf.advance(n);
+            *swallow -= n;
+            if *swallow > 0 {
+                *block_from_socket = true;
+                return (Flow::Continue, true);
+            }
+            if std::mem::take(block_from_socket) {
+                *written = out.len();
+                held.release_all();
+                *replies = 0;
+            }
+        }
+        if rbuf.is_empty() {
+            return (Flow::Continue, true);
+        }
+        let mut resume = None;
+        let (consumed, flow) = match text::parse(rbuf, &shared.limits) {
+            Parsed::Request(req, n) => {
+                let flow = match over_reply_limit(shared, &req, replies) {
+                    Some(Flow::Continue) => {
+                        out.extend_from_slice(OUT_OF_MEMORY_GET);
+                        Flow::Continue
+                    }
+                    Some(flow) => {
+                        // memcached has no room for even an error: it drops what it queued.
+                        out.truncate(*written);
+                        flow
+                    }
+                    None => {
+                        let (flow, rest) = execute_bounded(shared, &req, out, held);
+                        if let Some(rest) = rest {
+                            resume = resumed_get(&req, rest, rbuf);
+                            if resume.is_none() {
+                                // No room to rewrite the line: finish it in one piece.
+                                get_slice(shared, &req, rest, out, usize::MAX);
+                            }
+                        }
+                        flow
+                    }
+                };
+                let from_socket = std::mem::take(block_from_socket) || n > MEMCACHED_READ_BUFFER;
+                if is_write_point(&req) || from_socket {
+                    *written = out.len();
+                    held.release_all();
+                    *replies = 0;
+                }
+                (n, flow)
+            }
+            Parsed::Incomplete => {
+                // A complete line still waiting means its data block is being read.
+                if memchr::memchr(b'\n', rbuf).is_some() {
+                    *block_from_socket = true;
+                }
+                return (Flow::Continue, true);
+            }
+            Parsed::Error {
+                kind,
+                noreply,
+                consumed,
+                swallow: s,
+                effect,
+            } => {
+                let close = effect == Effect::Close;
+                match effect {
+                    Effect::None => {}
+                    Effect::Close => out.truncate(*written),
+                    Effect::TooLarge { unlink, counts_set } => {
+                        Stats::incr(&shared.stats.store_too_large);
+                        if counts_set {
+                            Stats::incr(&shared.stats.cmd_set);
+                        }
+                        if let Some(key) = unlink {
+                            shared.store.entry(&key).delete();
+                        }
+                    }
+                    Effect::RefusedGet {
+                        keys,
+                        with_cas,
+                        touch,
+                    } => {
+                        // The keys before the bad one were fetched and touched; only the
+                        // replies go, with everything queued and not yet written.
+                        let mut scratch = Vec::new();
+                        let mut rest = Some(keys);
+                        while let Some(keys) = rest {
+                            scratch.clear();
+                            rest = get_until(shared, keys, with_cas, touch, &mut scratch, FLUSH_AT);
+                        }
+                        out.truncate(*written);
+                    }
+                }
+                if !noreply {
+                    out.extend_from_slice(kind.reply());
+                }
+                *swallow = s;
+                if consumed + s > MEMCACHED_READ_BUFFER {
+                    *block_from_socket = true;
+                }
+                // A bad data chunk read from the socket ends its read like a stored one.
+                if s == 0 && std::mem::take(block_from_socket) {
+                    *written = out.len();
+                    held.release_all();
+                    *replies = 0;
+                }
+                (consumed, if close { Flow::Close } else { Flow::Continue })
+            }
+        };
+        if let Some((at, line)) = resume {
+            // The rest of a multi-get, rewritten in place as a get of the remaining keys (it
+            // fits: at least one key and its space were before them). The caller writes what
+            // is pending, then comes back for it.
+            rbuf[at - line.len()..at].copy_from_slice(&line);
+            rbuf.advance(at - line.len());
+            return (Flow::Continue, false);
+        }
+        rbuf.advance(consumed);
+        requests += 1;
+        if requests > shared.config.reqs_per_event
+            && (requests - 1) % shared.config.reqs_per_event.max(1) == 0
+        {
+            *written = out.len();
+            held.release_all();
+            *replies = 0;
+        }
+        if flow != Flow::Continue {
+            return (flow, true);
+        }
+        if out.len() >= FLUSH_AT {
+            // Let the caller write before more replies pile up.
+            return (Flow::Continue, false);
+        }
+    }
+}
+
+/// Whether `req` would queue more replies than the connection's budget allows, and then what
+/// memcached does: a get is answered `SERVER_ERROR out of memory writing get response`
+/// (`Continue`), anything else closes the connection. Counted in `response_obj_oom`.
+fn over_reply_limit(shared: &Shared, req: &Request<'_>, replies: &mut usize) -> Option<Flow> {
+    let slots = shared.reply_slots?;
+    let (cost, is_get) = match req {
+        Request::Get { keys, .. } | Request::GetAndTouch { keys, .. } => {
+            (tokens::keys(keys).count(), true)
+        }
+        _ => (1, false),
+    };
+    if *replies + cost <= slots {
+        *replies += cost;
+        return None;
+    }
+    Stats::incr(&shared.stats.response_obj_oom);
+    if is_get {
+        // The get's own replies are released; its error takes one.
+        *replies += 1;
+        Some(Flow::Continue)
+    } else {
+        Some(Flow::Close)
+    }
+}
+
+/// Executes `req`; a multi-get stops once `out` reaches [`FLUSH_AT`] and returns the keys it
+/// has not fetched yet, so that no single request makes a reply larger than that plus one item.
+fn execute_bounded<'r>(
+    shared: &Shared,
+    req: &Request<'r>,
+    out: &mut Vec<u8>,
+    held: &mut HeldItems,
+) -> (Flow, Option<&'r [u8]>) {
+    match req {
+        Request::Get { keys, .. } | Request::GetAndTouch { keys, .. } => {
+            (Flow::Continue, get_slice(shared, req, keys, out, FLUSH_AT))
+        }
+        _ => (exec::execute(shared, req, out, held), None),
+    }
+}
+
+/// Fetches `keys` of the get-family request `req` until `out` reaches `until` bytes.
+fn get_slice<'k>(
+    shared: &Shared,
+    req: &Request<'_>,
+    keys: &'k [u8],
+    out: &mut Vec<u8>,
+    until: usize,
+) -> Option<&'k [u8]> {
+    let (with_cas, touch) = match req {
+        Request::Get { with_cas, .. } => (*with_cas, None),
+        Request::GetAndTouch {
+            with_cas, exptime, ..
+        } => (*with_cas, Some(*exptime)),
+        _ => return None,
+    };
+    get_until(shared, keys, with_cas, touch, out, until)
+}
+
+/// Where the unfetched keys `rest` of `req` start in `rbuf`, and the command line prefix
+/// (`get `, `gats <exptime> `, ...) to put just before them. `None` if it would not fit.
+fn resumed_get(req: &Request<'_>, rest: &[u8], rbuf: &[u8]) -> Option<(usize, Vec<u8>)> {
+    let at = (rest.as_ptr() as usize).checked_sub(rbuf.as_ptr() as usize)?;
+    let line = match req {
+        Request::Get { with_cas, .. } => {
+            if *with_cas {
+                b"gets ".to_vec()
+            } else {
+                b"get ".to_vec()
+            }
+        }
+        Request::GetAndTouch {
+            with_cas, exptime, ..
+        } => format!("{} {exptime} ", if *with_cas { "gats" } else { "gat" }).into_bytes(),
+        _ => return None,
+    };
+    (line.len() <= at && at <= rbuf.len()).then_some((at, line))
+}
+
+/// Requests after which memcached writes its queued replies.
+fn is_write_point(req: &Request<'_>) -> bool {
+    match req {
+        Request::Get { .. } | Request::GetAndTouch { .. } => true,
+        Request::Meta(m) => m.is_noop(),
+        _ => false,
+    }
+}
