@@ -677,11 +677,20 @@ async fn read_stream(
                     version,
                     base,
                     touched,
+                    counter,
                 },
                 Inbound::Snapshot { .. },
             ) => {
-                let outcome =
-                    store.apply_snapshot_item(&key, &value, flags, exptime, version, base, touched);
+                let outcome = store.apply_snapshot_item(
+                    &key,
+                    &value,
+                    flags,
+                    exptime,
+                    version,
+                    base,
+                    touched,
+                    counter.as_ref(),
+                );
                 count(sh, slot, outcome);
             }
             (Frame::SnapFlush { at, version }, Inbound::Snapshot { .. }) => {
@@ -844,7 +853,7 @@ async fn write_stream(
                     |e| {
                         items += 1;
                         let f = match e {
-                            SnapshotEntry::Item(it) => Frame::SnapItem {
+                            SnapshotEntry::Item(it, counter) => Frame::SnapItem {
                                 key: bytes::Bytes::copy_from_slice(it.key()),
                                 value: bytes::Bytes::copy_from_slice(it.value()),
                                 flags: it.flags,
@@ -852,6 +861,7 @@ async fn write_stream(
                                 version: it.version,
                                 base: it.base,
                                 touched: it.touched,
+                                counter: counter.cloned(),
                             },
                             SnapshotEntry::Tombstone {
                                 key,

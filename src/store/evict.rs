@@ -106,7 +106,7 @@ impl Store {
     fn touch_memory(&self, it: &Item, flush: Version, now: u32) -> Option<Tombstone> {
         (it.touched > flush && !it.is_expired(now)).then(|| Tombstone {
             version: Version::ZERO,
-            until: now.saturating_add(self.tombstone_secs),
+            until: now.saturating_add(self.tombstone_secs()),
             touched: it.touched,
             exptime: it.exptime,
         })

@@ -13,6 +13,7 @@
 //! - `clock`: the coarse unix clock ([`unix_now`]) and memcached's expiry rules ([`Expiry`]).
 //! - `entry`: memcached command semantics on one locked key ([`Entry`], [`WriteMode`]).
 //! - `merge`: merge rules for replicated records and the full-resync snapshot.
+//! - `counter`: the PN-counter state of incremented items ([`Counter`]).
 //! - `evict`: LRU eviction, the background sweeper, and flush_all.
 //! - `shard`, `item`, `version`, `mutation`: the data structures under all of these.
 //!
@@ -21,6 +22,7 @@
 
 mod clock;
 mod config;
+pub mod counter;
 mod entry;
 mod evict;
 pub mod item;
@@ -31,6 +33,7 @@ pub mod version;
 
 pub use clock::{start_coarse_clock, unix_now, Expiry};
 pub use config::StoreConfig;
+pub use counter::{Contribution, Counter};
 pub use entry::{
     parse_counter, ArithError, Entry, StoreError, StoreOutcome, WriteMode, BUMP_INTERVAL,
 };
@@ -43,7 +46,7 @@ use evict::FlushMark;
 use hashbrown::DefaultHashBuilder;
 use parking_lot::Mutex;
 use shard::{hash_key, Shard};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// Counters kept by the store itself (the server keeps the per-command ones).
@@ -85,7 +88,8 @@ pub struct Store {
     item_size_max: usize,
     evict: bool,
     cas_enabled: bool,
-    tombstone_secs: u32,
+    /// Longest a tombstone is kept (`--repl-tombstone-time`), seconds.
+    tombstone_secs: AtomicU32,
     clock: HybridClock,
     sink: OnceLock<Arc<dyn MutationSink>>,
     flush_active: AtomicBool,
@@ -105,7 +109,7 @@ impl Store {
             item_size_max: cfg.item_size_max,
             evict: cfg.evict,
             cas_enabled: cfg.cas_enabled,
-            tombstone_secs: cfg.tombstone_secs,
+            tombstone_secs: AtomicU32::new(cfg.tombstone_secs),
             clock: HybridClock::new(cfg.node_id),
             sink: OnceLock::new(),
             flush_active: AtomicBool::new(false),
@@ -115,6 +119,17 @@ impl Store {
             }),
             counters: StoreCounters::default(),
         }
+    }
+
+    /// The longest a tombstone (or a remembered touch, or an increment waiting for its write)
+    /// is kept, in seconds.
+    pub fn tombstone_secs(&self) -> u32 {
+        self.tombstone_secs.load(Ordering::Relaxed)
+    }
+
+    /// `--repl-tombstone-time`: applies to tombstones made from now on.
+    pub fn set_tombstone_secs(&self, secs: u32) {
+        self.tombstone_secs.store(secs, Ordering::Relaxed);
     }
 
     pub fn clock(&self) -> &HybridClock {

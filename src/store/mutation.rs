@@ -22,13 +22,17 @@ pub enum MutationKind {
     /// Only the expiry changed (touch, gat, mg T).
     Touch { exptime: u32 },
     /// incr/decr applied on top of the item whose full write had version `base`; `value` is the
-    /// result on the origin. It travels in the frame, but no merge rule reads it: the receiver
-    /// adds the delta to its own copy of the base write, or keeps it until that write arrives.
+    /// result on the origin, `incr`/`delta` the command. The merge reads only `seq` and `net`:
+    /// the origin's (the version's node) whole PN-counter contribution on that base after this
+    /// operation (see `counter`), which the receiver keeps if it is newer than the one it holds
+    /// (or keeps aside until that write arrives). Applying it twice changes nothing.
     Delta {
         base: Version,
         incr: bool,
         delta: u64,
         value: u64,
+        seq: u64,
+        net: i128,
     },
     /// flush_all: everything older than this record's version is gone once `at` (absolute unix
     /// seconds, 0 = now) has passed.

@@ -1,7 +1,8 @@
 //! One shard of the cache: a hash index over a slab of items, threaded on an LRU list, plus the
 //! tombstones of recently deleted keys. A shard is only ever touched under its own lock.
 
-use super::item::Item;
+use super::counter::Counter;
+use super::item::{self, Item};
 use super::version::Version;
 use hashbrown::{HashMap, HashTable};
 use std::hash::BuildHasher;
@@ -41,8 +42,8 @@ pub(crate) const PENDING_OVERHEAD: usize = 48;
 pub(crate) struct PendingDelta {
     pub base: Version,
     pub version: Version,
-    pub incr: bool,
-    pub delta: u64,
+    /// The origin's contribution (node = `version.node`).
+    pub contribution: super::counter::Contribution,
     /// Unix seconds after which it is dropped (the write never came).
     pub until: u32,
 }
@@ -60,6 +61,9 @@ pub(crate) struct Shard {
     pub bytes: usize,
     pub tombstones: HashMap<Box<[u8]>, Tombstone>,
     pub pending: HashMap<Box<[u8]>, Vec<PendingDelta>>,
+    /// PN-counter state of the items that were incremented (flag `item::COUNTER`), by slot:
+    /// a side table, so that the other items carry nothing for it.
+    counters: HashMap<u32, Counter>,
 }
 
 pub(crate) fn hash_key<S: BuildHasher>(hasher: &S, key: &[u8]) -> u64 {
@@ -78,6 +82,7 @@ impl Shard {
             bytes: 0,
             tombstones: HashMap::new(),
             pending: HashMap::new(),
+            counters: HashMap::new(),
         }
     }
 
@@ -131,6 +136,7 @@ impl Shard {
     }
 
     /// Swaps the item in a slot for a new one with the same key and marks it most recently used.
+    /// A new write starts a new lineage: the slot's counter state goes with the old item.
     pub fn replace(&mut self, idx: u32, item: Item) -> Item {
         self.bytes += item.charge();
         let old = self.nodes[idx as usize]
@@ -138,6 +144,9 @@ impl Shard {
             .replace(item)
             .expect("live slot");
         self.bytes -= old.charge();
+        if old.has(item::COUNTER) {
+            self.take_counter(idx);
+        }
         self.bump(idx);
         old
     }
@@ -148,6 +157,9 @@ impl Shard {
             entry.remove();
         }
         let item = self.nodes[idx as usize].item.take().expect("live slot");
+        if item.has(item::COUNTER) {
+            self.take_counter(idx);
+        }
         self.free.push(idx);
         self.items -= 1;
         self.bytes -= item.charge();
@@ -181,6 +193,34 @@ impl Shard {
             .enumerate()
             .filter(|(_, n)| n.item.is_some())
             .map(|(i, _)| i as u32)
+    }
+
+    /// The PN-counter state of the item in `idx`, if it was incremented.
+    pub fn counter(&self, idx: u32) -> Option<&Counter> {
+        if self.item(idx).has(item::COUNTER) {
+            self.counters.get(&idx)
+        } else {
+            None
+        }
+    }
+
+    /// Installs (or replaces) the counter state of the live item in `idx`.
+    pub fn set_counter(&mut self, idx: u32, c: Counter) {
+        self.bytes += c.charge();
+        if let Some(old) = self.counters.insert(idx, c) {
+            self.bytes -= old.charge();
+        }
+        self.item_mut(idx).bits |= item::COUNTER;
+    }
+
+    /// Removes the counter state of slot `idx` (the item, if still there, loses its flag).
+    pub fn take_counter(&mut self, idx: u32) -> Option<Counter> {
+        let c = self.counters.remove(&idx)?;
+        self.bytes -= c.charge();
+        if let Some(it) = self.nodes[idx as usize].item.as_mut() {
+            it.bits &= !item::COUNTER;
+        }
+        Some(c)
     }
 
     pub fn add_tombstone(&mut self, key: &[u8], tomb: Tombstone) {
