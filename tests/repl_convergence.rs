@@ -142,3 +142,92 @@ fn incr_and_decr_crossing_zero_converge() {
         x.is_some() && x == y
     }));
 }
+
+fn tombstones(p: &Proc) -> u64 {
+    p.client().stat_u64("", "curr_tombstones")
+}
+
+#[test]
+fn tombstones_go_once_the_peer_has_them() {
+    let p = pair(&[]);
+    let (mut ca, mut cb) = (p.a.client(), p.b.client());
+    for i in 0..200 {
+        assert_eq!(ca.set(&format!("t{i}"), "v"), "STORED");
+    }
+    assert!(wait_for(10, || cb.get("t199").is_some()));
+    for i in 0..100 {
+        assert_eq!(ca.cmd(&format!("delete t{i}")), "DELETED");
+        assert_eq!(cb.cmd(&format!("delete t{}", 100 + i)), "DELETED");
+    }
+    assert!(tombstones(&p.a) > 0 || tombstones(&p.b) > 0);
+    // A healthy pair: every tombstone goes within a few seconds (heartbeats every 500 ms,
+    // sweeps every second), on both nodes, own deletes and received ones alike.
+    let t0 = std::time::Instant::now();
+    assert!(
+        wait_for(10, || tombstones(&p.a) == 0 && tombstones(&p.b) == 0),
+        "tombstones left: a {}, b {}",
+        tombstones(&p.a),
+        tombstones(&p.b)
+    );
+    println!("tombstones gone in {:?}", t0.elapsed());
+    assert!(p.a.client().stat_u64("", "repl_tombstones_acked") >= 100);
+    assert_eq!(p.a.client().stat_u64("", "repl_tombstones_timed_out"), 0);
+    for i in 0..200 {
+        assert_eq!(ca.get(&format!("t{i}")), None);
+        assert_eq!(cb.get(&format!("t{i}")), None);
+    }
+}
+
+/// A partition of several seconds, healed by a full resync: the key deleted on one side while
+/// the other still held it stays deleted (the tombstone waits for the peer's acknowledgement,
+/// well within --repl-tombstone-time), and goes once the peer has it.
+#[test]
+fn a_key_deleted_during_a_partition_stays_deleted() {
+    let p = pair(&["--repl-tombstone-time", "120"]);
+    let (mut ca, mut cb) = (p.a.client(), p.b.client());
+    assert_eq!(ca.set("gone", "old"), "STORED");
+    assert_eq!(cb.set("gone-b", "old"), "STORED");
+    assert!(wait_for(10, || cb.get("gone").is_some()
+        && ca.get("gone-b").is_some()));
+    p.proxy.cut();
+    assert!(wait_for(10, || !synced(&p.a)));
+    assert_eq!(ca.cmd("delete gone"), "DELETED");
+    assert_eq!(cb.cmd("delete gone-b"), "DELETED");
+    overflow_backlog(&mut ca, "a");
+    overflow_backlog(&mut cb, "b");
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    // Unacknowledged: still there after several sweeps.
+    assert!(tombstones(&p.a) >= 1 && tombstones(&p.b) >= 1);
+    let syncs = full_syncs(&p.a);
+    p.proxy.restore();
+    assert!(wait_for(20, || synced(&p.a) && synced(&p.b)));
+    assert!(full_syncs(&p.a) > syncs, "expected a full resync");
+    assert!(wait_for(10, || tombstones(&p.a) == 0 && tombstones(&p.b) == 0));
+    for c in [&mut ca, &mut cb] {
+        assert_eq!(c.get("gone"), None, "the deleted key came back");
+        assert_eq!(c.get("gone-b"), None, "the deleted key came back");
+    }
+}
+
+/// The limit, shown with a short --repl-tombstone-time: a partition longer than it can bring a
+/// deleted key back (the guarantee holds within that time).
+#[test]
+fn a_partition_longer_than_the_tombstone_time_can_bring_a_key_back() {
+    let p = pair(&["--repl-tombstone-time", "1"]);
+    let (mut ca, mut cb) = (p.a.client(), p.b.client());
+    assert_eq!(ca.set("back", "old"), "STORED");
+    assert!(wait_for(10, || cb.get("back").is_some()));
+    p.proxy.cut();
+    assert!(wait_for(10, || !synced(&p.a)));
+    assert_eq!(ca.cmd("delete back"), "DELETED");
+    overflow_backlog(&mut ca, "a");
+    assert!(wait_for(10, || p
+        .a
+        .client()
+        .stat_u64("", "repl_tombstones_timed_out")
+        >= 1));
+    p.proxy.restore();
+    assert!(wait_for(20, || synced(&p.a) && synced(&p.b)));
+    assert!(wait_for(10, || ca.get("back").as_deref() == Some("old")));
+    assert_eq!(cb.get("back").as_deref(), Some("old"));
+}

@@ -498,6 +498,7 @@ async fn session(
         _ => return Err(LinkError::Protocol("expected SYNC_MODE".into())),
     };
     let partial = could_resume && !peer_full;
+    *slot.settle_candidate.lock() = None;
     slot.peer_ack
         .store(if partial { p_want_offset } else { 0 }, Ordering::Relaxed);
     slot.set_state(LinkState::Syncing);
@@ -660,8 +661,14 @@ async fn read_stream(
                     last_poke = Instant::now();
                 }
             }
-            (Frame::Heartbeat { ack, now_ms, .. }, _) => {
+            (Frame::Heartbeat { ack, last, now_ms }, _) => {
                 slot.peer_ack.store(ack, Ordering::Relaxed);
+                let applied = match &st {
+                    Inbound::Stream { last, .. } => Some(*last),
+                    _ => None,
+                };
+                slot.settle(ack, last, applied);
+                sh.update_tombstone_watermark();
                 if let Some(ms) = sh.backlog.millis_at(ack) {
                     slot.acked_through_ms.fetch_max(ms, Ordering::Relaxed);
                 }

@@ -140,7 +140,7 @@ impl<'s, 'k> Entry<'s, 'k> {
         if exptime == Expiry::Expired {
             // Stored already dead: no item remains, and a tombstone keeps older writes out.
             self.remove_with_tombstone(version);
-            self.publish(
+            let offset = self.publish(
                 MutationKind::Put {
                     flags,
                     exptime: 1,
@@ -148,6 +148,7 @@ impl<'s, 'k> Entry<'s, 'k> {
                 },
                 version,
             );
+            self.shard.set_tombstone_offset(self.key, version, offset);
             return Ok(cas);
         }
         self.put_raw(value_parts, flags, exptime, cas, version, version)?;
@@ -305,7 +306,8 @@ impl<'s, 'k> Entry<'s, 'k> {
         }
         let version = self.store.clock.tick();
         self.remove_with_tombstone(version);
-        self.publish(MutationKind::Delete, version);
+        let offset = self.publish(MutationKind::Delete, version);
+        self.shard.set_tombstone_offset(self.key, version, offset);
         true
     }
 
@@ -320,11 +322,12 @@ impl<'s, 'k> Entry<'s, 'k> {
             it.exptime = abs;
             it.touched = version;
         }
-        self.publish(MutationKind::Touch { exptime: abs }, version);
+        let offset = self.publish(MutationKind::Touch { exptime: abs }, version);
         if exptime == Expiry::Expired {
             // Dead now, like a delete: peers do the same, and the tombstone keeps an older
             // write still in flight from bringing the key back here.
             self.remove_with_tombstone(version);
+            self.shard.set_tombstone_offset(self.key, version, offset);
         }
         true
     }
@@ -469,6 +472,7 @@ impl<'s, 'k> Entry<'s, 'k> {
             self.key,
             Tombstone {
                 version,
+                offset: 0,
                 until,
                 touched,
                 exptime,
@@ -476,13 +480,16 @@ impl<'s, 'k> Entry<'s, 'k> {
         );
     }
 
-    fn publish(&self, kind: MutationKind, version: Version) {
+    /// Returns the record's offset in this node's stream (0 without replication).
+    fn publish(&self, kind: MutationKind, version: Version) -> u64 {
         if self.store.sink.get().is_some() {
             self.store.publish(Mutation {
                 key: Bytes::copy_from_slice(self.key),
                 version,
                 kind,
-            });
+            })
+        } else {
+            0
         }
     }
 }

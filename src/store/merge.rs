@@ -172,6 +172,7 @@ impl Store {
                         let until = now.saturating_add(self.tombstone_secs());
                         let tomb = Tombstone {
                             version: Version::ZERO,
+                            offset: 0,
                             until,
                             touched: m.version,
                             exptime: *exptime,

@@ -58,6 +58,10 @@ pub struct StoreCounters {
     pub reclaimed: AtomicU64,
     pub expired_unfetched: AtomicU64,
     pub curr_tombstones: AtomicU64,
+    /// Tombstones dropped once every peer had them / at the time limit / over the memory cap.
+    pub tombstones_acked: AtomicU64,
+    pub tombstones_timed_out: AtomicU64,
+    pub tombstones_over_cap: AtomicU64,
     /// Client lookups that found the key's item already expired / invalidated by flush_all.
     pub get_expired: AtomicU64,
     pub get_flushed: AtomicU64,
@@ -75,6 +79,11 @@ pub struct StoreStats {
     pub reclaimed: u64,
     pub expired_unfetched: u64,
     pub tombstones: u64,
+    /// Bytes charged for tombstones (part of `bytes`, so counted against -m).
+    pub tombstone_bytes: u64,
+    pub tombstones_acked: u64,
+    pub tombstones_timed_out: u64,
+    pub tombstones_over_cap: u64,
     pub get_expired: u64,
     pub get_flushed: u64,
 }
@@ -94,6 +103,9 @@ pub struct Store {
     sink: OnceLock<Arc<dyn MutationSink>>,
     flush_active: AtomicBool,
     flush: Mutex<FlushMark>,
+    /// See [`Store::set_tombstone_watermark`].
+    tomb_acked: AtomicU64,
+    tomb_sole_peer: AtomicU32,
     pub counters: StoreCounters,
 }
 
@@ -117,6 +129,8 @@ impl Store {
                 at: 0,
                 version: Version::ZERO,
             }),
+            tomb_acked: AtomicU64::new(0),
+            tomb_sole_peer: AtomicU32::new(0),
             counters: StoreCounters::default(),
         }
     }
@@ -240,10 +254,22 @@ impl Store {
         }
     }
 
-    fn publish(&self, m: Mutation) {
-        if let Some(sink) = self.sink.get() {
-            sink.publish(m);
+    /// Publishes a record; returns its offset in this node's stream (0 if none).
+    fn publish(&self, m: Mutation) -> u64 {
+        match self.sink.get() {
+            Some(sink) => sink.publish_at(m),
+            None => 0,
         }
+    }
+
+    /// Replication's view of its peers, for dropping tombstones (see `shard::Tombstone`):
+    /// `acked` is the offset of this node's stream that every peer has acknowledged, with this
+    /// node holding everything each peer wrote before acknowledging it (0: none, or some peer
+    /// never acknowledged anything); `sole_peer` the node id of the only peer this node has
+    /// (0 if it has none or several).
+    pub fn set_tombstone_watermark(&self, acked: u64, sole_peer: u32) {
+        self.tomb_acked.store(acked, Ordering::Relaxed);
+        self.tomb_sole_peer.store(sole_peer, Ordering::Relaxed);
     }
 
     /// `stats reset`: zero the store's resettable counters, as memcached's item stats reset does.
@@ -272,12 +298,16 @@ impl Store {
             expired_unfetched: self.counters.expired_unfetched.load(Ordering::Relaxed),
             get_expired: self.counters.get_expired.load(Ordering::Relaxed),
             get_flushed: self.counters.get_flushed.load(Ordering::Relaxed),
+            tombstones_acked: self.counters.tombstones_acked.load(Ordering::Relaxed),
+            tombstones_timed_out: self.counters.tombstones_timed_out.load(Ordering::Relaxed),
+            tombstones_over_cap: self.counters.tombstones_over_cap.load(Ordering::Relaxed),
             ..Default::default()
         };
         for m in self.shards.iter() {
             let shard = m.lock();
             s.curr_items += shard.items as u64;
             s.tombstones += shard.tombstones.len() as u64;
+            s.tombstone_bytes += shard.tomb_bytes as u64;
         }
         s.bytes = self.used.load(Ordering::Relaxed) as u64;
         s

@@ -51,6 +51,14 @@ pub struct Mutation {
 /// Receives the store's mutation records. Called with a shard lock held: must not block.
 pub trait MutationSink: Send + Sync {
     fn publish(&self, mutation: Mutation);
+
+    /// Like `publish`, returning the record's position in this node's stream (the backlog
+    /// offset; 0 when the sink has none). A delete's tombstone remembers it, so that it can be
+    /// dropped once every peer has acknowledged that far (see `Store::set_tombstone_watermark`).
+    fn publish_at(&self, mutation: Mutation) -> u64 {
+        self.publish(mutation);
+        0
+    }
 }
 
 /// What [`super::Store::apply_remote`] did with a replicated mutation.
