@@ -632,3 +632,231 @@ fn counters_crossing_zero_converge_pair() {
 fn counters_crossing_zero_converge_mesh_with_restarts() {
     assert_eq!(run_counter_histories(1..=3000, 3, false), 3000);
 }
+
+/// The TTL merge rules (README, "What is guaranteed"), one table row each: two synced nodes, a
+/// few concurrent operations (a short sleep between them makes "newer" a fact of the wall
+/// clock), then delivery in each of three ways: A's records first, B's records first, or full
+/// snapshots both ways. Both nodes must end with the row's expected (value, expiry offset).
+type Row = (
+    &'static str,
+    fn(&Store, &Store, u32),
+    Option<(&'static [u8], Option<u32>)>,
+);
+
+fn later() {
+    std::thread::sleep(std::time::Duration::from_millis(3));
+}
+
+fn put(s: &Store, v: &[u8], exp: Expiry) {
+    s.entry(b"k").put(&[v], 0, exp, None).unwrap();
+}
+
+fn ttl_rows() -> Vec<Row> {
+    vec![
+        (
+            "a touch newer than a write elsewhere: the write's value, the touch's expiry",
+            |a, b, now| {
+                put(a, b"new", Expiry::At(now + 100));
+                later();
+                b.entry(b"k").touch(Expiry::At(now + 5000));
+            },
+            Some((b"new", Some(5000))),
+        ),
+        (
+            "a write newer than a touch elsewhere wins whole (value and expiry)",
+            |a, b, now| {
+                b.entry(b"k").touch(Expiry::At(now + 5000));
+                later();
+                put(a, b"new", Expiry::At(now + 100));
+            },
+            Some((b"new", Some(100))),
+        ),
+        (
+            "a write without expiry newer than a touch: never expires",
+            |a, b, now| {
+                b.entry(b"k").touch(Expiry::At(now + 5000));
+                later();
+                put(a, b"new", Expiry::Never);
+            },
+            Some((b"new", None)),
+        ),
+        (
+            "a delete newer than a touch: gone",
+            |a, b, now| {
+                b.entry(b"k").touch(Expiry::At(now + 5000));
+                later();
+                a.entry(b"k").delete();
+            },
+            None,
+        ),
+        (
+            "a touch newer than a delete does not bring the key back",
+            |a, b, now| {
+                a.entry(b"k").delete();
+                later();
+                b.entry(b"k").touch(Expiry::At(now + 5000));
+            },
+            None,
+        ),
+        (
+            "a touch into the past is a delete, and an older write elsewhere does not undo it",
+            |a, b, now| {
+                put(a, b"older", Expiry::At(now + 100));
+                later();
+                b.entry(b"k").touch(Expiry::Expired);
+            },
+            None,
+        ),
+        (
+            "a write newer than a touch into the past comes back",
+            |a, b, now| {
+                b.entry(b"k").touch(Expiry::Expired);
+                later();
+                put(a, b"newer", Expiry::At(now + 100));
+            },
+            Some((b"newer", Some(100))),
+        ),
+        (
+            "two touches: the newer one's expiry, on the same value",
+            |a, b, now| {
+                a.entry(b"k").touch(Expiry::At(now + 300));
+                later();
+                b.entry(b"k").touch(Expiry::At(now + 700));
+            },
+            Some((b"10", Some(700))),
+        ),
+        (
+            "incr/decr never change a counter's expiry; a touch does, increments kept",
+            |a, b, now| {
+                a.entry(b"k").arith(true, 5).unwrap();
+                b.entry(b"k").arith(false, 2).unwrap();
+                later();
+                b.entry(b"k").touch(Expiry::At(now + 900));
+                later();
+                a.entry(b"k").arith(true, 1).unwrap();
+            },
+            Some((b"14", Some(900))),
+        ),
+        (
+            "a set newer than increments elsewhere wins with its own expiry",
+            |a, b, now| {
+                a.entry(b"k").arith(true, 5).unwrap();
+                later();
+                put(b, b"1", Expiry::At(now + 50));
+            },
+            Some((b"1", Some(50))),
+        ),
+    ]
+}
+
+fn ttl_pair(now: u32) -> ((Arc<Store>, Arc<Queue>), (Arc<Store>, Arc<Queue>)) {
+    let (a, qa) = node(1);
+    let (b, qb) = node(2);
+    a.entry(b"k")
+        .put(&[b"10"], 0, Expiry::At(now + 1000), None)
+        .unwrap();
+    deliver(&qa, &b, usize::MAX);
+    ((a, qa), (b, qb))
+}
+
+fn deliver_all(mode: u32, a: &Store, qa: &Queue, b: &Store, qb: &Queue) {
+    match mode {
+        0 => {
+            deliver(qa, b, usize::MAX);
+            deliver(qb, a, usize::MAX);
+        }
+        1 => {
+            deliver(qb, a, usize::MAX);
+            deliver(qa, b, usize::MAX);
+        }
+        _ => full_sync(a, &qa.0, b, &qb.0),
+    }
+}
+
+fn key_state(s: &Store, now: u32) -> Option<(Vec<u8>, Option<u32>)> {
+    let e = s.entry(b"k");
+    e.item().map(|it| {
+        let v = repcached::store::parse_counter(it.value())
+            .map(|n| n.to_string().into_bytes())
+            .unwrap_or_else(|| it.value().to_vec());
+        (v, (it.exptime != 0).then(|| it.exptime - now))
+    })
+}
+
+#[test]
+fn ttl_merge_rules_table() {
+    let mut checked = 0;
+    for (name, ops, expect) in ttl_rows() {
+        for mode in 0..3 {
+            let now = unix_now();
+            let ((a, qa), (b, qb)) = ttl_pair(now);
+            ops(&a, &b, now);
+            deliver_all(mode, &a, &qa, &b, &qb);
+            let expect = expect.map(|(v, e)| (v.to_vec(), e));
+            for (who, s) in [("a", &a), ("b", &b)] {
+                assert_eq!(
+                    key_state(s, now),
+                    expect,
+                    "{name} (delivery {mode}, node {who})"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 30);
+}
+
+/// Expiry is local (each node by its own clock, from the remaining time it received): an expired
+/// counter is gone on every node, increments made on it before it expired do not bring it back,
+/// and a later set starts a new counter.
+#[test]
+fn an_expired_counter_is_gone_everywhere() {
+    for mode in 0..3 {
+        let now = unix_now();
+        let ((a, qa), (b, qb)) = ttl_pair(now);
+        put(&a, b"10", Expiry::At(now + 2));
+        deliver(&qa, &b, usize::MAX);
+        a.entry(b"k").arith(true, 1).unwrap();
+        b.entry(b"k").arith(true, 2).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        deliver_all(mode, &a, &qa, &b, &qb);
+        assert_eq!(key_state(&a, now), None, "delivery {mode}");
+        assert_eq!(key_state(&b, now), None, "delivery {mode}");
+        put(&b, b"7", Expiry::Never);
+        deliver_all(mode, &a, &qa, &b, &qb);
+        assert_eq!(key_state(&a, now), Some((b"7".to_vec(), None)));
+        assert_eq!(key_state(&b, now), Some((b"7".to_vec(), None)));
+    }
+}
+
+/// flush_all with a delay: once its time has passed, every write older than it is gone on every
+/// node, including writes made elsewhere before the flush time and a counter's increments; writes
+/// after the flush time stay.
+#[test]
+fn a_delayed_flush_is_the_same_on_every_node() {
+    for mode in 0..3 {
+        let now = unix_now();
+        let ((a, qa), (b, qb)) = ttl_pair(now);
+        a.flush_all(2);
+        deliver(&qa, &b, usize::MAX);
+        // Before the flush time, on the other node: a new value and an increment.
+        b.entry(b"k").arith(true, 1).unwrap();
+        b.entry(b"x")
+            .put(&[b"before"], 0, Expiry::Never, None)
+            .unwrap();
+        assert!(key_state(&b, now).is_some(), "not flushed yet");
+        std::thread::sleep(std::time::Duration::from_millis(2100 + 1000));
+        b.entry(b"y")
+            .put(&[b"after"], 0, Expiry::Never, None)
+            .unwrap();
+        deliver_all(mode, &a, &qa, &b, &qb);
+        for s in [&a, &b] {
+            assert_eq!(key_state(s, now), None, "delivery {mode}");
+            assert!(s.entry(b"x").item().is_none(), "delivery {mode}");
+            assert_eq!(
+                s.entry(b"y").item().map(|it| it.value().to_vec()),
+                Some(b"after".to_vec())
+            );
+        }
+    }
+}
