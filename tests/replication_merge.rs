@@ -749,7 +749,9 @@ fn ttl_rows() -> Vec<Row> {
     ]
 }
 
-fn ttl_pair(now: u32) -> ((Arc<Store>, Arc<Queue>), (Arc<Store>, Arc<Queue>)) {
+type Node = (Arc<Store>, Arc<Queue>);
+
+fn ttl_pair(now: u32) -> (Node, Node) {
     let (a, qa) = node(1);
     let (b, qb) = node(2);
     a.entry(b"k")
