@@ -86,6 +86,9 @@ pub struct Config {
     pub repl_backlog_size: usize,
     /// --repl-sync-wait: how long a starting node waits for its initial sync before serving.
     pub repl_sync_wait: Duration,
+    /// --repl-tombstone-time: the longest a delete's tombstone is kept for a peer that has not
+    /// acknowledged it (it goes as soon as every peer has).
+    pub repl_tombstone_time: Duration,
     /// `-o idle_timeout=N`: close a client idle for more than N seconds (0 = never).
     pub idle_timeout: u32,
     /// `-o read_buf_mem_limit=N` in bytes (given in megabytes; 0 = no limit): memcached's
@@ -138,6 +141,7 @@ impl Default for Config {
             repl_max_clock_skew: Duration::from_secs(60),
             repl_backlog_size: 64 * 1024 * 1024,
             repl_sync_wait: Duration::from_secs(30),
+            repl_tombstone_time: Duration::from_secs(24 * 3600),
             idle_timeout: 0,
             read_buf_mem_limit: 0,
             lock_memory: false,
@@ -453,6 +457,13 @@ struct Cli {
         help_heading = "Replication"
     )]
     repl_sync_wait: Option<String>,
+    /// Longest a delete's tombstone waits for a peer to acknowledge it, seconds (default: 86400)
+    #[arg(
+        long = "repl-tombstone-time",
+        value_name = "SECONDS",
+        help_heading = "Replication"
+    )]
+    repl_tombstone_time: Option<String>,
 
     /// Read options from FILE first (memcached.conf format: one option per line)
     #[arg(long = "config", value_name = "FILE")]
@@ -803,6 +814,17 @@ impl Cli {
             })?),
             None => d.repl_sync_wait,
         };
+        let repl_tombstone_time = match &self.repl_tombstone_time {
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(s) if s > 0 => Duration::from_secs(s as u64),
+                _ => {
+                    return Err(invalid(format!(
+                        "invalid value '{v}' for --repl-tombstone-time: expected whole seconds > 0"
+                    )))
+                }
+            },
+            None => d.repl_tombstone_time,
+        };
         let repl_max_clock_skew = match &self.repl_max_clock_skew {
             Some(v) => match v.trim().parse::<u64>() {
                 Ok(s) if s > 0 => Duration::from_secs(s),
@@ -858,6 +880,7 @@ impl Cli {
             repl_max_clock_skew,
             repl_backlog_size: to_usize(repl_backlog_size, "--repl-backlog-size")?,
             repl_sync_wait,
+            repl_tombstone_time,
             idle_timeout: subopts.idle_timeout,
             read_buf_mem_limit: subopts.read_buf_mem_limit,
             lock_memory: self.lock_memory,

@@ -64,6 +64,7 @@ fn defaults_match_memcached() {
     assert_eq!(c.repl_port, 11212);
     assert_eq!(c.repl_backlog_size, 64 << 20);
     assert_eq!(c.repl_sync_wait, Duration::from_secs(30));
+    assert_eq!(c.repl_tombstone_time, Duration::from_secs(24 * 3600));
     assert!(c.peers.is_empty() && c.ignored_options.is_empty() && c.warnings.is_empty());
 }
 
@@ -171,6 +172,8 @@ fn every_long_flag() {
         "1g",
         "--repl-sync-wait",
         "0",
+        "--repl-tombstone-time",
+        "90",
     ]);
     assert_eq!((c.port, c.udp_port), (1, 2));
     assert_eq!(c.listen, vec!["::1"]);
@@ -190,6 +193,7 @@ fn every_long_flag() {
     assert_eq!(c.repl_secret_file, Some(PathBuf::from("/etc/s")));
     assert_eq!(c.repl_backlog_size, 1 << 30);
     assert_eq!(c.repl_sync_wait, Duration::ZERO);
+    assert_eq!(c.repl_tombstone_time, Duration::from_secs(90));
 }
 
 #[test]
@@ -257,6 +261,8 @@ fn counts_must_be_positive_with_memcacheds_words() {
     assert!(err(&["-t", "four"]).contains("invalid value 'four' for -t"));
     assert!(err(&["-b", "-"]).contains("-b"));
     assert!(err(&["--repl-sync-wait", "soon"]).contains("--repl-sync-wait"));
+    assert!(err(&["--repl-tombstone-time", "0"]).contains("--repl-tombstone-time"));
+    assert!(err(&["--repl-tombstone-time", "1d"]).contains("--repl-tombstone-time"));
     assert!(err(&["--repl-backlog-size", "0"]).contains("--repl-backlog-size"));
     assert!(err(&["--repl-max-clock-skew", "0"]).contains("--repl-max-clock-skew"));
     assert!(err(&["--repl-max-clock-skew", "soon"]).contains("--repl-max-clock-skew"));

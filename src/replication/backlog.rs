@@ -173,6 +173,10 @@ impl MutationSink for BacklogSink {
     fn publish(&self, mutation: Mutation) {
         self.0.push(mutation);
     }
+
+    fn publish_at(&self, mutation: Mutation) -> u64 {
+        self.0.push(mutation)
+    }
 }
 
 #[cfg(test)]

@@ -7,15 +7,19 @@
 //! Expiry travels as remaining seconds and is turned back into an absolute time on receipt, so
 //! the two nodes' wall clocks need not agree.
 
-use crate::store::{Mutation, MutationKind, Version};
+use crate::store::{Contribution, Counter, Mutation, MutationKind, Version};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 pub const MAGIC: [u8; 4] = *b"RPCD";
-pub const PROTO_VERSION: u16 = 2;
+/// 3: PN-counter contributions in DELTA records and SNAP_ITEM frames.
+pub const PROTO_VERSION: u16 = 3;
 /// memcached's KEY_MAX_LENGTH.
 pub const KEY_MAX: usize = 250;
 /// Room for a frame's fixed fields on top of its key and value.
 const FRAME_OVERHEAD: usize = 1024;
+/// Most contributions one counter may carry in a snapshot frame (one per node that incremented
+/// it; far more nodes than any mesh has).
+const MAX_CONTRIBUTIONS: usize = 4096;
 /// `ttl` value meaning "already expired" (distinct from 0 = never).
 const TTL_EXPIRED: u32 = u32::MAX;
 
@@ -85,7 +89,8 @@ pub enum Frame {
         run: u64,
         from: u64,
     },
-    /// One item of a snapshot: `version` orders the value, `touched` (ZERO if none) the expiry.
+    /// One item of a snapshot: `version` orders the value, `touched` (ZERO if none) the expiry,
+    /// `counter` its PN-counter state if it was incremented.
     SnapItem {
         key: Bytes,
         value: Bytes,
@@ -94,6 +99,7 @@ pub enum Frame {
         version: Version,
         base: Version,
         touched: Version,
+        counter: Option<Counter>,
     },
     /// A deleted key (`version` ZERO if it only remembers a touch), and the newest touch the
     /// sender knows for it (`touched` ZERO if none) with its expiry.
@@ -222,6 +228,7 @@ pub fn encode(frame: &Frame, now: u32, out: &mut BytesMut) {
             version,
             base,
             touched,
+            counter,
         } => {
             out.put_u8(T_SNAP_ITEM);
             out.put_u8(key.len() as u8);
@@ -231,6 +238,19 @@ pub fn encode(frame: &Frame, now: u32, out: &mut BytesMut) {
             put_version(out, *version);
             put_version(out, *base);
             put_version(out, *touched);
+            // u32 contributions (u32::MAX = no counter), base value, then node/seq/net each.
+            match counter {
+                None => out.put_u32(u32::MAX),
+                Some(c) => {
+                    out.put_u32(c.contributions().len() as u32);
+                    out.put_u64(c.base);
+                    for x in c.contributions() {
+                        out.put_u32(x.node);
+                        out.put_u64(x.seq);
+                        out.put_i128(x.net());
+                    }
+                }
+            }
             out.put_slice(value);
         }
         Frame::SnapTomb {
@@ -282,12 +302,16 @@ pub fn encode(frame: &Frame, now: u32, out: &mut BytesMut) {
                     incr,
                     delta,
                     value,
+                    seq,
+                    net,
                 } => {
                     out.put_u8(K_DELTA);
                     put_version(out, *base);
                     out.put_u8(*incr as u8);
                     out.put_u64(*delta);
                     out.put_u64(*value);
+                    out.put_u64(*seq);
+                    out.put_i128(*net);
                 }
                 MutationKind::Flush { at } => {
                     out.put_u8(K_FLUSH);
@@ -352,6 +376,25 @@ impl<'a> Payload<'a> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.bytes(N)?);
         Ok(a)
+    }
+    fn i128(&mut self) -> Result<i128, FrameError> {
+        self.need(16)?;
+        Ok(self.buf.get_i128())
+    }
+    fn counter(&mut self) -> Result<Option<Counter>, FrameError> {
+        let n = self.u32()?;
+        if n == u32::MAX {
+            return Ok(None);
+        }
+        if n as usize > MAX_CONTRIBUTIONS {
+            return Err(FrameError::Malformed("snapshot item (counter)"));
+        }
+        let base = self.u64()?;
+        let mut parts = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            parts.push(Contribution::new(self.u32()?, self.u64()?, self.i128()?));
+        }
+        Ok(Some(Counter::from_parts(base, parts)))
     }
     fn version(&mut self) -> Result<Version, FrameError> {
         Ok(Version::new(self.u64()?, self.u32()?))
@@ -463,6 +506,7 @@ fn decode_body(ty: u8, body: &[u8], limits: &Limits, now: u32) -> Result<Frame, 
             let version = p.version()?;
             let base = p.version()?;
             let touched = p.version()?;
+            let counter = p.counter()?;
             let value = p.value(limits)?;
             Frame::SnapItem {
                 key,
@@ -472,6 +516,7 @@ fn decode_body(ty: u8, body: &[u8], limits: &Limits, now: u32) -> Result<Frame, 
                 version,
                 base,
                 touched,
+                counter,
             }
         }
         T_SNAP_TOMB => {
@@ -527,6 +572,8 @@ fn decode_body(ty: u8, body: &[u8], limits: &Limits, now: u32) -> Result<Frame, 
                     },
                     delta: p.u64()?,
                     value: p.u64()?,
+                    seq: p.u64()?,
+                    net: p.i128()?,
                 },
                 K_FLUSH => {
                     let rem = p.u32()?;
@@ -636,8 +683,33 @@ mod tests {
                         incr: true,
                         delta: 5,
                         value: 10,
+                        seq: 7,
+                        net: -(1 << 70),
                     },
                 },
+            },
+            Frame::SnapItem {
+                key: Bytes::from_static(b"c"),
+                value: Bytes::from_static(b"12"),
+                flags: 1,
+                exptime: 0,
+                version: v,
+                base: v,
+                touched: Version::ZERO,
+                counter: Some(Counter::from_parts(
+                    3,
+                    [Contribution::new(9, 2, -4), Contribution::new(2, 5, 13)],
+                )),
+            },
+            Frame::SnapItem {
+                key: Bytes::from_static(b"p"),
+                value: Bytes::from_static(b"plain"),
+                flags: 0,
+                exptime: 0,
+                version: v,
+                base: v,
+                touched: v,
+                counter: None,
             },
         ];
         for f in frames {

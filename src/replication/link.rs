@@ -500,6 +500,7 @@ async fn session(
         _ => return Err(LinkError::Protocol("expected SYNC_MODE".into())),
     };
     let partial = could_resume && !peer_full;
+    *slot.settle_candidate.lock() = None;
     slot.peer_ack
         .store(if partial { p_want_offset } else { 0 }, Ordering::Relaxed);
     slot.set_state(LinkState::Syncing);
@@ -662,8 +663,14 @@ async fn read_stream(
                     last_poke = Instant::now();
                 }
             }
-            (Frame::Heartbeat { ack, now_ms, .. }, _) => {
+            (Frame::Heartbeat { ack, last, now_ms }, _) => {
                 slot.peer_ack.store(ack, Ordering::Relaxed);
+                let applied = match &st {
+                    Inbound::Stream { last, .. } => Some(*last),
+                    _ => None,
+                };
+                slot.settle(ack, last, applied);
+                sh.update_tombstone_watermark();
                 if let Some(ms) = sh.backlog.millis_at(ack) {
                     slot.acked_through_ms.fetch_max(ms, Ordering::Relaxed);
                 }
@@ -679,11 +686,20 @@ async fn read_stream(
                     version,
                     base,
                     touched,
+                    counter,
                 },
                 Inbound::Snapshot { .. },
             ) => {
-                let outcome =
-                    store.apply_snapshot_item(&key, &value, flags, exptime, version, base, touched);
+                let outcome = store.apply_snapshot_item(
+                    &key,
+                    &value,
+                    flags,
+                    exptime,
+                    version,
+                    base,
+                    touched,
+                    counter.as_ref(),
+                );
                 count(sh, slot, outcome);
             }
             (Frame::SnapFlush { at, version }, Inbound::Snapshot { .. }) => {
@@ -846,7 +862,7 @@ async fn write_stream(
                     |e| {
                         items += 1;
                         let f = match e {
-                            SnapshotEntry::Item(it) => Frame::SnapItem {
+                            SnapshotEntry::Item(it, counter) => Frame::SnapItem {
                                 key: bytes::Bytes::copy_from_slice(it.key()),
                                 value: bytes::Bytes::copy_from_slice(it.value()),
                                 flags: it.flags,
@@ -854,6 +870,7 @@ async fn write_stream(
                                 version: it.version,
                                 base: it.base,
                                 touched: it.touched,
+                                counter: counter.cloned(),
                             },
                             SnapshotEntry::Tombstone {
                                 key,

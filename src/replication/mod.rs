@@ -157,6 +157,23 @@ impl Shared {
             .any(|s| s.configured && s.resolved.lock().iter().any(|a| canonical_ip(a.ip()) == ip))
     }
 
+    /// Tells the store how far every peer is settled (see `shard::Tombstone`): the lowest
+    /// settled offset over every peer this node knows (configured or not, connected or not:
+    /// a peer away keeps our tombstones until the time limit), and the only peer's node id.
+    fn update_tombstone_watermark(&self) {
+        let slots = self.slots.lock();
+        let acked = slots
+            .iter()
+            .map(|s| s.settled_ack.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0);
+        let sole = match slots.as_slice() {
+            [only] => only.node_id.load(Ordering::Relaxed),
+            _ => 0,
+        };
+        self.store.set_tombstone_watermark(acked, sole);
+    }
+
     fn mark_synced(&self, slot: &Slot, peer: u32) {
         slot.set_state(LinkState::Synced);
         slot.end_initial_wait("synced");
@@ -439,6 +456,7 @@ impl Replicator {
             totals: Totals::default(),
         });
         store.set_mutation_sink(Arc::new(BacklogSink(backlog)));
+        store.set_tombstone_secs(config.repl_tombstone_time.as_secs().min(u32::MAX as u64) as u32);
 
         let mut tasks = Vec::new();
         let local_addr = listener.as_ref().map(|(_, a)| *a);
@@ -603,6 +621,7 @@ impl Replicator {
         let up = |s: &&Slot| matches!(s.state(), LinkState::Syncing | LinkState::Synced);
         let t = &sh.totals;
         let l = |v: &AtomicU64| v.load(Ordering::Relaxed).to_string();
+        let st = sh.store.stats();
         vec![
             ("repl_role".into(), "master".into()),
             ("repl_node_id".into(), sh.node_id.to_string()),
@@ -648,6 +667,29 @@ impl Replicator {
             ("repl_clock_rejected".into(), l(&t.clock_rejected)),
             ("repl_protocol_errors".into(), l(&t.protocol_errors)),
             ("repl_max_clock_skew_ms".into(), sh.max_skew_ms.to_string()),
+            // Tombstones (also `curr_tombstones`): kept until every peer has the delete, at most
+            // --repl-tombstone-time, their bytes counted in `bytes` against -m.
+            ("repl_tombstones".into(), st.tombstones.to_string()),
+            (
+                "repl_tombstone_bytes".into(),
+                st.tombstone_bytes.to_string(),
+            ),
+            (
+                "repl_tombstone_time".into(),
+                sh.store.tombstone_secs().to_string(),
+            ),
+            (
+                "repl_tombstones_acked".into(),
+                st.tombstones_acked.to_string(),
+            ),
+            (
+                "repl_tombstones_timed_out".into(),
+                st.tombstones_timed_out.to_string(),
+            ),
+            (
+                "repl_tombstones_over_cap".into(),
+                st.tombstones_over_cap.to_string(),
+            ),
         ]
     }
 

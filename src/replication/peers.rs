@@ -53,6 +53,12 @@ pub struct PeerSlot {
     pub records_rejected: AtomicU64,
     /// Last offset of our backlog the peer has confirmed applying (on the current link).
     pub peer_ack: AtomicU64,
+    /// Offset of our stream up to which the peer is settled for tombstones: it acknowledged
+    /// that far, and we had applied every write it made before acknowledging (see
+    /// `shard::Tombstone`). Only grows.
+    pub settled_ack: AtomicU64,
+    /// A heartbeat's (ack, the peer's newest offset then) waiting for us to apply that far.
+    pub settle_candidate: Mutex<Option<(u64, u64)>>,
     /// Wall-clock ms of the newest of our writes the peer has confirmed (0: none known).
     pub acked_through_ms: AtomicU64,
     /// Wall-clock ms of the newest write of the peer applied here (records and snapshots).
@@ -94,6 +100,8 @@ impl PeerSlot {
             records_stale: AtomicU64::new(0),
             records_rejected: AtomicU64::new(0),
             peer_ack: AtomicU64::new(0),
+            settled_ack: AtomicU64::new(0),
+            settle_candidate: Mutex::new(None),
             acked_through_ms: AtomicU64::new(0),
             applied_through_ms: AtomicU64::new(0),
             full_syncs: AtomicU64::new(0),
@@ -106,6 +114,29 @@ impl PeerSlot {
             max_clock_skew_ms: AtomicI64::new(i64::MIN),
             initial_done: AtomicBool::new(false),
             initial_outcome: Mutex::new(if configured { "waiting" } else { "-" }.into()),
+        }
+    }
+
+    /// A heartbeat said the peer applied our stream through `ack` when its own stream was at
+    /// `last`; we have applied its stream through `applied` (None: not streaming yet).
+    pub fn settle(&self, ack: u64, last: u64, applied: Option<u64>) {
+        let mut cand = self.settle_candidate.lock();
+        let Some(applied) = applied else {
+            *cand = None;
+            return;
+        };
+        if let Some((a, l)) = *cand {
+            if applied >= l {
+                self.settled_ack.fetch_max(a, Ordering::Relaxed);
+                *cand = None;
+            }
+        }
+        if cand.is_none() {
+            if applied >= last {
+                self.settled_ack.fetch_max(ack, Ordering::Relaxed);
+            } else {
+                *cand = Some((ack, last));
+            }
         }
     }
 

@@ -16,7 +16,8 @@ pub struct StoreConfig {
     pub shards: usize,
     /// This node's id, stamped into every version it creates.
     pub node_id: u32,
-    /// How long a delete's tombstone is kept, in seconds.
+    /// The longest a delete's tombstone is kept, in seconds (`--repl-tombstone-time`): it goes
+    /// earlier once every peer has it (see `shard::Tombstone`).
     pub tombstone_secs: u32,
 }
 
@@ -29,7 +30,7 @@ impl Default for StoreConfig {
             cas_enabled: true,
             shards: 64,
             node_id: 1,
-            tombstone_secs: 3600,
+            tombstone_secs: 24 * 3600,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! publishes every change it makes as one replication record.
 
 use super::clock::Expiry;
+use super::counter::Counter;
 use super::item::{self, Item};
 use super::mutation::{Mutation, MutationKind};
 use super::shard::{Shard, Tombstone};
@@ -139,7 +140,7 @@ impl<'s, 'k> Entry<'s, 'k> {
         if exptime == Expiry::Expired {
             // Stored already dead: no item remains, and a tombstone keeps older writes out.
             self.remove_with_tombstone(version);
-            self.publish(
+            let offset = self.publish(
                 MutationKind::Put {
                     flags,
                     exptime: 1,
@@ -147,6 +148,7 @@ impl<'s, 'k> Entry<'s, 'k> {
                 },
                 version,
             );
+            self.shard.set_tombstone_offset(self.key, version, offset);
             return Ok(cas);
         }
         self.put_raw(value_parts, flags, exptime, cas, version, version)?;
@@ -304,7 +306,8 @@ impl<'s, 'k> Entry<'s, 'k> {
         }
         let version = self.store.clock.tick();
         self.remove_with_tombstone(version);
-        self.publish(MutationKind::Delete, version);
+        let offset = self.publish(MutationKind::Delete, version);
+        self.shard.set_tombstone_offset(self.key, version, offset);
         true
     }
 
@@ -319,11 +322,12 @@ impl<'s, 'k> Entry<'s, 'k> {
             it.exptime = abs;
             it.touched = version;
         }
-        self.publish(MutationKind::Touch { exptime: abs }, version);
+        let offset = self.publish(MutationKind::Touch { exptime: abs }, version);
         if exptime == Expiry::Expired {
             // Dead now, like a delete: peers do the same, and the tombstone keeps an older
             // write still in flight from bringing the key back here.
             self.remove_with_tombstone(version);
+            self.shard.set_tombstone_offset(self.key, version, offset);
         }
         true
     }
@@ -349,6 +353,9 @@ impl<'s, 'k> Entry<'s, 'k> {
     /// incr/decr with memcached's rules: the value must parse as an unsigned decimal, incr wraps
     /// at 2^64, decr stops at 0; a result no longer than the old value is written in place and
     /// padded with spaces, like memcached does. Returns (new value, new CAS).
+    ///
+    /// While replicating, the item keeps its PN-counter state (see `counter`): this node's
+    /// contribution grows by the change actually made, and the record carries it whole.
     pub fn arith(&mut self, incr: bool, delta: u64) -> Result<(u64, u64), ArithError> {
         self.arith_with(incr, delta, true)
     }
@@ -372,29 +379,45 @@ impl<'s, 'k> Entry<'s, 'k> {
                 it.base,
             )
         };
-        let value = apply_delta(current, incr, delta);
         let version = self.store.clock.tick();
         let cas = self.store.cas_for(version);
-        self.write_counter(value, cas, version, in_place)?;
+        if self.store.sink.get().is_none() {
+            // Not replicating: nobody needs the contributions.
+            let value = apply_delta(current, incr, delta);
+            self.write_counter(value, cas, version, in_place, None)?;
+            return Ok((value, cas));
+        }
+        let mut counter = self
+            .shard
+            .take_counter(i)
+            .unwrap_or_else(|| Counter::new(current));
+        let (value, mine) = counter.local(self.store.node_id(), incr, delta);
+        debug_assert_eq!(value, apply_delta(current, incr, delta));
+        self.write_counter(value, cas, version, in_place, Some(counter))?;
         self.publish(
             MutationKind::Delta {
                 base,
                 incr,
                 delta,
                 value,
+                seq: mine.seq,
+                net: mine.net(),
             },
             version,
         );
         Ok((value, cas))
     }
 
-    /// Replaces the counter's digits, in place when they fit (memcached pads with spaces).
+    /// Replaces the counter's digits, in place when they fit (memcached pads with spaces), and
+    /// installs `counter` (taken out of the shard by the caller) as the item's PN state; on an
+    /// error the item and its counter stay as they were.
     pub(super) fn write_counter(
         &mut self,
         value: u64,
         cas: u64,
         version: Version,
         in_place: bool,
+        counter: Option<Counter>,
     ) -> Result<(), ArithError> {
         let Some(i) = self.idx else {
             return Err(ArithError::NotFound);
@@ -407,6 +430,9 @@ impl<'s, 'k> Entry<'s, 'k> {
             v[digits.len()..].fill(b' ');
             it.cas = cas;
             it.version = version;
+            if let Some(c) = counter {
+                self.shard.set_counter(i, c);
+            }
             return Ok(());
         }
         let (flags, exp, base, touched) = (
@@ -415,10 +441,17 @@ impl<'s, 'k> Entry<'s, 'k> {
             it.base,
             it.touched,
         );
-        self.put_raw(&[digits.as_bytes()], flags, exp, cas, version, base)
-            .map_err(ArithError::Store)?;
+        if let Err(e) = self.put_raw(&[digits.as_bytes()], flags, exp, cas, version, base) {
+            if let Some(c) = counter {
+                self.shard.set_counter(i, c);
+            }
+            return Err(ArithError::Store(e));
+        }
         if let Some(it) = self.item_mut() {
             it.touched = touched;
+        }
+        if let (Some(c), Some(j)) = (counter, self.idx) {
+            self.shard.set_counter(j, c);
         }
         Ok(())
     }
@@ -434,11 +467,12 @@ impl<'s, 'k> Entry<'s, 'k> {
             let h = self.hash;
             self.shard.remove(h, i);
         }
-        let until = self.now.saturating_add(self.store.tombstone_secs);
+        let until = self.now.saturating_add(self.store.tombstone_secs());
         self.shard.add_tombstone(
             self.key,
             Tombstone {
                 version,
+                offset: 0,
                 until,
                 touched,
                 exptime,
@@ -446,13 +480,16 @@ impl<'s, 'k> Entry<'s, 'k> {
         );
     }
 
-    fn publish(&self, kind: MutationKind, version: Version) {
+    /// Returns the record's offset in this node's stream (0 without replication).
+    fn publish(&self, kind: MutationKind, version: Version) -> u64 {
         if self.store.sink.get().is_some() {
             self.store.publish(Mutation {
                 key: Bytes::copy_from_slice(self.key),
                 version,
                 kind,
-            });
+            })
+        } else {
+            0
         }
     }
 }

@@ -106,7 +106,8 @@ impl Store {
     fn touch_memory(&self, it: &Item, flush: Version, now: u32) -> Option<Tombstone> {
         (it.touched > flush && !it.is_expired(now)).then(|| Tombstone {
             version: Version::ZERO,
-            until: now.saturating_add(self.tombstone_secs),
+            offset: 0,
+            until: now.saturating_add(self.tombstone_secs()),
             touched: it.touched,
             exptime: it.exptime,
         })
@@ -121,12 +122,20 @@ impl Store {
             .and_then(|f| self.touch_memory(it, f, now))
     }
 
-    /// Background work for one sweeper tick: reclaims expired and flushed items and old
-    /// tombstones, looking at no more than `budget` slots per shard so a lock is never held
+    /// Background work for one sweeper tick: reclaims expired and flushed items, tombstones
+    /// every peer has (or whose time is up, or over their memory cap: see `shard::Tombstone`), looking at no more than `budget` slots per shard so a lock is never held
     /// for long. `cursor` carries the position between calls.
     pub fn sweep(&self, cursors: &mut Vec<usize>, budget: usize) -> usize {
         cursors.resize(self.shards.len(), 0);
         let now = unix_now();
+        let tomb_acked = if self.sink.get().is_some() {
+            self.tomb_acked.load(Ordering::Relaxed)
+        } else {
+            u64::MAX
+        };
+        let sole_peer = self.tomb_sole_peer.load(Ordering::Relaxed);
+        // Tombstones may take at most a quarter of -m (shared evenly by the shards).
+        let tomb_cap = self.mem_limit() / 4 / self.shards.len();
         let mut reclaimed = 0;
         for (i, m) in self.shards.iter().enumerate() {
             let mut shard = m.lock();
@@ -157,7 +166,17 @@ impl Store {
                 }
                 cursors[i] = if end >= slots.len() { 0 } else { end };
             }
-            shard.purge_tombstones(now);
+            let (acked, timed_out, over_cap) =
+                shard.purge_tombstones(now, tomb_acked, sole_peer, tomb_cap);
+            for (counter, n) in [
+                (&self.counters.tombstones_acked, acked),
+                (&self.counters.tombstones_timed_out, timed_out),
+                (&self.counters.tombstones_over_cap, over_cap),
+            ] {
+                if n > 0 {
+                    counter.fetch_add(n, Ordering::Relaxed);
+                }
+            }
             self.account(before, shard.bytes);
         }
         self.counters

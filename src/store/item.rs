@@ -20,6 +20,8 @@ pub const STALE: u8 = 2;
 pub const TOKEN_SENT: u8 = 4;
 /// The key was given base64-encoded (meta `b`): meta replies print it encoded again.
 pub const KEY_BINARY: u8 = 8;
+/// The item has PN-counter state in its shard's side table (`Shard::counters`).
+pub const COUNTER: u8 = 16;
 
 #[derive(Debug)]
 pub struct Item {
@@ -28,7 +30,7 @@ pub struct Item {
     data: NonNull<u8>,
     len: u32,
     key_len: u8,
-    /// FETCHED / STALE / TOKEN_SENT / KEY_BINARY.
+    /// FETCHED / STALE / TOKEN_SENT / KEY_BINARY / COUNTER.
     pub bits: u8,
     pub flags: u32,
     /// Absolute unix seconds; 0 = never expires.
@@ -150,6 +152,14 @@ mod tests {
         assert_eq!(item.value(), b"value");
         assert_eq!(item.charge(), 8 + ITEM_OVERHEAD);
         assert_eq!(item.charge(), charge_for(3, 5));
+    }
+
+    #[test]
+    fn item_and_slab_node_sizes() {
+        // ITEM_OVERHEAD is measured with these sizes; counters live in a side table so that
+        // items never incremented pay nothing for them.
+        assert_eq!(std::mem::size_of::<Item>(), 72);
+        assert_eq!(std::mem::size_of::<Option<Item>>(), 72);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! and the snapshot iteration a full resync sends.
 
 use super::clock::{unix_now, Expiry};
-use super::entry::{apply_delta, parse_counter, Entry};
+use super::counter::{Contribution, Counter};
+use super::entry::{parse_counter, Entry};
 use super::item::Item;
 use super::mutation::{ApplyOutcome, Mutation, MutationKind};
 use super::shard::{PendingDelta, Tombstone};
@@ -14,7 +15,8 @@ use bytes::Bytes;
 
 /// What a full-resync snapshot yields for each key in a shard.
 pub enum SnapshotEntry<'a> {
-    Item(&'a Item),
+    /// A live item, with its PN-counter state if it was incremented.
+    Item(&'a Item, Option<&'a Counter>),
     /// A deleted key (`version` ZERO if it only remembers a touch: `touched`, `exptime`).
     Tombstone {
         key: &'a [u8],
@@ -51,7 +53,7 @@ impl Store {
         for idx in shard.slots() {
             let it = shard.item(idx);
             if !it.is_expired(now) && !self.is_flushed(it, now) {
-                f(SnapshotEntry::Item(it));
+                f(SnapshotEntry::Item(it, shard.counter(idx)));
             }
         }
         for (key, t) in shard.tombstones.iter() {
@@ -167,9 +169,10 @@ impl Store {
                     None => {
                         // The write it touched has not arrived yet (another origin in a mesh)
                         // or was deleted here concurrently: remember the expiry for it.
-                        let until = now.saturating_add(self.tombstone_secs);
+                        let until = now.saturating_add(self.tombstone_secs());
                         let tomb = Tombstone {
                             version: Version::ZERO,
+                            offset: 0,
                             until,
                             touched: m.version,
                             exptime: *exptime,
@@ -181,17 +184,19 @@ impl Store {
             }
             // The origin's result (`value`) is not needed: the delta applies on this node's
             // copy of the same base write, or waits for it.
-            MutationKind::Delta {
-                base, incr, delta, ..
-            } => e.apply_remote_delta(m.version, *base, *incr, *delta, held),
+            MutationKind::Delta { base, seq, net, .. } => {
+                let c = Contribution::new(m.version.node, *seq, *net);
+                e.apply_remote_delta(m.version, *base, c, held)
+            }
             MutationKind::Flush { .. } => unreachable!("handled above"),
         }
     }
 
     /// Applies a snapshot item from a peer's full resync: like a Put, but keeps the item's delta
-    /// base so that increments still in flight on the link are applied on top of it. Value and
-    /// expiry merge separately: the value by (base, version), the expiry by the newer of the
-    /// full write (`base`) and the last touch (`touched`) on each side.
+    /// base and PN-counter state. Value and expiry merge separately: the value by its full
+    /// write (`base`): the newer one wins whole, and on the same one the two sides' counter
+    /// contributions merge (per origin, the newer); the expiry by the newer of the full write
+    /// and the last touch (`touched`) on each side.
     #[allow(clippy::too_many_arguments)]
     pub fn apply_snapshot_item(
         &self,
@@ -202,35 +207,39 @@ impl Store {
         version: Version,
         base: Version,
         touched: Version,
+        counter: Option<&Counter>,
     ) -> ApplyOutcome {
         self.clock.observe(version.max(touched));
         if key.is_empty() || key.len() > 250 || value.len() > self.item_size_max {
             return ApplyOutcome::Rejected;
         }
         let mut e = self.entry_for_peer(key);
-        // Writes order by (base, version): the newer full write wins; on the same base (two
-        // nodes incremented the same write) the later increment wins. A tombstone or flush
-        // beats every item whose full write is older.
+        // The newest full write or delete held here. A tombstone or flush beats every item
+        // whose full write is older.
         let ours = e
             .item()
-            .map(|it| (it.base, it.version))
-            .or_else(|| e.shard.tombstones.get(key).map(|t| (t.version, t.version)))
-            .unwrap_or((Version::ZERO, Version::ZERO));
+            .map(|it| it.base)
+            .or_else(|| e.shard.tombstones.get(key).map(|t| t.version))
+            .unwrap_or(Version::ZERO);
         let flushed = self.flush_version().is_some_and(|f| base <= f);
-        let theirs = base.max(touched);
-        if (base, version) <= ours || flushed {
-            // Our value is as new or newer; their expiry may still be the newer one, set by a
-            // touch: replay that touch.
+        let same_write = e.item().is_some_and(|it| it.base == base);
+        if same_write && !flushed {
+            // Both sides hold the same full write: merge what each incremented on it.
+            let outcome = match counter {
+                Some(c) => e.merge_counter(version, |mine| mine.merge(c)),
+                None => ApplyOutcome::Stale,
+            };
             drop(e);
-            if touched == Version::ZERO {
-                return ApplyOutcome::Stale;
-            }
-            return self.apply_remote(&Mutation {
-                key: Bytes::copy_from_slice(key),
-                version: touched,
-                kind: MutationKind::Touch { exptime },
-            });
+            return self.replay_touch(key, touched, exptime).unwrap_or(outcome);
         }
+        if base <= ours || flushed {
+            // Our value is newer; their expiry may still be the newer one, set by a touch.
+            drop(e);
+            return self
+                .replay_touch(key, touched, exptime)
+                .unwrap_or(ApplyOutcome::Stale);
+        }
+        let theirs = base.max(touched);
         // Their value wins; the expiry is whichever side changed it last.
         let ours = e
             .item()
@@ -253,13 +262,27 @@ impl Store {
                 if let Some(it) = e.item_mut() {
                     it.touched = touched;
                 }
-                // A snapshot item already holds whatever increments its sender had applied:
-                // waiting deltas on the same write cannot be told apart from those, drop them.
-                e.apply_pending(base, false);
+                if let (Some(c), Some(i)) = (counter, e.idx) {
+                    e.shard.set_counter(i, c.clone());
+                }
+                // Increments that arrived before their write: merged (merging is idempotent,
+                // so those the snapshot already holds change nothing).
+                e.apply_pending(base, true);
                 ApplyOutcome::Applied
             }
             Err(_) => ApplyOutcome::Rejected,
         }
+    }
+
+    /// A snapshot's touch, replayed as a record (it applies only if newer than ours).
+    fn replay_touch(&self, key: &[u8], touched: Version, exptime: u32) -> Option<ApplyOutcome> {
+        (touched != Version::ZERO).then(|| {
+            self.apply_remote(&Mutation {
+                key: Bytes::copy_from_slice(key),
+                version: touched,
+                kind: MutationKind::Touch { exptime },
+            })
+        })
     }
 }
 
@@ -268,36 +291,25 @@ impl Entry<'_, '_> {
         &mut self,
         version: Version,
         base: Version,
-        incr: bool,
-        delta: u64,
+        c: Contribution,
         held: Version,
     ) -> ApplyOutcome {
-        match self
-            .item()
-            .map(|it| (it.base, it.version, parse_counter(it.value())))
-        {
-            Some((item_base, item_version, Some(current))) if item_base == base => {
-                // Same lineage: add the peer's delta to ours, so concurrent increments add up.
-                let next = apply_delta(current, incr, delta);
-                let new_version = item_version.max(version);
-                let cas = self.store.cas_for(new_version);
-                match self.write_counter(next, cas, new_version, true) {
-                    Ok(()) => ApplyOutcome::Applied,
-                    Err(_) => ApplyOutcome::Rejected,
-                }
+        match self.item().map(|it| it.base) {
+            // Same lineage: keep the origin's newer contribution, so increments add up.
+            Some(item_base) if item_base == base => {
+                self.merge_counter(version, |mine| mine.merge_one(c))
             }
             // A newer full write, or a delete/flush newer than the base, wins over the increment.
-            Some((item_base, _, _)) if item_base > base => ApplyOutcome::Stale,
+            Some(item_base) if item_base > base => ApplyOutcome::Stale,
             _ if base <= held => ApplyOutcome::Stale,
             _ => {
                 // We do not hold the write it was based on yet (in a mesh it may come from a
-                // third node, after this): keep the delta and add it when that write arrives.
-                let until = self.now.saturating_add(self.store.tombstone_secs);
+                // third node, after this): keep the contribution for when that write arrives.
+                let until = self.now.saturating_add(self.store.tombstone_secs());
                 let pending = PendingDelta {
                     base,
                     version,
-                    incr,
-                    delta,
+                    contribution: c,
                     until,
                 };
                 self.shard.add_pending(self.key, pending);
@@ -306,8 +318,43 @@ impl Entry<'_, '_> {
         }
     }
 
-    /// After a full write with version `written` was applied: adds the deltas that were waiting
-    /// for it, keeps those based on a later write, drops those based on an older one.
+    /// Changes the live item's PN-counter state with `f` (which says whether it changed
+    /// anything) and rewrites the digits; `version` is the newest version the change brings.
+    /// An item never incremented starts from its value (that of the base write).
+    fn merge_counter(
+        &mut self,
+        version: Version,
+        f: impl FnOnce(&mut Counter) -> bool,
+    ) -> ApplyOutcome {
+        let Some(i) = self.idx else {
+            return ApplyOutcome::Stale;
+        };
+        let mut counter = match self.shard.take_counter(i) {
+            Some(c) => c,
+            None => match parse_counter(self.shard.item(i).value()) {
+                Some(v) => Counter::new(v),
+                // The same write holds a number on the origin: cannot happen.
+                None => return ApplyOutcome::Rejected,
+            },
+        };
+        if !f(&mut counter) {
+            if !counter.contributions().is_empty() {
+                self.shard.set_counter(i, counter);
+            }
+            return ApplyOutcome::Stale;
+        }
+        let value = counter.shown();
+        let new_version = self.shard.item(i).version.max(version);
+        let cas = self.store.cas_for(new_version);
+        match self.write_counter(value, cas, new_version, true, Some(counter)) {
+            Ok(()) => ApplyOutcome::Applied,
+            Err(_) => ApplyOutcome::Rejected,
+        }
+    }
+
+    /// After a full write with version `written` was applied: merges the contributions that
+    /// were waiting for it (if `add`), keeps those based on a later write, drops those based on
+    /// an older one.
     pub(super) fn apply_pending(&mut self, written: Version, add: bool) {
         if self.shard.pending.is_empty() {
             return;
@@ -316,14 +363,7 @@ impl Entry<'_, '_> {
             if d.base > written {
                 self.shard.add_pending(self.key, d);
             } else if d.base == written && add {
-                let counter = self
-                    .item()
-                    .map(|it| (it.version, parse_counter(it.value())));
-                if let Some((item_version, Some(current))) = counter {
-                    let next = apply_delta(current, d.incr, d.delta);
-                    let v = item_version.max(d.version);
-                    let _ = self.write_counter(next, self.store.cas_for(v), v, true);
-                }
+                let _ = self.merge_counter(d.version, |c| c.merge_one(d.contribution));
             }
         }
     }

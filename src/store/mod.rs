@@ -13,6 +13,7 @@
 //! - `clock`: the coarse unix clock ([`unix_now`]) and memcached's expiry rules ([`Expiry`]).
 //! - `entry`: memcached command semantics on one locked key ([`Entry`], [`WriteMode`]).
 //! - `merge`: merge rules for replicated records and the full-resync snapshot.
+//! - `counter`: the PN-counter state of incremented items ([`Counter`]).
 //! - `evict`: LRU eviction, the background sweeper, and flush_all.
 //! - `shard`, `item`, `version`, `mutation`: the data structures under all of these.
 //!
@@ -21,6 +22,7 @@
 
 mod clock;
 mod config;
+pub mod counter;
 mod entry;
 mod evict;
 pub mod item;
@@ -31,6 +33,7 @@ pub mod version;
 
 pub use clock::{start_coarse_clock, unix_now, Expiry};
 pub use config::StoreConfig;
+pub use counter::{Contribution, Counter};
 pub use entry::{
     parse_counter, ArithError, Entry, StoreError, StoreOutcome, WriteMode, BUMP_INTERVAL,
 };
@@ -43,7 +46,7 @@ use evict::FlushMark;
 use hashbrown::DefaultHashBuilder;
 use parking_lot::Mutex;
 use shard::{hash_key, Shard};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// Counters kept by the store itself (the server keeps the per-command ones).
@@ -55,6 +58,10 @@ pub struct StoreCounters {
     pub reclaimed: AtomicU64,
     pub expired_unfetched: AtomicU64,
     pub curr_tombstones: AtomicU64,
+    /// Tombstones dropped once every peer had them / at the time limit / over the memory cap.
+    pub tombstones_acked: AtomicU64,
+    pub tombstones_timed_out: AtomicU64,
+    pub tombstones_over_cap: AtomicU64,
     /// Client lookups that found the key's item already expired / invalidated by flush_all.
     pub get_expired: AtomicU64,
     pub get_flushed: AtomicU64,
@@ -72,6 +79,11 @@ pub struct StoreStats {
     pub reclaimed: u64,
     pub expired_unfetched: u64,
     pub tombstones: u64,
+    /// Bytes charged for tombstones (part of `bytes`, so counted against -m).
+    pub tombstone_bytes: u64,
+    pub tombstones_acked: u64,
+    pub tombstones_timed_out: u64,
+    pub tombstones_over_cap: u64,
     pub get_expired: u64,
     pub get_flushed: u64,
 }
@@ -85,11 +97,15 @@ pub struct Store {
     item_size_max: usize,
     evict: bool,
     cas_enabled: bool,
-    tombstone_secs: u32,
+    /// Longest a tombstone is kept (`--repl-tombstone-time`), seconds.
+    tombstone_secs: AtomicU32,
     clock: HybridClock,
     sink: OnceLock<Arc<dyn MutationSink>>,
     flush_active: AtomicBool,
     flush: Mutex<FlushMark>,
+    /// See [`Store::set_tombstone_watermark`].
+    tomb_acked: AtomicU64,
+    tomb_sole_peer: AtomicU32,
     pub counters: StoreCounters,
 }
 
@@ -105,7 +121,7 @@ impl Store {
             item_size_max: cfg.item_size_max,
             evict: cfg.evict,
             cas_enabled: cfg.cas_enabled,
-            tombstone_secs: cfg.tombstone_secs,
+            tombstone_secs: AtomicU32::new(cfg.tombstone_secs),
             clock: HybridClock::new(cfg.node_id),
             sink: OnceLock::new(),
             flush_active: AtomicBool::new(false),
@@ -113,8 +129,21 @@ impl Store {
                 at: 0,
                 version: Version::ZERO,
             }),
+            tomb_acked: AtomicU64::new(0),
+            tomb_sole_peer: AtomicU32::new(0),
             counters: StoreCounters::default(),
         }
+    }
+
+    /// The longest a tombstone (or a remembered touch, or an increment waiting for its write)
+    /// is kept, in seconds.
+    pub fn tombstone_secs(&self) -> u32 {
+        self.tombstone_secs.load(Ordering::Relaxed)
+    }
+
+    /// `--repl-tombstone-time`: applies to tombstones made from now on.
+    pub fn set_tombstone_secs(&self, secs: u32) {
+        self.tombstone_secs.store(secs, Ordering::Relaxed);
     }
 
     pub fn clock(&self) -> &HybridClock {
@@ -225,10 +254,22 @@ impl Store {
         }
     }
 
-    fn publish(&self, m: Mutation) {
-        if let Some(sink) = self.sink.get() {
-            sink.publish(m);
+    /// Publishes a record; returns its offset in this node's stream (0 if none).
+    fn publish(&self, m: Mutation) -> u64 {
+        match self.sink.get() {
+            Some(sink) => sink.publish_at(m),
+            None => 0,
         }
+    }
+
+    /// Replication's view of its peers, for dropping tombstones (see `shard::Tombstone`):
+    /// `acked` is the offset of this node's stream that every peer has acknowledged, with this
+    /// node holding everything each peer wrote before acknowledging it (0: none, or some peer
+    /// never acknowledged anything); `sole_peer` the node id of the only peer this node has
+    /// (0 if it has none or several).
+    pub fn set_tombstone_watermark(&self, acked: u64, sole_peer: u32) {
+        self.tomb_acked.store(acked, Ordering::Relaxed);
+        self.tomb_sole_peer.store(sole_peer, Ordering::Relaxed);
     }
 
     /// `stats reset`: zero the store's resettable counters, as memcached's item stats reset does.
@@ -257,12 +298,16 @@ impl Store {
             expired_unfetched: self.counters.expired_unfetched.load(Ordering::Relaxed),
             get_expired: self.counters.get_expired.load(Ordering::Relaxed),
             get_flushed: self.counters.get_flushed.load(Ordering::Relaxed),
+            tombstones_acked: self.counters.tombstones_acked.load(Ordering::Relaxed),
+            tombstones_timed_out: self.counters.tombstones_timed_out.load(Ordering::Relaxed),
+            tombstones_over_cap: self.counters.tombstones_over_cap.load(Ordering::Relaxed),
             ..Default::default()
         };
         for m in self.shards.iter() {
             let shard = m.lock();
             s.curr_items += shard.items as u64;
             s.tombstones += shard.tombstones.len() as u64;
+            s.tombstone_bytes += shard.tomb_bytes as u64;
         }
         s.bytes = self.used.load(Ordering::Relaxed) as u64;
         s

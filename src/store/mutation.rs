@@ -22,13 +22,17 @@ pub enum MutationKind {
     /// Only the expiry changed (touch, gat, mg T).
     Touch { exptime: u32 },
     /// incr/decr applied on top of the item whose full write had version `base`; `value` is the
-    /// result on the origin. It travels in the frame, but no merge rule reads it: the receiver
-    /// adds the delta to its own copy of the base write, or keeps it until that write arrives.
+    /// result on the origin, `incr`/`delta` the command. The merge reads only `seq` and `net`:
+    /// the origin's (the version's node) whole PN-counter contribution on that base after this
+    /// operation (see `counter`), which the receiver keeps if it is newer than the one it holds
+    /// (or keeps aside until that write arrives). Applying it twice changes nothing.
     Delta {
         base: Version,
         incr: bool,
         delta: u64,
         value: u64,
+        seq: u64,
+        net: i128,
     },
     /// flush_all: everything older than this record's version is gone once `at` (absolute unix
     /// seconds, 0 = now) has passed.
@@ -47,6 +51,14 @@ pub struct Mutation {
 /// Receives the store's mutation records. Called with a shard lock held: must not block.
 pub trait MutationSink: Send + Sync {
     fn publish(&self, mutation: Mutation);
+
+    /// Like `publish`, returning the record's position in this node's stream (the backlog
+    /// offset; 0 when the sink has none). A delete's tombstone remembers it, so that it can be
+    /// dropped once every peer has acknowledged that far (see `Store::set_tombstone_watermark`).
+    fn publish_at(&self, mutation: Mutation) -> u64 {
+        self.publish(mutation);
+        0
+    }
 }
 
 /// What [`super::Store::apply_remote`] did with a replicated mutation.

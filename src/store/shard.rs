@@ -1,7 +1,8 @@
 //! One shard of the cache: a hash index over a slab of items, threaded on an LRU list, plus the
 //! tombstones of recently deleted keys. A shard is only ever touched under its own lock.
 
-use super::item::Item;
+use super::counter::Counter;
+use super::item::{self, Item};
 use super::version::Version;
 use hashbrown::{HashMap, HashTable};
 use std::hash::BuildHasher;
@@ -9,7 +10,10 @@ use std::hash::BuildHasher;
 pub(crate) const NIL: u32 = u32::MAX;
 
 /// Bytes charged per tombstone on top of its key.
-pub(crate) const TOMBSTONE_OVERHEAD: usize = 64;
+/// Estimated: a hashbrown slot of 16 (boxed key) + 40 (Tombstone) bytes with its control byte
+/// and load-factor slack (up to 1/8 empty, after a growth up to half), plus the key
+/// allocation's rounding.
+pub(crate) const TOMBSTONE_OVERHEAD: usize = 96;
 
 struct Node {
     item: Option<Item>,
@@ -19,11 +23,31 @@ struct Node {
     next: u32,
 }
 
+/// A deleted key's version, kept so that an older write arriving later (a record still in
+/// flight, a peer's full-resync snapshot) does not bring the key back.
+///
+/// When it goes (`Shard::purge_tombstones`):
+/// - this node's own delete (`offset` != 0): once every peer has acknowledged the delete's
+///   record *and* this node has applied everything each peer wrote before acknowledging it
+///   (`Store::set_tombstone_watermark`). From then on no peer holds, or has in flight to us, a
+///   write older than the delete: their older writes were overwritten by the delete before
+///   they acknowledged it, or arrived here already and were overwritten here.
+/// - a delete received from a peer: on a node whose only peer is that origin, at once: the
+///   origin keeps its own tombstone until we acknowledged it (above), every record of the origin
+///   older than the delete came before it on the link, and our own older writes were
+///   overwritten here by it. With several peers, a third node may still send an older write and
+///   this node cannot know when it has the delete: such tombstones stay until the time limit.
+/// - without replication (no peers to tell), at the next sweep.
+/// - any tombstone: at `until` (`--repl-tombstone-time` after it was made, for a peer that
+///   stays away), or earlier, oldest first, when tombstones take more than a quarter of -m.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tombstone {
     /// The delete's version (ZERO when the entry only remembers a touch).
     pub version: Version,
-    /// Unix seconds after which the tombstone may be dropped.
+    /// Offset of this node's own delete record in its replication stream (0: received from a
+    /// peer, or no replication).
+    pub offset: u64,
+    /// Unix seconds after which the tombstone is dropped whatever the peers say.
     pub until: u32,
     /// A touch newer than the delete, or one that arrived for a key this node did not hold,
     /// with its expiry: a write older than the touch that arrives later still takes that expiry
@@ -41,8 +65,8 @@ pub(crate) const PENDING_OVERHEAD: usize = 48;
 pub(crate) struct PendingDelta {
     pub base: Version,
     pub version: Version,
-    pub incr: bool,
-    pub delta: u64,
+    /// The origin's contribution (node = `version.node`).
+    pub contribution: super::counter::Contribution,
     /// Unix seconds after which it is dropped (the write never came).
     pub until: u32,
 }
@@ -58,8 +82,13 @@ pub(crate) struct Shard {
     pub items: usize,
     /// Bytes charged for items and tombstones in this shard.
     pub bytes: usize,
+    /// The part of `bytes` charged for tombstones.
+    pub tomb_bytes: usize,
     pub tombstones: HashMap<Box<[u8]>, Tombstone>,
     pub pending: HashMap<Box<[u8]>, Vec<PendingDelta>>,
+    /// PN-counter state of the items that were incremented (flag `item::COUNTER`), by slot:
+    /// a side table, so that the other items carry nothing for it.
+    counters: HashMap<u32, Counter>,
 }
 
 pub(crate) fn hash_key<S: BuildHasher>(hasher: &S, key: &[u8]) -> u64 {
@@ -76,8 +105,10 @@ impl Shard {
             tail: NIL,
             items: 0,
             bytes: 0,
+            tomb_bytes: 0,
             tombstones: HashMap::new(),
             pending: HashMap::new(),
+            counters: HashMap::new(),
         }
     }
 
@@ -131,6 +162,7 @@ impl Shard {
     }
 
     /// Swaps the item in a slot for a new one with the same key and marks it most recently used.
+    /// A new write starts a new lineage: the slot's counter state goes with the old item.
     pub fn replace(&mut self, idx: u32, item: Item) -> Item {
         self.bytes += item.charge();
         let old = self.nodes[idx as usize]
@@ -138,6 +170,9 @@ impl Shard {
             .replace(item)
             .expect("live slot");
         self.bytes -= old.charge();
+        if old.has(item::COUNTER) {
+            self.take_counter(idx);
+        }
         self.bump(idx);
         old
     }
@@ -148,6 +183,9 @@ impl Shard {
             entry.remove();
         }
         let item = self.nodes[idx as usize].item.take().expect("live slot");
+        if item.has(item::COUNTER) {
+            self.take_counter(idx);
+        }
         self.free.push(idx);
         self.items -= 1;
         self.bytes -= item.charge();
@@ -183,11 +221,40 @@ impl Shard {
             .map(|(i, _)| i as u32)
     }
 
+    /// The PN-counter state of the item in `idx`, if it was incremented.
+    pub fn counter(&self, idx: u32) -> Option<&Counter> {
+        if self.item(idx).has(item::COUNTER) {
+            self.counters.get(&idx)
+        } else {
+            None
+        }
+    }
+
+    /// Installs (or replaces) the counter state of the live item in `idx`.
+    pub fn set_counter(&mut self, idx: u32, c: Counter) {
+        self.bytes += c.charge();
+        if let Some(old) = self.counters.insert(idx, c) {
+            self.bytes -= old.charge();
+        }
+        self.item_mut(idx).bits |= item::COUNTER;
+    }
+
+    /// Removes the counter state of slot `idx` (the item, if still there, loses its flag).
+    pub fn take_counter(&mut self, idx: u32) -> Option<Counter> {
+        let c = self.counters.remove(&idx)?;
+        self.bytes -= c.charge();
+        if let Some(it) = self.nodes[idx as usize].item.as_mut() {
+            it.bits &= !item::COUNTER;
+        }
+        Some(c)
+    }
+
     pub fn add_tombstone(&mut self, key: &[u8], tomb: Tombstone) {
         match self.tombstones.get_mut(key) {
             Some(t) => {
                 if tomb.version > t.version {
                     t.version = tomb.version;
+                    t.offset = tomb.offset;
                     t.until = t.until.max(tomb.until);
                 }
                 if tomb.touched > t.touched {
@@ -198,7 +265,17 @@ impl Shard {
             }
             None => {
                 self.bytes += key.len() + TOMBSTONE_OVERHEAD;
+                self.tomb_bytes += key.len() + TOMBSTONE_OVERHEAD;
                 self.tombstones.insert(key.into(), tomb);
+            }
+        }
+    }
+
+    /// Records where this node's own delete with `version` went in its stream.
+    pub fn set_tombstone_offset(&mut self, key: &[u8], version: Version, offset: u64) {
+        if let Some(t) = self.tombstones.get_mut(key) {
+            if t.version == version {
+                t.offset = offset;
             }
         }
     }
@@ -206,6 +283,7 @@ impl Shard {
     pub fn remove_tombstone(&mut self, key: &[u8]) {
         if self.tombstones.remove(key).is_some() {
             self.bytes -= key.len() + TOMBSTONE_OVERHEAD;
+            self.tomb_bytes -= key.len() + TOMBSTONE_OVERHEAD;
         }
     }
 
@@ -230,16 +308,59 @@ impl Shard {
         }
     }
 
-    /// Drops tombstones whose time is up; returns the bytes freed.
-    pub fn purge_tombstones(&mut self, now: u32) -> usize {
+    /// Drops the tombstones every peer has (see [`Tombstone`]), those whose time is up, and the
+    /// oldest ones past `cap` bytes; returns (acked, timed out, over the cap).
+    pub fn purge_tombstones(
+        &mut self,
+        now: u32,
+        acked: u64,
+        sole_peer: u32,
+        cap: usize,
+    ) -> (u64, u64, u64) {
+        let (mut by_ack, mut by_time, mut by_cap) = (0, 0, 0);
         let mut freed = 0;
         self.tombstones.retain(|k, t| {
-            let keep = t.until > now;
+            let delete = t.version != Version::ZERO && t.touched == Version::ZERO;
+            let everyone_has_it = delete
+                && if acked == u64::MAX {
+                    true
+                } else if t.offset != 0 {
+                    t.offset <= acked
+                } else {
+                    sole_peer != 0 && t.version.node == sole_peer
+                };
+            let keep = !everyone_has_it && t.until > now;
             if !keep {
                 freed += k.len() + TOMBSTONE_OVERHEAD;
+                if everyone_has_it {
+                    by_ack += 1;
+                } else {
+                    by_time += 1;
+                }
             }
             keep
         });
+        if self.tomb_bytes - freed > cap {
+            // Over the memory cap: the oldest go first (the guarantee ends for them).
+            let mut ages: Vec<(u32, Box<[u8]>)> = self
+                .tombstones
+                .iter()
+                .map(|(k, t)| (t.until, k.clone()))
+                .collect();
+            ages.sort_unstable();
+            let mut over = self.tomb_bytes - freed - cap;
+            for (_, k) in ages {
+                if over == 0 {
+                    break;
+                }
+                self.tombstones.remove(&k);
+                let b = k.len() + TOMBSTONE_OVERHEAD;
+                freed += b;
+                over = over.saturating_sub(b);
+                by_cap += 1;
+            }
+        }
+        self.tomb_bytes -= freed;
         self.pending.retain(|k, list| {
             let before = list.len();
             list.retain(|d| d.until > now);
@@ -250,7 +371,7 @@ impl Shard {
             !list.is_empty()
         });
         self.bytes -= freed;
-        freed
+        (by_ack, by_time, by_cap)
     }
 
     fn unlink(&mut self, idx: u32) {

@@ -344,7 +344,7 @@ fn snapshot_mark_is_taken_under_the_shard_lock_and_shard_of_matches_entry() {
         shard,
         || ca.0.lock().len(),
         |e| {
-            if let SnapshotEntry::Item(it) = e {
+            if let SnapshotEntry::Item(it, _) = e {
                 assert_eq!(it.key(), b"k");
                 seen += 1;
             }
@@ -420,11 +420,11 @@ fn snapshot_items_merge_value_and_expiry_separately() {
     let (va, fa, ea, vera, basea, ta) = item(&a);
     let (vb, fb, eb, verb, baseb, tb) = item(&b);
     assert_eq!(
-        b.apply_snapshot_item(b"k", &va, fa, ea, vera, basea, ta),
+        b.apply_snapshot_item(b"k", &va, fa, ea, vera, basea, ta, None),
         ApplyOutcome::Applied
     );
     assert_eq!(
-        a.apply_snapshot_item(b"k", &vb, fb, eb, verb, baseb, tb),
+        a.apply_snapshot_item(b"k", &vb, fb, eb, verb, baseb, tb, None),
         ApplyOutcome::Applied
     );
     assert_eq!(item(&a), item(&b));

@@ -146,7 +146,7 @@ pub fn dump(store: &Store) -> BTreeMap<Vec<u8>, (Vec<u8>, u32, u32)> {
     let mut out = BTreeMap::new();
     for i in 0..store.shard_count() {
         store.snapshot_shard(i, |e| {
-            if let SnapshotEntry::Item(it) = e {
+            if let SnapshotEntry::Item(it, _) = e {
                 out.insert(
                     it.key().to_vec(),
                     (it.value().to_vec(), it.flags, it.exptime),
