@@ -21,7 +21,7 @@ use super::budget::Permit;
 use super::frame::{self, Frame, FrameError, Limits, PROTO_VERSION};
 use super::peers::{admit, ActiveLink, Admit, LinkState, Slot};
 use super::secure::{self, LinkReader, LinkWriter, Role, SecureError};
-use super::{canonical_ip, Shared, MAX_LINKS};
+use super::shared::{canonical_ip, now_millis, parse_peer, Shared, MAX_LINKS};
 use crate::store::{unix_now, ApplyOutcome, Mutation, MutationKind, SnapshotEntry, Version};
 use bytes::{Buf, BytesMut};
 use std::net::SocketAddr;
@@ -321,7 +321,7 @@ async fn link_inner(
     // The dialer checks the acceptor's certificate against the name it dialed.
     let server_name = slot
         .as_ref()
-        .and_then(|s| super::parse_peer(&s.addr.lock()).ok())
+        .and_then(|s| parse_peer(&s.addr.lock()).ok())
         .map(|(host, _)| host)
         .unwrap_or_default();
     let handshake = async {
@@ -527,7 +527,7 @@ async fn session(
 /// usual skew it may legitimately be: a delayed flush is stamped at its flush time.
 fn newest_millis(f: &Frame) -> Option<(u64, u64)> {
     let m = |v: &Version| v.millis();
-    let flush_allowance = |at: u32| (at as u64 * 1000).saturating_sub(super::now_millis());
+    let flush_allowance = |at: u32| (at as u64 * 1000).saturating_sub(now_millis());
     match f {
         Frame::Record { mutation, .. } => Some(match &mutation.kind {
             MutationKind::Delta { base, .. } => (m(&mutation.version).max(m(base)), 0),
@@ -552,7 +552,7 @@ fn newest_millis(f: &Frame) -> Option<(u64, u64)> {
 /// at `millis` may be adopted: one far in the future would drag this node's hybrid clock along
 /// (and, at the top of the range, every later write would tie), so it is refused and counted.
 fn clock_ok(sh: &Shared, slot: &Slot, millis: u64, allowance: u64) -> bool {
-    let now = super::now_millis();
+    let now = now_millis();
     if allowance == 0 {
         // A delayed flush's stamp says nothing about the peer's clock.
         slot.max_clock_skew_ms
@@ -674,7 +674,7 @@ async fn read_stream(
                 if let Some(ms) = sh.backlog.millis_at(ack) {
                     slot.acked_through_ms.fetch_max(ms, Ordering::Relaxed);
                 }
-                let ahead = now_ms as i64 - super::now_millis() as i64;
+                let ahead = now_ms as i64 - now_millis() as i64;
                 slot.max_clock_skew_ms.fetch_max(ahead, Ordering::Relaxed);
             }
             (
@@ -798,7 +798,7 @@ fn frame_name(f: &Frame) -> &'static str {
 fn heartbeat(sh: &Shared, peer: u32, out: &mut BytesMut) {
     let ack = sh.progress(peer).map(|(_, o)| o).unwrap_or(0);
     let last = sh.backlog.next_offset().saturating_sub(1);
-    let now_ms = super::now_millis();
+    let now_ms = now_millis();
     frame::encode(&Frame::Heartbeat { ack, last, now_ms }, 0, out);
 }
 

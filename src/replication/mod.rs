@@ -15,15 +15,19 @@ mod link;
 mod peers;
 mod random;
 pub mod secure;
+mod shared;
 
 pub use random::random_node_id;
+use shared::{canonical_ip, Totals};
+pub(crate) use shared::{now_millis, Shared};
+pub use shared::{parse_peer, ReplError, DEFAULT_PORT};
 
 use crate::config::Config;
 use crate::store::Store;
 use backlog::{Backlog, BacklogSink};
 use link::{Dir, LinkError};
 use parking_lot::Mutex;
-use peers::{ActiveLink, LinkState, PeerSlot, Slot};
+use peers::{LinkState, PeerSlot, Slot};
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -33,268 +37,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 
-/// Port used for a peer named without one (repcached's default).
-pub const DEFAULT_PORT: u16 = 11212;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long `shutdown` waits for links to send what is queued.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
-/// Authenticated links beyond this many are refused (unauthenticated sockets have their own,
-/// smaller budget: see `budget`).
-pub(crate) const MAX_LINKS: usize = 256;
-/// Slots of peers that dialed us and are gone are forgotten beyond this many.
-const MAX_IDLE_INCOMING_SLOTS: usize = 16;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReplError {
-    #[error("failed to listen on repl {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("cannot read replication secret file {path}: {source}")]
-    Secret {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("replication secret file {0} is empty")]
-    EmptySecret(String),
-    #[error("replication TLS: {0}")]
-    Tls(String),
-    #[error("bad replication peer address {0:?} (expected HOST[:PORT])")]
-    BadPeer(String),
-    #[error("cannot resolve replication listen address {0:?}")]
-    BadListen(String),
-    #[error(
-        "replication over the non-loopback address {0} needs a shared secret \
-         (--repl-secret-file FILE), or --repl-insecure to run without one \
-         (or keep it on loopback: -l/--repl-listen 127.0.0.1, or -X 0 for no listener)"
-    )]
-    Insecure(String),
-}
-
-#[derive(Default)]
-pub(crate) struct Totals {
-    sent: AtomicU64,
-    applied: AtomicU64,
-    stale: AtomicU64,
-    rejected: AtomicU64,
-    full_syncs: AtomicU64,
-    partial_syncs: AtomicU64,
-    /// Connections that failed the secure handshake (wrong secret, untrusted certificate,
-    /// not a peer at all).
-    auth_failures: AtomicU64,
-    /// Connections refused because unauthenticated sockets used up their budget.
-    handshakes_refused: AtomicU64,
-    /// Handshakes that did not finish within HANDSHAKE_TIMEOUT.
-    handshake_timeouts: AtomicU64,
-    /// Records refused because their version was too far ahead of this node's clock.
-    clock_rejected: AtomicU64,
-    /// Authenticated links closed for a malformed, oversized or out-of-order frame.
-    protocol_errors: AtomicU64,
-}
-
-/// State shared by the listener, the dialers and every link of this node.
-pub(crate) struct Shared {
-    store: Arc<Store>,
-    node_id: u32,
-    security: secure::Security,
-    budget: Arc<budget::HandshakeBudget>,
-    failure_log: budget::FailureLog,
-    /// A remote version more than this many milliseconds ahead of our wall clock is refused.
-    max_skew_ms: u64,
-    limits: frame::Limits,
-    backlog: Arc<Backlog>,
-    listen_port: u16,
-    /// The address the listener binds, told to peers in HELLO (None: all interfaces).
-    listen_ip: Option<IpAddr>,
-    /// Per peer node: (its backlog run, last offset of it applied here).
-    inbound: Mutex<HashMap<u32, (u64, u64)>>,
-    links: Mutex<HashMap<u32, ActiveLink>>,
-    slots: Mutex<Vec<Slot>>,
-    synced_nodes: Mutex<HashSet<u32>>,
-    shutdown: watch::Sender<bool>,
-    next_link_id: AtomicU64,
-    live: AtomicUsize,
-    live_changed: Notify,
-    totals: Totals,
-}
-
-/// Counts a running link; dropping it wakes a waiting shutdown.
-pub(crate) struct LiveGuard(Arc<Shared>);
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.live.fetch_sub(1, Ordering::AcqRel);
-        self.0.live_changed.notify_waiters();
-    }
-}
-
-impl Shared {
-    fn live_link(self: &Arc<Self>) -> LiveGuard {
-        self.live.fetch_add(1, Ordering::AcqRel);
-        LiveGuard(self.clone())
-    }
-
-    fn progress(&self, peer: u32) -> Option<(u64, u64)> {
-        self.inbound.lock().get(&peer).copied()
-    }
-
-    fn set_progress(&self, peer: u32, run: u64, offset: u64) {
-        self.inbound.lock().insert(peer, (run, offset));
-    }
-
-    fn clear_progress(&self, peer: u32) {
-        self.inbound.lock().remove(&peer);
-    }
-
-    /// Whether `ip` is the address of a configured peer (its handshakes get reserved slots).
-    fn is_peer_ip(&self, ip: IpAddr) -> bool {
-        self.slots
-            .lock()
-            .iter()
-            .any(|s| s.configured && s.resolved.lock().iter().any(|a| canonical_ip(a.ip()) == ip))
-    }
-
-    /// Tells the store how far every peer is settled (see `shard::Tombstone`): the lowest
-    /// settled offset over every peer this node knows (configured or not, connected or not:
-    /// a peer away keeps our tombstones until the time limit), and the only peer's node id.
-    fn update_tombstone_watermark(&self) {
-        let slots = self.slots.lock();
-        let acked = slots
-            .iter()
-            .map(|s| s.settled_ack.load(Ordering::Relaxed))
-            .min()
-            .unwrap_or(0);
-        let sole = match slots.as_slice() {
-            [only] => only.node_id.load(Ordering::Relaxed),
-            _ => 0,
-        };
-        self.store.set_tombstone_watermark(acked, sole);
-    }
-
-    fn mark_synced(&self, slot: &Slot, peer: u32) {
-        slot.set_state(LinkState::Synced);
-        slot.end_initial_wait("synced");
-        self.synced_nodes.lock().insert(peer);
-    }
-
-    /// The slot an incoming link belongs to: the one that knows this node id, else a configured
-    /// peer whose address matches what the peer advertised (its listen address, else the
-    /// connection's source address, with its listen port), else one for this dialer alone.
-    /// (The advertised address comes from the authenticated HELLO; the source address alone
-    /// would not do for a multi-homed peer whose links leave from another address.)
-    fn slot_for_incoming(
-        &self,
-        peer: u32,
-        remote: Option<SocketAddr>,
-        port: u16,
-        listen_ip: Option<IpAddr>,
-    ) -> Slot {
-        let mut slots = self.slots.lock();
-        if let Some(s) = slots
-            .iter()
-            .find(|s| s.node_id.load(Ordering::Relaxed) == peer)
-        {
-            return s.clone();
-        }
-        let candidates: Vec<SocketAddr> = [listen_ip, remote.map(|r| r.ip())]
-            .into_iter()
-            .flatten()
-            .filter(|_| port != 0)
-            .map(|ip| SocketAddr::new(canonical_ip(ip), port))
-            .collect();
-        for adv in &candidates {
-            if let Some(s) = slots.iter().find(|s| {
-                s.configured
-                    && s.resolved
-                        .lock()
-                        .iter()
-                        .any(|a| SocketAddr::new(canonical_ip(a.ip()), a.port()) == *adv)
-            }) {
-                return s.clone();
-            }
-        }
-        let advertised = candidates.first().copied();
-        let addr = advertised
-            .or(remote)
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "?".into());
-        if let Some(s) = slots
-            .iter()
-            .find(|s| !s.configured && *s.addr.lock() == addr)
-        {
-            return s.clone();
-        }
-        let idle: Vec<usize> = slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !s.configured && s.state() == LinkState::Down)
-            .map(|(i, _)| i)
-            .collect();
-        if idle.len() >= MAX_IDLE_INCOMING_SLOTS {
-            slots.remove(idle[0]);
-        }
-        let s = Arc::new(PeerSlot::new(addr, false));
-        slots.push(s.clone());
-        s
-    }
-}
-
-/// An IPv4 address seen through an IPv6 socket (`::ffff:a.b.c.d`) as the IPv4 address, so that
-/// budgets and peer matching see one address, not two.
-pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    }
-}
-
-pub(crate) fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Splits `HOST[:PORT]`, `[V6]:PORT`, or a bare IPv6 address.
-pub fn parse_peer(s: &str) -> Result<(String, u16), ReplError> {
-    let bad = || ReplError::BadPeer(s.to_string());
-    let t = s.trim();
-    if t.is_empty() {
-        return Err(bad());
-    }
-    if let Some(rest) = t.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
-        let port = match after {
-            "" => DEFAULT_PORT,
-            p => p
-                .strip_prefix(':')
-                .and_then(|p| p.parse().ok())
-                .ok_or_else(bad)?,
-        };
-        return Ok((host.to_string(), port));
-    }
-    match t.matches(':').count() {
-        0 => Ok((t.to_string(), DEFAULT_PORT)),
-        1 => {
-            let (h, p) = t.split_once(':').ok_or_else(bad)?;
-            if h.is_empty() {
-                return Err(bad());
-            }
-            Ok((h.to_string(), p.parse().map_err(|_| bad())?))
-        }
-        _ => t
-            .parse::<IpAddr>()
-            .map(|ip| (ip.to_string(), DEFAULT_PORT))
-            .map_err(|_| bad()),
-    }
-}
-
 async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
     Ok(tokio::net::lookup_host((host, port)).await?.collect())
 }

@@ -494,45 +494,10 @@ impl<'s, 'k> Entry<'s, 'k> {
     }
 }
 
-/// memcached's safe_strtoull on an item value: optional leading white space and sign, decimal
-/// digits, then the end, white space or a NUL byte; a negative number is refused.
+/// memcached's safe_strtoull on an item value (a C string: it ends at the first NUL), by the
+/// crate's one implementation of memcached's number rules.
 pub fn parse_counter(v: &[u8]) -> Option<u64> {
-    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
-    if v.is_empty() {
-        return None;
-    }
-    let mut i = 0;
-    while i < v.len() && is_space(v[i]) {
-        i += 1;
-    }
-    let mut negative = false;
-    if i < v.len() && (v[i] == b'+' || v[i] == b'-') {
-        negative = v[i] == b'-';
-        i += 1;
-    }
-    let digits_start = i;
-    let mut n: u64 = 0;
-    while i < v.len() && v[i].is_ascii_digit() {
-        n = n.checked_mul(10)?.checked_add((v[i] - b'0') as u64)?;
-        i += 1;
-    }
-    if i == digits_start {
-        return None;
-    }
-    // strtoull stops at the first non-digit; memcached accepts white space there, or the NUL
-    // that ends a C string (a value may contain one).
-    if i < v.len() && !is_space(v[i]) && v[i] != 0 {
-        return None;
-    }
-    if negative {
-        let wrapped = n.wrapping_neg();
-        // strtoull negates; memcached refuses it only when the result looks negative as signed.
-        if (wrapped as i64) < 0 {
-            return None;
-        }
-        return Some(wrapped);
-    }
-    Some(n)
+    crate::numbers::safe_strtoull_c_str(v)
 }
 
 pub(super) fn apply_delta(current: u64, incr: bool, delta: u64) -> u64 {

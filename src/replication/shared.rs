@@ -1,0 +1,275 @@
+//! State shared by the replication listener, the dialers and every link of this node, the
+//! error type, and small helpers (peer address parsing, clocks) the links and the replicator
+//! both use. It imports nothing of the links or the replicator, so the module graph stays
+//! one-way: mod.rs -> link.rs -> shared.rs.
+
+use super::backlog::Backlog;
+use super::budget;
+use super::frame;
+use super::peers::{ActiveLink, LinkState, PeerSlot, Slot};
+use super::secure;
+use crate::store::Store;
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::{watch, Notify};
+
+/// Port used for a peer named without one (repcached's default).
+pub const DEFAULT_PORT: u16 = 11212;
+
+/// Authenticated links beyond this many are refused (unauthenticated sockets have their own,
+/// smaller budget: see `budget`).
+pub(crate) const MAX_LINKS: usize = 256;
+/// Slots of peers that dialed us and are gone are forgotten beyond this many.
+const MAX_IDLE_INCOMING_SLOTS: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplError {
+    #[error("failed to listen on repl {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot read replication secret file {path}: {source}")]
+    Secret {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("replication secret file {0} is empty")]
+    EmptySecret(String),
+    #[error("replication TLS: {0}")]
+    Tls(String),
+    #[error("bad replication peer address {0:?} (expected HOST[:PORT])")]
+    BadPeer(String),
+    #[error("cannot resolve replication listen address {0:?}")]
+    BadListen(String),
+    #[error(
+        "replication over the non-loopback address {0} needs a shared secret \
+         (--repl-secret-file FILE), or --repl-insecure to run without one \
+         (or keep it on loopback: -l/--repl-listen 127.0.0.1, or -X 0 for no listener)"
+    )]
+    Insecure(String),
+}
+
+#[derive(Default)]
+pub(crate) struct Totals {
+    pub(crate) sent: AtomicU64,
+    pub(crate) applied: AtomicU64,
+    pub(crate) stale: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) full_syncs: AtomicU64,
+    pub(crate) partial_syncs: AtomicU64,
+    /// Connections that failed the secure handshake (wrong secret, untrusted certificate,
+    /// not a peer at all).
+    pub(crate) auth_failures: AtomicU64,
+    /// Connections refused because unauthenticated sockets used up their budget.
+    pub(crate) handshakes_refused: AtomicU64,
+    /// Handshakes that did not finish within HANDSHAKE_TIMEOUT.
+    pub(crate) handshake_timeouts: AtomicU64,
+    /// Records refused because their version was too far ahead of this node's clock.
+    pub(crate) clock_rejected: AtomicU64,
+    /// Authenticated links closed for a malformed, oversized or out-of-order frame.
+    pub(crate) protocol_errors: AtomicU64,
+}
+
+/// State shared by the listener, the dialers and every link of this node.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<Store>,
+    pub(crate) node_id: u32,
+    pub(crate) security: secure::Security,
+    pub(crate) budget: Arc<budget::HandshakeBudget>,
+    pub(crate) failure_log: budget::FailureLog,
+    /// A remote version more than this many milliseconds ahead of our wall clock is refused.
+    pub(crate) max_skew_ms: u64,
+    pub(crate) limits: frame::Limits,
+    pub(crate) backlog: Arc<Backlog>,
+    pub(crate) listen_port: u16,
+    /// The address the listener binds, told to peers in HELLO (None: all interfaces).
+    pub(crate) listen_ip: Option<IpAddr>,
+    /// Per peer node: (its backlog run, last offset of it applied here).
+    pub(crate) inbound: Mutex<HashMap<u32, (u64, u64)>>,
+    pub(crate) links: Mutex<HashMap<u32, ActiveLink>>,
+    pub(crate) slots: Mutex<Vec<Slot>>,
+    pub(crate) synced_nodes: Mutex<HashSet<u32>>,
+    pub(crate) shutdown: watch::Sender<bool>,
+    pub(crate) next_link_id: AtomicU64,
+    pub(crate) live: AtomicUsize,
+    pub(crate) live_changed: Notify,
+    pub(crate) totals: Totals,
+}
+
+/// Counts a running link; dropping it wakes a waiting shutdown.
+pub(crate) struct LiveGuard(Arc<Shared>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::AcqRel);
+        self.0.live_changed.notify_waiters();
+    }
+}
+
+impl Shared {
+    pub(crate) fn live_link(self: &Arc<Self>) -> LiveGuard {
+        self.live.fetch_add(1, Ordering::AcqRel);
+        LiveGuard(self.clone())
+    }
+
+    pub(crate) fn progress(&self, peer: u32) -> Option<(u64, u64)> {
+        self.inbound.lock().get(&peer).copied()
+    }
+
+    pub(crate) fn set_progress(&self, peer: u32, run: u64, offset: u64) {
+        self.inbound.lock().insert(peer, (run, offset));
+    }
+
+    pub(crate) fn clear_progress(&self, peer: u32) {
+        self.inbound.lock().remove(&peer);
+    }
+
+    /// Whether `ip` is the address of a configured peer (its handshakes get reserved slots).
+    pub(crate) fn is_peer_ip(&self, ip: IpAddr) -> bool {
+        self.slots
+            .lock()
+            .iter()
+            .any(|s| s.configured && s.resolved.lock().iter().any(|a| canonical_ip(a.ip()) == ip))
+    }
+
+    /// Tells the store how far every peer is settled (see `shard::Tombstone`): the lowest
+    /// settled offset over every peer this node knows (configured or not, connected or not:
+    /// a peer away keeps our tombstones until the time limit), and the only peer's node id.
+    pub(crate) fn update_tombstone_watermark(&self) {
+        let slots = self.slots.lock();
+        let acked = slots
+            .iter()
+            .map(|s| s.settled_ack.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0);
+        let sole = match slots.as_slice() {
+            [only] => only.node_id.load(Ordering::Relaxed),
+            _ => 0,
+        };
+        self.store.set_tombstone_watermark(acked, sole);
+    }
+
+    pub(crate) fn mark_synced(&self, slot: &Slot, peer: u32) {
+        slot.set_state(LinkState::Synced);
+        slot.end_initial_wait("synced");
+        self.synced_nodes.lock().insert(peer);
+    }
+
+    /// The slot an incoming link belongs to: the one that knows this node id, else a configured
+    /// peer whose address matches what the peer advertised (its listen address, else the
+    /// connection's source address, with its listen port), else one for this dialer alone.
+    /// (The advertised address comes from the authenticated HELLO; the source address alone
+    /// would not do for a multi-homed peer whose links leave from another address.)
+    pub(crate) fn slot_for_incoming(
+        &self,
+        peer: u32,
+        remote: Option<SocketAddr>,
+        port: u16,
+        listen_ip: Option<IpAddr>,
+    ) -> Slot {
+        let mut slots = self.slots.lock();
+        if let Some(s) = slots
+            .iter()
+            .find(|s| s.node_id.load(Ordering::Relaxed) == peer)
+        {
+            return s.clone();
+        }
+        let candidates: Vec<SocketAddr> = [listen_ip, remote.map(|r| r.ip())]
+            .into_iter()
+            .flatten()
+            .filter(|_| port != 0)
+            .map(|ip| SocketAddr::new(canonical_ip(ip), port))
+            .collect();
+        for adv in &candidates {
+            if let Some(s) = slots.iter().find(|s| {
+                s.configured
+                    && s.resolved
+                        .lock()
+                        .iter()
+                        .any(|a| SocketAddr::new(canonical_ip(a.ip()), a.port()) == *adv)
+            }) {
+                return s.clone();
+            }
+        }
+        let advertised = candidates.first().copied();
+        let addr = advertised
+            .or(remote)
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "?".into());
+        if let Some(s) = slots
+            .iter()
+            .find(|s| !s.configured && *s.addr.lock() == addr)
+        {
+            return s.clone();
+        }
+        let idle: Vec<usize> = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.configured && s.state() == LinkState::Down)
+            .map(|(i, _)| i)
+            .collect();
+        if idle.len() >= MAX_IDLE_INCOMING_SLOTS {
+            slots.remove(idle[0]);
+        }
+        let s = Arc::new(PeerSlot::new(addr, false));
+        slots.push(s.clone());
+        s
+    }
+}
+
+/// An IPv4 address seen through an IPv6 socket (`::ffff:a.b.c.d`) as the IPv4 address, so that
+/// budgets and peer matching see one address, not two.
+pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+pub(crate) fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Splits `HOST[:PORT]`, `[V6]:PORT`, or a bare IPv6 address.
+pub fn parse_peer(s: &str) -> Result<(String, u16), ReplError> {
+    let bad = || ReplError::BadPeer(s.to_string());
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    if let Some(rest) = t.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        let port = match after {
+            "" => DEFAULT_PORT,
+            p => p
+                .strip_prefix(':')
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(bad)?,
+        };
+        return Ok((host.to_string(), port));
+    }
+    match t.matches(':').count() {
+        0 => Ok((t.to_string(), DEFAULT_PORT)),
+        1 => {
+            let (h, p) = t.split_once(':').ok_or_else(bad)?;
+            if h.is_empty() {
+                return Err(bad());
+            }
+            Ok((h.to_string(), p.parse().map_err(|_| bad())?))
+        }
+        _ => t
+            .parse::<IpAddr>()
+            .map(|ip| (ip.to_string(), DEFAULT_PORT))
+            .map_err(|_| bad()),
+    }
+}
