@@ -1,6 +1,12 @@
 //! Unit tests of the command line and config file parsing.
 
+use super::cli::{parse_size, split_list};
+use super::file::strip_comment;
+use super::suboptions::{atof, atoi};
 use super::*;
+use std::path::Path;
+use std::path::PathBuf;
+use std::time::Duration;
 
 fn parse(args: &[&str]) -> Result<Config, ConfigError> {
     let mut v = vec![OsString::from("repcached")];
