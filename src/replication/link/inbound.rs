@@ -1,0 +1,284 @@
+//! The receiving half of a link: the peer's stream (snapshot, then records), applied to the
+//! store with the clock-skew check, acks and heartbeats passed to the writer half.
+
+use super::super::frame::Frame;
+use super::super::peers::Slot;
+use super::super::shared::{now_millis, Shared};
+use super::io::*;
+use crate::store::{ApplyOutcome, Mutation, MutationKind, Version};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// The newest clock reading among a frame's versions (ms), and how much further ahead than the
+/// usual skew it may legitimately be: a delayed flush is stamped at its flush time.
+pub(super) fn newest_millis(f: &Frame) -> Option<(u64, u64)> {
+    let m = |v: &Version| v.millis();
+    let flush_allowance = |at: u32| (at as u64 * 1000).saturating_sub(now_millis());
+    match f {
+        Frame::Record { mutation, .. } => Some(match &mutation.kind {
+            MutationKind::Delta { base, .. } => (m(&mutation.version).max(m(base)), 0),
+            MutationKind::Flush { at } => (m(&mutation.version), flush_allowance(*at)),
+            _ => (m(&mutation.version), 0),
+        }),
+        Frame::SnapItem {
+            version,
+            base,
+            touched,
+            ..
+        } => Some((m(version).max(m(base)).max(m(touched)), 0)),
+        Frame::SnapTomb {
+            version, touched, ..
+        } => Some((m(version).max(m(touched)), 0)),
+        Frame::SnapFlush { version, at } => Some((m(version), flush_allowance(*at))),
+        _ => None,
+    }
+}
+
+/// Records how far ahead of our clock the peer's clock was seen, and whether a version stamped
+/// at `millis` may be adopted: one far in the future would drag this node's hybrid clock along
+/// (and, at the top of the range, every later write would tie), so it is refused and counted.
+pub(super) fn clock_ok(sh: &Shared, slot: &Slot, millis: u64, allowance: u64) -> bool {
+    let now = now_millis();
+    if allowance == 0 {
+        // A delayed flush's stamp says nothing about the peer's clock.
+        slot.max_clock_skew_ms
+            .fetch_max(millis as i64 - now as i64, Ordering::Relaxed);
+    }
+    if millis <= now.saturating_add(allowance).saturating_add(sh.max_skew_ms) {
+        return true;
+    }
+    let ahead = millis as i64 - now as i64;
+    let n = slot.clock_rejected.fetch_add(1, Ordering::Relaxed);
+    sh.totals.clock_rejected.fetch_add(1, Ordering::Relaxed);
+    if n % 10_000 == 0 {
+        tracing::warn!(
+            "replication: refused a record from {} stamped {ahead} ms ahead of this node's \
+             clock (limit {} ms, --repl-max-clock-skew); check both nodes' clocks (NTP)",
+            slot.addr.lock(),
+            sh.max_skew_ms
+        );
+    }
+    false
+}
+
+pub(super) fn count(sh: &Shared, slot: &Slot, outcome: ApplyOutcome) {
+    let (a, b) = match outcome {
+        ApplyOutcome::Applied => (&slot.records_applied, &sh.totals.applied),
+        ApplyOutcome::Stale => (&slot.records_stale, &sh.totals.stale),
+        ApplyOutcome::Rejected => (&slot.records_rejected, &sh.totals.rejected),
+    };
+    a.fetch_add(1, Ordering::Relaxed);
+    b.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The peer's stream, as this node receives it.
+pub(super) enum Inbound {
+    /// Waiting for FULLSYNC or CONTINUE.
+    Start,
+    Snapshot {
+        run: u64,
+        start: u64,
+    },
+    Stream {
+        run: u64,
+        last: u64,
+    },
+}
+
+pub(super) async fn read_stream(
+    sh: &Arc<Shared>,
+    reader: &mut FrameReader,
+    slot: &Slot,
+    peer: u32,
+    ctrl: mpsc::Sender<Ctrl>,
+) -> Result<(), LinkError> {
+    let store = &sh.store;
+    let mut st = Inbound::Start;
+    let mut bye = false;
+    let mut last_poke = Instant::now();
+    loop {
+        let skipped = reader.skipped;
+        let f = match reader
+            .next(DEAD_AFTER, "waiting for the peer (no heartbeat)")
+            .await
+        {
+            Ok(f) => f,
+            Err(LinkError::Closed) if bye => return Err(LinkError::PeerBye),
+            Err(e) => return Err(e),
+        };
+        for _ in skipped..reader.skipped {
+            count(sh, slot, ApplyOutcome::Rejected);
+        }
+        if let Some((ms, allowance)) = newest_millis(&f) {
+            if !clock_ok(sh, slot, ms, allowance) {
+                count(sh, slot, ApplyOutcome::Rejected);
+                // A refused record still moves the stream on (it will not come again).
+                if let (Frame::Record { offset, .. }, Inbound::Stream { run, last }) = (&f, &mut st)
+                {
+                    if *offset <= *last {
+                        return Err(LinkError::Protocol(format!(
+                            "record offset {offset} after {last}"
+                        )));
+                    }
+                    *last = *offset;
+                    sh.set_progress(peer, *run, *offset);
+                }
+                continue;
+            }
+        }
+        if let Some((ms, 0)) = newest_millis(&f) {
+            // For the failover barrier: how recent the peer's writes applied here are.
+            slot.applied_through_ms.fetch_max(ms, Ordering::Relaxed);
+        }
+        match (f, &mut st) {
+            (Frame::Record { offset, mutation }, Inbound::Stream { run, last }) => {
+                if offset <= *last {
+                    return Err(LinkError::Protocol(format!(
+                        "record offset {offset} after {last}"
+                    )));
+                }
+                count(sh, slot, store.apply_remote(&mutation));
+                *last = offset;
+                // Recorded right after applying, with no await in between: a replacing link
+                // reads it only once this one has stopped, so nothing is applied twice.
+                sh.set_progress(peer, *run, offset);
+                // Ack soon after applying, not only with the next heartbeat, so that the
+                // sender's lag figures are current.
+                if last_poke.elapsed() >= ACK_EVERY {
+                    let _ = ctrl.try_send(Ctrl::AckNow);
+                    last_poke = Instant::now();
+                }
+            }
+            (Frame::Heartbeat { ack, last, now_ms }, _) => {
+                slot.peer_ack.store(ack, Ordering::Relaxed);
+                let applied = match &st {
+                    Inbound::Stream { last, .. } => Some(*last),
+                    _ => None,
+                };
+                slot.settle(ack, last, applied);
+                sh.update_tombstone_watermark();
+                if let Some(ms) = sh.backlog.millis_at(ack) {
+                    slot.acked_through_ms.fetch_max(ms, Ordering::Relaxed);
+                }
+                let ahead = now_ms as i64 - now_millis() as i64;
+                slot.max_clock_skew_ms.fetch_max(ahead, Ordering::Relaxed);
+            }
+            (
+                Frame::SnapItem {
+                    key,
+                    value,
+                    flags,
+                    exptime,
+                    version,
+                    base,
+                    touched,
+                    counter,
+                },
+                Inbound::Snapshot { .. },
+            ) => {
+                let outcome = store.apply_snapshot_item(
+                    &key,
+                    &value,
+                    flags,
+                    exptime,
+                    version,
+                    base,
+                    touched,
+                    counter.as_ref(),
+                );
+                count(sh, slot, outcome);
+            }
+            (Frame::SnapFlush { at, version }, Inbound::Snapshot { .. }) => {
+                let m = Mutation {
+                    key: bytes::Bytes::new(),
+                    version,
+                    kind: MutationKind::Flush { at },
+                };
+                count(sh, slot, store.apply_remote(&m));
+            }
+            (
+                Frame::SnapTomb {
+                    key,
+                    version,
+                    touched,
+                    exptime,
+                },
+                Inbound::Snapshot { .. },
+            ) => {
+                if version != crate::store::Version::ZERO {
+                    let m = Mutation {
+                        key: key.clone(),
+                        version,
+                        kind: MutationKind::Delete,
+                    };
+                    count(sh, slot, store.apply_remote(&m));
+                }
+                if touched != crate::store::Version::ZERO {
+                    let m = Mutation {
+                        key,
+                        version: touched,
+                        kind: MutationKind::Touch { exptime },
+                    };
+                    count(sh, slot, store.apply_remote(&m));
+                }
+            }
+            (Frame::SnapEnd { .. }, Inbound::Snapshot { run, start }) => {
+                let (run, last) = (*run, start.saturating_sub(1));
+                sh.set_progress(peer, run, last);
+                sh.mark_synced(slot, peer);
+                st = Inbound::Stream { run, last };
+            }
+            (Frame::FullSync { run, start }, Inbound::Start) => {
+                // Until the snapshot is complete nothing of it may count as progress.
+                sh.clear_progress(peer);
+                slot.full_syncs.fetch_add(1, Ordering::Relaxed);
+                sh.totals.full_syncs.fetch_add(1, Ordering::Relaxed);
+                st = Inbound::Snapshot {
+                    run,
+                    start: start.max(1),
+                };
+            }
+            (Frame::Continue { run, from }, Inbound::Start) => {
+                let (have_run, have) = sh.progress(peer).unwrap_or((0, 0));
+                if have_run != run || from != have + 1 {
+                    return Err(LinkError::Protocol(
+                        "CONTINUE does not match our progress".into(),
+                    ));
+                }
+                slot.partial_syncs.fetch_add(1, Ordering::Relaxed);
+                sh.totals.partial_syncs.fetch_add(1, Ordering::Relaxed);
+                sh.mark_synced(slot, peer);
+                st = Inbound::Stream { run, last: have };
+            }
+            (Frame::Bye { .. }, _) => {
+                bye = true;
+                let _ = ctrl.try_send(Ctrl::AckNow);
+            }
+            (f, _) => {
+                return Err(LinkError::Protocol(format!(
+                    "unexpected frame {}",
+                    frame_name(&f)
+                )));
+            }
+        }
+    }
+}
+
+pub(super) fn frame_name(f: &Frame) -> &'static str {
+    match f {
+        Frame::Hello { .. } => "HELLO",
+        Frame::Psync { .. } => "PSYNC",
+        Frame::SyncMode { .. } => "SYNC_MODE",
+        Frame::FullSync { .. } => "FULLSYNC",
+        Frame::Continue { .. } => "CONTINUE",
+        Frame::SnapItem { .. } => "SNAP_ITEM",
+        Frame::SnapTomb { .. } => "SNAP_TOMB",
+        Frame::SnapEnd { .. } => "SNAP_END",
+        Frame::SnapFlush { .. } => "SNAP_FLUSH",
+        Frame::Record { .. } => "RECORD",
+        Frame::Heartbeat { .. } => "HEARTBEAT",
+        Frame::Bye { .. } => "BYE",
+    }
+}

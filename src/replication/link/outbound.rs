@@ -1,0 +1,196 @@
+//! The sending half of a link: a snapshot (unless resuming from the backlog), then this node's
+//! records as they are published, heartbeats, and the drain and BYE on shutdown.
+
+use super::super::frame::{self, Frame};
+use super::super::peers::Slot;
+use super::super::secure::LinkWriter;
+use super::super::shared::{now_millis, Shared};
+use super::io::*;
+use crate::store::{unix_now, SnapshotEntry};
+use bytes::BytesMut;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub(super) fn heartbeat(sh: &Shared, peer: u32, out: &mut BytesMut) {
+    let ack = sh.progress(peer).map(|(_, o)| o).unwrap_or(0);
+    let last = sh.backlog.next_offset().saturating_sub(1);
+    let now_ms = now_millis();
+    frame::encode(&Frame::Heartbeat { ack, last, now_ms }, 0, out);
+}
+
+/// Streams this node's writes to the peer: a snapshot first unless resuming after `resume_after`.
+pub(super) async fn write_stream(
+    sh: Arc<Shared>,
+    mut wr: LinkWriter,
+    slot: Slot,
+    peer: u32,
+    resume_after: Option<u64>,
+    mut ctrl: mpsc::Receiver<Ctrl>,
+) -> Result<(), LinkError> {
+    let store = &sh.store;
+    let backlog = &sh.backlog;
+    let mut shutdown = sh.shutdown.subscribe();
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    let mut last_hb = Instant::now();
+    let mut cursor;
+    // Per shard, the backlog offset at which its snapshot was taken: older records of that shard
+    // are already in the snapshot and must not be sent again (an incr would count twice).
+    let mut shard_marks: Option<(Vec<u64>, u64)> = None;
+    match resume_after {
+        Some(after) => {
+            cursor = after + 1;
+            slot.partial_syncs_sent.fetch_add(1, Ordering::Relaxed);
+            frame::encode(
+                &Frame::Continue {
+                    run: backlog.run(),
+                    from: cursor,
+                },
+                0,
+                &mut out,
+            );
+        }
+        None => {
+            let start = backlog.next_offset();
+            slot.full_syncs_sent.fetch_add(1, Ordering::Relaxed);
+            frame::encode(
+                &Frame::FullSync {
+                    run: backlog.run(),
+                    start,
+                },
+                0,
+                &mut out,
+            );
+            // The flush horizon first: items older than it must go on the receiver too.
+            if let Some((at, version)) = store.flush_mark() {
+                frame::encode(&Frame::SnapFlush { at, version }, unix_now(), &mut out);
+            }
+            flush(&mut wr, &mut out).await?;
+            let mut marks = Vec::with_capacity(store.shard_count());
+            let mut items = 0u64;
+            // Not interrupted by a shutdown: the writes acknowledged to clients since the
+            // snapshot started follow it, and a stopping node must deliver them (the shutdown
+            // wait bounds the whole drain).
+            for i in 0..store.shard_count() {
+                let now = unix_now();
+                let mark = store.snapshot_shard_marked(
+                    i,
+                    || backlog.next_offset(),
+                    |e| {
+                        items += 1;
+                        let f = match e {
+                            SnapshotEntry::Item(it, counter) => Frame::SnapItem {
+                                key: bytes::Bytes::copy_from_slice(it.key()),
+                                value: bytes::Bytes::copy_from_slice(it.value()),
+                                flags: it.flags,
+                                exptime: it.exptime,
+                                version: it.version,
+                                base: it.base,
+                                touched: it.touched,
+                                counter: counter.cloned(),
+                            },
+                            SnapshotEntry::Tombstone {
+                                key,
+                                version,
+                                touched,
+                                exptime,
+                            } => Frame::SnapTomb {
+                                key: bytes::Bytes::copy_from_slice(key),
+                                version,
+                                touched,
+                                exptime,
+                            },
+                        };
+                        frame::encode(&f, now, &mut out);
+                    },
+                );
+                marks.push(mark);
+                if last_hb.elapsed() >= HEARTBEAT_EVERY {
+                    heartbeat(&sh, peer, &mut out);
+                    last_hb = Instant::now();
+                }
+                flush(&mut wr, &mut out).await?;
+                // Give the reader half and other links a turn between shards.
+                tokio::task::yield_now().await;
+            }
+            if !backlog.can_resume_after(start.saturating_sub(1)) {
+                return Err(LinkError::Overrun);
+            }
+            frame::encode(&Frame::SnapEnd { items }, 0, &mut out);
+            flush(&mut wr, &mut out).await?;
+            let max_mark = marks.iter().copied().max().unwrap_or(start);
+            shard_marks = Some((marks, max_mark));
+            cursor = start;
+        }
+    }
+
+    let mut draining = false;
+    let mut ctrl_open = true;
+    let mut ack_now = false;
+    loop {
+        if *shutdown.borrow_and_update() {
+            draining = true;
+        }
+        if ack_now || last_hb.elapsed() >= HEARTBEAT_EVERY {
+            heartbeat(&sh, peer, &mut out);
+            last_hb = Instant::now();
+            ack_now = false;
+        }
+        let recs = backlog
+            .read(cursor, BATCH_RECORDS, BATCH_BYTES)
+            .map_err(|_| LinkError::Overrun)?;
+        let mut sent = 0u64;
+        if let Some(&(last, _)) = recs.last() {
+            let now = unix_now();
+            for (offset, m) in recs {
+                if let Some((marks, _)) = &shard_marks {
+                    if !m.key.is_empty() && offset < marks[store.shard_of(&m.key)] {
+                        continue;
+                    }
+                }
+                frame::encode(
+                    &Frame::Record {
+                        offset,
+                        mutation: m,
+                    },
+                    now,
+                    &mut out,
+                );
+                sent += 1;
+            }
+            cursor = last + 1;
+            if shard_marks.as_ref().is_some_and(|(_, max)| cursor >= *max) {
+                shard_marks = None;
+            }
+        }
+        if !out.is_empty() {
+            flush(&mut wr, &mut out).await?;
+            slot.records_sent.fetch_add(sent, Ordering::Relaxed);
+            sh.totals.sent.fetch_add(sent, Ordering::Relaxed);
+            continue;
+        }
+        if draining {
+            // Everything published so far has been written: say goodbye, wait for the ack.
+            let last = cursor - 1;
+            frame::encode(&Frame::Bye { last }, 0, &mut out);
+            flush(&mut wr, &mut out).await?;
+            let deadline = Instant::now() + BYE_ACK_WAIT;
+            while slot.peer_ack.load(Ordering::Relaxed) < last && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let _ = wr.shutdown().await;
+            return Err(LinkError::Shutdown);
+        }
+        tokio::select! {
+            _ = backlog.wait_beyond(cursor) => {}
+            _ = tokio::time::sleep_until(last_hb + HEARTBEAT_EVERY) => {}
+            c = ctrl.recv(), if ctrl_open => match c {
+                Some(Ctrl::AckNow) => ack_now = true,
+                None => ctrl_open = false,
+            },
+            _ = shutdown.changed() => draining = true,
+        }
+    }
+}
