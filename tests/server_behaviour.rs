@@ -384,7 +384,9 @@ fn stats_conns_lists_listeners() {
     let text = loop {
         let text =
             String::from_utf8_lossy(&ask(&mut s, b"stats conns\r\n", b"END\r\n")).into_owned();
-        if text.contains(":state conn_nread\r\n") || Instant::now() > deadline {
+        // The UDP socket is bound (and listed) just after the TCP listener's line is printed.
+        let udp_listed = text.contains(&format!(":addr udp:127.0.0.1:{udp_port}\r\n"));
+        if (text.contains(":state conn_nread\r\n") && udp_listed) || Instant::now() > deadline {
             break text;
         }
         std::thread::sleep(Duration::from_millis(20));
