@@ -14,6 +14,7 @@
 //! - `entry`: memcached command semantics on one locked key ([`Entry`], [`WriteMode`]).
 //! - `merge`: merge rules for replicated records and the full-resync snapshot.
 //! - `counter`: the PN-counter state of incremented items ([`Counter`]).
+//! - `dump`: the read-only item walk of the key dumps ([`Store::visit_items`]).
 //! - `evict`: LRU eviction, the background sweeper, and flush_all.
 //! - `shard`, `item`, `version`, `mutation`: the data structures under all of these.
 //!
@@ -23,6 +24,7 @@
 mod clock;
 mod config;
 pub mod counter;
+mod dump;
 mod entry;
 mod evict;
 pub mod item;
@@ -34,6 +36,7 @@ pub mod version;
 pub use clock::{start_coarse_clock, unix_now, Expiry};
 pub use config::StoreConfig;
 pub use counter::{Contribution, Counter};
+pub use dump::{DumpItem, DUMP_BATCH};
 pub use entry::{
     parse_counter, ArithError, Entry, StoreError, StoreOutcome, WriteMode, BUMP_INTERVAL,
 };

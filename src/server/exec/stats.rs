@@ -54,8 +54,11 @@ pub fn write(shared: &Shared, group: StatsGroup<'_>, out: &mut Vec<u8>) {
             }
             return;
         }
-        // The store has no slab classes to dump items from.
-        StatsGroup::CacheDump { .. } => {}
+        StatsGroup::CacheDump { class, limit } => {
+            // Appends its own END.
+            super::dump::cachedump(&shared.store, class, limit, out);
+            return;
+        }
         StatsGroup::Other(b"sizes_enable") => stat(out, "sizes_status", "enabled"),
         StatsGroup::Other(b"sizes_disable") => stat(out, "sizes_status", "disabled"),
         StatsGroup::Other(b"extstore") => {}
