@@ -290,10 +290,10 @@ fn bind_tcp(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> 
 /// Reclaims expired items and old tombstones in the background, a bounded slice per tick.
 async fn sweeper(shared: Arc<Shared>) {
     let mut cursors = Vec::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(Duration::from_micros(crate::store::SWEEP_INTERVAL_US));
     loop {
         tick.tick().await;
-        shared.store.sweep(&mut cursors, 2048);
+        shared.store.sweep(&mut cursors, crate::store::SWEEP_SLICE);
     }
 }
 
