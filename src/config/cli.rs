@@ -149,6 +149,13 @@ pub(super) struct Cli {
         help_heading = "Replication"
     )]
     repl_max_clock_skew: Option<String>,
+    /// Serve Prometheus metrics (GET /metrics, plain HTTP) on ADDR:PORT (default: off)
+    #[arg(
+        long = "metrics-listen",
+        value_name = "ADDR:PORT",
+        help_heading = "Monitoring"
+    )]
+    metrics_listen: Option<String>,
     /// Replication backlog size, k/m/g suffixes (default: 64m)
     #[arg(
         long = "repl-backlog-size",
@@ -496,6 +503,10 @@ impl Cli {
             Some(v) => parse_port(v, "-X")?,
             None => d.repl_port,
         };
+        let metrics_listen = match &self.metrics_listen {
+            Some(v) => Some(metrics_addr(v)?),
+            None => None,
+        };
         if let Some(addr) = &self.repl_listen {
             check_listen(addr)?;
         }
@@ -583,6 +594,7 @@ impl Cli {
             repl_tls_ca: self.repl_tls_ca,
             repl_max_clock_skew,
             repl_backlog_size: to_usize(repl_backlog_size, "--repl-backlog-size")?,
+            metrics_listen,
             repl_sync_wait,
             repl_tombstone_time,
             idle_timeout: subopts.idle_timeout,
@@ -750,4 +762,19 @@ pub(super) fn check_host_port(value: &str) -> Result<(), String> {
             .map_err(|_| format!("bad port '{port}'"))?;
     }
     Ok(())
+}
+
+/// `--metrics-listen HOST:PORT` (an IPv6 address in brackets): the host is resolved when the
+/// server binds; here only the shape and the port are checked.
+fn metrics_addr(v: &str) -> Result<String, ConfigError> {
+    let bad = || {
+        ConfigError::Invalid(format!(
+            "invalid address '{v}' for --metrics-listen: expected ADDR:PORT, like 127.0.0.1:9150"
+        ))
+    };
+    let (host, port) = v.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(v.to_string())
 }

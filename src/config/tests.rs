@@ -789,3 +789,22 @@ fn tls_options_refused_with_memcacheds_words_or_a_reason() {
     ok(&["-Z", "-o", "ssl_verify_mode=1,ssl_ca_cert=/ca.pem"]);
     assert!(err(&["-Z", "-l", "notls:127.0.0.1"]).contains("notls: prefix is not supported"));
 }
+
+#[test]
+fn metrics_listen_is_off_by_default_and_checked() {
+    assert_eq!(ok(&[]).metrics_listen, None);
+    assert_eq!(
+        ok(&["--metrics-listen", "127.0.0.1:9150"]).metrics_listen,
+        Some("127.0.0.1:9150".to_string())
+    );
+    assert_eq!(
+        ok(&["--metrics-listen", "[::1]:0"]).metrics_listen,
+        Some("[::1]:0".to_string())
+    );
+    for bad in ["9150", ":9150", "127.0.0.1:", "127.0.0.1:x", "host:70000"] {
+        assert!(
+            err(&["--metrics-listen", bad]).contains("--metrics-listen"),
+            "{bad}"
+        );
+    }
+}

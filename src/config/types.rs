@@ -73,6 +73,8 @@ pub struct Config {
     pub repl_max_clock_skew: Duration,
     /// --repl-backlog-size in bytes.
     pub repl_backlog_size: usize,
+    /// --metrics-listen: where the Prometheus endpoint listens (`host:port`); None = off.
+    pub metrics_listen: Option<String>,
     /// --repl-sync-wait: how long a starting node waits for its initial sync before serving.
     pub repl_sync_wait: Duration,
     /// --repl-tombstone-time: the longest a delete's tombstone is kept for a peer that has not
@@ -129,6 +131,7 @@ impl Default for Config {
             repl_tls_ca: None,
             repl_max_clock_skew: Duration::from_secs(60),
             repl_backlog_size: 64 * 1024 * 1024,
+            metrics_listen: None,
             repl_sync_wait: Duration::from_secs(30),
             repl_tombstone_time: Duration::from_secs(24 * 3600),
             idle_timeout: 0,

@@ -118,6 +118,20 @@ pub enum StatsGroup<'a> {
     Other(&'a [u8]),
 }
 
+/// What `lru_crawler metadump` was asked to walk (memcached's lru_crawler_crawl argument).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadumpScope {
+    /// `all`: every class's LRU.
+    All,
+    /// `hash`: the hash table (the same items, another order).
+    Hash,
+    /// A comma-separated list of slab class ids (1..=63), as a bit set; empty tokens are
+    /// skipped as strtok does, so `,` is the empty set (memcached: NOTSTARTED).
+    Classes(u64),
+    /// A class that is not a number from 1 to 63 (memcached: BADCLASS).
+    BadClass,
+}
+
 /// The form of a `shutdown` command; memcached refuses all of them unless started with `-A`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShutdownMode {
@@ -187,6 +201,8 @@ pub enum Request<'a> {
         noreply: bool,
     },
     Stats(StatsGroup<'a>),
+    /// `lru_crawler metadump <all|hash|classes>`: one line of metadata per item.
+    Metadump(MetadumpScope),
     /// refresh_certs [noreply]: re-read the TLS certificate and key (memcached 1.6 with TLS).
     RefreshCerts {
         noreply: bool,

@@ -9,7 +9,7 @@
 
 use super::reply::ErrorKind;
 use super::tokens::{split_line, Tokens as LineTokens};
-use super::{Effect, Limits, Parsed, Request, ShutdownMode, StatsGroup, StoreMode};
+use super::{Effect, Limits, MetadumpScope, Parsed, Request, ShutdownMode, StatsGroup, StoreMode};
 use crate::numbers::{
     safe_strtol as strtol32, safe_strtoul as strtoul32, safe_strtoull as strtoull,
 };
@@ -114,6 +114,9 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
             b"refresh_certs" => l.req(Request::RefreshCerts {
                 noreply: toks.noreply(),
             }),
+            b"lru_crawler" if ntokens == 4 && toks.get(1) == Some(b"metadump") => {
+                l.req(Request::Metadump(metadump_scope(toks.at(2))))
+            }
             // Known to memcached but not offered here; they still escape the HTTP check below.
             b"bget" | b"lru_crawler" | b"watch" | b"lru" | b"extstore" | b"slabs" => {
                 error(ErrorKind::Error, consumed, false)
@@ -126,6 +129,25 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
 }
 
 pub use super::tokens::keys;
+
+/// memcached's lru_crawler_crawl: `all`, `hash`, or class ids separated by commas, each a
+/// number (safe_strtoul) from 1 (POWER_SMALLEST) to 63 (below MAX_NUMBER_OF_SLAB_CLASSES).
+fn metadump_scope(arg: &[u8]) -> MetadumpScope {
+    match arg {
+        b"all" => MetadumpScope::All,
+        b"hash" => MetadumpScope::Hash,
+        list => {
+            let mut set = 0u64;
+            for class in list.split(|&b| b == b',').filter(|c| !c.is_empty()) {
+                match strtoul32(class) {
+                    Some(id) if (1..MAX_SLAB_CLASSES).contains(&id) => set |= 1 << id,
+                    _ => return MetadumpScope::BadClass,
+                }
+            }
+            MetadumpScope::Classes(set)
+        }
+    }
+}
 
 /// Finds the first command line (see [`split_line`]) and the bytes it occupies. `None` while
 /// memcached would still wait.

@@ -18,6 +18,7 @@
 mod acceptor;
 pub mod connection;
 pub mod exec;
+pub mod metrics;
 pub mod pipeline;
 pub mod session;
 pub mod shared;
@@ -65,6 +66,8 @@ pub struct ServerHandle {
     pub shared: Arc<Shared>,
     pub tcp_addrs: Vec<SocketAddr>,
     pub udp_addrs: Vec<SocketAddr>,
+    /// Where the Prometheus endpoint listens (`--metrics-listen`), if on.
+    pub metrics_addr: Option<SocketAddr>,
     workers: Arc<workers::Workers>,
     /// Acceptors, UDP servers and timers on this runtime; they own the listening sockets.
     tasks: Vec<JoinHandle<()>>,
@@ -258,6 +261,19 @@ pub async fn start_with_tls(
             tasks.push(tokio::spawn(udp::serve(shared.clone(), sock)));
         }
     }
+    let mut metrics_addr = None;
+    if let Some(addr) = &config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr.as_str())
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        let local = listener.local_addr()?;
+        eprintln!("repcached: metrics on http://{local}/metrics");
+        metrics_addr = Some(local);
+        tasks.push(tokio::spawn(metrics::serve(shared.clone(), listener)));
+    }
     tasks.push(tokio::spawn(sweeper(shared.clone())));
     if config.idle_timeout > 0 {
         tasks.push(tokio::spawn(idle_checker(shared.clone())));
@@ -266,6 +282,7 @@ pub async fn start_with_tls(
         shared,
         tcp_addrs,
         udp_addrs,
+        metrics_addr,
         workers,
         tasks,
     })
@@ -290,10 +307,10 @@ fn bind_tcp(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> 
 /// Reclaims expired items and old tombstones in the background, a bounded slice per tick.
 async fn sweeper(shared: Arc<Shared>) {
     let mut cursors = Vec::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(Duration::from_micros(crate::store::SWEEP_INTERVAL_US));
     loop {
         tick.tick().await;
-        shared.store.sweep(&mut cursors, 2048);
+        shared.store.sweep(&mut cursors, crate::store::SWEEP_SLICE);
     }
 }
 

@@ -117,6 +117,10 @@ impl<'s, 'k> Entry<'s, 'k> {
             if now >= it.last_access.saturating_add(BUMP_INTERVAL) {
                 it.last_access = now;
                 self.shard.bump(i);
+                self.store
+                    .counters
+                    .lru_bumps
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }

@@ -10,6 +10,11 @@ use super::Store;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 
+/// Slots the sweeper looks at per shard and tick (memcached's lru_crawler_tocrawl).
+pub const SWEEP_SLICE: usize = 2048;
+/// Between two sweeper ticks, in microseconds (memcached's lru_crawler_sleep).
+pub const SWEEP_INTERVAL_US: u64 = 1_000_000;
+
 /// A flush_all horizon: once `at` has passed, items older than `version` are gone.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct FlushMark {
@@ -122,7 +127,8 @@ impl Store {
             .and_then(|f| self.touch_memory(it, f, now))
     }
 
-    /// Background work for one sweeper tick: reclaims expired and flushed items, tombstones
+    /// Background work for one sweeper tick (the server runs one every [`SWEEP_INTERVAL_US`]
+    /// with a budget of [`SWEEP_SLICE`]): reclaims expired and flushed items, tombstones
     /// every peer has (or whose time is up, or over their memory cap: see `shard::Tombstone`), looking at no more than `budget` slots per shard so a lock is never held
     /// for long. `cursor` carries the position between calls.
     pub fn sweep(&self, cursors: &mut Vec<usize>, budget: usize) -> usize {
@@ -137,6 +143,7 @@ impl Store {
         // Tombstones may take at most a quarter of -m (shared evenly by the shards).
         let tomb_cap = self.mem_limit() / 4 / self.shards.len();
         let mut reclaimed = 0;
+        let mut checked = 0u64;
         for (i, m) in self.shards.iter().enumerate() {
             let mut shard = m.lock();
             let before = shard.bytes;
@@ -146,6 +153,7 @@ impl Store {
             } else {
                 let start = cursors[i] % slots.len();
                 let end = (start + budget).min(slots.len());
+                checked += (end - start) as u64;
                 for &idx in &slots[start..end] {
                     let it = shard.item(idx);
                     if it.is_expired(now) || self.is_flushed(it, now) {
@@ -179,8 +187,12 @@ impl Store {
             }
             self.account(before, shard.bytes);
         }
-        self.counters
-            .reclaimed
+        let c = &self.counters;
+        c.reclaimed.fetch_add(reclaimed as u64, Ordering::Relaxed);
+        c.crawler_starts.fetch_add(1, Ordering::Relaxed);
+        c.crawler_items_checked
+            .fetch_add(checked, Ordering::Relaxed);
+        c.crawler_reclaimed
             .fetch_add(reclaimed as u64, Ordering::Relaxed);
         reclaimed
     }
@@ -247,8 +259,18 @@ impl Store {
         let it = shard.item(idx);
         let expired = it.is_expired(now);
         let unfetched = !it.has(item::FETCHED);
+        let nonzero = it.exptime != 0;
+        let idle = now.saturating_sub(it.last_access) as u64;
         let h = hash_key(&self.hasher, it.key());
         shard.remove(h, idx);
+        if !expired {
+            self.counters.evicted_time.store(idle, Ordering::Relaxed);
+            if nonzero {
+                self.counters
+                    .evicted_nonzero
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
         if expired {
             self.counters.reclaimed.fetch_add(1, Ordering::Relaxed);
         } else {

@@ -14,6 +14,7 @@
 //! - `entry`: memcached command semantics on one locked key ([`Entry`], [`WriteMode`]).
 //! - `merge`: merge rules for replicated records and the full-resync snapshot.
 //! - `counter`: the PN-counter state of incremented items ([`Counter`]).
+//! - `dump`: the read-only item walk of the key dumps ([`Store::visit_items`]).
 //! - `evict`: LRU eviction, the background sweeper, and flush_all.
 //! - `shard`, `item`, `version`, `mutation`: the data structures under all of these.
 //!
@@ -23,6 +24,7 @@
 mod clock;
 mod config;
 pub mod counter;
+mod dump;
 mod entry;
 mod evict;
 pub mod item;
@@ -34,9 +36,11 @@ pub mod version;
 pub use clock::{start_coarse_clock, unix_now, Expiry};
 pub use config::StoreConfig;
 pub use counter::{Contribution, Counter};
+pub use dump::{DumpItem, DUMP_BATCH};
 pub use entry::{
     parse_counter, ArithError, Entry, StoreError, StoreOutcome, WriteMode, BUMP_INTERVAL,
 };
+pub use evict::{SWEEP_INTERVAL_US, SWEEP_SLICE};
 pub use item::Item;
 pub use merge::SnapshotEntry;
 pub use mutation::{ApplyOutcome, Mutation, MutationKind, MutationSink};
@@ -65,6 +69,19 @@ pub struct StoreCounters {
     /// Client lookups that found the key's item already expired / invalidated by flush_all.
     pub get_expired: AtomicU64,
     pub get_flushed: AtomicU64,
+    /// The sweeper is the store's LRU crawler: its runs, the items it looked at, and the
+    /// expired or flushed items it freed (memcached's lru_crawler_starts,
+    /// crawler_items_checked, crawler_reclaimed).
+    pub crawler_starts: AtomicU64,
+    pub crawler_items_checked: AtomicU64,
+    pub crawler_reclaimed: AtomicU64,
+    /// Evictions of items that had an expiry time (memcached's evicted_nonzero).
+    pub evicted_nonzero: AtomicU64,
+    /// Seconds since the last access of the most recently evicted item (evicted_time).
+    pub evicted_time: AtomicU64,
+    /// Items moved to the most recently used end on a hit (at most once per
+    /// `BUMP_INTERVAL` each): memcached's moves_within_lru.
+    pub lru_bumps: AtomicU64,
 }
 
 /// A point-in-time view of the store for `stats`.
@@ -86,6 +103,20 @@ pub struct StoreStats {
     pub tombstones_over_cap: u64,
     pub get_expired: u64,
     pub get_flushed: u64,
+    pub crawler_starts: u64,
+    pub crawler_items_checked: u64,
+    pub crawler_reclaimed: u64,
+    pub evicted_nonzero: u64,
+    pub evicted_time: u64,
+    pub lru_bumps: u64,
+    /// Seconds since the last access of the least recently used item of any shard (memcached's
+    /// items:N:age: the age of the LRU tail).
+    pub oldest_age: u64,
+    /// The shards' item slabs: slots allocated, slots on the free lists, and slots reserved
+    /// but never used yet (memcached's total_chunks, free_chunks, free_chunks_end).
+    pub slots_total: u64,
+    pub slots_free: u64,
+    pub slots_unused: u64,
 }
 
 pub struct Store {
@@ -283,12 +314,17 @@ impl Store {
             &c.expired_unfetched,
             &c.get_expired,
             &c.get_flushed,
+            &c.crawler_reclaimed,
+            &c.crawler_items_checked,
+            &c.evicted_nonzero,
+            &c.lru_bumps,
         ] {
             counter.store(0, Ordering::Relaxed);
         }
     }
 
     pub fn stats(&self) -> StoreStats {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut s = StoreStats {
             limit_maxbytes: self.mem_limit() as u64,
             total_items: self.counters.total_items.load(Ordering::Relaxed),
@@ -301,13 +337,28 @@ impl Store {
             tombstones_acked: self.counters.tombstones_acked.load(Ordering::Relaxed),
             tombstones_timed_out: self.counters.tombstones_timed_out.load(Ordering::Relaxed),
             tombstones_over_cap: self.counters.tombstones_over_cap.load(Ordering::Relaxed),
+            crawler_starts: load(&self.counters.crawler_starts),
+            crawler_items_checked: load(&self.counters.crawler_items_checked),
+            crawler_reclaimed: load(&self.counters.crawler_reclaimed),
+            evicted_nonzero: load(&self.counters.evicted_nonzero),
+            evicted_time: load(&self.counters.evicted_time),
+            lru_bumps: load(&self.counters.lru_bumps),
             ..Default::default()
         };
+        let now = unix_now();
         for m in self.shards.iter() {
             let shard = m.lock();
             s.curr_items += shard.items as u64;
             s.tombstones += shard.tombstones.len() as u64;
             s.tombstone_bytes += shard.tomb_bytes as u64;
+            let (total, free, unused) = shard.slot_counts();
+            s.slots_total += total as u64;
+            s.slots_free += free as u64;
+            s.slots_unused += unused as u64;
+            if let Some(tail) = shard.lru_tail() {
+                let age = now.saturating_sub(shard.item(tail).last_access) as u64;
+                s.oldest_age = s.oldest_age.max(age);
+            }
         }
         s.bytes = self.used.load(Ordering::Relaxed) as u64;
         s

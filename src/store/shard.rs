@@ -221,6 +221,25 @@ impl Shard {
             .map(|(i, _)| i as u32)
     }
 
+    /// (slots allocated, slots on the free list, slots reserved but never used).
+    pub fn slot_counts(&self) -> (usize, usize, usize) {
+        (
+            self.nodes.len(),
+            self.free.len(),
+            self.nodes.capacity() - self.nodes.len(),
+        )
+    }
+
+    /// Every live slot from slot number `from` on, in slot order (a resumable walk).
+    pub fn slots_from(&self, from: usize) -> impl Iterator<Item = u32> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .skip(from)
+            .filter(|(_, n)| n.item.is_some())
+            .map(|(i, _)| i as u32)
+    }
+
     /// The PN-counter state of the item in `idx`, if it was incremented.
     pub fn counter(&self, idx: u32) -> Option<&Counter> {
         if self.item(idx).has(item::COUNTER) {

@@ -594,6 +594,48 @@ fn other_requests() {
             b"stats bogus\r\n",
             Request::Stats(StatsGroup::Other(b"bogus")),
         ),
+        (
+            b"lru_crawler metadump all\r\n",
+            Request::Metadump(MetadumpScope::All),
+        ),
+        (
+            b"lru_crawler  metadump hash\r\n",
+            Request::Metadump(MetadumpScope::Hash),
+        ),
+        // Observed: "1,", "+1", "1,,2" and "2,1" all dump class 1; "," is NOTSTARTED;
+        // 0, 64, "foo", "1,x" and "ALL" are BADCLASS.
+        (
+            b"lru_crawler metadump 1,,2\r\n",
+            Request::Metadump(MetadumpScope::Classes(0b110)),
+        ),
+        (
+            b"lru_crawler metadump +1\r\n",
+            Request::Metadump(MetadumpScope::Classes(0b10)),
+        ),
+        (
+            b"lru_crawler metadump 63\r\n",
+            Request::Metadump(MetadumpScope::Classes(1 << 63)),
+        ),
+        (
+            b"lru_crawler metadump ,\r\n",
+            Request::Metadump(MetadumpScope::Classes(0)),
+        ),
+        (
+            b"lru_crawler metadump 64\r\n",
+            Request::Metadump(MetadumpScope::BadClass),
+        ),
+        (
+            b"lru_crawler metadump 0\r\n",
+            Request::Metadump(MetadumpScope::BadClass),
+        ),
+        (
+            b"lru_crawler metadump 1,x\r\n",
+            Request::Metadump(MetadumpScope::BadClass),
+        ),
+        (
+            b"lru_crawler metadump ALL\r\n",
+            Request::Metadump(MetadumpScope::BadClass),
+        ),
     ];
     for (input, want) in cases {
         assert_eq!(&req(input), want, "{:?}", String::from_utf8_lossy(input));
@@ -630,6 +672,10 @@ fn closes_silently() {
     assert_eq!(p(&many), closed());
     assert_eq!(p(b"foo bar HTTP/1.1 baz\r\n"), err(ERROR, 22));
     assert_eq!(p(b"lru_crawler HTTP/1.1\r\n"), err(ERROR, 22));
+    // metadump takes exactly one argument; other lru_crawler sub-commands are not offered.
+    assert_eq!(p(b"lru_crawler metadump\r\n"), err(ERROR, 22));
+    assert_eq!(p(b"lru_crawler metadump all x\r\n"), err(ERROR, 28));
+    assert_eq!(p(b"lru_crawler crawl all\r\n"), err(ERROR, 23));
     // ... but not on known command families.
     assert_eq!(p(b"set / HTTP/1.1\r\n"), err(ERROR, 16));
     // Over 2048 bytes without a newline.

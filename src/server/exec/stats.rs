@@ -54,8 +54,11 @@ pub fn write(shared: &Shared, group: StatsGroup<'_>, out: &mut Vec<u8>) {
             }
             return;
         }
-        // The store has no slab classes to dump items from.
-        StatsGroup::CacheDump { .. } => {}
+        StatsGroup::CacheDump { class, limit } => {
+            // Appends its own END.
+            super::dump::cachedump(&shared.store, class, limit, out);
+            return;
+        }
         StatsGroup::Other(b"sizes_enable") => stat(out, "sizes_status", "enabled"),
         StatsGroup::Other(b"sizes_disable") => stat(out, "sizes_status", "disabled"),
         StatsGroup::Other(b"extstore") => {}
@@ -161,6 +164,9 @@ fn general(shared: &Shared, out: &mut Vec<u8>) {
     stat_u64(out, "time_in_listen_disabled_us", 0);
     stat_u64(out, "threads", shared.config.threads as u64);
     stat_u64(out, "conn_yields", get("conn_yields"));
+    // The sweeper is the store's LRU crawler (see `stats settings` lru_crawler_*).
+    stat_u64(out, "lru_crawler_running", 0);
+    stat_u64(out, "lru_crawler_starts", store.crawler_starts);
     stat_u64(out, "bytes", store.bytes);
     stat_u64(out, "curr_items", store.curr_items);
     stat_u64(out, "total_items", store.total_items);
@@ -169,6 +175,15 @@ fn general(shared: &Shared, out: &mut Vec<u8>) {
     stat_u64(out, "evicted_active", 0);
     stat_u64(out, "evictions", store.evictions);
     stat_u64(out, "reclaimed", store.reclaimed);
+    stat_u64(out, "crawler_reclaimed", store.crawler_reclaimed);
+    stat_u64(out, "crawler_items_checked", store.crawler_items_checked);
+    stat_u64(out, "lrutail_reflocked", 0);
+    // One LRU per shard, as memcached's with lru_segmented off: no HOT/WARM/COLD moves.
+    stat_u64(out, "moves_to_cold", 0);
+    stat_u64(out, "moves_to_warm", 0);
+    stat_u64(out, "moves_within_lru", store.lru_bumps);
+    stat_u64(out, "direct_reclaims", 0);
+    stat_u64(out, "lru_bumps_dropped", 0);
     stat_u64(out, "curr_tombstones", store.tombstones);
     if let Some(tls) = &shared.tls {
         for (name, value) in tls.general_stats(now) {
@@ -230,7 +245,25 @@ fn settings(shared: &Shared, out: &mut Vec<u8>) {
     stat(out, "auth_enabled_ascii", "no");
     stat_u64(out, "item_size_max", c.item_size_max as u64);
     stat(out, "maxconns_fast", "yes");
+    stat(out, "slab_reassign", "no");
+    stat_u64(out, "slab_automove", 0);
+    // The sweeper plays memcached's LRU crawler: always on, one slice per shard per tick.
+    stat(out, "lru_crawler", "yes");
+    stat_u64(out, "lru_crawler_sleep", crate::store::SWEEP_INTERVAL_US);
+    stat_u64(out, "lru_crawler_tocrawl", crate::store::SWEEP_SLICE as u64);
+    stat_u64(out, "tail_repair_time", 0);
     stat(out, "flush_enabled", yes_no(!c.disable_flush));
+    stat(out, "dump_enabled", "yes");
+    // No LRU maintainer and no segmented LRU (one LRU per shard); the percentages and
+    // factors are memcached's defaults, which it reports whether or not segmentation is on.
+    stat(out, "lru_maintainer_thread", "no");
+    stat(out, "lru_segmented", "no");
+    stat_u64(out, "hot_lru_pct", 20);
+    stat_u64(out, "warm_lru_pct", 40);
+    stat(out, "hot_max_factor", "0.20");
+    stat(out, "warm_max_factor", "2.00");
+    stat(out, "temp_lru", "no");
+    stat_u64(out, "temporary_ttl", 61);
     stat_u64(out, "idle_timeout", c.idle_timeout as u64);
     stat_u64(out, "read_buf_mem_limit", c.read_buf_mem_limit);
     for (name, value) in crate::server::tls::settings_stats(&c.tls) {
@@ -254,11 +287,15 @@ fn items(shared: &Shared, out: &mut Vec<u8>) {
     stat_u64(out, "items:1:number_cold", s.curr_items);
     stat_u64(out, "items:1:age_hot", 0);
     stat_u64(out, "items:1:age_warm", 0);
-    stat_u64(out, "items:1:age", 0);
-    stat_u64(out, "items:1:mem_requested", s.bytes);
+    stat_u64(out, "items:1:age", s.oldest_age);
+    stat_u64(
+        out,
+        "items:1:mem_requested",
+        s.bytes.saturating_sub(s.tombstone_bytes),
+    );
     stat_u64(out, "items:1:evicted", s.evictions);
-    stat_u64(out, "items:1:evicted_nonzero", 0);
-    stat_u64(out, "items:1:evicted_time", 0);
+    stat_u64(out, "items:1:evicted_nonzero", s.evicted_nonzero);
+    stat_u64(out, "items:1:evicted_time", s.evicted_time);
     stat_u64(
         out,
         "items:1:outofmemory",
@@ -269,15 +306,47 @@ fn items(shared: &Shared, out: &mut Vec<u8>) {
     stat_u64(out, "items:1:expired_unfetched", s.expired_unfetched);
     stat_u64(out, "items:1:evicted_unfetched", s.evicted_unfetched);
     stat_u64(out, "items:1:evicted_active", 0);
+    stat_u64(out, "items:1:crawler_reclaimed", s.crawler_reclaimed);
+    stat_u64(
+        out,
+        "items:1:crawler_items_checked",
+        s.crawler_items_checked,
+    );
+    stat_u64(out, "items:1:lrutail_reflocked", 0);
+    stat_u64(out, "items:1:moves_to_cold", 0);
+    stat_u64(out, "items:1:moves_to_warm", 0);
+    stat_u64(out, "items:1:moves_within_lru", s.lru_bumps);
+    stat_u64(out, "items:1:direct_reclaims", 0);
+    // Every item lives in the one (COLD-like) LRU, so every hit is a hit to it.
+    stat_u64(out, "items:1:hits_to_hot", 0);
+    stat_u64(out, "items:1:hits_to_warm", 0);
+    stat_u64(
+        out,
+        "items:1:hits_to_cold",
+        shared.stats.get_hits.load(Ordering::Relaxed),
+    );
+    stat_u64(out, "items:1:hits_to_temp", 0);
 }
+
+/// memcached's slab page (-o slab_page_size default).
+const PAGE_SIZE: u64 = 1024 * 1024;
 
 fn slabs(shared: &Shared, out: &mut Vec<u8>) {
     let s = shared.store.stats();
     let st = &shared.stats;
     let load = |c: &crate::server::stats::Counter| c.load(Ordering::Relaxed);
     if s.curr_items > 0 {
-        stat_u64(out, "1:chunk_size", 96);
-        stat_u64(out, "1:used_chunks", s.curr_items);
+        // One chunk per item (a slot of a shard's slab) of the items' average charged size;
+        // pages are memcached's 1 MiB pages those bytes would fill.
+        let item_bytes = s.bytes.saturating_sub(s.tombstone_bytes);
+        let chunk_size = item_bytes.div_ceil(s.curr_items).max(1);
+        stat_u64(out, "1:chunk_size", chunk_size);
+        stat_u64(out, "1:chunks_per_page", (PAGE_SIZE / chunk_size).max(1));
+        stat_u64(out, "1:total_pages", item_bytes.div_ceil(PAGE_SIZE));
+        stat_u64(out, "1:total_chunks", s.slots_total + s.slots_unused);
+        stat_u64(out, "1:used_chunks", s.slots_total - s.slots_free);
+        stat_u64(out, "1:free_chunks", s.slots_free);
+        stat_u64(out, "1:free_chunks_end", s.slots_unused);
         stat_u64(out, "1:get_hits", load(&st.get_hits));
         stat_u64(out, "1:cmd_set", load(&st.cmd_set));
         stat_u64(out, "1:delete_hits", load(&st.delete_hits));

@@ -4,7 +4,7 @@
 //! Runs synchronously: every store access locks one shard for the duration of one key's work
 //! and never awaits.
 
-use super::{meta, stats as stats_report};
+use super::{dump, meta, stats as stats_report};
 use crate::protocol::reply::{
     push_u64, write_value, BAD_FORMAT, DELETED, END, EXISTS, MEMLIMIT_TOO_SMALL, NON_NUMERIC,
     NOT_FOUND, NOT_STORED, OK, OUT_OF_MEMORY, OUT_OF_MEMORY_STORING, STORED, TOO_LARGE, TOUCHED,
@@ -173,6 +173,7 @@ pub fn execute(
             }
         }
         Request::Stats(group) => stats_report::write(shared, *group, out),
+        Request::Metadump(scope) => dump::metadump(&shared.store, *scope, !out.is_empty(), out),
         Request::Meta(meta) => meta::execute(&shared.store, stats, meta, out, held),
     }
     Flow::Continue

@@ -1,0 +1,121 @@
+//! A read-only walk over the live items for the key dumps (`stats cachedump`, `lru_crawler
+//! metadump`). It copies each item's metadata out in bounded batches, one shard lock at a time,
+//! so that a dump of a large cache never holds a shard lock for long: clients of that shard wait
+//! at most for one batch. Like memcached's crawler the walk is not a snapshot: an item written or
+//! moved while the walk is under way may be missed or seen once.
+
+use super::item::{FETCHED, KEY_BINARY};
+use super::unix_now;
+use super::Store;
+
+/// Items copied out per shard lock.
+pub const DUMP_BATCH: usize = 256;
+
+/// What a dump reports of one item (a copy: no lock is held while the caller looks at it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpItem {
+    pub key: Vec<u8>,
+    pub value_len: usize,
+    /// Absolute unix seconds; 0 = never expires.
+    pub exptime: u32,
+    /// Unix seconds of the last access.
+    pub last_access: u32,
+    pub cas: u64,
+    pub fetched: bool,
+    /// The key was given base64-encoded (meta `b`).
+    pub key_binary: bool,
+    /// Bytes charged for the item against -m (memcached's ITEM_ntotal).
+    pub size: usize,
+}
+
+impl Store {
+    /// Calls `f` on every live item (not expired, not flushed), shard by shard, until `f`
+    /// returns false. Never calls `f` with a lock held.
+    pub fn visit_items(&self, mut f: impl FnMut(&DumpItem) -> bool) {
+        let mut batch: Vec<DumpItem> = Vec::with_capacity(DUMP_BATCH);
+        for shard_no in 0..self.shard_count() {
+            let mut cursor = 0usize;
+            loop {
+                batch.clear();
+                let done = {
+                    let now = unix_now();
+                    let shard = self.shards[shard_no].lock();
+                    let mut next = None;
+                    for idx in shard.slots_from(cursor) {
+                        if batch.len() == DUMP_BATCH {
+                            next = Some(idx as usize);
+                            break;
+                        }
+                        let it = shard.item(idx);
+                        if it.is_expired(now) || self.is_flushed(it, now) {
+                            continue;
+                        }
+                        batch.push(DumpItem {
+                            key: it.key().to_vec(),
+                            value_len: it.value().len(),
+                            exptime: it.exptime,
+                            last_access: it.last_access,
+                            cas: self.cas_for(it.version),
+                            fetched: it.has(FETCHED),
+                            key_binary: it.has(KEY_BINARY),
+                            size: it.charge(),
+                        });
+                    }
+                    match next {
+                        Some(n) => {
+                            cursor = n;
+                            false
+                        }
+                        None => true,
+                    }
+                };
+                for item in &batch {
+                    if !f(item) {
+                        return;
+                    }
+                }
+                if done {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Expiry, StoreConfig, WriteMode};
+
+    fn store() -> Store {
+        Store::new(StoreConfig {
+            shards: 2,
+            mem_limit: 64 << 20,
+            ..StoreConfig::default()
+        })
+    }
+
+    #[test]
+    fn visits_every_live_item_in_batches_and_stops_on_false() {
+        let s = store();
+        let n = DUMP_BATCH * 3 + 7;
+        for i in 0..n {
+            let key = format!("key{i}");
+            s.entry(key.as_bytes())
+                .store(WriteMode::Set, 0, Expiry::Never, b"value", None, false);
+        }
+        let mut seen = std::collections::HashSet::new();
+        s.visit_items(|it| {
+            assert_eq!(it.value_len, 5);
+            assert!(seen.insert(it.key.clone()), "seen twice");
+            true
+        });
+        assert_eq!(seen.len(), n);
+        let mut count = 0;
+        s.visit_items(|_| {
+            count += 1;
+            count < 10
+        });
+        assert_eq!(count, 10);
+    }
+}
