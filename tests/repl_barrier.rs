@@ -77,5 +77,8 @@ fn the_barrier_returns_only_once_the_peer_has_the_writes() {
     assert!(repl["peer0:acked_through_ms"].parse::<u64>().unwrap() > 0);
     let repl_b = cb.stats("replication");
     assert!(repl_b["peer0:applied_through_ms"].parse::<u64>().unwrap() > 0);
+    // Byte counters: what A sent is what B received (frames, before encryption).
+    assert!(repl["peer0:bytes_sent"].parse::<u64>().unwrap() > 100 * 10);
+    assert!(repl_b["peer0:bytes_received"].parse::<u64>().unwrap() > 100 * 10);
     drop(proxy);
 }

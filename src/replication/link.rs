@@ -203,6 +203,7 @@ async fn link_inner(
         skip_oversize: false,
         discard: 0,
         skipped: 0,
+        received: 0,
         deadline: Some(deadline),
     };
     let mut out = BytesMut::new();

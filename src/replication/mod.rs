@@ -398,6 +398,8 @@ impl Replicator {
             ("repl_records_applied".into(), l(&t.applied)),
             ("repl_records_stale".into(), l(&t.stale)),
             ("repl_records_rejected".into(), l(&t.rejected)),
+            ("repl_bytes_sent".into(), l(&t.bytes_sent)),
+            ("repl_bytes_received".into(), l(&t.bytes_received)),
             ("repl_full_syncs".into(), l(&t.full_syncs)),
             ("repl_partial_syncs".into(), l(&t.partial_syncs)),
             (
@@ -466,7 +468,7 @@ impl Replicator {
                 .progress(s.node_id.load(Ordering::Relaxed))
                 .map(|(_, o)| o)
                 .unwrap_or(0);
-            let rows: [(&str, String); 25] = [
+            let rows: [(&str, String); 27] = [
                 ("addr", s.addr.lock().clone()),
                 ("node_id", s.node_id.load(Ordering::Relaxed).to_string()),
                 ("state", s.state().name().to_string()),
@@ -475,6 +477,8 @@ impl Replicator {
                 ("records_applied", l(&s.records_applied)),
                 ("records_stale", l(&s.records_stale)),
                 ("records_rejected", l(&s.records_rejected)),
+                ("bytes_sent", l(&s.bytes_sent)),
+                ("bytes_received", l(&s.bytes_received)),
                 ("lag_records", lag.to_string()),
                 // The failover barrier (scripts/wait-synced): our writes up to this offset of
                 // our backlog are on the peer; theirs up to `applied_offset` of their stream

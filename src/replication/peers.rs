@@ -51,6 +51,9 @@ pub struct PeerSlot {
     pub records_applied: AtomicU64,
     pub records_stale: AtomicU64,
     pub records_rejected: AtomicU64,
+    /// Frame bytes (before encryption) sent to and received from the peer.
+    pub bytes_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
     /// Last offset of our backlog the peer has confirmed applying (on the current link).
     pub peer_ack: AtomicU64,
     /// Offset of our stream up to which the peer is settled for tombstones: it acknowledged
@@ -99,6 +102,8 @@ impl PeerSlot {
             records_applied: AtomicU64::new(0),
             records_stale: AtomicU64::new(0),
             records_rejected: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
             peer_ack: AtomicU64::new(0),
             settled_ack: AtomicU64::new(0),
             settle_candidate: Mutex::new(None),

@@ -59,6 +59,8 @@ pub(crate) struct Totals {
     pub(crate) applied: AtomicU64,
     pub(crate) stale: AtomicU64,
     pub(crate) rejected: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
+    pub(crate) bytes_received: AtomicU64,
     pub(crate) full_syncs: AtomicU64,
     pub(crate) partial_syncs: AtomicU64,
     /// Connections that failed the secure handshake (wrong secret, untrusted certificate,

@@ -9,6 +9,7 @@ taken from its pkg/exporter/exporter.go) against repcached.
 """
 
 import os
+import json
 import re
 import socket
 import time
@@ -317,5 +318,15 @@ def test_replication_metrics():
         assert re.search(r'^repcached_repl_peer_lag_sampled_milliseconds_bucket\{peer="[^"]+",le="\+Inf"\} [1-9]',
                          text, re.M)
         assert metric_names(text) >= EXPORTER_NAMES
+        assert re.search(r'^repcached_repl_peer_sent_bytes_total\{peer="[^"]+"\} [1-9]', text, re.M), text
+        # Every metric the shipped Grafana dashboard queries exists on a replicating node.
+        dash = json.load(open(os.path.join(os.path.dirname(__file__), "..", "..",
+                                           "packaging", "grafana-repcached.json")))
+        queried = set()
+        for panel in dash["panels"]:
+            for target in panel["targets"]:
+                for name in re.findall(r"\b((?:memcached|repcached)_[a-z_]+)\{", target["expr"]):
+                    queried.add(re.sub(r"_bucket$", "", name))
+        assert queried and queried <= metric_names(text), queried - metric_names(text)
     finally:
         pair.stop()

@@ -98,6 +98,8 @@ pub(super) async fn read_stream(
     let mut st = Inbound::Start;
     let mut bye = false;
     let mut last_poke = Instant::now();
+    // Bytes of the handshake frames are not counted: only the session's.
+    let mut counted = reader.received;
     loop {
         let skipped = reader.skipped;
         let f = match reader
@@ -108,6 +110,10 @@ pub(super) async fn read_stream(
             Err(LinkError::Closed) if bye => return Err(LinkError::PeerBye),
             Err(e) => return Err(e),
         };
+        let got = reader.received - counted;
+        counted = reader.received;
+        slot.bytes_received.fetch_add(got, Ordering::Relaxed);
+        sh.totals.bytes_received.fetch_add(got, Ordering::Relaxed);
         for _ in skipped..reader.skipped {
             count(sh, slot, ApplyOutcome::Rejected);
         }

@@ -87,6 +87,8 @@ pub(super) struct FrameReader {
     /// Bytes of an oversize frame still to be dropped.
     pub(super) discard: usize,
     pub(super) skipped: u64,
+    /// Frame bytes taken off the channel so far (for the byte counters).
+    pub(super) received: u64,
     /// Until authenticated, the whole handshake must finish by then (no slow-drip sockets).
     pub(super) deadline: Option<Instant>,
 }
@@ -106,12 +108,14 @@ impl FrameReader {
             if self.discard > 0 {
                 let n = self.discard.min(self.buf.len());
                 self.buf.advance(n);
+                self.received += n as u64;
                 self.discard -= n;
             }
             if self.discard == 0 {
                 match frame::decode(&self.buf, &self.limits, unix_now()) {
                     Ok(Some((f, n))) => {
                         self.buf.advance(n);
+                        self.received += n as u64;
                         return Ok(f);
                     }
                     Ok(None) => {}
@@ -162,13 +166,22 @@ impl<T> Drop for AbortOnDrop<T> {
 /// Writes and clears `out`. The stall limit applies per chunk, so a big snapshot over a slow
 /// link is fine as long as it keeps moving; a peer that stops reading is dropped.
 pub(super) async fn flush(wr: &mut LinkWriter, out: &mut BytesMut) -> Result<(), LinkError> {
+    flush_counted(wr, out).await.map(|_| ())
+}
+
+/// [`flush`], returning how many bytes were written.
+pub(super) async fn flush_counted(
+    wr: &mut LinkWriter,
+    out: &mut BytesMut,
+) -> Result<usize, LinkError> {
+    let n = out.len();
     for chunk in out.chunks(BATCH_BYTES) {
         timeout(WRITE_STALL, wr.write_all(chunk))
             .await
             .map_err(|_| LinkError::Stalled)??;
     }
     out.clear();
-    Ok(())
+    Ok(n)
 }
 
 /// Control messages from the reader half to the writer half.

@@ -14,6 +14,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+fn sent_bytes(sh: &Shared, slot: &Slot, n: usize) {
+    slot.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+    sh.totals.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+}
+
 pub(super) fn heartbeat(sh: &Shared, peer: u32, out: &mut BytesMut) {
     let ack = sh.progress(peer).map(|(_, o)| o).unwrap_or(0);
     let last = sh.backlog.next_offset().saturating_sub(1);
@@ -67,7 +72,7 @@ pub(super) async fn write_stream(
             if let Some((at, version)) = store.flush_mark() {
                 frame::encode(&Frame::SnapFlush { at, version }, unix_now(), &mut out);
             }
-            flush(&mut wr, &mut out).await?;
+            sent_bytes(&sh, &slot, flush_counted(&mut wr, &mut out).await?);
             let mut marks = Vec::with_capacity(store.shard_count());
             let mut items = 0u64;
             // Not interrupted by a shutdown: the writes acknowledged to clients since the
@@ -111,7 +116,7 @@ pub(super) async fn write_stream(
                     heartbeat(&sh, peer, &mut out);
                     last_hb = Instant::now();
                 }
-                flush(&mut wr, &mut out).await?;
+                sent_bytes(&sh, &slot, flush_counted(&mut wr, &mut out).await?);
                 // Give the reader half and other links a turn between shards.
                 tokio::task::yield_now().await;
             }
@@ -119,7 +124,7 @@ pub(super) async fn write_stream(
                 return Err(LinkError::Overrun);
             }
             frame::encode(&Frame::SnapEnd { items }, 0, &mut out);
-            flush(&mut wr, &mut out).await?;
+            sent_bytes(&sh, &slot, flush_counted(&mut wr, &mut out).await?);
             let max_mark = marks.iter().copied().max().unwrap_or(start);
             shard_marks = Some((marks, max_mark));
             cursor = start;
@@ -166,7 +171,7 @@ pub(super) async fn write_stream(
             }
         }
         if !out.is_empty() {
-            flush(&mut wr, &mut out).await?;
+            sent_bytes(&sh, &slot, flush_counted(&mut wr, &mut out).await?);
             slot.records_sent.fetch_add(sent, Ordering::Relaxed);
             sh.totals.sent.fetch_add(sent, Ordering::Relaxed);
             continue;
@@ -175,7 +180,7 @@ pub(super) async fn write_stream(
             // Everything published so far has been written: say goodbye, wait for the ack.
             let last = cursor - 1;
             frame::encode(&Frame::Bye { last }, 0, &mut out);
-            flush(&mut wr, &mut out).await?;
+            sent_bytes(&sh, &slot, flush_counted(&mut wr, &mut out).await?);
             let deadline = Instant::now() + BYE_ACK_WAIT;
             while slot.peer_ack.load(Ordering::Relaxed) < last && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(5)).await;
