@@ -22,16 +22,6 @@ fn sigterm(pid: u32) {
     assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
 }
 
-fn synced(p: &Proc) -> bool {
-    let s = p.client().stats("replication");
-    let n = s.keys().filter(|k| k.ends_with(":state")).count();
-    n > 0
-        && s.iter()
-            .filter(|(k, v)| k.ends_with(":state") && *v == "synced")
-            .count()
-            == n
-}
-
 /// One pipelining writer: batches of `set` without waiting, then reads the batch's replies.
 /// Returns the keys the server answered STORED for; stops when the connection ends.
 fn pipelined_writer(port: u16, prefix: String, stop: Arc<AtomicBool>) -> Vec<String> {
