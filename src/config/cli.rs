@@ -449,22 +449,16 @@ impl Cli {
             ));
         }
 
-        if let Some(p) = &self.protocol {
-            match p.as_str() {
-                "auto" | "ascii" => {}
-                "binary" => {
-                    return Err(invalid(
-                        "the binary protocol is not supported (-B binary): repcached speaks the \
-                         text and meta protocols, use -B ascii or -B auto",
-                    ))
-                }
-                other => {
-                    return Err(invalid(format!(
-                        "Invalid value for binding protocol: {other} -- should be one of auto, binary, or ascii"
-                    )))
-                }
+        let protocol = match self.protocol.as_deref() {
+            None | Some("auto") => BindingProtocol::Auto,
+            Some("ascii") => BindingProtocol::Ascii,
+            Some("binary") => BindingProtocol::Binary,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "Invalid value for binding protocol: {other} -- should be one of auto, binary, or ascii"
+                )))
             }
-        }
+        };
 
         let mut subopts = SubOptions::default();
         for list in &self.extended {
@@ -568,6 +562,7 @@ impl Cli {
             disable_flush: self.disable_flush_all,
             disable_cas: self.disable_cas,
             verbosity: self.verbose.min(3),
+            protocol,
             daemonize: self.daemon,
             user: self.user.filter(|u| !u.is_empty()),
             pid_file: self.pidfile,

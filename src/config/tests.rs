@@ -386,12 +386,10 @@ fn verbosity_counts_and_caps() {
 #[test]
 fn protocol() {
     ok(&["-B", "auto"]);
-    ok(&["-B", "ascii"]);
-    let binary = err(&["-B", "binary"]);
-    assert!(
-        binary.contains("binary protocol is not supported"),
-        "{binary}"
-    );
+    assert_eq!(ok(&["-B", "auto"]).protocol, BindingProtocol::Auto);
+    assert_eq!(ok(&["-B", "ascii"]).protocol, BindingProtocol::Ascii);
+    assert_eq!(ok(&["-B", "binary"]).protocol, BindingProtocol::Binary);
+    assert_eq!(ok(&[]).protocol, BindingProtocol::Auto);
     assert_eq!(
         err(&["-B", "bin"]),
         "Invalid value for binding protocol: bin -- should be one of auto, binary, or ascii"

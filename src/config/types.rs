@@ -18,6 +18,27 @@ pub(crate) const KB: u64 = 1024;
 pub(crate) const MB: u64 = 1024 * 1024;
 pub(crate) const GB: u64 = 1024 * 1024 * 1024;
 
+/// `-B`: the protocol of client connections, as memcached names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BindingProtocol {
+    /// Decided per connection by its first byte (0x80: binary).
+    #[default]
+    Auto,
+    Ascii,
+    Binary,
+}
+
+impl BindingProtocol {
+    /// The name `stats settings` reports as `binding_protocol`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BindingProtocol::Auto => "auto-negotiate",
+            BindingProtocol::Ascii => "ascii",
+            BindingProtocol::Binary => "binary",
+        }
+    }
+}
+
 /// Everything the server needs to start; built from the command line and `--config FILE`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -45,6 +66,8 @@ pub struct Config {
     pub disable_cas: bool,
     /// -v count (0..=3).
     pub verbosity: u8,
+    /// -B: which protocol client connections speak.
+    pub protocol: BindingProtocol,
     /// -d: run as a daemon.
     pub daemonize: bool,
     /// -u: user to drop privileges to.
@@ -114,6 +137,7 @@ impl Default for Config {
             disable_flush: false,
             disable_cas: false,
             verbosity: 0,
+            protocol: BindingProtocol::Auto,
             daemonize: false,
             user: None,
             pid_file: None,

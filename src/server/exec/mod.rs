@@ -1,7 +1,9 @@
 //! Request executors: synchronous, against the store, appending memcached's exact replies to
 //! a connection's reply buffer. `text` runs the text commands and dispatches meta requests to
-//! `meta` and `stats` to `stats`; none of them imports another back.
+//! `meta` and `stats` to `stats`; `binary` runs the binary protocol and reads `stats` for its
+//! `stat` command; none of them imports another back.
 
+pub mod binary;
 pub mod meta;
 pub mod stats;
 pub mod text;
