@@ -68,9 +68,13 @@ where
         // memcached holds its replies while it waits for the rest of a data block (one being
         // stored or one being swallowed); a partial command line, like an empty buffer, lets
         // them go.
-        // A binary request waiting for the rest of its bytes holds nothing back.
+        // A binary request holds them while the rest of its frame is read (past its header).
         let mid_block = session.swallow > 0
-            || (session.proto != Proto::Binary && memchr::memchr(b'\n', &rbuf).is_some());
+            || if session.proto == Proto::Binary {
+                session.block_from_socket
+            } else {
+                memchr::memchr(b'\n', &rbuf).is_some()
+            };
         if mid_block != nread {
             nread = mid_block;
             info.nread.store(nread, Ordering::Relaxed);

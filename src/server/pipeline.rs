@@ -305,17 +305,34 @@ fn process_binary(
             rbuf.advance(n);
             session.swallow -= n;
             if session.swallow > 0 {
+                session.block_from_socket = true;
                 return (Flow::Continue, true);
+            }
+            // memcached read the rest of the discarded bytes straight from the socket, so its
+            // buffer is empty when they end: a write point.
+            if std::mem::take(&mut session.block_from_socket) {
+                session.written = out.len();
+                session.held.release_all();
             }
         }
         if rbuf.is_empty() {
             return (Flow::Continue, true);
         }
         let (consumed, flow) = match binary::parse(rbuf, &shared.limits, Sasl::Disabled) {
-            Ok(None) => return (Flow::Continue, true),
+            Ok(None) => {
+                // Past the header memcached reads the rest of a request straight from the
+                // socket (conn_nread): it holds its replies meanwhile, and its buffer is empty
+                // once the request is complete, a write point.
+                if rbuf.len() >= binary::HEADER_LEN {
+                    session.block_from_socket = true;
+                }
+                return (Flow::Continue, true);
+            }
             Ok(Some((req, n))) => {
                 let done = exec_binary::execute(shared, &req, out, &mut session.held);
-                if done.flush {
+                let from_socket =
+                    std::mem::take(&mut session.block_from_socket) || n > MEMCACHED_READ_BUFFER;
+                if done.flush || from_socket {
                     session.written = out.len();
                     session.held.release_all();
                 }
@@ -330,6 +347,9 @@ fn process_binary(
                     shared.store.entry(key).delete();
                 }
                 session.swallow = e.swallow;
+                if e.consumed + e.swallow > MEMCACHED_READ_BUFFER {
+                    session.block_from_socket = true;
+                }
                 let flow = match e.close {
                     Close::Now => {
                         out.truncate(session.written);
