@@ -61,6 +61,7 @@ pub fn process(
         block_from_socket,
         replies,
         proto: _,
+        authenticated: _,
     } = session;
     let mut requests = 0usize;
     loop {
@@ -318,7 +319,12 @@ fn process_binary(
         if rbuf.is_empty() {
             return (Flow::Continue, true);
         }
-        let (consumed, flow) = match binary::parse(rbuf, &shared.limits, Sasl::Disabled) {
+        let sasl = match (&shared.config.sasl, session.authenticated) {
+            (None, _) => Sasl::Disabled,
+            (Some(_), false) => Sasl::Required,
+            (Some(_), true) => Sasl::Authenticated,
+        };
+        let (consumed, flow) = match binary::parse(rbuf, &shared.limits, sasl) {
             Ok(None) => {
                 // Past the header memcached reads the rest of a request straight from the
                 // socket (conn_nread): it holds its replies meanwhile, and its buffer is empty
@@ -329,7 +335,13 @@ fn process_binary(
                 return (Flow::Continue, true);
             }
             Ok(Some((req, n))) => {
-                let done = exec_binary::execute(shared, &req, out, &mut session.held);
+                let done = exec_binary::execute(
+                    shared,
+                    &req,
+                    out,
+                    &mut session.held,
+                    &mut session.authenticated,
+                );
                 let from_socket =
                     std::mem::take(&mut session.block_from_socket) || n > MEMCACHED_READ_BUFFER;
                 if done.flush || from_socket {

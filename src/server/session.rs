@@ -42,6 +42,8 @@ pub struct Session {
     pub(super) replies: usize,
     /// Text or binary, once known.
     pub proto: Proto,
+    /// SASL authentication succeeded on this connection (`-S`).
+    pub authenticated: bool,
 }
 
 impl Session {

@@ -11,8 +11,8 @@
 mod stat;
 
 use crate::protocol::binary::{
-    encode_counter, encode_error, encode_hit, encode_miss, encode_success, encode_version,
-    opcode as op, BinRequest, Command, Status, StoreMode,
+    encode_counter, encode_error, encode_hit, encode_miss, encode_sasl_mechs, encode_sasl_ok,
+    encode_success, encode_version, opcode as op, BinRequest, Command, Status, StoreMode,
 };
 use crate::protocol::reply::VERSION;
 use crate::server::session::{Flow, HeldItems};
@@ -43,12 +43,14 @@ fn error(req: &BinRequest<'_>, status: Status, out: &mut Vec<u8>) -> Done {
     FLUSH
 }
 
-/// Executes one request; `held` tracks the items an unwritten get reply still references.
+/// Executes one request; `held` tracks the items an unwritten get reply still references,
+/// `authenticated` the connection's SASL state.
 pub fn execute(
     shared: &Shared,
     req: &BinRequest<'_>,
     out: &mut Vec<u8>,
     held: &mut HeldItems,
+    authenticated: &mut bool,
 ) -> Done {
     match req.command {
         Command::Get {
@@ -141,11 +143,40 @@ pub fn execute(
                 error(req, Status::KeyNotFound, out)
             }
         }
-        // Only parsed when SASL is enabled, which this server does not offer yet.
-        Command::SaslListMechs | Command::SaslAuth { .. } | Command::SaslStep { .. } => {
-            error(req, Status::UnknownCommand, out)
+        // The SASL commands are only parsed with -S.
+        Command::SaslListMechs => {
+            encode_sasl_mechs(req.opaque, b"PLAIN", out);
+            NEXT
         }
+        Command::SaslAuth { mech, data } => {
+            let ok = mech == b"PLAIN"
+                && shared
+                    .config
+                    .sasl
+                    .as_ref()
+                    .is_some_and(|users| plain_ok(users, data));
+            if ok {
+                *authenticated = true;
+                encode_sasl_ok(req.opcode, req.opaque, out);
+                NEXT
+            } else {
+                error(req, Status::AuthError, out)
+            }
+        }
+        // PLAIN completes in one step: a step has nothing to continue.
+        Command::SaslStep { .. } => error(req, Status::AuthError, out),
     }
+}
+
+/// SASL PLAIN's message: `[authzid] NUL authcid NUL password`; the authorization id, when
+/// given, must be the user itself.
+fn plain_ok(users: &crate::config::SaslUsers, data: &[u8]) -> bool {
+    let mut parts = data.splitn(3, |&b| b == 0);
+    let (Some(authz), Some(user), Some(password)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    (authz.is_empty() || authz == user) && users.check(user, password)
 }
 
 /// get/getq/getk/getkq, gat/gatq/gatk/gatkq and touch (`touch` holds the new expiry).
