@@ -333,3 +333,30 @@ fn sasl_plain_with_a_password_file() {
     s.write_all(b"version\r\n").unwrap();
     assert_eq!(s.read_to_end(&mut rest).ok(), Some(0));
 }
+
+/// `-B`: auto serves both by the first byte; ascii and binary hang up at once on the other.
+#[test]
+fn binding_protocol_modes() {
+    let noop = [
+        0x80u8, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let exchange = |server: &Server, bytes: &[u8]| {
+        let mut s = TcpStream::connect(server.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(bytes).unwrap();
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(n) => buf[..n].to_vec(),
+            Err(e) => panic!("no answer and no close: {e}"),
+        }
+    };
+    let auto = Server::repcached(&[]);
+    assert_eq!(exchange(&auto, &noop)[..2], [0x81, 0x0a]);
+    assert!(exchange(&auto, b"version\r\n").starts_with(b"VERSION "));
+    let ascii = Server::repcached(&["-B", "ascii"]);
+    assert_eq!(exchange(&ascii, &noop), b"");
+    assert!(exchange(&ascii, b"version\r\n").starts_with(b"VERSION "));
+    let binary = Server::repcached(&["-B", "binary"]);
+    assert_eq!(exchange(&binary, b"version\r\n"), b"");
+    assert_eq!(exchange(&binary, &noop)[..2], [0x81, 0x0a]);
+}
