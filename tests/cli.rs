@@ -136,7 +136,6 @@ fn bad_flags_exit_one_with_a_message() {
         "Cannot set item size limit higher than 1/2 of memory max.",
     );
     assert_refused(&["-m", "lots"], "invalid memory limit 'lots' for -m");
-    assert_refused(&["-B", "binary"], "binary protocol is not supported");
     assert_refused(&["-B", "bin"], "Invalid value for binding protocol: bin");
     assert_refused(&["-o", "bogus"], "Illegal suboption \"bogus\"");
     assert_refused(
@@ -145,8 +144,8 @@ fn bad_flags_exit_one_with_a_message() {
     );
     assert_refused(&["-x", "peer:notaport"], "invalid peer 'peer:notaport'");
     assert_refused(
-        &["-S"],
-        "-S (SASL authentication) is not supported by repcached",
+        &["-S", "--sasl-pwdb", "/nonexistent/pwdb"],
+        "cannot read the SASL password file /nonexistent/pwdb",
     );
     assert_refused(&["--repl-backlog-size", "big"], "--repl-backlog-size");
 }

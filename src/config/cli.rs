@@ -247,8 +247,14 @@ pub(super) struct Cli {
     // where the server listens.
     #[arg(short = 's', long = "unix-socket", hide = true)]
     unix_socket: Option<String>,
-    #[arg(short = 'S', long = "enable-sasl", hide = true)]
+    #[arg(short = 'S', long = "enable-sasl")]
+    /// Require SASL PLAIN authentication (binary protocol); users from --sasl-pwdb or the
+    /// MEMCACHED_SASL_PWDB environment variable.
     enable_sasl: bool,
+    /// With -S: the password file, one `user:password` per line (memcached's MEMCACHED_SASL_PWDB
+    /// format; the variable is used when this is not given).
+    #[arg(long = "sasl-pwdb", value_name = "FILE")]
+    sasl_pwdb: Option<PathBuf>,
     #[arg(short = 'Y', long = "auth-file", hide = true)]
     auth_file: Option<String>,
     #[arg(short = 'e', long = "memory-file", hide = true)]
@@ -456,22 +462,32 @@ impl Cli {
             ));
         }
 
-        if let Some(p) = &self.protocol {
-            match p.as_str() {
-                "auto" | "ascii" => {}
-                "binary" => {
-                    return Err(invalid(
-                        "the binary protocol is not supported (-B binary): repcached speaks the \
-                         text and meta protocols, use -B ascii or -B auto",
-                    ))
-                }
-                other => {
-                    return Err(invalid(format!(
-                        "Invalid value for binding protocol: {other} -- should be one of auto, binary, or ascii"
-                    )))
-                }
+        let mut protocol = match self.protocol.as_deref() {
+            None | Some("auto") => BindingProtocol::Auto,
+            Some("ascii") => BindingProtocol::Ascii,
+            Some("binary") => BindingProtocol::Binary,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "Invalid value for binding protocol: {other} -- should be one of auto, binary, or ascii"
+                )))
             }
-        }
+        };
+
+        let sasl = if self.enable_sasl {
+            // memcached: SASL is a binary-protocol feature, and -S makes the port binary only.
+            if protocol != BindingProtocol::Binary && self.protocol.is_some() {
+                return Err(invalid(
+                    "ERROR: You cannot allow the ASCII protocol while using SASL.",
+                ));
+            }
+            protocol = BindingProtocol::Binary;
+            Some(load_sasl_pwdb(self.sasl_pwdb.as_deref())?)
+        } else {
+            if self.sasl_pwdb.is_some() {
+                return Err(invalid("--sasl-pwdb needs -S"));
+            }
+            None
+        };
 
         let mut subopts = SubOptions::default();
         for list in &self.extended {
@@ -579,6 +595,8 @@ impl Cli {
             disable_flush: self.disable_flush_all,
             disable_cas: self.disable_cas,
             verbosity: self.verbose.min(3),
+            protocol,
+            sasl,
             daemonize: self.daemon,
             user: self.user.filter(|u| !u.is_empty()),
             pid_file: self.pidfile,
@@ -611,7 +629,6 @@ impl Cli {
     pub(super) fn refuse_unsupported(&self) -> Result<(), ConfigError> {
         let refused = [
             (self.unix_socket.is_some(), "-s (unix socket)"),
-            (self.enable_sasl, "-S (SASL authentication)"),
             (self.auth_file.is_some(), "-Y (ascii authentication)"),
             (self.memory_file.is_some(), "-e (restartable memory file)"),
         ];
@@ -777,4 +794,40 @@ fn metrics_addr(v: &str) -> Result<String, ConfigError> {
         return Err(bad());
     }
     Ok(v.to_string())
+}
+
+/// Reads the SASL password file named by `--sasl-pwdb` or `MEMCACHED_SASL_PWDB`. Errors name the
+/// file and the line, never its content.
+fn load_sasl_pwdb(flag: Option<&std::path::Path>) -> Result<SaslUsers, ConfigError> {
+    let path = match flag {
+        Some(p) => p.to_path_buf(),
+        None => match std::env::var_os("MEMCACHED_SASL_PWDB") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => {
+                return Err(invalid(
+                    "-S needs a password file: --sasl-pwdb FILE or MEMCACHED_SASL_PWDB=FILE \
+                     (one user:password per line)",
+                ))
+            }
+        },
+    };
+    let text = std::fs::read(&path).map_err(|e| {
+        invalid(format!(
+            "cannot read the SASL password file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let users = SaslUsers::parse(&text).map_err(|line| {
+        invalid(format!(
+            "SASL password file {} line {line}: expected user:password",
+            path.display()
+        ))
+    })?;
+    if users.is_empty() {
+        return Err(invalid(format!(
+            "SASL password file {} has no user",
+            path.display()
+        )));
+    }
+    Ok(users)
 }

@@ -386,12 +386,10 @@ fn verbosity_counts_and_caps() {
 #[test]
 fn protocol() {
     ok(&["-B", "auto"]);
-    ok(&["-B", "ascii"]);
-    let binary = err(&["-B", "binary"]);
-    assert!(
-        binary.contains("binary protocol is not supported"),
-        "{binary}"
-    );
+    assert_eq!(ok(&["-B", "auto"]).protocol, BindingProtocol::Auto);
+    assert_eq!(ok(&["-B", "ascii"]).protocol, BindingProtocol::Ascii);
+    assert_eq!(ok(&["-B", "binary"]).protocol, BindingProtocol::Binary);
+    assert_eq!(ok(&[]).protocol, BindingProtocol::Auto);
     assert_eq!(
         err(&["-B", "bin"]),
         "Invalid value for binding protocol: bin -- should be one of auto, binary, or ascii"
@@ -541,7 +539,6 @@ fn memcached_only_flags_are_ignored_or_refused() {
     );
     for flag in [
         &["-s", "/tmp/sock"][..],
-        &["-S"],
         &["-Y", "/etc/auth"],
         &["-e", "/dev/shm/m"],
     ] {
@@ -807,4 +804,41 @@ fn metrics_listen_is_off_by_default_and_checked() {
             "{bad}"
         );
     }
+}
+
+#[test]
+fn sasl_password_file() {
+    let dir = std::env::temp_dir().join(format!("repcached-sasl-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good");
+    std::fs::write(&good, "alice:pw:with:colons\n\nbob:\r\n").unwrap();
+    let good = good.to_str().unwrap();
+    let c = ok(&["-S", "--sasl-pwdb", good]);
+    let users = c.sasl.as_ref().expect("sasl");
+    assert_eq!(users.len(), 2);
+    assert!(users.check(b"alice", b"pw:with:colons"));
+    assert!(users.check(b"bob", b""));
+    assert!(!users.check(b"alice", b"pw"));
+    // -S makes the port binary only; asking for text with it is memcached's error.
+    assert_eq!(c.protocol, BindingProtocol::Binary);
+    assert_eq!(
+        ok(&["-S", "-B", "binary", "--sasl-pwdb", good]).protocol,
+        BindingProtocol::Binary
+    );
+    assert_eq!(
+        err(&["-S", "-B", "auto", "--sasl-pwdb", good]),
+        "ERROR: You cannot allow the ASCII protocol while using SASL."
+    );
+    // Never a credential in a message or in Debug.
+    assert!(!format!("{c:?}").contains("colons"));
+    let bad = dir.join("bad");
+    std::fs::write(&bad, "alice:ok\nsecretwithoutcolon\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    let e = err(&["-S", "--sasl-pwdb", bad]);
+    assert!(e.contains("line 2: expected user:password"), "{e}");
+    assert!(!e.contains("secret"), "{e}");
+    assert!(err(&["-S", "--sasl-pwdb", "/nonexistent/pwdb"])
+        .contains("cannot read the SASL password file /nonexistent/pwdb"));
+    assert!(err(&["--sasl-pwdb", good]).contains("needs -S"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

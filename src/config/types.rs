@@ -18,6 +18,83 @@ pub(crate) const KB: u64 = 1024;
 pub(crate) const MB: u64 = 1024 * 1024;
 pub(crate) const GB: u64 = 1024 * 1024 * 1024;
 
+/// `-B`: the protocol of client connections, as memcached names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BindingProtocol {
+    /// Decided per connection by its first byte (0x80: binary).
+    #[default]
+    Auto,
+    Ascii,
+    Binary,
+}
+
+impl BindingProtocol {
+    /// The name `stats settings` reports as `binding_protocol`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BindingProtocol::Auto => "auto-negotiate",
+            BindingProtocol::Ascii => "ascii",
+            BindingProtocol::Binary => "binary",
+        }
+    }
+}
+
+/// SASL PLAIN users (`-S`), from a password file in memcached's `MEMCACHED_SASL_PWDB` format:
+/// one `user:password` per line. Its `Debug` never shows a credential.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct SaslUsers {
+    users: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for SaslUsers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SaslUsers({} users)", self.users.len())
+    }
+}
+
+impl SaslUsers {
+    /// Parses the file's text. Empty lines are skipped; a line without `:` or with an empty
+    /// user name is refused by its number (the line itself is never repeated: it may hold a
+    /// password).
+    pub fn parse(text: &[u8]) -> Result<SaslUsers, usize> {
+        let mut users = Vec::new();
+        for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                continue;
+            }
+            let at = line.iter().position(|&b| b == b':').ok_or(i + 1)?;
+            let (user, password) = (&line[..at], &line[at + 1..]);
+            if user.is_empty() {
+                return Err(i + 1);
+            }
+            users.push((user.to_vec(), password.to_vec()));
+        }
+        Ok(SaslUsers { users })
+    }
+
+    /// Whether `user` and `password` are a pair of the file (memcached compares both exactly).
+    pub fn check(&self, user: &[u8], password: &[u8]) -> bool {
+        // Every entry is looked at, so the time taken does not say which user exists.
+        self.users.iter().fold(false, |ok, (u, p)| {
+            ok | (ct_eq(u, user) & ct_eq(p, password))
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}
+
+/// Byte comparison whose time depends on the lengths only.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Everything the server needs to start; built from the command line and `--config FILE`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -45,6 +122,10 @@ pub struct Config {
     pub disable_cas: bool,
     /// -v count (0..=3).
     pub verbosity: u8,
+    /// -B: which protocol client connections speak.
+    pub protocol: BindingProtocol,
+    /// -S: SASL PLAIN required on every (binary) connection, with these users.
+    pub sasl: Option<SaslUsers>,
     /// -d: run as a daemon.
     pub daemonize: bool,
     /// -u: user to drop privileges to.
@@ -116,6 +197,8 @@ impl Default for Config {
             disable_flush: false,
             disable_cas: false,
             verbosity: 0,
+            protocol: BindingProtocol::Auto,
+            sasl: None,
             daemonize: false,
             user: None,
             pid_file: None,

@@ -5,7 +5,7 @@
 //! plaintext socket costs what it did before TLS (a TLS session, see tls.rs) existed.
 
 use super::pipeline::process;
-use super::session::{Flow, Session};
+use super::session::{Flow, Proto, Session};
 use super::shared::{forget, is_idle, ConnInfo, Shared};
 use super::stats::Stats;
 use super::tls;
@@ -68,7 +68,13 @@ where
         // memcached holds its replies while it waits for the rest of a data block (one being
         // stored or one being swallowed); a partial command line, like an empty buffer, lets
         // them go.
-        let mid_block = session.swallow > 0 || memchr::memchr(b'\n', &rbuf).is_some();
+        // A binary request holds them while the rest of its frame is read (past its header).
+        let mid_block = session.swallow > 0
+            || if session.proto == Proto::Binary {
+                session.block_from_socket
+            } else {
+                memchr::memchr(b'\n', &rbuf).is_some()
+            };
         if mid_block != nread {
             nread = mid_block;
             info.nread.store(nread, Ordering::Relaxed);

@@ -3,10 +3,13 @@
 //! pipelined clients see exactly memcached's bytes. Used by the TCP loop (connection.rs) and the
 //! UDP front end alike; it does no I/O.
 
+use super::exec::binary as exec_binary;
 use super::exec::text::{self as exec, get_until};
-use super::session::{Flow, HeldItems, Session, MEMCACHED_READ_BUFFER};
+use super::session::{Flow, HeldItems, Proto, Session, MEMCACHED_READ_BUFFER};
 use super::shared::Shared;
 use super::stats::Stats;
+use crate::config::BindingProtocol;
+use crate::protocol::binary::{self, Close, ErrorKind as BinErrorKind, Sasl};
 use crate::protocol::reply::OUT_OF_MEMORY_GET;
 use crate::protocol::{text, tokens, Effect, Parsed, Request};
 use bytes::{Buf, BytesMut};
@@ -29,12 +32,36 @@ pub fn process(
     rbuf: &mut BytesMut,
     out: &mut Vec<u8>,
 ) -> (Flow, bool) {
+    match session.proto {
+        Proto::Text => {}
+        Proto::Binary => return process_binary(shared, session, rbuf, out),
+        Proto::Undecided => {
+            let Some(&first) = rbuf.first() else {
+                return (Flow::Continue, true);
+            };
+            let is_binary = binary::is_binary_start(first);
+            match (shared.config.protocol, is_binary) {
+                // memcached would sit waiting for a line or a header that never comes; we
+                // hang up at once so that the client sees its mistake.
+                (BindingProtocol::Ascii, true) | (BindingProtocol::Binary, false) => {
+                    return (Flow::Close, true)
+                }
+                (_, true) => {
+                    session.proto = Proto::Binary;
+                    return process_binary(shared, session, rbuf, out);
+                }
+                (_, false) => session.proto = Proto::Text,
+            }
+        }
+    }
     let Session {
         swallow,
         written,
         held,
         block_from_socket,
         replies,
+        proto: _,
+        authenticated: _,
     } = session;
     let mut requests = 0usize;
     loop {
@@ -259,5 +286,110 @@ fn is_write_point(req: &Request<'_>) -> bool {
         Request::Get { .. } | Request::GetAndTouch { .. } => true,
         Request::Meta(m) => m.is_noop(),
         _ => false,
+    }
+}
+
+/// [`process`] for a binary-protocol connection, with memcached's reply flushing rules (see
+/// `protocol::binary`): replies are queued and written when the input runs dry, after noop
+/// and quit, and after every error that discards nothing; an error that discards bytes waits
+/// for the next write; a silent close loses what is queued since the last write point.
+fn process_binary(
+    shared: &Shared,
+    session: &mut Session,
+    rbuf: &mut BytesMut,
+    out: &mut Vec<u8>,
+) -> (Flow, bool) {
+    let mut requests = 0usize;
+    loop {
+        if session.swallow > 0 {
+            let n = session.swallow.min(rbuf.len());
+            rbuf.advance(n);
+            session.swallow -= n;
+            if session.swallow > 0 {
+                session.block_from_socket = true;
+                return (Flow::Continue, true);
+            }
+            // memcached read the rest of the discarded bytes straight from the socket, so its
+            // buffer is empty when they end: a write point.
+            if std::mem::take(&mut session.block_from_socket) {
+                session.written = out.len();
+                session.held.release_all();
+            }
+        }
+        if rbuf.is_empty() {
+            return (Flow::Continue, true);
+        }
+        let sasl = match (&shared.config.sasl, session.authenticated) {
+            (None, _) => Sasl::Disabled,
+            (Some(_), false) => Sasl::Required,
+            (Some(_), true) => Sasl::Authenticated,
+        };
+        let (consumed, flow) = match binary::parse(rbuf, &shared.limits, sasl) {
+            Ok(None) => {
+                // Past the header memcached reads the rest of a request straight from the
+                // socket (conn_nread): it holds its replies meanwhile, and its buffer is empty
+                // once the request is complete, a write point.
+                if rbuf.len() >= binary::HEADER_LEN {
+                    session.block_from_socket = true;
+                }
+                return (Flow::Continue, true);
+            }
+            Ok(Some((req, n))) => {
+                let done = exec_binary::execute(
+                    shared,
+                    &req,
+                    out,
+                    &mut session.held,
+                    &mut session.authenticated,
+                );
+                let from_socket =
+                    std::mem::take(&mut session.block_from_socket) || n > MEMCACHED_READ_BUFFER;
+                if done.flush || from_socket {
+                    session.written = out.len();
+                    session.held.release_all();
+                }
+                (n, done.flow)
+            }
+            Err(e) => {
+                e.encode(out);
+                if e.kind == BinErrorKind::TooLarge {
+                    Stats::incr(&shared.stats.store_too_large);
+                }
+                if let Some(key) = e.unlink {
+                    shared.store.entry(key).delete();
+                }
+                session.swallow = e.swallow;
+                if e.consumed + e.swallow > MEMCACHED_READ_BUFFER {
+                    session.block_from_socket = true;
+                }
+                let flow = match e.close {
+                    Close::Now => {
+                        out.truncate(session.written);
+                        Flow::Close
+                    }
+                    Close::AfterReply => Flow::Close,
+                    Close::No => {
+                        if e.swallow == 0 {
+                            session.written = out.len();
+                            session.held.release_all();
+                        }
+                        Flow::Continue
+                    }
+                };
+                (e.consumed, flow)
+            }
+        };
+        rbuf.advance(consumed.min(rbuf.len()));
+        requests += 1;
+        if requests % shared.config.reqs_per_event.max(1) == 0 {
+            session.written = out.len();
+            session.held.release_all();
+        }
+        if flow != Flow::Continue {
+            return (flow, true);
+        }
+        if out.len() >= FLUSH_AT {
+            return (Flow::Continue, false);
+        }
     }
 }

@@ -13,6 +13,16 @@ pub enum Flow {
     Shutdown,
 }
 
+/// The protocol a connection speaks, decided by its first byte (`-B auto`) or by `-B`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Proto {
+    /// Nothing read yet.
+    #[default]
+    Undecided,
+    Text,
+    Binary,
+}
+
 /// What memcached has queued but not written, and what the connection is in the middle of.
 /// Reset by [`Session::flushed`] whenever the reply buffer is really written.
 #[derive(Debug, Default)]
@@ -30,6 +40,10 @@ pub struct Session {
     pub(super) block_from_socket: bool,
     /// Replies queued since the last write point, for `-o read_buf_mem_limit`.
     pub(super) replies: usize,
+    /// Text or binary, once known.
+    pub proto: Proto,
+    /// SASL authentication succeeded on this connection (`-S`).
+    pub authenticated: bool,
 }
 
 impl Session {

@@ -149,11 +149,9 @@ def test_php_memcached_sessions_survive_a_site(pair):
 
 
 @needs_memcached
-@pytest.mark.xfail(strict=True, reason="binary protocol: issue 11")
 def test_php_memcached_sessions_default_settings(pair):
-    """php-memcached with its default ini (binary protocol): flips to passing with issue 11.
-    Today the handler's first request gets no binary answer and gives up after libmemcached's
-    30 s timeout (session_start(): Failed to read session data)."""
+    """php-memcached with its default ini (binary protocol, issue 11): a session written at site
+    A is read at site B."""
     php_session_flow(pair, ini_memcached_default)
 
 

@@ -211,7 +211,7 @@ impl BinError<'_> {
     }
 
     /// Appends memcached's reply for this error (nothing for a silent close).
-    pub fn encode(&self, out: &mut bytes::BytesMut) {
+    pub fn encode(&self, out: &mut impl bytes::BufMut) {
         if let Some(status) = self.status() {
             super::encode_error(self.opcode, self.opaque, status, out);
         }

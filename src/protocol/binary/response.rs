@@ -2,7 +2,7 @@
 //! and opaque echoed, the CAS only where memcached sets one (hits, stores, counters).
 
 use super::{opcode as op, Header, Status, RESPONSE_MAGIC};
-use bytes::{BufMut, BytesMut};
+use bytes::BufMut;
 
 /// Body of a successful SASL auth or step.
 pub const SASL_AUTHENTICATED: &[u8] = b"Authenticated";
@@ -19,7 +19,7 @@ pub fn encode_response(
     extras: &[u8],
     key: &[u8],
     value: &[u8],
-    out: &mut BytesMut,
+    out: &mut impl BufMut,
 ) {
     debug_assert!(extras.len() <= usize::from(u8::MAX) && key.len() <= usize::from(u16::MAX));
     let body_len = extras.len() + key.len() + value.len();
@@ -34,7 +34,6 @@ pub fn encode_response(
         opaque,
         cas,
     };
-    out.reserve(super::HEADER_LEN + body_len);
     out.put_slice(&header.to_bytes());
     out.put_slice(extras);
     out.put_slice(key);
@@ -43,13 +42,13 @@ pub fn encode_response(
 
 /// An error reply: the status and memcached's text for it, CAS 0 (memcached's
 /// `write_bin_error`). Sent even for quiet requests.
-pub fn encode_error(opcode: u8, opaque: u32, status: Status, out: &mut BytesMut) {
+pub fn encode_error(opcode: u8, opaque: u32, status: Status, out: &mut impl BufMut) {
     encode_response(opcode, status, opaque, 0, &[], &[], status.message(), out);
 }
 
 /// An empty success: set/add/replace/append/prepend (with the stored item's CAS),
 /// delete, flush, noop and quit (CAS 0).
-pub fn encode_success(opcode: u8, opaque: u32, cas: u64, out: &mut BytesMut) {
+pub fn encode_success(opcode: u8, opaque: u32, cas: u64, out: &mut impl BufMut) {
     encode_response(opcode, Status::Success, opaque, cas, &[], &[], &[], out);
 }
 
@@ -63,7 +62,7 @@ pub fn encode_hit(
     flags: u32,
     key: &[u8],
     value: &[u8],
-    out: &mut BytesMut,
+    out: &mut impl BufMut,
 ) {
     let key: &[u8] = if returns_key(opcode) { key } else { &[] };
     let value: &[u8] = if opcode == op::TOUCH { &[] } else { value };
@@ -82,7 +81,7 @@ pub fn encode_hit(
 
 /// A miss for the get/gat/touch family (not sent at all for the quiet forms): the `…K` forms
 /// carry the key as both key and body and no text; the others "Not found".
-pub fn encode_miss(opcode: u8, opaque: u32, key: &[u8], out: &mut BytesMut) {
+pub fn encode_miss(opcode: u8, opaque: u32, key: &[u8], out: &mut impl BufMut) {
     if returns_key(opcode) && !key.is_empty() {
         encode_response(opcode, Status::KeyNotFound, opaque, 0, &[], key, &[], out);
     } else {
@@ -91,13 +90,13 @@ pub fn encode_miss(opcode: u8, opaque: u32, key: &[u8], out: &mut BytesMut) {
 }
 
 /// incr/decr: the new value as 8 bytes, with the item's CAS.
-pub fn encode_counter(opcode: u8, opaque: u32, cas: u64, value: u64, out: &mut BytesMut) {
+pub fn encode_counter(opcode: u8, opaque: u32, cas: u64, value: u64, out: &mut impl BufMut) {
     let value = value.to_be_bytes();
     encode_response(opcode, Status::Success, opaque, cas, &[], &[], &value, out);
 }
 
 /// The version string, e.g. "1.6.18".
-pub fn encode_version(opaque: u32, version: &[u8], out: &mut BytesMut) {
+pub fn encode_version(opaque: u32, version: &[u8], out: &mut impl BufMut) {
     encode_response(
         op::VERSION,
         Status::Success,
@@ -112,17 +111,17 @@ pub fn encode_version(opaque: u32, version: &[u8], out: &mut BytesMut) {
 
 /// One statistic: name as key, value as body. memcached stamps every stat frame with the STAT
 /// opcode and CAS 0.
-pub fn encode_stat(opaque: u32, name: &[u8], value: &[u8], out: &mut BytesMut) {
+pub fn encode_stat(opaque: u32, name: &[u8], value: &[u8], out: &mut impl BufMut) {
     encode_response(op::STAT, Status::Success, opaque, 0, &[], name, value, out);
 }
 
 /// The empty STAT frame that ends a stats listing.
-pub fn encode_stats_end(opaque: u32, out: &mut BytesMut) {
+pub fn encode_stats_end(opaque: u32, out: &mut impl BufMut) {
     encode_stat(opaque, &[], &[], out);
 }
 
 /// SASL list mechanisms: space-separated names (repcached offers "PLAIN").
-pub fn encode_sasl_mechs(opaque: u32, mechs: &[u8], out: &mut BytesMut) {
+pub fn encode_sasl_mechs(opaque: u32, mechs: &[u8], out: &mut impl BufMut) {
     encode_response(
         op::SASL_LIST_MECHS,
         Status::Success,
@@ -136,7 +135,7 @@ pub fn encode_sasl_mechs(opaque: u32, mechs: &[u8], out: &mut BytesMut) {
 }
 
 /// SASL auth or step succeeded: "Authenticated".
-pub fn encode_sasl_ok(opcode: u8, opaque: u32, out: &mut BytesMut) {
+pub fn encode_sasl_ok(opcode: u8, opaque: u32, out: &mut impl BufMut) {
     encode_response(
         opcode,
         Status::Success,
@@ -150,7 +149,7 @@ pub fn encode_sasl_ok(opcode: u8, opaque: u32, out: &mut BytesMut) {
 }
 
 /// SASL auth or step needs another step; `challenge` is the mechanism's data.
-pub fn encode_sasl_continue(opcode: u8, opaque: u32, challenge: &[u8], out: &mut BytesMut) {
+pub fn encode_sasl_continue(opcode: u8, opaque: u32, challenge: &[u8], out: &mut impl BufMut) {
     encode_response(
         opcode,
         Status::AuthContinue,

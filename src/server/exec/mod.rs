@@ -1,7 +1,9 @@
 //! Request executors: synchronous, against the store, appending memcached's exact replies to
 //! a connection's reply buffer. `text` runs the text commands and dispatches meta requests to
-//! `meta`, `stats` to `stats` and the key dumps to `dump`; none of them imports another back.
+//! `meta`, `stats` to `stats` and the key dumps to `dump`; `binary` runs the binary protocol and
+//! reads `stats` for its `stat` command; none of them imports another back.
 
+pub mod binary;
 pub mod dump;
 pub mod meta;
 pub mod stats;

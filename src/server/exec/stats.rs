@@ -240,8 +240,8 @@ fn settings(shared: &Shared, out: &mut Vec<u8>) {
     stat_u64(out, "reqs_per_event", c.reqs_per_event as u64);
     stat(out, "cas_enabled", yes_no(!c.disable_cas));
     stat_u64(out, "tcp_backlog", c.backlog as u64);
-    stat(out, "binding_protocol", "ascii");
-    stat(out, "auth_enabled_sasl", "no");
+    stat(out, "binding_protocol", c.protocol.name());
+    stat(out, "auth_enabled_sasl", yes_no(c.sasl.is_some()));
     stat(out, "auth_enabled_ascii", "no");
     stat_u64(out, "item_size_max", c.item_size_max as u64);
     stat(out, "maxconns_fast", "yes");
