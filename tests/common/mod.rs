@@ -182,12 +182,22 @@ fn spawn(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {
     (child, rx)
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, taken below the kernel's ephemeral range (32768 and up
+/// here) so that no outgoing connection of a parallel test can be given it before the server
+/// binds it; spread by process id and a counter so parallel tests do not pick the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(6151);
+    for _ in 0..10_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (start.wrapping_add(n.wrapping_mul(13)) % 12_000) as u16;
+        let free = |ip: &str| TcpListener::bind((ip, port)).is_ok();
+        if free("127.0.0.1") && free("0.0.0.0") {
+            return port;
+        }
+    }
+    panic!("no free port found below the ephemeral range")
 }
 
 /// One client connection with deadline-bounded reads.

@@ -8,13 +8,23 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A free loopback port (bound then released; the tiny race is acceptable in tests).
+/// A free loopback port for a server the test starts later. Taken below the kernel's ephemeral
+/// range (32768 and up here), so that no outgoing connection of a parallel test can be given the
+/// same port between this check and the server's bind (a port from `bind(0)` could); spread by
+/// process id and a counter so that parallel tests and test binaries do not pick the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919);
+    for _ in 0..10_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (start.wrapping_add(n.wrapping_mul(17)) % 12_000) as u16;
+        let free = |ip: &str| std::net::TcpListener::bind((ip, port)).is_ok();
+        if free("127.0.0.1") && free("0.0.0.0") {
+            return port;
+        }
+    }
+    panic!("no free port found below the ephemeral range")
 }
 
 pub struct Proc {
