@@ -117,25 +117,13 @@ pub(super) async fn read_stream(
         for _ in skipped..reader.skipped {
             count(sh, slot, ApplyOutcome::Rejected);
         }
-        if let Some((ms, allowance)) = newest_millis(&f) {
-            if !clock_ok(sh, slot, ms, allowance) {
-                count(sh, slot, ApplyOutcome::Rejected);
-                // A refused record still moves the stream on (it will not come again).
-                if let (Frame::Record { offset, .. }, Inbound::Stream { run, last }) = (&f, &mut st)
-                {
-                    if *offset <= *last {
-                        return Err(LinkError::Protocol(format!(
-                            "record offset {offset} after {last}"
-                        )));
-                    }
-                    *last = *offset;
-                    sh.set_progress(peer, *run, *offset);
-                }
-                continue;
-            }
-        }
-        if let Some((ms, 0)) = newest_millis(&f) {
-            // For the failover barrier: how recent the peer's writes applied here are.
+        // One look at the frame's versions: the skew check, and (for the failover barrier) how
+        // recent the peer's writes applied here are.
+        let stamp = newest_millis(&f);
+        let clock_refused = stamp.is_some_and(|(ms, allowance)| !clock_ok(sh, slot, ms, allowance));
+        if clock_refused {
+            count(sh, slot, ApplyOutcome::Rejected);
+        } else if let Some((ms, 0)) = stamp {
             slot.applied_through_ms.fetch_max(ms, Ordering::Relaxed);
         }
         match (f, &mut st) {
@@ -145,7 +133,11 @@ pub(super) async fn read_stream(
                         "record offset {offset} after {last}"
                     )));
                 }
-                count(sh, slot, store.apply_remote(&mutation));
+                // A record refused for its clock still moves the stream on (it will not come
+                // again).
+                if !clock_refused {
+                    count(sh, slot, store.apply_remote(&mutation));
+                }
                 *last = offset;
                 // Recorded right after applying, with no await in between: a replacing link
                 // reads it only once this one has stopped, so nothing is applied twice.
@@ -157,6 +149,8 @@ pub(super) async fn read_stream(
                     last_poke = Instant::now();
                 }
             }
+            // Any other frame refused for its clock (a snapshot entry) is skipped.
+            _ if clock_refused => {}
             (Frame::Heartbeat { ack, last, now_ms }, _) => {
                 slot.peer_ack.store(ack, Ordering::Relaxed);
                 let applied = match &st {
