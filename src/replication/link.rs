@@ -88,16 +88,9 @@ pub async fn run_link(
         if matches!(e, LinkError::Secure(s) if s.is_auth_failure()) {
             sh.totals.auth_failures.fetch_add(1, Ordering::Relaxed);
             // Incoming links have no slot yet: charge the configured peer at that address.
-            let slot = slot_used.clone().or_else(|| {
-                let ip = canonical_ip(remote?.ip());
-                sh.slots
-                    .lock()
-                    .iter()
-                    .find(|s| {
-                        s.configured && s.resolved.lock().iter().any(|a| canonical_ip(a.ip()) == ip)
-                    })
-                    .cloned()
-            });
+            let slot = slot_used
+                .clone()
+                .or_else(|| sh.configured_slot_at(canonical_ip(remote?.ip())));
             if let Some(s) = slot {
                 s.auth_failures.fetch_add(1, Ordering::Relaxed);
             }

@@ -132,10 +132,16 @@ impl Shared {
 
     /// Whether `ip` is the address of a configured peer (its handshakes get reserved slots).
     pub(crate) fn is_peer_ip(&self, ip: IpAddr) -> bool {
+        self.configured_slot_at(ip).is_some()
+    }
+
+    /// The configured peer whose name resolved to `ip`, if any.
+    pub(crate) fn configured_slot_at(&self, ip: IpAddr) -> Option<Slot> {
         self.slots
             .lock()
             .iter()
-            .any(|s| s.configured && s.resolved.lock().iter().any(|a| canonical_ip(a.ip()) == ip))
+            .find(|s| s.configured && s.resolved.lock().iter().any(|a| canonical_ip(a.ip()) == ip))
+            .cloned()
     }
 
     /// Tells the store how far every peer is settled (see `shard::Tombstone`): the lowest
