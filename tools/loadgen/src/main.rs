@@ -31,8 +31,17 @@
 //!   stat  --server H:P [--group replication] --name curr_items
 //!         Prints the value of one `stats [group]` line (`value=` then nothing if absent).
 //!   stats --server H:P [--group replication]   Prints the raw stats reply (exit 1 on ERROR).
+//!   mixedfill --server H:P [--keys 2000000] [--writers 4] [--min 10] [--max 102400]
+//!         [--duration 60] [--check 100] [--depth 4]
+//!         Mixed-size fill, then the last acknowledged sets read back (see mixedfill.rs).
+//!   zipf  --server H:P [--keys 1000000] [--exponent 0.99] [--warmup 1000000] [--ops 2000000]
+//!         [--value-size 100] [--depth 16] [--seed 99]
+//!         Cache-aside hit ratio on a seeded Zipf trace (see zipf.rs).
 //!
 //! Keys are the prefix followed by a zero-padded index, 15 bytes with the default prefix `k`.
+
+mod mixedfill;
+mod zipf;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -67,6 +76,8 @@ fn main() -> ExitCode {
         "seq" => seq(&opts),
         "stat" => stat(&opts),
         "stats" => raw_stats(&opts),
+        "mixedfill" => mixedfill::mixedfill(&opts),
+        "zipf" => zipf::zipf(&opts),
         other => Err(format!("unknown mode {other}")),
     };
     match result {
