@@ -21,6 +21,7 @@ REPCACHED=${REPCACHED:-$ROOT/target/release/repcached}
 MEMCASLAP=${MEMCASLAP:-memcaslap}
 BENCH_OUT=${BENCH_OUT:-$ROOT/target/bench}
 LOADGEN=${LOADGEN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/loadgen}
+BENCH_LOAD_TIMEOUT=${BENCH_LOAD_TIMEOUT:-600} # seconds any one bulk load may take before the run fails
 
 mkdir -p "$BENCH_OUT/logs"
 
@@ -111,9 +112,9 @@ start_repcached() {
     wait_ready "$SRV_PORT" || die "repcached does not answer stats (see $logf)"
 }
 
-# stop_server PID: TERM, then KILL after 10 s.
+# stop_server PID: TERM, then KILL after 10 s (any process in STARTED_PIDS, not only servers).
 stop_server() {
-    local pid=$1 deadline=$((SECONDS + 10)) p keep=()
+    local pid=$1 deadline=$((SECONDS + 10))
     kill "$pid" 2>/dev/null || true
     while kill -0 "$pid" 2>/dev/null; do
         if ((SECONDS >= deadline)); then
@@ -123,7 +124,13 @@ stop_server() {
         sleep 0.05
     done
     wait "$pid" 2>/dev/null || true
-    for p in "${STARTED_PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+    forget_pid "$pid"
+}
+
+# forget_pid PID: a process we started has ended (and was waited for): cleanup leaves it alone.
+forget_pid() {
+    local p keep=()
+    for p in "${STARTED_PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
     STARTED_PIDS=("${keep[@]}")
 }
 
