@@ -174,3 +174,20 @@ fn get_one(
     }
     Ok(Some(v))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_a_function_of_the_key_within_the_range() {
+        for i in 0..1000 {
+            let (len, off) = value_of(i, 12, 10, 102_400);
+            assert!((10..=102_400).contains(&len));
+            assert!(off < POOL_SLACK);
+            assert_eq!(value_of(i, 12, 10, 102_400), (len, off));
+        }
+        assert_ne!(value_of(1, 12, 10, 102_400), value_of(2, 12, 10, 102_400));
+        assert_eq!(value_of(5, 12, 7, 7).0, 7);
+    }
+}
