@@ -127,6 +127,20 @@ stop_server() {
     forget_pid "$pid"
 }
 
+# run_tracked OUTFILE CMD...: runs CMD in the background, stdout to OUTFILE, and waits for it: bash
+# runs an INT/TERM trap only once a foreground command has finished, but interrupts `wait` at
+# once, and cleanup then stops CMD too. Returns CMD's exit status.
+run_tracked() {
+    local out=$1 pid rc=0
+    shift
+    "$@" >"$out" &
+    pid=$!
+    STARTED_PIDS+=("$pid")
+    wait "$pid" || rc=$?
+    forget_pid "$pid"
+    return "$rc"
+}
+
 # forget_pid PID: a process we started has ended (and was waited for): cleanup leaves it alone.
 forget_pid() {
     local p keep=()
