@@ -159,7 +159,6 @@ impl Store {
             cas_enabled: cfg.cas_enabled,
             headroom: Default::default(),
             low: AtomicBool::new(false),
-            live: Default::default(),
         });
         let store = Store {
             shards: (0..n)

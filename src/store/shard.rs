@@ -23,8 +23,6 @@ pub(crate) struct Space {
     pub headroom: AtomicUsize,
     /// Set by a write that left less than `headroom` free: the next lookup evicts first.
     pub low: AtomicBool,
-    /// Bytes of live items in the ring, all shards together.
-    pub live: AtomicUsize,
 }
 
 /// Why a write found no room.
@@ -256,7 +254,6 @@ impl Shard {
         let charge = self.charge_of(pos);
         self.items += 1;
         self.bytes += charge;
-        self.space.live.fetch_add(charge, Ordering::Relaxed);
         if self.index.len() == self.index.capacity() {
             self.generation += 1;
         }
@@ -270,8 +267,6 @@ impl Shard {
     pub fn relink(&mut self, hash: u64, old: u32, new: u32) {
         let (co, cn) = (self.charge_of(old), self.charge_of(new));
         self.bytes = self.bytes + cn - co;
-        self.space.live.fetch_add(cn, Ordering::Relaxed);
-        self.space.live.fetch_sub(co, Ordering::Relaxed);
         if let Some(slot) = self.index.find_mut(hash, |&p| p == old) {
             *slot = new;
         }
@@ -300,7 +295,6 @@ impl Shard {
         let charge = self.charge_of(pos);
         self.items -= 1;
         self.bytes -= charge;
-        self.space.live.fetch_sub(charge, Ordering::Relaxed);
     }
 
     /// Changes whenever the index may have moved its entries (see [`Shard::walk_from`]).
