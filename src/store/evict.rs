@@ -249,8 +249,15 @@ impl Store {
         if !self.space.low.load(Ordering::Relaxed) {
             return;
         }
+        if !self.evict && !self.space.died.load(Ordering::Relaxed) {
+            self.space.low.store(false, Ordering::Relaxed);
+            return;
+        }
         // Free a little more than asked so that eviction runs in batches, not per write.
         let ok = self.reclaim(headroom + headroom / 2, None, None);
+        if !ok && !self.evict {
+            self.space.died.store(false, Ordering::Relaxed);
+        }
         if ok || !self.evict {
             // With -M and no dead space to reclaim, writes answer out of memory themselves.
             self.space.low.store(false, Ordering::Relaxed);
@@ -271,8 +278,16 @@ impl Store {
             if self.space.ring.lock().fits(need) {
                 return true;
             }
+            if !self.evict && !self.space.died.load(Ordering::Relaxed) {
+                // -M: the last attempt to reclaim dead space failed and nothing died since.
+                return false;
+            }
             if let Some(_one) = self.evicting.try_lock() {
-                return self.reclaim(need, Some((own, own_no)), keep);
+                let ok = self.reclaim(need, Some((own, own_no)), keep);
+                if !ok && !self.evict {
+                    self.space.died.store(false, Ordering::Relaxed);
+                }
+                return ok;
             }
             // Another evictor is at work; it may be waiting for our shard, so never block.
             std::thread::yield_now();

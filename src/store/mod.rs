@@ -159,6 +159,7 @@ impl Store {
             cas_enabled: cfg.cas_enabled,
             headroom: Default::default(),
             low: AtomicBool::new(false),
+            died: AtomicBool::new(false),
         });
         let store = Store {
             shards: (0..n)

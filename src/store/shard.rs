@@ -23,6 +23,9 @@ pub(crate) struct Space {
     pub headroom: AtomicUsize,
     /// Set by a write that left less than `headroom` free: the next lookup evicts first.
     pub low: AtomicBool,
+    /// Set when an item's bytes in the ring die (removed, or replaced by a new copy): with -M,
+    /// moving live items to reclaim dead space is tried again only after that.
+    pub died: AtomicBool,
 }
 
 /// Why a write found no room.
@@ -263,8 +266,16 @@ impl Shard {
         });
     }
 
+    fn mark_died(&self) {
+        // Read first: the flag's cache line stays shared while it is already set.
+        if !self.space.died.load(Ordering::Relaxed) {
+            self.space.died.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Points the index at a new copy of the same key; the counter state moves with it.
     pub fn relink(&mut self, hash: u64, old: u32, new: u32) {
+        self.mark_died();
         let (co, cn) = (self.charge_of(old), self.charge_of(new));
         self.bytes = self.bytes + cn - co;
         if let Some(slot) = self.index.find_mut(hash, |&p| p == old) {
@@ -286,6 +297,7 @@ impl Shard {
 
     /// Unlinks the item at `pos`: its bytes in the ring are dead from now on.
     pub fn remove(&mut self, hash: u64, pos: u32) {
+        self.mark_died();
         if let Ok(entry) = self.index.find_entry(hash, |&p| p == pos) {
             entry.remove();
         }

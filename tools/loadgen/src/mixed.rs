@@ -87,7 +87,7 @@ pub fn mixed(o: &Opts) -> Result<String, String> {
     }
     let secs = start.elapsed().as_secs_f64();
     let mut last = std::mem::take(&mut *acked.lock().map_err(|_| "poisoned")?);
-    last.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    last.sort_unstable_by_key(|a| std::cmp::Reverse(a.0));
     last.truncate(check);
     let mut conn = Conn::new(connect(&server)?);
     let mut readable = 0;
