@@ -245,7 +245,17 @@ impl Store {
             return;
         }
         let headroom = self.space.headroom.load(Ordering::Relaxed);
-        let _one = self.evicting.lock();
+        let _one = match self.evicting.try_lock() {
+            Some(one) => one,
+            None => {
+                // Another thread is evicting a batch: go on while the ring still has room,
+                // wait for it only when it is nearly out.
+                if self.space.ring.lock().fits(headroom / 2) {
+                    return;
+                }
+                self.evicting.lock()
+            }
+        };
         if !self.space.low.load(Ordering::Relaxed) {
             return;
         }

@@ -686,3 +686,44 @@ fn walks_see_every_item_present_before_them_under_writes_and_resizes() {
         stop.store(true, Ordering::Relaxed);
     });
 }
+
+#[test]
+fn cache_memlimit_shrinks_and_grows_the_ring() {
+    let s = Store::new(StoreConfig {
+        mem_limit: 4 << 20,
+        shards: 4,
+        item_size_max: 8 << 10,
+        ..Default::default()
+    });
+    let put = |i: u32| {
+        s.entry(format!("m{i}").as_bytes())
+            .put(&[&[b'x'; 1000]], 0, Expiry::Never, None)
+            .unwrap();
+    };
+    for i in 0..3000 {
+        put(i);
+    }
+    assert!(s.stats().bytes > 2 << 20);
+    s.set_mem_limit(256 << 10);
+    assert_eq!(s.mem_limit(), 256 << 10);
+    // The next writes evict down to the new limit.
+    for i in 3000..3600 {
+        put(i);
+    }
+    let st = s.stats();
+    assert!(
+        st.ring_used <= 256 << 10,
+        "ring still holds {}",
+        st.ring_used
+    );
+    assert!(st.bytes <= 256 << 10);
+    assert!(get(&s, b"m3599").is_some());
+    s.set_mem_limit(8 << 20);
+    for i in 3600..10_000 {
+        put(i);
+    }
+    assert!(
+        s.stats().bytes > 4 << 20,
+        "the ring grew past its first size"
+    );
+}
