@@ -727,3 +727,39 @@ fn cache_memlimit_shrinks_and_grows_the_ring() {
         "the ring grew past its first size"
     );
 }
+
+/// Small enough for Miri (`MIRIFLAGS=-Zmiri-disable-isolation cargo +nightly miri test --lib
+/// store::tests::concurrent`), which checks the ring's raw reads and writes for data races:
+/// writers on several shards while the tail walker evicts and gives second chances.
+#[test]
+fn concurrent_writers_readers_and_eviction_on_a_small_ring() {
+    let s = Store::new(StoreConfig {
+        mem_limit: 16 << 10,
+        shards: 4,
+        item_size_max: 1024,
+        ..Default::default()
+    });
+    std::thread::scope(|scope| {
+        for w in 0..3u64 {
+            let s = &s;
+            scope.spawn(move || {
+                let mut rng = w + 11;
+                for n in 0..150u64 {
+                    let i = n * 3 + w;
+                    let len = (rand(&mut rng) % 600) as usize;
+                    s.entry(format!("c{i}").as_bytes())
+                        .put(&[&value_for(i, len)], 0, Expiry::Never, None)
+                        .unwrap();
+                    let back = (rand(&mut rng) % (i + 1)) / 3 * 3 + w;
+                    let key = format!("c{back}");
+                    let mut e = s.entry(key.as_bytes());
+                    if let Some(v) = e.item().map(|it| it.value().to_vec()) {
+                        assert_eq!(v, value_for(back, v.len()));
+                        e.bump();
+                    }
+                }
+            });
+        }
+    });
+    assert!(s.stats().evictions > 0);
+}
