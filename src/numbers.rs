@@ -45,7 +45,7 @@ fn scan(s: &[u8]) -> Option<(bool, Option<u64>, usize)> {
 /// memcached's end check: the number is followed by white space or by the end of the string.
 #[inline]
 fn ends_ok(s: &[u8], end: usize) -> bool {
-    s.get(end).map_or(true, |b| is_space(*b))
+    s.get(end).is_none_or(|b| is_space(*b))
 }
 
 /// `safe_strtoull`: strtoull, refusing no digits, overflow, a bad character right after the

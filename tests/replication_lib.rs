@@ -69,13 +69,13 @@ async fn every_kind_of_write_reaches_the_other_node() {
     {
         let e = b.store.entry(b"ttl");
         let it = e.item().unwrap();
-        assert_eq!(it.flags, 42);
-        let left = it.exptime as i64 - repcached::store::unix_now() as i64;
+        assert_eq!(it.flags(), 42);
+        let left = it.exptime() as i64 - repcached::store::unix_now() as i64;
         assert!((98..=101).contains(&left), "remaining ttl {left}");
     }
     // the same write has the same CAS id on both nodes
-    let cas_a = a.store.entry(b"ttl").item().unwrap().cas;
-    assert_eq!(b.store.entry(b"ttl").item().unwrap().cas, cas_a);
+    let cas_a = a.store.entry(b"ttl").item().unwrap().cas();
+    assert_eq!(b.store.entry(b"ttl").item().unwrap().cas(), cas_a);
 
     // append, incr, touch, delete
     a.set("n", "10");
@@ -99,7 +99,7 @@ async fn every_kind_of_write_reaches_the_other_node() {
             .store
             .entry(b"k2")
             .item()
-            .is_some_and(|it| it.exptime != 0))
+            .is_some_and(|it| it.exptime() != 0))
         .await
     );
     a.delete("k1");
@@ -791,7 +791,7 @@ async fn touch_races(backlog: usize) -> (Node, Node) {
         let e = n.store.entry(b"s");
         let it = e.item().expect("s present");
         assert_eq!(it.value(), b"new");
-        assert!(it.exptime >= now + 499, "touched expiry kept");
+        assert!(it.exptime() >= now + 499, "touched expiry kept");
         drop(e);
         assert_eq!(n.get("d"), None);
         assert_eq!(n.get("x"), None);

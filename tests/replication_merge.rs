@@ -63,11 +63,11 @@ fn snapshot(from: &Store) -> (Option<(u32, Version)>, Vec<Snap>) {
             SnapshotEntry::Item(it, counter) => frames.push(Snap::Item {
                 key: it.key().to_vec(),
                 value: it.value().to_vec(),
-                flags: it.flags,
-                exptime: it.exptime,
-                version: it.version,
-                base: it.base,
-                touched: it.touched,
+                flags: it.flags(),
+                exptime: it.exptime(),
+                version: it.version(),
+                base: it.base(),
+                touched: it.touched(),
                 counter: counter.cloned(),
             }),
             SnapshotEntry::Tombstone {
@@ -234,7 +234,7 @@ fn contents(s: &Store) -> Vec<(Vec<u8>, Vec<u8>, u32, u32)> {
                     }
                     _ => v.to_vec(),
                 };
-                out.push((it.key().to_vec(), value, it.flags, it.exptime));
+                out.push((it.key().to_vec(), value, it.flags(), it.exptime()));
             }
         });
     }
@@ -474,7 +474,7 @@ fn run_counter_histories(seeds: std::ops::RangeInclusive<u64>, n: usize, exact: 
                 0..=8 => {
                     let s = nodes[at].store.clone();
                     let mut e = s.entry(key);
-                    let Some(before) = e.item().map(|it| it.base) else {
+                    let Some(before) = e.item().map(|it| it.base()) else {
                         continue;
                     };
                     let shown = e
@@ -584,7 +584,7 @@ fn run_counter_histories(seeds: std::ops::RangeInclusive<u64>, n: usize, exact: 
         );
         let bases: Vec<Option<Version>> = nodes
             .iter()
-            .map(|nd| nd.store.entry(key).item().map(|it| it.base))
+            .map(|nd| nd.store.entry(key).item().map(|it| it.base()))
             .collect();
         match newest {
             (_, None) => assert_eq!(values[0], None, "seed {seed}: the newest delete wins"),
@@ -781,7 +781,7 @@ fn key_state(s: &Store, now: u32) -> Option<(Vec<u8>, Option<u32>)> {
         let v = repcached::store::parse_counter(it.value())
             .map(|n| n.to_string().into_bytes())
             .unwrap_or_else(|| it.value().to_vec());
-        (v, (it.exptime != 0).then(|| it.exptime - now))
+        (v, (it.exptime() != 0).then(|| it.exptime() - now))
     })
 }
 

@@ -417,3 +417,76 @@ fn stats_conns_lists_listeners() {
     assert!(text.contains(":state conn_parse_cmd\r\n"), "{text}");
     drop(a);
 }
+
+/// Values of random sizes (10 B to 100 KB) from four writers into -m 8: the last 100 sets
+/// acknowledged, over all writers, are all still readable and intact. Eviction takes the oldest
+/// data of the whole cache, never a writer's own recent writes, and -m bounds the items of any
+/// mix of sizes.
+#[test]
+fn the_last_sets_of_mixed_sizes_survive_a_small_memory_limit() {
+    let node = start(&["-m", "8", "-t", "2"]);
+    let value = |i: u64, len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|j| b'a' + ((i as usize * 7 + j) % 26) as u8)
+            .collect()
+    };
+    let seq = std::sync::atomic::AtomicU64::new(0);
+    let acked = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for w in 0..4u64 {
+            let (node, seq, acked, value) = (&node, &seq, &acked, &value);
+            scope.spawn(move || {
+                let mut s = connect(node);
+                let mut rng = (w + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let mut mine = Vec::new();
+                for n in 0..300u64 {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    let len = 10 + (rng % (100 * 1024 - 10)) as usize;
+                    let i = n * 4 + w;
+                    let mut req = format!("set mix:{i} 0 0 {len}\r\n").into_bytes();
+                    req.extend_from_slice(&value(i, len));
+                    req.extend_from_slice(b"\r\n");
+                    let reply = ask(&mut s, &req, b"\r\n");
+                    assert_eq!(reply, b"STORED\r\n", "set mix:{i}");
+                    mine.push((
+                        seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+                        i,
+                        len,
+                    ));
+                }
+                acked.lock().unwrap().extend(mine);
+            });
+        }
+    });
+    let mut all = acked.into_inner().unwrap();
+    all.sort_unstable_by_key(|a| std::cmp::Reverse(a.0));
+    let mut s = connect(&node);
+    let mut lost = Vec::new();
+    for &(_, i, len) in all.iter().take(100) {
+        let reply = ask(&mut s, format!("get mix:{i}\r\n").as_bytes(), b"END\r\n");
+        let mut want = format!("VALUE mix:{i} 0 {len}\r\n").into_bytes();
+        want.extend_from_slice(&value(i, len));
+        want.extend_from_slice(b"\r\nEND\r\n");
+        if reply != want {
+            lost.push(i);
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} of the last 100 sets lost: {lost:?}",
+        lost.len()
+    );
+    let stats = ask(&mut s, b"stats\r\n", b"END\r\n");
+    let stats = String::from_utf8_lossy(&stats);
+    let stat = |name: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(stat("evictions") > 0, "the run must have evicted");
+    assert!(stat("bytes") <= 8 << 20, "bytes {} over -m", stat("bytes"));
+}

@@ -96,7 +96,7 @@ pub async fn run_link(
             }
             // Once per address per minute: a scanner or a misconfigured peer retrying every
             // few seconds must not flood the log.
-            let logged = remote.map_or(true, |r| sh.failure_log.should_log(canonical_ip(r.ip())));
+            let logged = remote.is_none_or(|r| sh.failure_log.should_log(canonical_ip(r.ip())));
             let from = remote.map(|r| r.to_string()).unwrap_or_default();
             if logged {
                 tracing::warn!("replication: rejected peer connection {from}: {e}");

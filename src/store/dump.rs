@@ -1,8 +1,10 @@
 //! A read-only walk over the live items for the key dumps (`stats cachedump`, `lru_crawler
 //! metadump`). It copies each item's metadata out in bounded batches, one shard lock at a time,
 //! so that a dump of a large cache never holds a shard lock for long: clients of that shard wait
-//! at most for one batch. Like memcached's crawler the walk is not a snapshot: an item written or
-//! moved while the walk is under way may be missed or seen once.
+//! at most for one batch. It walks each shard's index by bucket (`Shard::walk_from`) and starts
+//! the shard over when the index moved its entries in between (a resize), so every item present
+//! before the walk and still there after it is seen (some maybe twice, which the walk filters
+//! per shard); an item written while the walk is under way may be missed.
 
 use super::item::{FETCHED, KEY_BINARY};
 use super::unix_now;
@@ -34,48 +36,45 @@ impl Store {
     pub fn visit_items(&self, mut f: impl FnMut(&DumpItem) -> bool) {
         let mut batch: Vec<DumpItem> = Vec::with_capacity(DUMP_BATCH);
         for shard_no in 0..self.shard_count() {
-            let mut cursor = 0usize;
-            loop {
+            let mut bucket = Some(0);
+            let mut generation = None;
+            // Keys already reported from this shard: a restarted walk does not repeat them.
+            let mut seen: hashbrown::HashSet<Vec<u8>> = hashbrown::HashSet::new();
+            while let Some(from) = bucket {
                 batch.clear();
-                let done = {
+                {
                     let now = unix_now();
                     let shard = self.shards[shard_no].lock();
-                    let mut next = None;
-                    for idx in shard.slots_from(cursor) {
-                        if batch.len() == DUMP_BATCH {
-                            next = Some(idx as usize);
-                            break;
-                        }
-                        let it = shard.item(idx);
-                        if it.is_expired(now) || self.is_flushed(it, now) {
-                            continue;
+                    let from = if generation == Some(shard.generation()) {
+                        from
+                    } else {
+                        0
+                    };
+                    generation = Some(shard.generation());
+                    bucket = shard.walk_from(from, DUMP_BATCH, |pos| {
+                        let it = shard.item(pos);
+                        if it.is_expired(now) || self.is_flushed(&it, now) {
+                            return;
                         }
                         batch.push(DumpItem {
                             key: it.key().to_vec(),
                             value_len: it.value().len(),
-                            exptime: it.exptime,
-                            last_access: it.last_access,
-                            cas: self.cas_for(it.version),
+                            exptime: it.exptime(),
+                            last_access: it.last_access(),
+                            cas: it.cas(),
                             fetched: it.has(FETCHED),
                             key_binary: it.has(KEY_BINARY),
                             size: it.charge(),
                         });
-                    }
-                    match next {
-                        Some(n) => {
-                            cursor = n;
-                            false
-                        }
-                        None => true,
-                    }
-                };
+                    });
+                }
                 for item in &batch {
+                    if !seen.insert(item.key.clone()) {
+                        continue;
+                    }
                     if !f(item) {
                         return;
                     }
-                }
-                if done {
-                    break;
                 }
             }
         }

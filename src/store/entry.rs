@@ -1,19 +1,20 @@
-//! memcached's command semantics on one locked key: [`Entry`] implements get (with its LRU bump),
+//! memcached's command semantics on one locked key: [`Entry`] implements get (with its access mark),
 //! set/add/replace/append/prepend/cas, delete, touch, incr/decr and meta invalidation, and
 //! publishes every change it makes as one replication record.
 
 use super::clock::Expiry;
 use super::counter::Counter;
-use super::item::{self, Item};
+use super::item::{self, ItemRef, Meta};
 use super::mutation::{Mutation, MutationKind};
-use super::shard::{Shard, Tombstone};
+use super::shard::{NoRoom, Shard, Tombstone};
 use super::version::Version;
 use super::Store;
 use bytes::Bytes;
 use parking_lot::MutexGuard;
 use std::sync::atomic::Ordering;
 
-/// Seconds between LRU moves of an item that keeps being fetched (memcached: 60).
+/// Seconds between updates of the access time of an item that keeps being fetched
+/// (memcached: 60).
 pub const BUMP_INTERVAL: u32 = 60;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,16 +65,27 @@ pub struct Entry<'s, 'k> {
     pub(super) shard_no: usize,
     pub(super) hash: u64,
     pub(super) key: &'k [u8],
-    /// The key's live item in `shard`, if any.
+    /// The ring position of the key's live item, if any.
     pub(super) idx: Option<u32>,
     pub(super) now: u32,
-    /// The shard's byte count when it was locked: what [`Drop`] settles with the store's total.
-    pub(super) start_bytes: usize,
 }
 
-impl Drop for Entry<'_, '_> {
-    fn drop(&mut self) {
-        self.store.account(self.start_bytes, self.shard.bytes);
+/// Local, never-replicated state of the live item that a caller may change in place.
+pub struct ItemMut<'e, 's> {
+    shard: &'e mut Shard,
+    pos: u32,
+    _store: std::marker::PhantomData<&'s ()>,
+}
+
+impl ItemMut<'_, '_> {
+    /// Sets local bits (FETCHED, STALE, TOKEN_SENT, KEY_BINARY).
+    pub fn set_bits(&mut self, bits: u8) {
+        self.shard.set_bits(self.pos, bits, 0);
+    }
+
+    /// Sets these bits and clears those.
+    pub fn change_bits(&mut self, set: u8, clear: u8) {
+        self.shard.set_bits(self.pos, set, clear);
     }
 }
 
@@ -92,37 +104,100 @@ impl<'s, 'k> Entry<'s, 'k> {
     }
 
     /// The live item, if any.
-    pub fn item(&self) -> Option<&Item> {
+    pub fn item(&self) -> Option<ItemRef<'_>> {
         self.idx.map(|i| self.shard.item(i))
     }
 
-    /// Mutable access for local, never-replicated state (`bits`, `last_access`). Changing
-    /// replicated fields through this bypasses replication: use the methods below instead.
-    pub fn item_mut(&mut self) -> Option<&mut Item> {
-        match self.idx {
-            Some(i) => Some(self.shard.item_mut(i)),
-            None => None,
+    /// Mutable access for local, never-replicated state (the local bits). Replicated fields
+    /// change only through the methods below.
+    pub fn item_mut(&mut self) -> Option<ItemMut<'_, 's>> {
+        self.idx.map(|pos| ItemMut {
+            shard: &mut self.shard,
+            pos,
+            _store: std::marker::PhantomData,
+        })
+    }
+
+    /// Sets the live item's last access time (mg without a bump keeps the old one). Rewrites
+    /// the header in place: the access time is in every item.
+    pub fn set_last_access(&mut self, at: u32) {
+        if let Some(pos) = self.idx {
+            let mut m = self.shard.item(pos).meta();
+            m.last_access = at;
+            // The shape does not change, so this cannot need room.
+            let _ = self.shard.set_meta(self.hash, pos, self.key, &m);
         }
     }
 
-    /// Records a fetch: fetched bit, and at most once per [`BUMP_INTERVAL`] seconds the access
-    /// time and a move to the most recently used end. memcached does the same
-    /// (ITEM_UPDATE_INTERVAL): hot items stay near the head without rewriting the list, and
-    /// three random cache lines, on every hit.
+    /// Records a fetch: the fetched and accessed bits (the tail walker gives an accessed item a
+    /// second pass instead of evicting it) and, at most once per [`BUMP_INTERVAL`] seconds, the
+    /// access time. memcached does the same (ITEM_UPDATE_INTERVAL).
     pub fn bump(&mut self) {
-        if let Some(i) = self.idx {
-            let now = self.now;
-            let it = self.shard.item_mut(i);
-            it.bits |= item::FETCHED;
-            if now >= it.last_access.saturating_add(BUMP_INTERVAL) {
-                it.last_access = now;
-                self.shard.bump(i);
+        if let Some(pos) = self.idx {
+            let it = self.shard.item(pos);
+            let (bits, last) = (it.bits(), it.last_access());
+            if bits & item::ACCESSED == 0 {
                 self.store
                     .counters
                     .lru_bumps
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            if bits & (item::FETCHED | item::ACCESSED) != item::FETCHED | item::ACCESSED {
+                self.shard.set_bits(pos, item::FETCHED | item::ACCESSED, 0);
+            }
+            if self.now >= last.saturating_add(BUMP_INTERVAL) {
+                self.set_last_access(self.now);
             }
         }
+    }
+
+    /// Writes a new copy of the key's item with `meta` and `value_parts` (making room if it
+    /// must, with this shard locked) and returns its position; nothing is linked yet.
+    fn write_new(&mut self, value_parts: &[&[u8]], meta: &Meta) -> Result<u32, StoreError> {
+        for attempt in 0..2 {
+            match self.shard.write(self.key, value_parts, meta) {
+                Ok(pos) => return Ok(pos),
+                Err(NoRoom::Full(need)) if attempt == 0 => {
+                    let made =
+                        self.store
+                            .make_room_locked(&mut self.shard, self.shard_no, need, None);
+                    // Eviction may have dropped the key's own item.
+                    self.idx = self.shard.find(self.hash, self.key);
+                    if !made {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        Err(StoreError::OutOfMemory)
+    }
+
+    /// Changes the live item's meta, in place when its layout allows, else as a new copy
+    /// (making room if it must).
+    pub(super) fn set_meta(&mut self, meta: &Meta) -> Result<(), StoreError> {
+        let Some(pos) = self.idx else {
+            return Ok(());
+        };
+        for attempt in 0..2 {
+            match self.shard.set_meta(self.hash, pos, self.key, meta) {
+                Ok(p) => {
+                    self.idx = Some(p);
+                    return Ok(());
+                }
+                Err(NoRoom::Full(need)) if attempt == 0 => {
+                    let keep = self.idx;
+                    if !self
+                        .store
+                        .make_room_locked(&mut self.shard, self.shard_no, need, keep)
+                    {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        Err(StoreError::OutOfMemory)
     }
     /// Writes the item (replacing any old one) and publishes it. `cas` of None takes a fresh
     /// id. Returns the item's CAS id.
@@ -179,29 +254,32 @@ impl<'s, 'k> Entry<'s, 'k> {
         version: Version,
         base: Version,
     ) -> Result<(), StoreError> {
-        let mut item = Item::from_parts(self.key, value_parts);
-        item.flags = flags;
-        item.exptime = exptime.as_abs();
-        item.last_access = self.now;
-        item.cas = cas;
-        item.version = version;
-        item.base = base;
-        let charge = item.charge();
-        let freed = self.item().map(|it| it.charge()).unwrap_or(0);
-        let need = charge.saturating_sub(freed);
-        let start = self.start_bytes;
-        if !self.store.make_room(&mut self.shard, start, need, self.idx) {
-            return Err(StoreError::OutOfMemory);
-        }
+        self.put_meta(
+            value_parts,
+            Meta {
+                flags,
+                exptime: exptime.as_abs(),
+                cas,
+                version,
+                base,
+                touched: Version::ZERO,
+                last_access: self.now,
+                bits: 0,
+            },
+        )
+    }
+
+    /// Writes a new item with this value and meta, replacing the key's live item if any.
+    pub(super) fn put_meta(&mut self, value_parts: &[&[u8]], meta: Meta) -> Result<(), StoreError> {
+        let pos = self.write_new(value_parts, &meta)?;
         match self.idx {
-            Some(i) => {
-                self.shard.replace(i, item);
-            }
+            Some(old) => self.shard.replace(self.hash, old, pos),
             None => {
                 self.shard.remove_tombstone(self.key);
-                self.idx = Some(self.shard.insert(&self.store.hasher, self.hash, item));
+                self.shard.link(&self.store.hasher, self.hash, pos);
             }
         }
+        self.idx = Some(pos);
         self.store
             .counters
             .total_items
@@ -238,10 +316,10 @@ impl<'s, 'k> Entry<'s, 'k> {
                 M::Replace | M::Append | M::Prepend => StoreOutcome::NotStored,
             };
         };
-        let old_cas = old.cas;
-        let old_flags = old.flags;
-        let old_exp = Expiry::from_abs(old.exptime, self.now);
-        let old_bits = old.bits;
+        let old_cas = old.cas();
+        let old_flags = old.flags();
+        let old_exp = Expiry::from_abs(old.exptime(), self.now);
+        let old_bits = old.bits();
         #[derive(PartialEq)]
         enum Cas {
             None,
@@ -259,7 +337,7 @@ impl<'s, 'k> Entry<'s, 'k> {
             M::Add => {
                 // add only adds a missing item, but promotes an existing one (memcached).
                 if let Some(i) = self.idx {
-                    self.shard.bump(i);
+                    self.shard.set_bits(i, item::ACCESSED, 0);
                 }
                 StoreOutcome::NotStored
             }
@@ -267,8 +345,8 @@ impl<'s, 'k> Entry<'s, 'k> {
                 Cas::Match => self.finish_put(&[data], flags, exptime),
                 Cas::Stale => {
                     let out = self.finish_put(&[data], flags, old_exp);
-                    if let Some(it) = self.item_mut() {
-                        it.bits |= item::STALE | (old_bits & item::TOKEN_SENT);
+                    if let Some(mut it) = self.item_mut() {
+                        it.set_bits(item::STALE | (old_bits & item::TOKEN_SENT));
                     }
                     out
                 }
@@ -320,11 +398,14 @@ impl<'s, 'k> Entry<'s, 'k> {
         let Some(i) = self.idx else { return false };
         let version = self.store.clock.tick();
         let abs = exptime.as_abs();
-        {
-            // The value's version (and so its CAS id) stays: a touch only orders expiries.
-            let it = self.shard.item_mut(i);
-            it.exptime = abs;
-            it.touched = version;
+        // The value's version (and so its CAS id) stays: a touch only orders expiries.
+        let mut m = self.shard.item(i).meta();
+        m.exptime = abs;
+        m.touched = version;
+        if self.set_meta(&m).is_err() {
+            // No room for the copy with a touch field, and nothing could be evicted: the item
+            // keeps its old expiry, as if the touch had come before it (never published).
+            return false;
         }
         let offset = self.publish(MutationKind::Touch { exptime: abs }, version);
         if exptime == Expiry::Expired {
@@ -347,9 +428,11 @@ impl<'s, 'k> Entry<'s, 'k> {
             self.touch(exp);
         }
         let cas = self.store.cas_for(self.store.clock.tick());
-        if let Some(it) = self.item_mut() {
-            it.bits = (it.bits | item::STALE) & !item::TOKEN_SENT;
-            it.cas = cas;
+        if let Some(pos) = self.idx {
+            let mut m = self.shard.item(pos).meta();
+            m.bits = (m.bits | item::STALE) & !item::TOKEN_SENT;
+            m.cas = cas;
+            let _ = self.set_meta(&m);
         }
         true
     }
@@ -380,7 +463,7 @@ impl<'s, 'k> Entry<'s, 'k> {
             let it = self.shard.item(i);
             (
                 parse_counter(it.value()).ok_or(ArithError::NonNumeric)?,
-                it.base,
+                it.base(),
             )
         };
         let version = self.store.clock.tick();
@@ -427,45 +510,64 @@ impl<'s, 'k> Entry<'s, 'k> {
             return Err(ArithError::NotFound);
         };
         let digits = value.to_string();
-        let it = self.shard.item_mut(i);
-        if in_place && digits.len() <= it.value().len() && !it.value().is_empty() {
-            let v = it.value_mut();
+        let (mut m, old_len) = {
+            let it = self.shard.item(i);
+            (it.meta(), it.value().len())
+        };
+        m.cas = cas;
+        m.version = version;
+        if in_place && digits.len() <= old_len && old_len != 0 {
+            // Same length, so only the header may need a field the item lacks (the base, on
+            // the first incr): then the whole item is copied first.
+            if let Err(e) = self.set_meta(&m) {
+                if let Some(c) = counter {
+                    self.shard.set_counter(i, c);
+                }
+                return Err(ArithError::Store(e));
+            }
+            let j = self.idx.expect("live item");
+            let v = self.shard.value_mut(j);
             v[..digits.len()].copy_from_slice(digits.as_bytes());
             v[digits.len()..].fill(b' ');
-            it.cas = cas;
-            it.version = version;
             if let Some(c) = counter {
-                self.shard.set_counter(i, c);
+                self.shard.set_counter(j, c);
             }
             return Ok(());
         }
-        let (flags, exp, base, touched) = (
-            it.flags,
-            Expiry::from_abs(it.exptime, self.now),
-            it.base,
-            it.touched,
-        );
-        if let Err(e) = self.put_raw(&[digits.as_bytes()], flags, exp, cas, version, base) {
-            if let Some(c) = counter {
-                self.shard.set_counter(i, c);
+        m.last_access = self.now;
+        m.bits = 0;
+        // A new value of the result's length: same lineage (base), same touch.
+        match self.write_new(&[digits.as_bytes()], &m) {
+            Ok(pos) => {
+                match self.idx {
+                    Some(old) => self.shard.replace(self.hash, old, pos),
+                    None => self.shard.link(&self.store.hasher, self.hash, pos),
+                }
+                self.idx = Some(pos);
+                self.store
+                    .counters
+                    .total_items
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Some(c) = counter {
+                    self.shard.set_counter(pos, c);
+                }
+                Ok(())
             }
-            return Err(ArithError::Store(e));
+            Err(e) => {
+                if let (Some(c), Some(j)) = (counter, self.idx) {
+                    self.shard.set_counter(j, c);
+                }
+                Err(ArithError::Store(e))
+            }
         }
-        if let Some(it) = self.item_mut() {
-            it.touched = touched;
-        }
-        if let (Some(c), Some(j)) = (counter, self.idx) {
-            self.shard.set_counter(j, c);
-        }
-        Ok(())
     }
 
     pub(super) fn remove_with_tombstone(&mut self, version: Version) {
         // A touch newer than this delete outlives the value (see `Tombstone::touched`).
         let (touched, exptime) = self
             .item()
-            .filter(|it| it.touched > version)
-            .map(|it| (it.touched, it.exptime))
+            .filter(|it| it.touched() > version)
+            .map(|it| (it.touched(), it.exptime()))
             .unwrap_or((Version::ZERO, 0));
         if let Some(i) = self.idx.take() {
             let h = self.hash;

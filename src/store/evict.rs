@@ -1,8 +1,21 @@
-//! Making and reclaiming room: LRU eviction when a write needs memory, the background sweeper
-//! that drops expired and flushed items and old tombstones, and flush_all's horizon.
+//! Making and reclaiming room: eviction at the ring's tail when writes need memory, the
+//! background sweeper that drops expired and flushed items and old tombstones, and flush_all's
+//! horizon.
+//!
+//! Eviction is FIFO with reinsertion (CLOCK on the log): the tail walker reads the key of the
+//! item at the tail, locks its shard, and if the index still points there (else it is a dead
+//! copy and is skipped) either copies the item to the head, when it was hit since it was
+//! written or last moved (`item::ACCESSED`), or drops it. One LRU across all shards is
+//! approximated that way, and the newest data is never what goes.
+//!
+//! Lock order: the evictor mutex, then one shard lock, then the log lock (never held while
+//! taking another). Every command makes room *before* it locks its shard
+//! ([`Store::ensure_room`]); a write that still finds no room under its shard lock may evict
+//! only with try_lock (the evictor mutex and other shards), and otherwise answers out of memory:
+//! it never waits while holding a shard lock.
 
 use super::clock::{unix_now, Expiry};
-use super::item::{self, Item};
+use super::item::{self, ItemRef};
 use super::mutation::{Mutation, MutationKind};
 use super::shard::{hash_key, Shard, Tombstone};
 use super::version::Version;
@@ -10,7 +23,7 @@ use super::Store;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 
-/// Slots the sweeper looks at per shard and tick (memcached's lru_crawler_tocrawl).
+/// Index buckets the sweeper looks at per shard and tick (memcached's lru_crawler_tocrawl).
 pub const SWEEP_SLICE: usize = 2048;
 /// Between two sweeper ticks, in microseconds (memcached's lru_crawler_sleep).
 pub const SWEEP_INTERVAL_US: u64 = 1_000_000;
@@ -23,13 +36,13 @@ pub(super) struct FlushMark {
 }
 
 impl Store {
-    pub(super) fn is_flushed(&self, it: &Item, now: u32) -> bool {
+    pub(super) fn is_flushed(&self, it: &ItemRef<'_>, now: u32) -> bool {
         if !self.flush_active.load(Ordering::Relaxed) {
             return false;
         }
         let mark = *self.flush.lock();
         // By the full write: increments made elsewhere on a flushed value die with it.
-        mark.at <= now && it.base < mark.version
+        mark.at <= now && it.base() < mark.version
     }
 
     pub(super) fn flush_version(&self) -> Option<Version> {
@@ -84,42 +97,55 @@ impl Store {
         }
     }
 
-    /// Removes every item older than `version` right away (immediate flush).
+    /// Removes every item older than `version` right away (immediate flush), a bounded chunk
+    /// of each shard's index per lock hold.
     fn drop_older_than(&self, version: Version) {
         for m in self.shards.iter() {
-            let mut shard = m.lock();
-            let before = shard.bytes;
-            let doomed: Vec<u32> = shard
-                .slots()
-                .filter(|&s| shard.item(s).base < version)
-                .collect();
-            let now = unix_now();
-            for idx in doomed {
-                let memory = self.touch_memory(shard.item(idx), version, now);
-                let h = hash_key(&self.hasher, shard.item(idx).key());
-                let it = shard.remove(h, idx);
-                if let Some(t) = memory {
-                    shard.add_tombstone(it.key(), t);
+            let mut bucket = Some(0);
+            let mut generation = m.lock().generation();
+            let mut doomed = Vec::new();
+            while let Some(from) = bucket {
+                let mut shard = m.lock();
+                if shard.generation() != generation {
+                    // The index moved its entries: start over (removing twice is harmless).
+                    generation = shard.generation();
+                    bucket = Some(0);
+                    continue;
+                }
+                doomed.clear();
+                bucket = shard.walk_from(from, SWEEP_SLICE, |pos| doomed.push(pos));
+                let now = unix_now();
+                for &pos in &doomed {
+                    let it = shard.item(pos);
+                    if it.base() >= version {
+                        continue;
+                    }
+                    let memory = self.touch_memory(&it, version, now);
+                    let key: Box<[u8]> = it.key().into();
+                    let h = hash_key(&self.hasher, &key);
+                    shard.remove(h, pos);
+                    if let Some(t) = memory {
+                        shard.add_tombstone(&key, t);
+                    }
                 }
             }
-            self.account(before, shard.bytes);
         }
     }
 
     /// A touch newer than the flush that removes `it` outlives the value, like after a delete
     /// (see `Tombstone::touched`): what the removal must remember, if anything.
-    fn touch_memory(&self, it: &Item, flush: Version, now: u32) -> Option<Tombstone> {
-        (it.touched > flush && !it.is_expired(now)).then(|| Tombstone {
+    fn touch_memory(&self, it: &ItemRef<'_>, flush: Version, now: u32) -> Option<Tombstone> {
+        (it.touched() > flush && !it.is_expired(now)).then(|| Tombstone {
             version: Version::ZERO,
             offset: 0,
             until: now.saturating_add(self.tombstone_secs()),
-            touched: it.touched,
-            exptime: it.exptime,
+            touched: it.touched(),
+            exptime: it.exptime(),
         })
     }
 
     /// `touch_memory` for an item being dropped lazily because a flush has taken effect.
-    pub(super) fn flushed_touch_memory(&self, it: &Item, now: u32) -> Option<Tombstone> {
+    pub(super) fn flushed_touch_memory(&self, it: &ItemRef<'_>, now: u32) -> Option<Tombstone> {
         if it.is_expired(now) {
             return None;
         }
@@ -128,11 +154,12 @@ impl Store {
     }
 
     /// Background work for one sweeper tick (the server runs one every [`SWEEP_INTERVAL_US`]
-    /// with a budget of [`SWEEP_SLICE`]): reclaims expired and flushed items, tombstones
-    /// every peer has (or whose time is up, or over their memory cap: see `shard::Tombstone`), looking at no more than `budget` slots per shard so a lock is never held
-    /// for long. `cursor` carries the position between calls.
-    pub fn sweep(&self, cursors: &mut Vec<usize>, budget: usize) -> usize {
-        cursors.resize(self.shards.len(), 0);
+    /// with a budget of [`SWEEP_SLICE`]): reclaims expired and flushed items, tombstones every
+    /// peer has (or whose time is up, or over their memory cap: see `shard::Tombstone`), looking
+    /// at no more than `budget` index buckets per shard so a lock is never held for long.
+    /// `cursors` carries each shard's position (and index generation) between calls.
+    pub fn sweep(&self, cursors: &mut Vec<(usize, u64)>, budget: usize) -> usize {
+        cursors.resize(self.shards.len(), (0, 0));
         let now = unix_now();
         let tomb_acked = if self.sink.get().is_some() {
             self.tomb_acked.load(Ordering::Relaxed)
@@ -140,39 +167,42 @@ impl Store {
             u64::MAX
         };
         let sole_peer = self.tomb_sole_peer.load(Ordering::Relaxed);
-        // Tombstones may take at most a quarter of -m (shared evenly by the shards).
+        // Tombstones (outside the ring) may take at most a quarter of -m, shared evenly.
         let tomb_cap = self.mem_limit() / 4 / self.shards.len();
         let mut reclaimed = 0;
         let mut checked = 0u64;
+        let mut seen = Vec::with_capacity(budget.min(4096));
         for (i, m) in self.shards.iter().enumerate() {
             let mut shard = m.lock();
-            let before = shard.bytes;
-            let slots: Vec<u32> = shard.slots().collect();
-            if slots.is_empty() {
-                cursors[i] = 0;
+            let (from, generation) = cursors[i];
+            // A moved index (resize, rehash) restarts the pass: an item seen twice is harmless.
+            let from = if generation == shard.generation() {
+                from
             } else {
-                let start = cursors[i] % slots.len();
-                let end = (start + budget).min(slots.len());
-                checked += (end - start) as u64;
-                for &idx in &slots[start..end] {
-                    let it = shard.item(idx);
-                    if it.is_expired(now) || self.is_flushed(it, now) {
-                        let unfetched = !it.has(item::FETCHED);
-                        let memory = self.flushed_touch_memory(it, now);
-                        let h = hash_key(&self.hasher, it.key());
-                        let gone = shard.remove(h, idx);
-                        if let Some(t) = memory {
-                            shard.add_tombstone(gone.key(), t);
-                        }
-                        reclaimed += 1;
-                        if unfetched {
-                            self.counters
-                                .expired_unfetched
-                                .fetch_add(1, Ordering::Relaxed);
-                        }
+                0
+            };
+            seen.clear();
+            let next = shard.walk_from(from, budget, |pos| seen.push(pos));
+            cursors[i] = (next.unwrap_or(0), shard.generation());
+            checked += seen.len() as u64;
+            for &pos in &seen {
+                let it = shard.item(pos);
+                if it.is_expired(now) || self.is_flushed(&it, now) {
+                    let unfetched = !it.has(item::FETCHED);
+                    let memory = self.flushed_touch_memory(&it, now);
+                    let key: Box<[u8]> = it.key().into();
+                    let h = hash_key(&self.hasher, &key);
+                    shard.remove(h, pos);
+                    if let Some(t) = memory {
+                        shard.add_tombstone(&key, t);
+                    }
+                    reclaimed += 1;
+                    if unfetched {
+                        self.counters
+                            .expired_unfetched
+                            .fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                cursors[i] = if end >= slots.len() { 0 } else { end };
             }
             let (acked, timed_out, over_cap) =
                 shard.purge_tombstones(now, tomb_acked, sole_peer, tomb_cap);
@@ -185,7 +215,6 @@ impl Store {
                     counter.fetch_add(n, Ordering::Relaxed);
                 }
             }
-            self.account(before, shard.bytes);
         }
         let c = &self.counters;
         c.reclaimed.fetch_add(reclaimed as u64, Ordering::Relaxed);
@@ -197,89 +226,207 @@ impl Store {
         reclaimed
     }
 
-    /// Frees memory until `need` more bytes fit, evicting least recently used items, first from
-    /// the locked shard, then from others that are not busy. Returns false if it cannot.
-    pub(super) fn make_room(
+    /// The contiguous room the ring keeps free at its head: -m/64, at least 64 KiB and two of
+    /// the largest items, at most an eighth of -m. Writes in flight on other threads take from
+    /// it between a lookup's check and their allocation.
+    pub(super) fn set_headroom(&self) {
+        let cap = self.space.ring.lock().cap();
+        let h = (cap / 64)
+            .max(64 << 10)
+            .max(2 * (self.item_size_max + 512))
+            .min(cap / 8);
+        self.space.headroom.store(h, Ordering::Relaxed);
+    }
+
+    /// Makes sure the ring has its headroom before a command locks its shard. Costs one atomic
+    /// load unless a write left the ring short of room.
+    pub(super) fn ensure_room(&self) {
+        if !self.space.low.load(Ordering::Relaxed) {
+            return;
+        }
+        let headroom = self.space.headroom.load(Ordering::Relaxed);
+        let _one = match self.evicting.try_lock() {
+            Some(one) => one,
+            None => {
+                // Another thread is evicting a batch: go on while the ring still has room,
+                // wait for it only when it is nearly out.
+                if self.space.ring.lock().fits(headroom / 2) {
+                    return;
+                }
+                self.evicting.lock()
+            }
+        };
+        if !self.space.low.load(Ordering::Relaxed) {
+            return;
+        }
+        if !self.evict && !self.space.died.load(Ordering::Relaxed) {
+            self.space.low.store(false, Ordering::Relaxed);
+            return;
+        }
+        // Free a little more than asked so that eviction runs in batches, not per write.
+        let ok = self.reclaim(headroom + headroom / 2, None, None);
+        if !ok && !self.evict {
+            self.space.died.store(false, Ordering::Relaxed);
+        }
+        if ok || !self.evict {
+            // With -M and no dead space to reclaim, writes answer out of memory themselves.
+            self.space.low.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// A write under its shard lock found no room for `need` bytes: evicts what it can without
+    /// waiting (the evictor mutex and other shards only with try_lock). `keep`, the key's
+    /// current item, is never dropped (its value may be what is being copied).
+    pub(super) fn make_room_locked(
         &self,
         own: &mut Shard,
-        own_start: usize,
+        own_no: usize,
         need: usize,
         keep: Option<u32>,
     ) -> bool {
-        let limit = self.mem_limit();
-        if need > limit {
-            return false;
-        }
-        let used_now =
-            |own: &Shard| (self.used.load(Ordering::Relaxed) + own.bytes).saturating_sub(own_start);
-        if used_now(own) + need <= limit {
-            return true;
-        }
-        if !self.evict {
-            return false;
-        }
-        // Own shard first: no other lock needed.
-        let mut cursor = own.lru_tail();
-        while used_now(own) + need > limit {
-            let Some(idx) = cursor else { break };
-            cursor = own.towards_head(idx);
-            if Some(idx) == keep {
-                continue;
+        for _ in 0..64 {
+            if self.space.ring.lock().fits(need) {
+                return true;
             }
-            self.evict_slot(own, idx);
-        }
-        // Then the others, skipping any shard another thread holds (no lock-order deadlock;
-        // our own shard is skipped the same way because its lock is not reentrant).
-        for _round in 0..4 {
-            let mut freed_any = false;
-            for m in self.shards.iter() {
-                if used_now(own) + need <= limit {
-                    break;
+            if !self.evict && !self.space.died.load(Ordering::Relaxed) {
+                // -M: the last attempt to reclaim dead space failed and nothing died since.
+                return false;
+            }
+            if let Some(_one) = self.evicting.try_lock() {
+                let ok = self.reclaim(need, Some((own, own_no)), keep);
+                if !ok && !self.evict {
+                    self.space.died.store(false, Ordering::Relaxed);
                 }
-                let Some(mut other) = m.try_lock() else {
-                    continue;
-                };
-                while used_now(own) + need > limit {
-                    let Some(idx) = other.lru_tail() else { break };
-                    let before = other.bytes;
-                    self.evict_slot(&mut other, idx);
-                    self.account(before, other.bytes);
-                    freed_any = true;
-                }
+                return ok;
             }
-            if !freed_any || used_now(own) + need <= limit {
-                break;
-            }
+            // Another evictor is at work; it may be waiting for our shard, so never block.
+            std::thread::yield_now();
         }
-        used_now(own) + need <= limit
+        self.space.ring.lock().fits(need)
     }
 
-    fn evict_slot(&self, shard: &mut Shard, idx: u32) {
-        let now = unix_now();
-        let it = shard.item(idx);
-        let expired = it.is_expired(now);
+    /// Moves the tail until `need` contiguous bytes are free at the head. Called with the
+    /// evictor mutex held; `own` is a shard the caller already holds (then every other shard is
+    /// only try_locked). Returns whether the room is there.
+    fn reclaim(
+        &self,
+        need: usize,
+        mut own: Option<(&mut Shard, usize)>,
+        keep: Option<u32>,
+    ) -> bool {
+        let ring = &self.space.ring;
+        let cap = ring.lock().cap();
+        // Second chances given in this call, in bytes: past half the ring, accessed items are
+        // evicted too (a ring of nothing but hot items must still make room).
+        let mut moved = 0usize;
+        let mut walked = 0usize;
+        let mut key = [0u8; 256];
+        loop {
+            let (off, klen, len) = {
+                let log = ring.lock();
+                if log.fits(need) {
+                    return true;
+                }
+                let Some(off) = log.tail() else {
+                    return false;
+                };
+                // Header fields that never change and the key: readable without the shard lock.
+                let fixed: [u8; 12] = ring.bytes(off + 8, 12).try_into().expect("12 bytes");
+                let (key_off, klen, len) = item::extent(fixed);
+                key[..klen].copy_from_slice(ring.bytes(off + key_off, klen));
+                (off, klen, ring.padded(len))
+            };
+            walked += len;
+            if walked > 2 * cap {
+                return false;
+            }
+            let key = &key[..klen];
+            let hash = hash_key(&self.hasher, key);
+            let shard_no = ((hash >> 32) & self.shard_mask) as usize;
+            let pos = ring.pos(off);
+            let is_own = own.as_ref().is_some_and(|(_, no)| *no == shard_no);
+            let mut guard: Option<parking_lot::MutexGuard<'_, Shard>> = None;
+            let shard: &mut Shard = match own.as_mut() {
+                Some((s, no)) if *no == shard_no => s,
+                Some(_) => match self.shards[shard_no].try_lock() {
+                    Some(g) => guard.insert(g),
+                    None => return false,
+                },
+                None => guard.insert(self.shards[shard_no].lock()),
+            };
+            if shard.find(hash, key) == Some(pos) {
+                if is_own && keep == Some(pos) {
+                    return false;
+                }
+                let now = unix_now();
+                let it = shard.item(pos);
+                let dead = it.is_expired(now) || self.is_flushed(&it, now);
+                let second_chance = it.has(item::ACCESSED) && moved + len <= cap / 2;
+                if !dead && (second_chance || !self.evict) {
+                    let mut m = it.meta();
+                    m.bits &= !item::ACCESSED;
+                    match shard.copy_with(pos, key, &m) {
+                        Ok(new) => {
+                            shard.relink(hash, pos, new);
+                            moved += len;
+                            self.counters.moves_to_head.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) if !self.evict => return false,
+                        Err(_) => self.evict_item(shard, hash, pos, now),
+                    }
+                } else {
+                    self.evict_item(shard, hash, pos, now);
+                }
+            }
+            // Only the evictor moves the tail, so it is still `off`.
+            ring.lock().advance(len);
+            drop(guard);
+        }
+    }
+
+    fn evict_item(&self, shard: &mut Shard, hash: u64, pos: u32, now: u32) {
+        let it = shard.item(pos);
+        let expired = it.is_expired(now) || self.is_flushed(&it, now);
         let unfetched = !it.has(item::FETCHED);
-        let nonzero = it.exptime != 0;
-        let idle = now.saturating_sub(it.last_access) as u64;
-        let h = hash_key(&self.hasher, it.key());
-        shard.remove(h, idx);
-        if !expired {
+        let nonzero = it.exptime() != 0;
+        let idle = now.saturating_sub(it.last_access()) as u64;
+        shard.remove(hash, pos);
+        if expired {
+            self.counters.reclaimed.fetch_add(1, Ordering::Relaxed);
+        } else {
             self.counters.evicted_time.store(idle, Ordering::Relaxed);
             if nonzero {
                 self.counters
                     .evicted_nonzero
                     .fetch_add(1, Ordering::Relaxed);
             }
-        }
-        if expired {
-            self.counters.reclaimed.fetch_add(1, Ordering::Relaxed);
-        } else {
             self.counters.evictions.fetch_add(1, Ordering::Relaxed);
             if unfetched {
                 self.counters
                     .evicted_unfetched
                     .fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Seconds since the last access of the item at the tail (0 if none).
+    pub(super) fn tail_age(&self, now: u32) -> u32 {
+        let ring = &self.space.ring;
+        let mut key = [0u8; 256];
+        let (off, klen) = {
+            let log = ring.lock();
+            let Some(off) = log.tail() else { return 0 };
+            let fixed: [u8; 12] = ring.bytes(off + 8, 12).try_into().expect("12 bytes");
+            let (key_off, klen, _) = item::extent(fixed);
+            key[..klen].copy_from_slice(ring.bytes(off + key_off, klen));
+            (off, klen)
+        };
+        let key = &key[..klen];
+        let hash = hash_key(&self.hasher, key);
+        let shard = self.shards[((hash >> 32) & self.shard_mask) as usize].lock();
+        match shard.find(hash, key) {
+            Some(pos) if pos == ring.pos(off) => now.saturating_sub(shard.item(pos).last_access()),
+            _ => 0,
         }
     }
 }

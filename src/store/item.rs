@@ -1,20 +1,48 @@
-//! One cached item: key and value in a single allocation, plus the metadata memcached keeps
-//! (flags, expiry, CAS, access time) and the version replication orders writes by.
+//! The layout of one item in the ring (see `arena`): a compact header, the optional fields the
+//! item needs, its key, its value, padding to the ring's unit. Only what cannot be derived is
+//! stored:
+//!
+//! ```text
+//! offset  size  field
+//!      0     8  hlc          version timestamp (changes in place: incr that keeps its length)
+//!      8     4  value_len    never changes
+//!     12     2  node         version's origin, an index into the store's `NodeTable` (0 = us)
+//!     14     2  access       last access, seconds after the write (see `encode_access`)
+//!     16     1  key_len      never changes
+//!     17     1  shape        which optional fields follow (HAS_*); never changes
+//!     18     1  bits         local state: FETCHED, STALE, TOKEN_SENT, KEY_BINARY, COUNTER, ACCESSED
+//!     19     1  (spare)
+//!     20     -  optional, in this order, each only if its HAS_* bit is set:
+//!               flags u32 (if nonzero), exptime u32 (if nonzero), cas u64 (if it is not the one
+//!               derived from the version, e.g. meta E), base hlc u64 + node u16 (if the last
+//!               full write is not the version, i.e. after incr/decr), touched hlc u64 + node u16
+//!               (after a touch)
+//!      -     -  key, value, padding to the ring's unit (8 bytes)
+//! ```
+//!
+//! A 15-byte key with a 100-byte value and no optional field takes 20 + 15 + 100 = 135 bytes,
+//! 136 in the ring (`ItemRef::charge`, what `stats` bytes adds up and memcached's ITEM_ntotal
+//! stands for); its shard's index adds a 4-byte position and a control byte per bucket (at a
+//! load of 0.44 to 0.875, 6 to 11 bytes per item). A change that
+//! needs a field the item lacks writes a new copy (the old one stays dead in the ring until the
+//! tail passes it); a change that fits the item's shape is made in place.
+//!
+//! This file is safe code over byte slices; the ring's raw memory is in `arena`.
 
-// The item keeps key and value behind a thin pointer (8 bytes saved per item, see `Item::data`);
-// the raw-pointer code that owns that allocation is here and nowhere else in the store.
-#![allow(unsafe_code)]
+use super::version::{NodeTable, Version};
 
-use super::version::Version;
-use std::ptr::NonNull;
+/// Bytes of the fixed header.
+pub const HEADER: usize = 20;
 
-/// Bytes charged per item on top of key and value: the 80-byte slab node (with its vector's
-/// growth slack), the allocator's header and rounding, and the hash index slot. Measured: 1M
-/// items of 15+100 bytes take 219.5 bytes each in RSS (BENCHMARKS.md), so -m tracks the resident
-/// memory the items really take.
-pub const ITEM_OVERHEAD: usize = 104;
+const HLC: usize = 0;
+const VLEN: usize = 8;
+const NODE: usize = 12;
+const ACCESS: usize = 14;
+const KLEN: usize = 16;
+const SHAPE: usize = 17;
+const BITS: usize = 18;
 
-/// Local, never-replicated item state used by the meta protocol.
+/// Local, never-replicated item state (the `bits` byte).
 pub const FETCHED: u8 = 1;
 pub const STALE: u8 = 2;
 pub const TOKEN_SENT: u8 = 4;
@@ -22,176 +50,445 @@ pub const TOKEN_SENT: u8 = 4;
 pub const KEY_BINARY: u8 = 8;
 /// The item has PN-counter state in its shard's side table (`Shard::counters`).
 pub const COUNTER: u8 = 16;
+/// Hit since the tail last passed it: the tail walker moves it to the head instead of evicting
+/// it (CLOCK on the log, see `evict`).
+pub const ACCESSED: u8 = 32;
 
-#[derive(Debug)]
-pub struct Item {
-    /// Key then value, `len` bytes, allocated as a `Box<[u8]>`. A thin pointer plus a u32 length
-    /// instead of the box's fat pointer saves 8 bytes per item (values are at most -I, < 4 GiB).
-    data: NonNull<u8>,
-    len: u32,
-    key_len: u8,
-    /// FETCHED / STALE / TOKEN_SENT / KEY_BINARY / COUNTER.
-    pub bits: u8,
+const HAS_FLAGS: u8 = 1;
+const HAS_EXPTIME: u8 = 2;
+const HAS_CAS: u8 = 4;
+const HAS_BASE: u8 = 8;
+const HAS_TOUCHED: u8 = 16;
+
+const VERSION_LEN: usize = 10;
+
+/// Everything about an item but its key and value: what a write stores and a change rewrites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
     pub flags: u32,
     /// Absolute unix seconds; 0 = never expires.
     pub exptime: u32,
-    /// Unix seconds of the last access (mg `l` and `h` flags).
-    pub last_access: u32,
     pub cas: u64,
     /// Version of the latest change of any kind.
     pub version: Version,
     /// Version of the latest full write; incr/decr records name it as their base.
     pub base: Version,
     /// Version of the latest touch (ZERO if none since the last write). Kept apart from
-    /// `version` so that replication merges value and expiry field by field: a touch on one node
-    /// never makes an older copy of the value win over a newer write made elsewhere.
+    /// `version` so that replication merges value and expiry field by field.
     pub touched: Version,
+    /// Unix seconds of the last access (mg `l` and `h` flags).
+    pub last_access: u32,
+    pub bits: u8,
 }
 
-impl Item {
-    pub fn new(key: &[u8], value: &[u8]) -> Item {
-        Item::from_parts(key, &[value])
+/// The optional fields `m` needs (`cas_enabled`: whether the derived CAS is the hlc or 0).
+pub(super) fn shape_for(m: &Meta, cas_enabled: bool) -> u8 {
+    let derived = if cas_enabled { m.version.hlc } else { 0 };
+    let mut s = 0;
+    if m.flags != 0 {
+        s |= HAS_FLAGS;
     }
+    if m.exptime != 0 {
+        s |= HAS_EXPTIME;
+    }
+    if m.cas != derived {
+        s |= HAS_CAS;
+    }
+    if m.base != m.version {
+        s |= HAS_BASE;
+    }
+    if m.touched != Version::ZERO {
+        s |= HAS_TOUCHED;
+    }
+    s
+}
 
-    /// Builds the item from a key and value pieces laid end to end (append/prepend).
-    pub fn from_parts(key: &[u8], value_parts: &[&[u8]]) -> Item {
-        let vlen: usize = value_parts.iter().map(|p| p.len()).sum();
-        let mut data = Vec::with_capacity(key.len() + vlen);
-        data.extend_from_slice(key);
-        for part in value_parts {
-            data.extend_from_slice(part);
+pub(super) fn opt_len(shape: u8) -> usize {
+    let mut n = 0;
+    if shape & HAS_FLAGS != 0 {
+        n += 4;
+    }
+    if shape & HAS_EXPTIME != 0 {
+        n += 4;
+    }
+    if shape & HAS_CAS != 0 {
+        n += 8;
+    }
+    if shape & HAS_BASE != 0 {
+        n += VERSION_LEN;
+    }
+    if shape & HAS_TOUCHED != 0 {
+        n += VERSION_LEN;
+    }
+    n
+}
+
+/// Whether an item of shape `have` can hold everything a change to shape `need` needs.
+pub(super) fn shape_holds(have: u8, need: u8) -> bool {
+    need & !have == 0
+}
+
+/// The fixed part every item has, read from the header's fields that never change: what the
+/// tail walker may read without the item's shard lock. (key offset, key length, total length
+/// before padding.)
+pub(super) fn extent(fixed: [u8; 12]) -> (usize, usize, usize) {
+    // `fixed` is bytes 8..20 of the header.
+    let vlen = u32::from_le_bytes([fixed[0], fixed[1], fixed[2], fixed[3]]) as usize;
+    let klen = fixed[KLEN - VLEN] as usize;
+    let shape = fixed[SHAPE - VLEN];
+    let key_off = HEADER + opt_len(shape);
+    (key_off, klen, key_off + klen + vlen)
+}
+
+/// Seconds after the write time, up to 32767 exactly, then in steps of 64 s up to ~24 days
+/// (saturating): memcached itself refreshes an item's access time only every 60 s.
+fn encode_access(written: u32, at: u32) -> u16 {
+    let d = at.saturating_sub(written);
+    if d < 32768 {
+        d as u16
+    } else {
+        (32768 + ((d - 32768) / 64).min(32767)) as u16
+    }
+}
+
+fn decode_access(written: u32, v: u16) -> u32 {
+    let d = if v < 32768 {
+        v as u32
+    } else {
+        32768 + (v as u32 - 32768) * 64
+    };
+    written.saturating_add(d)
+}
+
+/// Unix seconds of a version's timestamp: the write time access times are counted from.
+fn written_secs(hlc: u64) -> u32 {
+    ((hlc >> 16) / 1000).min(u32::MAX as u64) as u32
+}
+
+fn rd_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn rd_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn rd_u64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Node indexes of a meta's versions in the store's node table (None: table full).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct NodeIdx {
+    pub version: u16,
+    pub base: u16,
+    pub touched: u16,
+}
+
+impl NodeIdx {
+    pub fn of(m: &Meta, nodes: &NodeTable) -> Option<NodeIdx> {
+        Some(NodeIdx {
+            version: nodes.intern(m.version.node)?,
+            base: nodes.intern(m.base.node)?,
+            touched: nodes.intern(m.touched.node)?,
+        })
+    }
+}
+
+/// Writes a new item's header (all of it), optional fields and key into `out`, which is
+/// exactly `HEADER + opt_len + key.len()` bytes.
+pub(super) fn encode_head(
+    out: &mut [u8],
+    m: &Meta,
+    n: NodeIdx,
+    shape: u8,
+    key: &[u8],
+    value_len: usize,
+) {
+    out[VLEN..VLEN + 4].copy_from_slice(&(value_len as u32).to_le_bytes());
+    out[KLEN] = key.len() as u8;
+    out[SHAPE] = shape;
+    out[19] = 0;
+    let opt = opt_len(shape);
+    encode_mutable(&mut out[..HEADER + opt], m, n, shape);
+    out[HEADER + opt..].copy_from_slice(key);
+}
+
+/// Writes the fields of the header that may change in place (hlc, node, access, bits) and the
+/// optional fields of `shape` into `head` (the header and optional fields, as one slice).
+/// Never writes value_len, key_len or shape.
+pub(super) fn encode_mutable(head: &mut [u8], m: &Meta, n: NodeIdx, shape: u8) {
+    head[HLC..HLC + 8].copy_from_slice(&m.version.hlc.to_le_bytes());
+    head[NODE..NODE + 2].copy_from_slice(&n.version.to_le_bytes());
+    let access = encode_access(written_secs(m.version.hlc), m.last_access);
+    head[ACCESS..ACCESS + 2].copy_from_slice(&access.to_le_bytes());
+    head[BITS] = m.bits;
+    let mut at = HEADER;
+    let mut put = |bytes: &[u8]| {
+        head[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    if shape & HAS_FLAGS != 0 {
+        put(&m.flags.to_le_bytes());
+    }
+    if shape & HAS_EXPTIME != 0 {
+        put(&m.exptime.to_le_bytes());
+    }
+    if shape & HAS_CAS != 0 {
+        put(&m.cas.to_le_bytes());
+    }
+    if shape & HAS_BASE != 0 {
+        put(&m.base.hlc.to_le_bytes());
+        put(&n.base.to_le_bytes());
+    }
+    if shape & HAS_TOUCHED != 0 {
+        put(&m.touched.hlc.to_le_bytes());
+        put(&n.touched.to_le_bytes());
+    }
+}
+
+/// The longest header with every optional field.
+pub(super) const MAX_HEAD: usize = HEADER + 4 + 4 + 8 + 2 * VERSION_LEN;
+
+/// Byte ranges of the header that [`encode_mutable`] writes and an in-place change copies into
+/// the ring (value_len, key_len and shape stay untouched, so that the tail walker may read them
+/// meanwhile): hlc, node + access, bits; then the optional fields from `HEADER` on.
+pub(super) const MUTABLE_RANGES: [(usize, usize); 3] = [(HLC, 8), (NODE, 4), (BITS, 1)];
+
+/// A read-only view of one item in the ring, valid while its shard is borrowed.
+#[derive(Clone, Copy)]
+pub struct ItemRef<'a> {
+    b: &'a [u8],
+    nodes: &'a NodeTable,
+    cas_enabled: bool,
+    charge: usize,
+}
+
+impl std::fmt::Debug for ItemRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ItemRef")
+            .field("key", &self.key())
+            .field("value_len", &self.value().len())
+            .field("meta", &self.meta())
+            .finish()
+    }
+}
+
+impl<'a> ItemRef<'a> {
+    /// `b` is the item's stored bytes (unpadded); `charge` its padded size in the ring.
+    pub(super) fn new(
+        b: &'a [u8],
+        nodes: &'a NodeTable,
+        cas_enabled: bool,
+        charge: usize,
+    ) -> ItemRef<'a> {
+        ItemRef {
+            b,
+            nodes,
+            cas_enabled,
+            charge,
         }
-        let len = u32::try_from(data.len()).expect("item larger than 4 GiB");
-        let raw = Box::into_raw(data.into_boxed_slice()) as *mut u8;
-        Item {
-            // SAFETY: Box::into_raw never returns null (an empty boxed slice gives a dangling,
-            // well-aligned, non-null pointer).
-            data: unsafe { NonNull::new_unchecked(raw) },
-            len,
-            key_len: key.len() as u8,
-            bits: 0,
-            flags: 0,
-            exptime: 0,
-            last_access: 0,
-            cas: 0,
-            version: Version::ZERO,
-            base: Version::ZERO,
-            touched: Version::ZERO,
+    }
+
+    pub(super) fn shape(&self) -> u8 {
+        self.b[SHAPE]
+    }
+
+    fn key_off(&self) -> usize {
+        HEADER + opt_len(self.shape())
+    }
+
+    /// Offset of the optional field `bit`, if the item has it.
+    fn opt(&self, bit: u8) -> Option<usize> {
+        let s = self.shape();
+        if s & bit == 0 {
+            return None;
+        }
+        let mut at = HEADER;
+        for (b, len) in [
+            (HAS_FLAGS, 4),
+            (HAS_EXPTIME, 4),
+            (HAS_CAS, 8),
+            (HAS_BASE, VERSION_LEN),
+            (HAS_TOUCHED, VERSION_LEN),
+        ] {
+            if b == bit {
+                return Some(at);
+            }
+            if s & b != 0 {
+                at += len;
+            }
+        }
+        None
+    }
+
+    fn version_at(&self, at: usize) -> Version {
+        Version::new(rd_u64(self.b, at), self.nodes.id(rd_u16(self.b, at + 8)))
+    }
+
+    pub fn key(&self) -> &'a [u8] {
+        let k = self.key_off();
+        &self.b[k..k + self.b[KLEN] as usize]
+    }
+
+    pub fn value(&self) -> &'a [u8] {
+        &self.b[self.key_off() + self.b[KLEN] as usize..]
+    }
+
+    /// Offset of the value within the item.
+    pub(super) fn value_off(&self) -> usize {
+        self.key_off() + self.b[KLEN] as usize
+    }
+
+    pub fn flags(&self) -> u32 {
+        self.opt(HAS_FLAGS).map_or(0, |at| rd_u32(self.b, at))
+    }
+
+    /// Absolute unix seconds; 0 = never expires.
+    pub fn exptime(&self) -> u32 {
+        self.opt(HAS_EXPTIME).map_or(0, |at| rd_u32(self.b, at))
+    }
+
+    pub fn cas(&self) -> u64 {
+        match self.opt(HAS_CAS) {
+            Some(at) => rd_u64(self.b, at),
+            None if self.cas_enabled => rd_u64(self.b, HLC),
+            None => 0,
         }
     }
 
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: `data` and `len` come from a Box<[u8]> of exactly `len` initialised bytes that
-        // this item owns until Drop and never reallocates; the shared borrow of `self` keeps any
-        // `&mut` (value_mut) from existing while the returned slice lives.
-        unsafe { std::slice::from_raw_parts(self.data.as_ptr(), self.len as usize) }
+    pub fn version(&self) -> Version {
+        Version::new(rd_u64(self.b, HLC), self.nodes.id(rd_u16(self.b, NODE)))
     }
 
-    pub fn key(&self) -> &[u8] {
-        &self.bytes()[..self.key_len as usize]
+    pub fn base(&self) -> Version {
+        match self.opt(HAS_BASE) {
+            Some(at) => self.version_at(at),
+            None => self.version(),
+        }
     }
 
-    pub fn value(&self) -> &[u8] {
-        &self.bytes()[self.key_len as usize..]
+    pub fn touched(&self) -> Version {
+        self.opt(HAS_TOUCHED)
+            .map_or(Version::ZERO, |at| self.version_at(at))
     }
 
-    /// Overwrites the value in place; the caller guarantees the length is unchanged.
-    pub fn value_mut(&mut self) -> &mut [u8] {
-        let key_len = self.key_len as usize;
-        // SAFETY: the same allocation as in `bytes`; `&mut self` makes this the only reference
-        // to it for the slice's lifetime.
-        let all = unsafe { std::slice::from_raw_parts_mut(self.data.as_ptr(), self.len as usize) };
-        &mut all[key_len..]
+    /// Unix seconds of the last access.
+    pub fn last_access(&self) -> u32 {
+        decode_access(written_secs(rd_u64(self.b, HLC)), rd_u16(self.b, ACCESS))
     }
 
-    /// Bytes charged against the memory limit.
-    pub fn charge(&self) -> usize {
-        self.len as usize + ITEM_OVERHEAD
-    }
-
-    pub fn is_expired(&self, now: u32) -> bool {
-        self.exptime != 0 && self.exptime <= now
+    pub fn bits(&self) -> u8 {
+        self.b[BITS]
     }
 
     pub fn has(&self, bit: u8) -> bool {
-        self.bits & bit != 0
+        self.bits() & bit != 0
     }
-}
 
-impl Drop for Item {
-    fn drop(&mut self) {
-        let slice = std::ptr::slice_from_raw_parts_mut(self.data.as_ptr(), self.len as usize);
-        // SAFETY: `data`/`len` came from Box::into_raw of a boxed slice of exactly this length,
-        // nothing else frees it, and no reference into it outlives `&mut self`.
-        drop(unsafe { Box::from_raw(slice) });
+    pub fn is_expired(&self, now: u32) -> bool {
+        let e = self.exptime();
+        e != 0 && e <= now
     }
-}
 
-// SAFETY: the item owns its bytes exclusively, like the Box<[u8]> it was made from, and hands
-// out references only through `&self`/`&mut self`; Box<[u8]> is Send.
-unsafe impl Send for Item {}
-// SAFETY: through `&Item` the bytes are only read (`bytes`), never written: no interior
-// mutability, so shared references from several threads are fine, as for Box<[u8]>.
-unsafe impl Sync for Item {}
+    /// Bytes the item takes in the ring (header, optional fields, key, value, padding):
+    /// memcached's ITEM_ntotal for this layout, what `stats` bytes adds up.
+    pub fn charge(&self) -> usize {
+        self.charge
+    }
 
-/// Bytes an item with this key and value would be charged.
-pub fn charge_for(key_len: usize, value_len: usize) -> usize {
-    key_len + value_len + ITEM_OVERHEAD
+    pub fn meta(&self) -> Meta {
+        Meta {
+            flags: self.flags(),
+            exptime: self.exptime(),
+            cas: self.cas(),
+            version: self.version(),
+            base: self.base(),
+            touched: self.touched(),
+            last_access: self.last_access(),
+            bits: self.bits(),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    //! The raw-pointer paths (construction, both slice views, drop, Send/Sync), small enough for
-    //! `cargo +nightly miri test --lib store::item` to check them for undefined behaviour.
     use super::*;
 
-    #[test]
-    fn key_and_value_round_trip() {
-        let item = Item::from_parts(b"key", &[b"val", b"", b"ue"]);
-        assert_eq!(item.key(), b"key");
-        assert_eq!(item.value(), b"value");
-        assert_eq!(item.charge(), 8 + ITEM_OVERHEAD);
-        assert_eq!(item.charge(), charge_for(3, 5));
+    fn meta(v: Version) -> Meta {
+        Meta {
+            flags: 0,
+            exptime: 0,
+            cas: v.hlc,
+            version: v,
+            base: v,
+            touched: Version::ZERO,
+            last_access: written_secs(v.hlc) + 5,
+            bits: 0,
+        }
+    }
+
+    fn build(m: &Meta, key: &[u8], value: &[u8], nodes: &NodeTable) -> Vec<u8> {
+        let shape = shape_for(m, true);
+        let n = NodeIdx::of(m, nodes).unwrap();
+        let head = HEADER + opt_len(shape) + key.len();
+        let mut b = vec![0u8; head + value.len()];
+        encode_head(&mut b[..head], m, n, shape, key, value.len());
+        b[head..].copy_from_slice(value);
+        b
     }
 
     #[test]
-    fn item_and_slab_node_sizes() {
-        // ITEM_OVERHEAD is measured with these sizes; counters live in a side table so that
-        // items never incremented pay nothing for them.
-        assert_eq!(std::mem::size_of::<Item>(), 72);
-        assert_eq!(std::mem::size_of::<Option<Item>>(), 72);
+    fn a_plain_item_takes_the_fixed_header_only() {
+        let nodes = NodeTable::new(1);
+        let v = Version::new(1_700_000_000_000 << 16, 1);
+        let m = meta(v);
+        let b = build(&m, b"key:0000000001", &[b'x'; 100], &nodes);
+        assert_eq!(b.len(), HEADER + 14 + 100);
+        let it = ItemRef::new(&b, &nodes, true, 136);
+        assert_eq!(it.key(), b"key:0000000001");
+        assert_eq!(it.value(), &[b'x'; 100][..]);
+        assert_eq!(it.meta(), m);
+        let fixed: [u8; 12] = b[8..20].try_into().unwrap();
+        assert_eq!(extent(fixed), (HEADER, 14, b.len()));
     }
 
     #[test]
-    fn empty_key_and_value() {
-        let item = Item::new(b"", b"");
-        assert!(item.key().is_empty());
-        assert!(item.value().is_empty());
-        let item = Item::new(b"k", b"");
-        assert_eq!(item.key(), b"k");
-        assert!(item.value().is_empty());
+    fn optional_fields_round_trip() {
+        let nodes = NodeTable::new(1);
+        let v = Version::new(1_700_000_000_000 << 16, 7);
+        let m = Meta {
+            flags: 0xdead_beef,
+            exptime: 1_800_000_000,
+            cas: 42,
+            version: v,
+            base: Version::new(v.hlc - 3, 9),
+            touched: Version::new(v.hlc + 1, 1),
+            last_access: written_secs(v.hlc) + 100_000,
+            bits: FETCHED | ACCESSED,
+        };
+        let b = build(&m, b"k", b"12", &nodes);
+        let it = ItemRef::new(&b, &nodes, true, 0);
+        let mut want = m;
+        // Past 32767 s access times are kept in steps of 64 s.
+        want.last_access = written_secs(v.hlc) + 32768 + (100_000 - 32768) / 64 * 64;
+        assert_eq!(it.meta(), want);
+        assert_eq!(it.key(), b"k");
+        assert_eq!(it.value(), b"12");
+        assert!(shape_holds(it.shape(), shape_for(&meta(v), true)));
     }
 
     #[test]
-    fn value_mut_writes_in_place_and_leaves_the_key() {
-        let mut item = Item::new(b"counter", b"0041");
-        item.value_mut().copy_from_slice(b"0042");
-        assert_eq!(item.value(), b"0042");
-        assert_eq!(item.key(), b"counter");
-    }
-
-    #[test]
-    fn items_move_and_are_shared_across_threads() {
-        let item = std::sync::Arc::new(Item::new(b"k", &[7u8; 300]));
-        let seen = std::thread::scope(|s| {
-            let a = s.spawn(|| item.value().iter().map(|&b| b as usize).sum::<usize>());
-            let b = s.spawn(|| item.key().len());
-            (a.join().unwrap(), b.join().unwrap())
-        });
-        assert_eq!(seen, (7 * 300, 1));
-        let moved = std::thread::spawn(move || Item::new(b"x", b"y"))
-            .join()
-            .unwrap();
-        assert_eq!(moved.value(), b"y");
+    fn cas_is_derived_unless_it_differs() {
+        let nodes = NodeTable::new(1);
+        let v = Version::new(5 << 16, 1);
+        let mut m = meta(v);
+        m.cas = 0;
+        assert_eq!(shape_for(&m, false), 0, "-C: cas 0 is derived");
+        assert_eq!(shape_for(&m, true), HAS_CAS);
+        let b = build(&meta(v), b"k", b"v", &nodes);
+        assert_eq!(ItemRef::new(&b, &nodes, false, 0).cas(), 0);
+        let hlc = v.hlc;
+        assert_eq!(ItemRef::new(&b, &nodes, true, 0).cas(), hlc);
     }
 }

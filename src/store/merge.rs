@@ -6,7 +6,8 @@
 use super::clock::{unix_now, Expiry};
 use super::counter::{Contribution, Counter};
 use super::entry::{parse_counter, Entry};
-use super::item::Item;
+use super::item::ItemRef;
+use super::item::Meta;
 use super::mutation::{ApplyOutcome, Mutation, MutationKind};
 use super::shard::{PendingDelta, Tombstone};
 use super::version::Version;
@@ -16,7 +17,7 @@ use bytes::Bytes;
 /// What a full-resync snapshot yields for each key in a shard.
 pub enum SnapshotEntry<'a> {
     /// A live item, with its PN-counter state if it was incremented.
-    Item(&'a Item, Option<&'a Counter>),
+    Item(ItemRef<'a>, Option<&'a Counter>),
     /// A deleted key (`version` ZERO if it only remembers a touch: `touched`, `exptime`).
     Tombstone {
         key: &'a [u8],
@@ -50,10 +51,10 @@ impl Store {
         let now = unix_now();
         let shard = self.shards[shard_no].lock();
         let marked = mark();
-        for idx in shard.slots() {
-            let it = shard.item(idx);
-            if !it.is_expired(now) && !self.is_flushed(it, now) {
-                f(SnapshotEntry::Item(it, shard.counter(idx)));
+        for pos in shard.positions() {
+            let it = shard.item(pos);
+            if !it.is_expired(now) && !self.is_flushed(&it, now) {
+                f(SnapshotEntry::Item(it, shard.counter(pos)));
             }
         }
         for (key, t) in shard.tombstones.iter() {
@@ -93,7 +94,7 @@ impl Store {
         // base wins over them, on every node), a tombstone, or the flush horizon.
         let held = e
             .item()
-            .map(|it| it.base)
+            .map(|it| it.base())
             .or_else(|| e.shard.tombstones.get(&m.key[..]).map(|t| t.version))
             .unwrap_or(Version::ZERO)
             .max(self.flush_version().unwrap_or(Version::ZERO));
@@ -122,11 +123,18 @@ impl Store {
                     None => exp,
                 };
                 let cas = self.cas_for(m.version);
-                match e.put_raw(&[value], *flags, exp, cas, m.version, m.version) {
+                let meta = Meta {
+                    flags: *flags,
+                    exptime: exp.as_abs(),
+                    cas,
+                    version: m.version,
+                    base: m.version,
+                    touched: touch.map_or(Version::ZERO, |(t, _)| t),
+                    last_access: e.now,
+                    bits: 0,
+                };
+                match e.put_meta(&[value], meta) {
                     Ok(()) => {
-                        if let (Some((touched, _)), Some(it)) = (touch, e.item_mut()) {
-                            it.touched = touched;
-                        }
                         e.apply_pending(m.version, true);
                         ApplyOutcome::Applied
                     }
@@ -153,12 +161,15 @@ impl Store {
             }
             MutationKind::Touch { exptime } => {
                 let now = e.now;
-                match e.item_mut() {
+                match e.item().map(|it| it.meta()) {
                     // Newer than both the value's full write (which set an expiry too; its
                     // increments did not) and any other touch: the expiry is the touch's.
-                    Some(it) if m.version > it.base.max(it.touched) => {
-                        it.exptime = *exptime;
-                        it.touched = m.version;
+                    Some(mut meta) if m.version > meta.base.max(meta.touched) => {
+                        meta.exptime = *exptime;
+                        meta.touched = m.version;
+                        if e.set_meta(&meta).is_err() {
+                            return ApplyOutcome::Rejected;
+                        }
                         if Expiry::from_abs(*exptime, now) == Expiry::Expired {
                             e.remove_with_tombstone(m.version);
                         }
@@ -218,11 +229,11 @@ impl Store {
         // whose full write is older.
         let ours = e
             .item()
-            .map(|it| it.base)
+            .map(|it| it.base())
             .or_else(|| e.shard.tombstones.get(key).map(|t| t.version))
             .unwrap_or(Version::ZERO);
         let flushed = self.flush_version().is_some_and(|f| base <= f);
-        let same_write = e.item().is_some_and(|it| it.base == base);
+        let same_write = e.item().is_some_and(|it| it.base() == base);
         if same_write && !flushed {
             // Both sides hold the same full write: merge what each incremented on it.
             let outcome = match counter {
@@ -243,7 +254,7 @@ impl Store {
         // Their value wins; the expiry is whichever side changed it last.
         let ours = e
             .item()
-            .map(|it| (it.base.max(it.touched), it.exptime, it.touched))
+            .map(|it| (it.base().max(it.touched()), it.exptime(), it.touched()))
             .or_else(|| {
                 e.touch_newer_than(Version::ZERO)
                     .map(|(t, exp)| (t, exp, t))
@@ -257,11 +268,18 @@ impl Store {
             return ApplyOutcome::Stale;
         }
         let cas = self.cas_for(version);
-        match e.put_raw(&[value], flags, exp, cas, version, base) {
+        let meta = Meta {
+            flags,
+            exptime: exp.as_abs(),
+            cas,
+            version,
+            base,
+            touched,
+            last_access: e.now,
+            bits: 0,
+        };
+        match e.put_meta(&[value], meta) {
             Ok(()) => {
-                if let Some(it) = e.item_mut() {
-                    it.touched = touched;
-                }
                 if let (Some(c), Some(i)) = (counter, e.idx) {
                     e.shard.set_counter(i, c.clone());
                 }
@@ -294,7 +312,7 @@ impl Entry<'_, '_> {
         c: Contribution,
         held: Version,
     ) -> ApplyOutcome {
-        match self.item().map(|it| it.base) {
+        match self.item().map(|it| it.base()) {
             // Same lineage: keep the origin's newer contribution, so increments add up.
             Some(item_base) if item_base == base => {
                 self.merge_counter(version, |mine| mine.merge_one(c))
@@ -344,7 +362,7 @@ impl Entry<'_, '_> {
             return ApplyOutcome::Stale;
         }
         let value = counter.shown();
-        let new_version = self.shard.item(i).version.max(version);
+        let new_version = self.shard.item(i).version().max(version);
         let cas = self.store.cas_for(new_version);
         match self.write_counter(value, cas, new_version, true, Some(counter)) {
             Ok(()) => ApplyOutcome::Applied,
@@ -372,7 +390,7 @@ impl Entry<'_, '_> {
     /// tombstone) if it is newer than `version`: (touch version, expiry).
     fn touch_newer_than(&self, version: Version) -> Option<(Version, u32)> {
         match self.item() {
-            Some(it) => (it.touched > version).then_some((it.touched, it.exptime)),
+            Some(it) => (it.touched() > version).then_some((it.touched(), it.exptime())),
             None => self
                 .shard
                 .tombstones

@@ -1,5 +1,6 @@
-//! The cache: sharded LRU with byte-accurate memory accounting, memcached's expiry and CAS rules,
-//! and a version on every item and tombstone for replication.
+//! The cache: items in one ring of -m bytes (`arena`), indexed by key in shards, evicted
+//! oldest first with a second chance for items hit since they were written (CLOCK on the log),
+//! memcached's expiry and CAS rules, and a version on every item and tombstone for replication.
 //!
 //! Callers lock one key at a time with [`Store::entry`]; all command logic (text and meta) runs
 //! on an [`Entry`] while its shard lock is held, and never awaits. Every change made through an
@@ -15,12 +16,14 @@
 //! - `merge`: merge rules for replicated records and the full-resync snapshot.
 //! - `counter`: the PN-counter state of incremented items ([`Counter`]).
 //! - `dump`: the read-only item walk of the key dumps ([`Store::visit_items`]).
-//! - `evict`: LRU eviction, the background sweeper, and flush_all.
+//! - `evict`: eviction at the ring's tail, the background sweeper, and flush_all.
+//! - `arena`: the ring the items live in (the store's only unsafe code).
 //! - `shard`, `item`, `version`, `mutation`: the data structures under all of these.
 //!
 //! The store depends on nothing else in the crate: the protocol and the server convert their
 //! requests into its types, and replication only sees [`Mutation`] records.
 
+mod arena;
 mod clock;
 mod config;
 pub mod counter;
@@ -41,7 +44,7 @@ pub use entry::{
     parse_counter, ArithError, Entry, StoreError, StoreOutcome, WriteMode, BUMP_INTERVAL,
 };
 pub use evict::{SWEEP_INTERVAL_US, SWEEP_SLICE};
-pub use item::Item;
+pub use item::{ItemRef, Meta};
 pub use merge::SnapshotEntry;
 pub use mutation::{ApplyOutcome, Mutation, MutationKind, MutationSink};
 pub use version::{HybridClock, Version};
@@ -49,8 +52,8 @@ pub use version::{HybridClock, Version};
 use evict::FlushMark;
 use hashbrown::DefaultHashBuilder;
 use parking_lot::Mutex;
-use shard::{hash_key, Shard};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use shard::{hash_key, Shard, Space};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// Counters kept by the store itself (the server keeps the per-command ones).
@@ -79,9 +82,12 @@ pub struct StoreCounters {
     pub evicted_nonzero: AtomicU64,
     /// Seconds since the last access of the most recently evicted item (evicted_time).
     pub evicted_time: AtomicU64,
-    /// Items moved to the most recently used end on a hit (at most once per
-    /// `BUMP_INTERVAL` each): memcached's moves_within_lru.
+    /// Hits that marked an item accessed (it was not yet): each saves the item from the next
+    /// pass of the tail. Reported as memcached's moves_within_lru.
     pub lru_bumps: AtomicU64,
+    /// Accessed items the tail walker copied to the head instead of evicting them (and, with
+    /// -M, live items moved to reclaim the dead space behind them): moves_to_warm.
+    pub moves_to_head: AtomicU64,
 }
 
 /// A point-in-time view of the store for `stats`.
@@ -96,7 +102,7 @@ pub struct StoreStats {
     pub reclaimed: u64,
     pub expired_unfetched: u64,
     pub tombstones: u64,
-    /// Bytes charged for tombstones (part of `bytes`, so counted against -m).
+    /// Bytes charged for tombstones, outside the ring (capped at a quarter of -m).
     pub tombstone_bytes: u64,
     pub tombstones_acked: u64,
     pub tombstones_timed_out: u64,
@@ -109,22 +115,26 @@ pub struct StoreStats {
     pub evicted_nonzero: u64,
     pub evicted_time: u64,
     pub lru_bumps: u64,
-    /// Seconds since the last access of the least recently used item of any shard (memcached's
-    /// items:N:age: the age of the LRU tail).
+    pub moves_to_head: u64,
+    /// Seconds since the last access of the item at the ring's tail, the next to be evicted
+    /// (memcached's items:N:age: the age of the LRU tail).
     pub oldest_age: u64,
-    /// The shards' item slabs: slots allocated, slots on the free lists, and slots reserved
-    /// but never used yet (memcached's total_chunks, free_chunks, free_chunks_end).
-    pub slots_total: u64,
-    pub slots_free: u64,
-    pub slots_unused: u64,
+    /// The ring: its capacity (-m) and the bytes between its tail and head (live items, dead
+    /// copies of changed or deleted ones, and the space skipped at a wrap not included).
+    pub ring_capacity: u64,
+    pub ring_used: u64,
+    /// Bytes charged outside the ring for pending deltas and counter state.
+    pub heap_bytes: u64,
 }
 
 pub struct Store {
     shards: Box<[Mutex<Shard>]>,
     shard_mask: u64,
     hasher: DefaultHashBuilder,
-    mem_limit: AtomicUsize,
-    used: AtomicUsize,
+    space: Arc<Space>,
+    /// One evictor at a time (see `evict`): taken with lock() only with no other lock held,
+    /// with try_lock() by a writer that holds its shard lock.
+    evicting: Mutex<()>,
     item_size_max: usize,
     evict: bool,
     cas_enabled: bool,
@@ -143,12 +153,22 @@ pub struct Store {
 impl Store {
     pub fn new(cfg: StoreConfig) -> Store {
         let n = cfg.shards.max(1).next_power_of_two();
-        Store {
-            shards: (0..n).map(|_| Mutex::new(Shard::new())).collect(),
+        let space = Arc::new(Space {
+            ring: arena::Ring::new(cfg.mem_limit),
+            nodes: version::NodeTable::new(cfg.node_id),
+            cas_enabled: cfg.cas_enabled,
+            headroom: Default::default(),
+            low: AtomicBool::new(false),
+            died: AtomicBool::new(false),
+        });
+        let store = Store {
+            shards: (0..n)
+                .map(|_| Mutex::new(Shard::new(space.clone())))
+                .collect(),
             shard_mask: (n - 1) as u64,
             hasher: DefaultHashBuilder::default(),
-            mem_limit: AtomicUsize::new(cfg.mem_limit),
-            used: AtomicUsize::new(0),
+            space,
+            evicting: Mutex::new(()),
             item_size_max: cfg.item_size_max,
             evict: cfg.evict,
             cas_enabled: cfg.cas_enabled,
@@ -163,7 +183,9 @@ impl Store {
             tomb_acked: AtomicU64::new(0),
             tomb_sole_peer: AtomicU32::new(0),
             counters: StoreCounters::default(),
-        }
+        };
+        store.set_headroom();
+        store
     }
 
     /// The longest a tombstone (or a remembered touch, or an increment waiting for its write)
@@ -194,12 +216,15 @@ impl Store {
     }
 
     pub fn mem_limit(&self) -> usize {
-        self.mem_limit.load(Ordering::Relaxed)
+        self.space.ring.lock().cap()
     }
 
-    /// cache_memlimit: takes effect for the next writes (eviction catches up lazily).
+    /// cache_memlimit: the ring's capacity changes at once (up to the 32 GiB reserved at start,
+    /// or -m if larger); when it shrinks, the next writes evict down to it.
     pub fn set_mem_limit(&self, bytes: usize) {
-        self.mem_limit.store(bytes, Ordering::Relaxed);
+        self.space.ring.set_cap(bytes);
+        self.set_headroom();
+        self.space.low.store(true, Ordering::Relaxed);
     }
 
     pub fn shard_count(&self) -> usize {
@@ -232,10 +257,11 @@ impl Store {
     }
 
     fn lookup<'s, 'k>(&'s self, key: &'k [u8], client: bool) -> Entry<'s, 'k> {
+        // Room first, with no lock held: eviction locks the shards of the items it drops.
+        self.ensure_room();
         let hash = hash_key(&self.hasher, key);
         let shard_no = ((hash >> 32) & self.shard_mask) as usize;
         let shard = self.shards[shard_no].lock();
-        let start_bytes = shard.bytes;
         let mut entry = Entry {
             store: self,
             shard,
@@ -244,12 +270,11 @@ impl Store {
             key,
             idx: None,
             now: unix_now(),
-            start_bytes,
         };
         entry.idx = entry.shard.find(hash, key);
         if let Some(idx) = entry.idx {
             let it = entry.shard.item(idx);
-            let flushed = self.is_flushed(it, entry.now);
+            let flushed = self.is_flushed(&it, entry.now);
             if flushed || it.is_expired(entry.now) {
                 if client {
                     let counter = if flushed {
@@ -260,7 +285,7 @@ impl Store {
                     counter.fetch_add(1, Ordering::Relaxed);
                 }
                 let unfetched = !it.has(item::FETCHED);
-                let memory = self.flushed_touch_memory(it, entry.now);
+                let memory = self.flushed_touch_memory(&it, entry.now);
                 entry.shard.remove(hash, idx);
                 if let Some(t) = memory {
                     entry.shard.add_tombstone(key, t);
@@ -275,14 +300,6 @@ impl Store {
             }
         }
         entry
-    }
-
-    fn account(&self, before: usize, after: usize) {
-        if after > before {
-            self.used.fetch_add(after - before, Ordering::Relaxed);
-        } else if before > after {
-            self.used.fetch_sub(before - after, Ordering::Relaxed);
-        }
     }
 
     /// Publishes a record; returns its offset in this node's stream (0 if none).
@@ -318,6 +335,7 @@ impl Store {
             &c.crawler_items_checked,
             &c.evicted_nonzero,
             &c.lru_bumps,
+            &c.moves_to_head,
         ] {
             counter.store(0, Ordering::Relaxed);
         }
@@ -343,24 +361,23 @@ impl Store {
             evicted_nonzero: load(&self.counters.evicted_nonzero),
             evicted_time: load(&self.counters.evicted_time),
             lru_bumps: load(&self.counters.lru_bumps),
+            moves_to_head: load(&self.counters.moves_to_head),
             ..Default::default()
         };
-        let now = unix_now();
         for m in self.shards.iter() {
             let shard = m.lock();
             s.curr_items += shard.items as u64;
+            s.bytes += shard.bytes as u64;
             s.tombstones += shard.tombstones.len() as u64;
             s.tombstone_bytes += shard.tomb_bytes as u64;
-            let (total, free, unused) = shard.slot_counts();
-            s.slots_total += total as u64;
-            s.slots_free += free as u64;
-            s.slots_unused += unused as u64;
-            if let Some(tail) = shard.lru_tail() {
-                let age = now.saturating_sub(shard.item(tail).last_access) as u64;
-                s.oldest_age = s.oldest_age.max(age);
-            }
+            s.heap_bytes += shard.heap_bytes as u64;
         }
-        s.bytes = self.used.load(Ordering::Relaxed) as u64;
+        {
+            let log = self.space.ring.lock();
+            s.ring_capacity = log.cap() as u64;
+            s.ring_used = log.used() as u64;
+        }
+        s.oldest_age = self.tail_age(unix_now()) as u64;
         s
     }
 

@@ -1,27 +1,47 @@
-//! One shard of the cache: a hash index over a slab of items, threaded on an LRU list, plus the
-//! tombstones of recently deleted keys. A shard is only ever touched under its own lock.
+//! One shard of the cache: a hash index of the positions of its items in the store's ring
+//! (`arena`), plus the tombstones of recently deleted keys, the increments waiting for their
+//! write and the PN-counter state of incremented items (those three live on the heap, outside
+//! the ring, with their own charges). A shard is only ever touched under its own lock; holding
+//! it is what entitles a thread to read and write the bytes of the shard's items in the ring.
 
+use super::arena::Ring;
 use super::counter::Counter;
-use super::item::{self, Item};
-use super::version::Version;
+use super::item::{self, ItemRef, Meta, NodeIdx};
+use super::version::{NodeTable, Version};
 use hashbrown::{HashMap, HashTable};
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
-pub(crate) const NIL: u32 = u32::MAX;
+/// What every shard shares: the ring, the node table of the items' versions, and the few
+/// settings the item layout depends on.
+pub(crate) struct Space {
+    pub ring: Ring,
+    pub nodes: NodeTable,
+    pub cas_enabled: bool,
+    /// Contiguous free bytes the ring should keep at its head (see `Store::ensure_room`).
+    pub headroom: AtomicUsize,
+    /// Set by a write that left less than `headroom` free: the next lookup evicts first.
+    pub low: AtomicBool,
+    /// Set when an item's bytes in the ring die (removed, or replaced by a new copy): with -M,
+    /// moving live items to reclaim dead space is tried again only after that.
+    pub died: AtomicBool,
+}
+
+/// Why a write found no room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoRoom {
+    /// This many contiguous bytes are missing at the head: evicting may help.
+    Full(usize),
+    /// The item can never be stored (larger than the ring, or a version from too many nodes).
+    Never,
+}
 
 /// Bytes charged per tombstone on top of its key.
 /// Estimated: a hashbrown slot of 16 (boxed key) + 40 (Tombstone) bytes with its control byte
 /// and load-factor slack (up to 1/8 empty, after a growth up to half), plus the key
 /// allocation's rounding.
 pub(crate) const TOMBSTONE_OVERHEAD: usize = 96;
-
-struct Node {
-    item: Option<Item>,
-    /// Towards the most recently used end.
-    prev: u32,
-    /// Towards the least recently used end.
-    next: u32,
-}
 
 /// A deleted key's version, kept so that an older write arriving later (a record still in
 /// flight, a peer's full-resync snapshot) does not bring the key back.
@@ -72,22 +92,23 @@ pub(crate) struct PendingDelta {
 }
 
 pub(crate) struct Shard {
+    /// Ring positions (in units, see `Ring::pos`) of the live items.
     index: HashTable<u32>,
-    nodes: Vec<Node>,
-    free: Vec<u32>,
-    /// Most recently used.
-    head: u32,
-    /// Least recently used: the eviction end.
-    tail: u32,
+    space: Arc<Space>,
+    /// Bumped whenever the index may move entries (a resize or an in-place rehash): a walk by
+    /// bucket index that sees it change restarts (see [`Shard::walk_from`]).
+    generation: u64,
     pub items: usize,
-    /// Bytes charged for items and tombstones in this shard.
+    /// Bytes of this shard's live items in the ring.
     pub bytes: usize,
-    /// The part of `bytes` charged for tombstones.
+    /// Bytes charged for tombstones (outside the ring).
     pub tomb_bytes: usize,
+    /// Bytes charged for pending deltas and counter state (outside the ring).
+    pub heap_bytes: usize,
     pub tombstones: HashMap<Box<[u8]>, Tombstone>,
     pub pending: HashMap<Box<[u8]>, Vec<PendingDelta>>,
-    /// PN-counter state of the items that were incremented (flag `item::COUNTER`), by slot:
-    /// a side table, so that the other items carry nothing for it.
+    /// PN-counter state of the items that were incremented (flag `item::COUNTER`), by ring
+    /// position: a side table, so that the other items carry nothing for it. Moves with the item.
     counters: HashMap<u32, Counter>,
 }
 
@@ -95,17 +116,28 @@ pub(crate) fn hash_key<S: BuildHasher>(hasher: &S, key: &[u8]) -> u64 {
     hasher.hash_one(key)
 }
 
+/// An item view at ring offset `off`, its length read from its header.
+fn view(space: &Space, off: usize) -> ItemRef<'_> {
+    let fixed: [u8; 12] = space.ring.bytes(off + 8, 12).try_into().expect("12 bytes");
+    let (_, _, len) = item::extent(fixed);
+    ItemRef::new(
+        space.ring.bytes(off, len),
+        &space.nodes,
+        space.cas_enabled,
+        space.ring.padded(len),
+    )
+}
+
 impl Shard {
-    pub fn new() -> Shard {
+    pub fn new(space: Arc<Space>) -> Shard {
         Shard {
             index: HashTable::new(),
-            nodes: Vec::new(),
-            free: Vec::new(),
-            head: NIL,
-            tail: NIL,
+            space,
+            generation: 0,
             items: 0,
             bytes: 0,
             tomb_bytes: 0,
+            heap_bytes: 0,
             tombstones: HashMap::new(),
             pending: HashMap::new(),
             counters: HashMap::new(),
@@ -113,158 +145,219 @@ impl Shard {
     }
 
     pub fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
-        let nodes = &self.nodes;
+        let space = &*self.space;
         self.index
-            .find(hash, |&idx| {
-                nodes[idx as usize]
-                    .item
-                    .as_ref()
-                    .is_some_and(|it| it.key() == key)
-            })
+            .find(hash, |&pos| view(space, space.ring.off(pos)).key() == key)
             .copied()
     }
 
-    pub fn item(&self, idx: u32) -> &Item {
-        self.nodes[idx as usize].item.as_ref().expect("live slot")
+    pub fn item(&self, pos: u32) -> ItemRef<'_> {
+        view(&self.space, self.space.ring.off(pos))
     }
 
-    pub fn item_mut(&mut self, idx: u32) -> &mut Item {
-        self.nodes[idx as usize].item.as_mut().expect("live slot")
+    /// Sets local bits of a live item in place.
+    pub fn set_bits(&mut self, pos: u32, set: u8, clear: u8) {
+        let off = self.space.ring.off(pos) + item::MUTABLE_RANGES[2].0;
+        let b = &mut self.space.ring.bytes_mut(off, 1)[0];
+        *b = (*b | set) & !clear;
     }
 
-    /// Links a new item (its key must not be present) at the most recently used end.
-    pub fn insert<S: BuildHasher>(&mut self, hasher: &S, hash: u64, item: Item) -> u32 {
-        self.items += 1;
-        self.bytes += item.charge();
-        let idx = match self.free.pop() {
-            Some(idx) => {
-                self.nodes[idx as usize].item = Some(item);
-                idx
-            }
-            None => {
-                self.nodes.push(Node {
-                    item: Some(item),
-                    prev: NIL,
-                    next: NIL,
-                });
-                (self.nodes.len() - 1) as u32
-            }
-        };
-        let nodes = &self.nodes;
-        self.index.insert_unique(hash, idx, |&i| {
-            hash_key(
-                hasher,
-                nodes[i as usize].item.as_ref().expect("indexed slot").key(),
-            )
-        });
-        self.link_front(idx);
-        idx
-    }
-
-    /// Swaps the item in a slot for a new one with the same key and marks it most recently used.
-    /// A new write starts a new lineage: the slot's counter state goes with the old item.
-    pub fn replace(&mut self, idx: u32, item: Item) -> Item {
-        self.bytes += item.charge();
-        let old = self.nodes[idx as usize]
-            .item
-            .replace(item)
-            .expect("live slot");
-        self.bytes -= old.charge();
-        if old.has(item::COUNTER) {
-            self.take_counter(idx);
+    /// Writes a new item (not linked yet) and returns its position. The header and key are
+    /// written under the log lock, the value after it.
+    pub fn write(&mut self, key: &[u8], value_parts: &[&[u8]], m: &Meta) -> Result<u32, NoRoom> {
+        let vlen: usize = value_parts.iter().map(|p| p.len()).sum();
+        let (off, voff) = self.alloc_head(key, vlen, m)?;
+        let mut dst = self.space.ring.bytes_mut(off + voff, vlen);
+        for part in value_parts {
+            let (head, rest) = dst.split_at_mut(part.len());
+            head.copy_from_slice(part);
+            dst = rest;
         }
-        self.bump(idx);
-        old
+        Ok(self.space.ring.pos(off))
     }
 
-    pub fn remove(&mut self, hash: u64, idx: u32) -> Item {
-        self.unlink(idx);
-        if let Ok(entry) = self.index.find_entry(hash, |&i| i == idx) {
+    /// Allocates an item of this key, value length and meta at the head and writes its header
+    /// and key; returns (offset, value offset within the item).
+    fn alloc_head(&mut self, key: &[u8], vlen: usize, m: &Meta) -> Result<(usize, usize), NoRoom> {
+        let space = &*self.space;
+        let shape = item::shape_for(m, space.cas_enabled);
+        let n = NodeIdx::of(m, &space.nodes).ok_or(NoRoom::Never)?;
+        let head_len = item::HEADER + item::opt_len(shape) + key.len();
+        let len = space.ring.padded(head_len + vlen);
+        let mut log = space.ring.lock();
+        if len > log.cap() {
+            return Err(NoRoom::Never);
+        }
+        let Some(off) = log.alloc(len) else {
+            space.low.store(true, Ordering::Relaxed);
+            return Err(NoRoom::Full(len));
+        };
+        item::encode_head(space.ring.bytes_mut(off, head_len), m, n, shape, key, vlen);
+        if !log.fits(space.headroom.load(Ordering::Relaxed)) {
+            space.low.store(true, Ordering::Relaxed);
+        }
+        Ok((off, head_len))
+    }
+
+    /// Copies the live item at `pos` to the head with a new meta (same key and value); returns
+    /// the new position. The caller relinks it.
+    pub fn copy_with(&mut self, pos: u32, key: &[u8], m: &Meta) -> Result<u32, NoRoom> {
+        let (src, vlen) = {
+            let it = self.item(pos);
+            (self.space.ring.off(pos) + it.value_off(), it.value().len())
+        };
+        let (off, voff) = self.alloc_head(key, vlen, m)?;
+        self.space.ring.copy(src, off + voff, vlen);
+        Ok(self.space.ring.pos(off))
+    }
+
+    /// Changes the meta of the live item at `pos`: in place if its shape holds the new one,
+    /// else as a new copy at the head (relinked here). Returns the item's position.
+    pub fn set_meta(&mut self, hash: u64, pos: u32, key: &[u8], m: &Meta) -> Result<u32, NoRoom> {
+        let shape = self.item(pos).shape();
+        let need = item::shape_for(m, self.space.cas_enabled);
+        if item::shape_holds(shape, need) {
+            let n = NodeIdx::of(m, &self.space.nodes).ok_or(NoRoom::Never)?;
+            let opt = item::opt_len(shape);
+            let mut head = [0u8; item::MAX_HEAD];
+            item::encode_mutable(&mut head[..item::HEADER + opt], m, n, shape);
+            let off = self.space.ring.off(pos);
+            for (at, len) in item::MUTABLE_RANGES {
+                self.space
+                    .ring
+                    .bytes_mut(off + at, len)
+                    .copy_from_slice(&head[at..at + len]);
+            }
+            self.space
+                .ring
+                .bytes_mut(off + item::HEADER, opt)
+                .copy_from_slice(&head[item::HEADER..item::HEADER + opt]);
+            return Ok(pos);
+        }
+        let new = self.copy_with(pos, key, m)?;
+        self.relink(hash, pos, new);
+        Ok(new)
+    }
+
+    /// The value of the live item at `pos`, writable in place (same length).
+    pub fn value_mut(&mut self, pos: u32) -> &mut [u8] {
+        let (at, len) = {
+            let it = self.item(pos);
+            (self.space.ring.off(pos) + it.value_off(), it.value().len())
+        };
+        self.space.ring.bytes_mut(at, len)
+    }
+
+    fn charge_of(&self, pos: u32) -> usize {
+        self.item(pos).charge()
+    }
+
+    /// Links a new item (its key must not be present).
+    pub fn link<S: BuildHasher>(&mut self, hasher: &S, hash: u64, pos: u32) {
+        let charge = self.charge_of(pos);
+        self.items += 1;
+        self.bytes += charge;
+        if self.index.len() == self.index.capacity() {
+            self.generation += 1;
+        }
+        let space = &*self.space;
+        self.index.insert_unique(hash, pos, |&p| {
+            hash_key(hasher, view(space, space.ring.off(p)).key())
+        });
+    }
+
+    fn mark_died(&self) {
+        // Read first: the flag's cache line stays shared while it is already set.
+        if !self.space.died.load(Ordering::Relaxed) {
+            self.space.died.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Points the index at a new copy of the same key; the counter state moves with it.
+    pub fn relink(&mut self, hash: u64, old: u32, new: u32) {
+        self.mark_died();
+        let (co, cn) = (self.charge_of(old), self.charge_of(new));
+        self.bytes = self.bytes + cn - co;
+        if let Some(slot) = self.index.find_mut(hash, |&p| p == old) {
+            *slot = new;
+        }
+        if let Some(c) = self.counters.remove(&old) {
+            self.counters.insert(new, c);
+        }
+    }
+
+    /// Swaps the item at `old` for a new one with the same key (already written at `new`).
+    /// A new write starts a new lineage: the old item's counter state goes with it.
+    pub fn replace(&mut self, hash: u64, old: u32, new: u32) {
+        if self.item(old).has(item::COUNTER) {
+            self.take_counter(old);
+        }
+        self.relink(hash, old, new);
+    }
+
+    /// Unlinks the item at `pos`: its bytes in the ring are dead from now on.
+    pub fn remove(&mut self, hash: u64, pos: u32) {
+        self.mark_died();
+        if let Ok(entry) = self.index.find_entry(hash, |&p| p == pos) {
             entry.remove();
         }
-        let item = self.nodes[idx as usize].item.take().expect("live slot");
-        if item.has(item::COUNTER) {
-            self.take_counter(idx);
+        if self.item(pos).has(item::COUNTER) {
+            self.take_counter(pos);
         }
-        self.free.push(idx);
+        let charge = self.charge_of(pos);
         self.items -= 1;
-        self.bytes -= item.charge();
-        item
+        self.bytes -= charge;
     }
 
-    /// Marks a slot most recently used.
-    pub fn bump(&mut self, idx: u32) {
-        if self.head != idx {
-            self.unlink(idx);
-            self.link_front(idx);
+    /// Changes whenever the index may have moved its entries (see [`Shard::walk_from`]).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Visits the live items in index buckets `from..from + max` (positions), in bucket order,
+    /// and returns the next bucket to visit, or None at the end. A walk that releases the lock
+    /// between calls must restart from 0 when [`Shard::generation`] changed in between: the
+    /// index moved its entries (a resize or an in-place rehash), and a walk that went on could
+    /// miss items; removals and insertions alone move nothing.
+    pub fn walk_from(&self, from: usize, max: usize, mut f: impl FnMut(u32)) -> Option<usize> {
+        let n = self.index.num_buckets();
+        let end = from.saturating_add(max).min(n);
+        for b in from..end {
+            if let Some(&pos) = self.index.get_bucket(b) {
+                f(pos);
+            }
         }
+        (end < n).then_some(end)
     }
 
-    /// The least recently used slot.
-    pub fn lru_tail(&self) -> Option<u32> {
-        (self.tail != NIL).then_some(self.tail)
+    /// Every live item, in no particular order.
+    pub fn positions(&self) -> impl Iterator<Item = u32> + '_ {
+        self.index.iter().copied()
     }
 
-    /// The slot after `idx` towards the least recently used end... walking from the tail uses
-    /// `prev` instead; both are exposed for the sweeper and eviction.
-    pub fn towards_head(&self, idx: u32) -> Option<u32> {
-        let p = self.nodes[idx as usize].prev;
-        (p != NIL).then_some(p)
-    }
-
-    /// Every live slot, in no particular order.
-    pub fn slots(&self) -> impl Iterator<Item = u32> + '_ {
-        self.nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| n.item.is_some())
-            .map(|(i, _)| i as u32)
-    }
-
-    /// (slots allocated, slots on the free list, slots reserved but never used).
-    pub fn slot_counts(&self) -> (usize, usize, usize) {
-        (
-            self.nodes.len(),
-            self.free.len(),
-            self.nodes.capacity() - self.nodes.len(),
-        )
-    }
-
-    /// Every live slot from slot number `from` on, in slot order (a resumable walk).
-    pub fn slots_from(&self, from: usize) -> impl Iterator<Item = u32> + '_ {
-        self.nodes
-            .iter()
-            .enumerate()
-            .skip(from)
-            .filter(|(_, n)| n.item.is_some())
-            .map(|(i, _)| i as u32)
-    }
-
-    /// The PN-counter state of the item in `idx`, if it was incremented.
-    pub fn counter(&self, idx: u32) -> Option<&Counter> {
-        if self.item(idx).has(item::COUNTER) {
-            self.counters.get(&idx)
+    /// The PN-counter state of the item at `pos`, if it was incremented.
+    pub fn counter(&self, pos: u32) -> Option<&Counter> {
+        if self.item(pos).has(item::COUNTER) {
+            self.counters.get(&pos)
         } else {
             None
         }
     }
 
-    /// Installs (or replaces) the counter state of the live item in `idx`.
-    pub fn set_counter(&mut self, idx: u32, c: Counter) {
-        self.bytes += c.charge();
-        if let Some(old) = self.counters.insert(idx, c) {
-            self.bytes -= old.charge();
+    /// Installs (or replaces) the counter state of the live item at `pos`.
+    pub fn set_counter(&mut self, pos: u32, c: Counter) {
+        self.heap_bytes += c.charge();
+        if let Some(old) = self.counters.insert(pos, c) {
+            self.heap_bytes -= old.charge();
         }
-        self.item_mut(idx).bits |= item::COUNTER;
+        self.set_bits(pos, item::COUNTER, 0);
     }
 
-    /// Removes the counter state of slot `idx` (the item, if still there, loses its flag).
-    pub fn take_counter(&mut self, idx: u32) -> Option<Counter> {
-        let c = self.counters.remove(&idx)?;
-        self.bytes -= c.charge();
-        if let Some(it) = self.nodes[idx as usize].item.as_mut() {
-            it.bits &= !item::COUNTER;
-        }
+    /// Removes the counter state of the item at `pos` (which loses its flag).
+    pub fn take_counter(&mut self, pos: u32) -> Option<Counter> {
+        let c = self.counters.remove(&pos)?;
+        self.heap_bytes -= c.charge();
+        self.set_bits(pos, 0, item::COUNTER);
         Some(c)
     }
 
@@ -283,7 +376,6 @@ impl Shard {
                 }
             }
             None => {
-                self.bytes += key.len() + TOMBSTONE_OVERHEAD;
                 self.tomb_bytes += key.len() + TOMBSTONE_OVERHEAD;
                 self.tombstones.insert(key.into(), tomb);
             }
@@ -301,7 +393,6 @@ impl Shard {
 
     pub fn remove_tombstone(&mut self, key: &[u8]) {
         if self.tombstones.remove(key).is_some() {
-            self.bytes -= key.len() + TOMBSTONE_OVERHEAD;
             self.tomb_bytes -= key.len() + TOMBSTONE_OVERHEAD;
         }
     }
@@ -310,17 +401,17 @@ impl Shard {
         match self.pending.get_mut(key) {
             Some(list) => list.push(d),
             None => {
-                self.bytes += key.len();
+                self.heap_bytes += key.len();
                 self.pending.insert(key.into(), vec![d]);
             }
         }
-        self.bytes += PENDING_OVERHEAD;
+        self.heap_bytes += PENDING_OVERHEAD;
     }
 
     pub fn take_pending(&mut self, key: &[u8]) -> Vec<PendingDelta> {
         match self.pending.remove(key) {
             Some(list) => {
-                self.bytes -= key.len() + list.len() * PENDING_OVERHEAD;
+                self.heap_bytes -= key.len() + list.len() * PENDING_OVERHEAD;
                 list
             }
             None => Vec::new(),
@@ -380,6 +471,7 @@ impl Shard {
             }
         }
         self.tomb_bytes -= freed;
+        freed = 0;
         self.pending.retain(|k, list| {
             let before = list.len();
             list.retain(|d| d.until > now);
@@ -389,43 +481,7 @@ impl Shard {
             }
             !list.is_empty()
         });
-        self.bytes -= freed;
+        self.heap_bytes -= freed;
         (by_ack, by_time, by_cap)
-    }
-
-    fn unlink(&mut self, idx: u32) {
-        let (prev, next) = {
-            let n = &self.nodes[idx as usize];
-            (n.prev, n.next)
-        };
-        if prev != NIL {
-            self.nodes[prev as usize].next = next;
-        } else if self.head == idx {
-            self.head = next;
-        }
-        if next != NIL {
-            self.nodes[next as usize].prev = prev;
-        } else if self.tail == idx {
-            self.tail = prev;
-        }
-        let n = &mut self.nodes[idx as usize];
-        n.prev = NIL;
-        n.next = NIL;
-    }
-
-    fn link_front(&mut self, idx: u32) {
-        let old_head = self.head;
-        {
-            let n = &mut self.nodes[idx as usize];
-            n.prev = NIL;
-            n.next = old_head;
-        }
-        if old_head != NIL {
-            self.nodes[old_head as usize].prev = idx;
-        }
-        self.head = idx;
-        if self.tail == NIL {
-            self.tail = idx;
-        }
     }
 }

@@ -97,6 +97,55 @@ impl HybridClock {
     }
 }
 
+/// The node ids items' versions name, so that an item stores a 2-byte index instead of a
+/// 4-byte id (index 0 is this node). Grows as peers' writes arrive; bounded: a version from a
+/// 65,536th distinct node is refused (`intern` answers None).
+#[derive(Debug)]
+pub struct NodeTable {
+    local: u32,
+    table: parking_lot::RwLock<(Vec<u32>, std::collections::HashMap<u32, u16>)>,
+}
+
+impl NodeTable {
+    pub fn new(local: u32) -> NodeTable {
+        NodeTable {
+            local,
+            table: parking_lot::RwLock::new((vec![local], std::collections::HashMap::new())),
+        }
+    }
+
+    /// The index of `node`, adding it if it is new.
+    pub fn intern(&self, node: u32) -> Option<u16> {
+        if node == self.local {
+            return Some(0);
+        }
+        if let Some(&i) = self.table.read().1.get(&node) {
+            return Some(i);
+        }
+        let mut t = self.table.write();
+        if let Some(&i) = t.1.get(&node) {
+            return Some(i);
+        }
+        let i = u16::try_from(t.0.len()).ok()?;
+        t.0.push(node);
+        t.1.insert(node, i);
+        Some(i)
+    }
+
+    /// The node id at `index` (0 for an index never handed out, which cannot happen).
+    pub fn id(&self, index: u16) -> u32 {
+        if index == 0 {
+            return self.local;
+        }
+        self.table
+            .read()
+            .0
+            .get(index as usize)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +176,19 @@ mod tests {
         assert!(clock.tick() > Version::new(u64::MAX - 1, 2));
         let far = Version::new(u64::MAX, 0);
         assert_eq!(far.millis(), MAX_MILLIS);
+    }
+
+    #[test]
+    fn node_table_is_bounded() {
+        let t = NodeTable::new(5);
+        assert_eq!(t.intern(5), Some(0));
+        assert_eq!(t.intern(9), Some(1));
+        assert_eq!(t.intern(9), Some(1));
+        assert_eq!(t.id(1), 9);
+        assert_eq!(t.id(0), 5);
+        for n in 10..(10 + 65_534) {
+            assert!(t.intern(n).is_some());
+        }
+        assert_eq!(t.intern(u32::MAX), None, "a 65,537th node is refused");
     }
 }

@@ -149,7 +149,7 @@ pub fn dump(store: &Store) -> BTreeMap<Vec<u8>, (Vec<u8>, u32, u32)> {
             if let SnapshotEntry::Item(it, _) = e {
                 out.insert(
                     it.key().to_vec(),
-                    (it.value().to_vec(), it.flags, it.exptime),
+                    (it.value().to_vec(), it.flags(), it.exptime()),
                 );
             }
         });

@@ -89,11 +89,11 @@ pub(super) async fn write_stream(
                             SnapshotEntry::Item(it, counter) => Frame::SnapItem {
                                 key: bytes::Bytes::copy_from_slice(it.key()),
                                 value: bytes::Bytes::copy_from_slice(it.value()),
-                                flags: it.flags,
-                                exptime: it.exptime,
-                                version: it.version,
-                                base: it.base,
-                                touched: it.touched,
+                                flags: it.flags(),
+                                exptime: it.exptime(),
+                                version: it.version(),
+                                base: it.base(),
+                                touched: it.touched(),
                                 counter: counter.cloned(),
                             },
                             SnapshotEntry::Tombstone {

@@ -199,13 +199,13 @@ fn fetch(
         encode_hit(
             req.opcode,
             req.opaque,
-            it.cas,
-            it.flags,
+            it.cas(),
+            it.flags(),
             key,
             it.value(),
             out,
         );
-        it.cas
+        it.cas()
     });
     if hit.is_some() {
         e.bump();
@@ -315,7 +315,7 @@ fn delete(
 ) -> Done {
     let stats = &shared.stats;
     let mut e = shared.store.entry(key);
-    let status = match e.item().map(|it| it.cas) {
+    let status = match e.item().map(|it| it.cas()) {
         None => Some(Status::KeyNotFound),
         Some(have) if req.cas != 0 && req.cas != have => Some(Status::KeyExists),
         Some(_) => {
@@ -383,11 +383,11 @@ fn counter(
             }
         },
         // memcached refuses an empty value before it compares the CAS.
-        Some(it) if req.cas != 0 && !it.value().is_empty() && it.cas != req.cas => {
+        Some(it) if req.cas != 0 && !it.value().is_empty() && it.cas() != req.cas => {
             Err(Status::KeyExists)
         }
         Some(it) => {
-            let in_place = !held.holds(key, it.cas);
+            let in_place = !held.holds(key, it.cas());
             let r = e.arith_with(incr, delta, in_place);
             if r.is_ok() {
                 Stats::incr(hits);

@@ -178,9 +178,11 @@ fn general(shared: &Shared, out: &mut Vec<u8>) {
     stat_u64(out, "crawler_reclaimed", store.crawler_reclaimed);
     stat_u64(out, "crawler_items_checked", store.crawler_items_checked);
     stat_u64(out, "lrutail_reflocked", 0);
-    // One LRU per shard, as memcached's with lru_segmented off: no HOT/WARM/COLD moves.
+    // One FIFO over the ring with a second chance for items hit since they were written:
+    // moves_to_warm counts those second chances (copies to the head), moves_within_lru the
+    // hits that marked an item for one.
     stat_u64(out, "moves_to_cold", 0);
-    stat_u64(out, "moves_to_warm", 0);
+    stat_u64(out, "moves_to_warm", store.moves_to_head);
     stat_u64(out, "moves_within_lru", store.lru_bumps);
     stat_u64(out, "direct_reclaims", 0);
     stat_u64(out, "lru_bumps_dropped", 0);
@@ -288,11 +290,7 @@ fn items(shared: &Shared, out: &mut Vec<u8>) {
     stat_u64(out, "items:1:age_hot", 0);
     stat_u64(out, "items:1:age_warm", 0);
     stat_u64(out, "items:1:age", s.oldest_age);
-    stat_u64(
-        out,
-        "items:1:mem_requested",
-        s.bytes.saturating_sub(s.tombstone_bytes),
-    );
+    stat_u64(out, "items:1:mem_requested", s.bytes);
     stat_u64(out, "items:1:evicted", s.evictions);
     stat_u64(out, "items:1:evicted_nonzero", s.evicted_nonzero);
     stat_u64(out, "items:1:evicted_time", s.evicted_time);
@@ -314,7 +312,7 @@ fn items(shared: &Shared, out: &mut Vec<u8>) {
     );
     stat_u64(out, "items:1:lrutail_reflocked", 0);
     stat_u64(out, "items:1:moves_to_cold", 0);
-    stat_u64(out, "items:1:moves_to_warm", 0);
+    stat_u64(out, "items:1:moves_to_warm", s.moves_to_head);
     stat_u64(out, "items:1:moves_within_lru", s.lru_bumps);
     stat_u64(out, "items:1:direct_reclaims", 0);
     // Every item lives in the one (COLD-like) LRU, so every hit is a hit to it.
@@ -336,17 +334,25 @@ fn slabs(shared: &Shared, out: &mut Vec<u8>) {
     let st = &shared.stats;
     let load = |c: &crate::server::stats::Counter| c.load(Ordering::Relaxed);
     if s.curr_items > 0 {
-        // One chunk per item (a slot of a shard's slab) of the items' average charged size;
-        // pages are memcached's 1 MiB pages those bytes would fill.
-        let item_bytes = s.bytes.saturating_sub(s.tombstone_bytes);
-        let chunk_size = item_bytes.div_ceil(s.curr_items).max(1);
+        // One class: the ring. A chunk is an item of the average size the items take in the
+        // ring (header, key, value, padding); pages are 1 MiB pages of the ring's capacity;
+        // used chunks are the live items, free chunks the items of that size the ring's free
+        // part would hold, and free_chunks_end the same for the dead space (changed or deleted
+        // items' old copies) that the tail has not passed yet.
+        let chunk_size = s.bytes.div_ceil(s.curr_items).max(1);
+        let free = s.ring_capacity.saturating_sub(s.ring_used);
+        let dead = s.ring_used.saturating_sub(s.bytes);
         stat_u64(out, "1:chunk_size", chunk_size);
         stat_u64(out, "1:chunks_per_page", (PAGE_SIZE / chunk_size).max(1));
-        stat_u64(out, "1:total_pages", item_bytes.div_ceil(PAGE_SIZE));
-        stat_u64(out, "1:total_chunks", s.slots_total + s.slots_unused);
-        stat_u64(out, "1:used_chunks", s.slots_total - s.slots_free);
-        stat_u64(out, "1:free_chunks", s.slots_free);
-        stat_u64(out, "1:free_chunks_end", s.slots_unused);
+        stat_u64(out, "1:total_pages", s.ring_capacity.div_ceil(PAGE_SIZE));
+        stat_u64(
+            out,
+            "1:total_chunks",
+            s.curr_items + (free + dead) / chunk_size,
+        );
+        stat_u64(out, "1:used_chunks", s.curr_items);
+        stat_u64(out, "1:free_chunks", free / chunk_size);
+        stat_u64(out, "1:free_chunks_end", dead / chunk_size);
         stat_u64(out, "1:get_hits", load(&st.get_hits));
         stat_u64(out, "1:cmd_set", load(&st.cmd_set));
         stat_u64(out, "1:delete_hits", load(&st.delete_hits));
@@ -357,7 +363,7 @@ fn slabs(shared: &Shared, out: &mut Vec<u8>) {
         stat_u64(out, "1:touch_hits", load(&st.touch_hits));
     }
     stat_u64(out, "active_slabs", u64::from(s.curr_items > 0));
-    stat_u64(out, "total_malloced", s.bytes);
+    stat_u64(out, "total_malloced", s.ring_used);
 }
 
 /// memcached's `stats conns`: listening sockets and client connections, by fd.

@@ -63,7 +63,7 @@ pub fn execute(
             noreply,
         } => {
             let mut e = shared.store.entry(key);
-            let in_place = !e.item().is_some_and(|it| held.holds(key, it.cas));
+            let in_place = !e.item().is_some_and(|it| held.holds(key, it.cas()));
             let result = e.arith_with(*incr, *delta, in_place);
             drop(e);
             let (hits, misses) = if *incr {
@@ -277,9 +277,9 @@ pub fn get_until<'k>(
                 write_value(
                     out,
                     it.key(),
-                    it.flags,
+                    it.flags(),
                     it.value(),
-                    with_cas.then_some(it.cas),
+                    with_cas.then_some(it.cas()),
                 );
                 true
             }

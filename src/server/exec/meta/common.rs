@@ -68,8 +68,6 @@ pub(super) fn commit_exptime(e: &mut Entry<'_, '_>, old: u32, new: u32) {
 pub(super) fn fetch_bump(e: &mut Entry<'_, '_>, bits_before: u8, last_access_before: u32) {
     e.bump();
     if bits_before & FETCHED == 0 {
-        if let Some(it) = e.item_mut() {
-            it.last_access = last_access_before;
-        }
+        e.set_last_access(last_access_before);
     }
 }

@@ -35,30 +35,30 @@ pub(super) fn debug(store: &Store, stats: &Stats, key: &[u8], out: &mut Vec<u8>)
     };
     let now = e.now();
     out.extend_from_slice(b"ME ");
-    if it.bits & KEY_BINARY != 0 {
+    if it.bits() & KEY_BINARY != 0 {
         base64_encode(it.key(), out);
     } else {
         out.extend_from_slice(it.key());
     }
     out.extend_from_slice(b" exp=");
-    if it.exptime == 0 {
+    if it.exptime() == 0 {
         out.extend_from_slice(b"-1");
     } else {
         // memcached prints (now - exptime) as a signed int: minus the time left.
-        let exp = now.wrapping_sub(it.exptime) as i32;
+        let exp = now.wrapping_sub(it.exptime()) as i32;
         out.extend_from_slice(exp.to_string().as_bytes());
     }
     out.extend_from_slice(b" la=");
-    push_u64(out, now.wrapping_sub(it.last_access) as u64);
+    push_u64(out, now.wrapping_sub(it.last_access()) as u64);
     out.extend_from_slice(b" cas=");
-    push_u64(out, it.cas);
+    push_u64(out, it.cas());
     out.extend_from_slice(if it.has(FETCHED) {
         b" fetch=yes"
     } else {
         b" fetch=no"
     });
     // memcached's ITEM_ntotal: header, key + NUL, flags suffix, data + "\r\n", CAS.
-    let nsuffix = if it.flags == 0 { 0 } else { 4 };
+    let nsuffix = if it.flags() == 0 { 0 } else { 4 };
     let cas_len = if store.cas_enabled() { 8 } else { 0 };
     let ntotal = 48 + it.key().len() + 1 + nsuffix + it.value().len() + 2 + cas_len;
     out.extend_from_slice(b" cls=");

@@ -42,13 +42,13 @@ pub(super) fn get(
         return;
     };
     // memcached keeps a reference to a hit until its reply is written.
-    held.hold(&cmd.key, it.cas);
+    held.hold(&cmd.key, it.cas());
     let (cas, client_flags, orig_exptime, last_access, bits, vlen) = (
-        it.cas,
-        it.flags,
-        it.exptime,
-        it.last_access,
-        it.bits,
+        it.cas(),
+        it.flags(),
+        it.exptime(),
+        it.last_access(),
+        it.bits(),
         it.value().len(),
     );
     let mut exptime = orig_exptime;
@@ -127,8 +127,8 @@ pub(super) fn get(
         out.extend_from_slice(b"\r\n");
     }
     if won {
-        if let Some(it) = e.item_mut() {
-            it.bits |= TOKEN_SENT;
+        if let Some(mut it) = e.item_mut() {
+            it.set_bits(TOKEN_SENT);
         }
     }
     if !f.no_update {

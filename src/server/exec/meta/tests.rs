@@ -68,7 +68,7 @@ fn meta_set_get_flags() {
     let s = store();
     let st = Stats::default();
     let got = run(&s, &st, b"ms foo 2 T0 F5 c k Oab\r\nhi\r\n");
-    let cas = s.entry(b"foo").item().map(|i| i.cas).unwrap_or(0);
+    let cas = s.entry(b"foo").item().map(|i| i.cas()).unwrap_or(0);
     assert_eq!(got, format!("HD c{cas} kfoo Oab\r\n").into_bytes());
     let got = run(&s, &st, b"mg foo v c k s f t h l Oxy\r\nmg foo h l q\r\n");
     assert_eq!(
@@ -115,7 +115,7 @@ fn meta_cas_match_and_stale() {
     let s = store();
     let st = Stats::default();
     run(&s, &st, b"ms k 1\r\na\r\n");
-    let cas = s.entry(b"k").item().map(|i| i.cas).unwrap_or(0);
+    let cas = s.entry(b"k").item().map(|i| i.cas()).unwrap_or(0);
     let got = run(&s, &st, format!("ms k 1 C{cas}\r\nb\r\n").as_bytes());
     assert_eq!(got, b"HD\r\n");
     // I with an older CAS stores but marks the item stale; the next mg wins the token.
@@ -272,7 +272,7 @@ fn meta_debug_dump() {
     let s = store();
     let st = Stats::default();
     run(&s, &st, b"ms foo 2\r\nhi\r\n");
-    let cas = s.entry(b"foo").item().map(|i| i.cas).unwrap_or(0);
+    let cas = s.entry(b"foo").item().map(|i| i.cas()).unwrap_or(0);
     let got = run(&s, &st, b"me foo\r\n");
     assert_eq!(
         String::from_utf8_lossy(&got),

@@ -51,8 +51,8 @@ pub(super) fn set(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec
                 Stats::incr(&stats.cas_hits);
             }
             if f.key_binary && !concat {
-                if let Some(it) = e.item_mut() {
-                    it.bits |= KEY_BINARY;
+                if let Some(mut it) = e.item_mut() {
+                    it.set_bits(KEY_BINARY);
                 }
             }
             (b"HD", cas)
@@ -108,7 +108,7 @@ pub(super) fn set(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec
 pub(super) fn delete(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>) {
     let f = &cmd.flags;
     let mut e = store.entry(&cmd.key);
-    let code: &[u8] = match e.item().map(|it| it.cas) {
+    let code: &[u8] = match e.item().map(|it| it.cas()) {
         Some(cas) if f.cas.is_some_and(|c| c != cas) => {
             Stats::incr(&stats.delete_misses);
             b"EX"
@@ -165,7 +165,9 @@ pub(super) fn arith(
         });
     };
     // (value, cas) of the item after the operation, or the status code without an item.
-    let result: Result<(u64, u64), &[u8]> = match e.item().map(|it| (it.value().is_empty(), it.cas))
+    let result: Result<(u64, u64), &[u8]> = match e
+        .item()
+        .map(|it| (it.value().is_empty(), it.cas()))
     {
         Some((true, _)) => {
             out.extend_from_slice(NON_NUMERIC);
@@ -227,7 +229,7 @@ pub(super) fn arith(
     };
     let mut digits = Vec::with_capacity(20);
     push_u64(&mut digits, value);
-    let orig_exptime = e.item().map_or(0, |it| it.exptime);
+    let orig_exptime = e.item().map_or(0, |it| it.exptime());
     // memcached applies T/N to the item do_add_delta returns. When the new digits do not fit
     // the old value it links a copy and returns the old, unlinked item: the TTL change shows in
     // this reply but is lost.
