@@ -28,10 +28,6 @@
 //!         A fixed count of requests on one connection, one in flight at a time: the short,
 //!         repeatable workload the callgrind profile (scripts/profile) measures per operation.
 //!         `mget` sends `get` with `--multi` keys per request (count = requests).
-//!   mixed --server H:P [--keys 2000000] [--writers 4] [--min 10] [--max 102400] [--check 100]
-//!         Distinct keys with values of random size (uniform min..=max) from several writers,
-//!         then reads back the last `check` acknowledged sets and counts those intact
-//!         (`last_readable=`). See mixed.rs.
 //!   stat  --server H:P [--group replication] --name curr_items
 //!         Prints the value of one `stats [group]` line (`value=` then nothing if absent).
 //!   stats --server H:P [--group replication]   Prints the raw stats reply (exit 1 on ERROR).
@@ -44,7 +40,6 @@
 //!
 //! Keys are the prefix followed by a zero-padded index, 15 bytes with the default prefix `k`.
 
-mod mixed;
 mod mixedfill;
 mod zipf;
 
@@ -79,7 +74,6 @@ fn main() -> ExitCode {
         "lag" => lag(&opts),
         "probe" => probe(&opts),
         "seq" => seq(&opts),
-        "mixed" => mixed::mixed(&opts),
         "stat" => stat(&opts),
         "stats" => raw_stats(&opts),
         "mixedfill" => mixedfill::mixedfill(&opts),
@@ -234,18 +228,6 @@ impl Conn {
             if let Some((reply, used)) = parse_reply(&self.buf[self.start..]) {
                 self.consume(used);
                 return Ok(reply);
-            }
-            self.read_more()?;
-        }
-    }
-
-    /// Like `read_reply`, with a copy of the reply's bytes.
-    fn read_reply_bytes(&mut self) -> Result<(Reply, Vec<u8>), String> {
-        loop {
-            if let Some((reply, used)) = parse_reply(&self.buf[self.start..]) {
-                let bytes = self.buf[self.start..self.start + used].to_vec();
-                self.consume(used);
-                return Ok((reply, bytes));
             }
             self.read_more()?;
         }
