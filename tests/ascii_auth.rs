@@ -1,7 +1,8 @@
 //! memcached's ascii authentication (`-Y FILE`) over real sockets: a byte table of exchanges
 //! replayed against repcached and, when it is installed, the reference memcached 1.6.18 started
 //! with the same auth file (same bytes, same close); the counters and settings in `stats`;
-//! the auth file read again on SIGHUP (and kept when the new one is bad); bad files at start.
+//! the auth file read again on SIGHUP (and kept when the new one is bad); bad files at start;
+//! SASL PLAIN (`-S`) attempts in the same counters.
 
 mod common;
 
@@ -433,4 +434,59 @@ fn bad_files_stop_the_start() {
         }
         assert!(!err.contains("supersecret"), "{err}");
     }
+}
+
+/// One binary frame: (status, key, value).
+fn read_frame(c: &mut Client) -> (u16, Vec<u8>, Vec<u8>) {
+    let h = c.read_n(24);
+    assert_eq!(h.len(), 24, "short header {h:?}");
+    let key_len = u16::from_be_bytes([h[2], h[3]]) as usize;
+    let ext_len = h[4] as usize;
+    let status = u16::from_be_bytes([h[6], h[7]]);
+    let body_len = u32::from_be_bytes([h[8], h[9], h[10], h[11]]) as usize;
+    let body = c.read_n(body_len);
+    let key = body[ext_len..ext_len + key_len].to_vec();
+    (status, key, body[ext_len + key_len..].to_vec())
+}
+
+fn bin_request(opcode: u8, key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x80, opcode];
+    f.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f.extend_from_slice(&((key.len() + value.len()) as u32).to_be_bytes());
+    f.extend_from_slice(&[0; 12]);
+    f.extend_from_slice(key);
+    f.extend_from_slice(value);
+    f
+}
+
+/// SASL PLAIN (-S) attempts count in the same `auth_cmds`/`auth_errors` as memcached's.
+#[test]
+fn sasl_attempts_are_counted() {
+    let file = TempFile::new("pwdb", b"alice:secret\n");
+    let opt = format!("sasl_pwdb={}", file.path());
+    let sut = Server::repcached(&["-S", "-o", &opt]);
+    let mut c = sut.client();
+    for (data, status) in [(&b"\0alice\0wrong"[..], 0x20), (b"\0alice\0secret", 0)] {
+        c.send(&bin_request(0x21, b"PLAIN", data)).unwrap();
+        assert_eq!(read_frame(&mut c).0, status);
+    }
+    // A step with nothing to continue is a failed exchange too.
+    c.send(&bin_request(0x22, b"PLAIN", b"x")).unwrap();
+    assert_eq!(read_frame(&mut c).0, 0x20);
+    c.send(&bin_request(0x10, b"", b"")).unwrap();
+    let mut stats = std::collections::HashMap::new();
+    for _ in 0..1000 {
+        let (status, key, value) = read_frame(&mut c);
+        assert_eq!(status, 0);
+        if key.is_empty() {
+            break;
+        }
+        stats.insert(
+            String::from_utf8(key).unwrap(),
+            String::from_utf8(value).unwrap(),
+        );
+    }
+    assert_eq!(stats["auth_cmds"], "3");
+    assert_eq!(stats["auth_errors"], "2");
 }
