@@ -77,7 +77,7 @@ pub(super) struct Cli {
     /// Max requests per event per connection, to prevent starvation (default: 20)
     #[arg(short = 'R', long = "max-reqs-per-event", value_name = "NUM")]
     max_reqs_per_event: Option<String>,
-    /// Protocol: auto or ascii (text and meta commands); binary is not supported
+    /// Protocol: auto (per connection, by its first byte), ascii (text and meta) or binary
     #[arg(short = 'B', long = "protocol", value_name = "NAME")]
     protocol: Option<String>,
     /// Comma-separated memcached extended options: ssl_* configure TLS, the rest are ignored
@@ -497,6 +497,12 @@ impl Cli {
                 ));
             }
             protocol = BindingProtocol::Binary;
+            // A datagram has no connection to log in on.
+            if udp_port != 0 {
+                return Err(invalid(
+                    "ERROR: Cannot enable UDP while using binary SASL authentication.",
+                ));
+            }
             let flag = self.sasl_pwdb.as_deref().or(subopts.sasl_pwdb.as_deref());
             Some(load_sasl_pwdb(flag)?)
         } else {

@@ -856,6 +856,12 @@ fn sasl_pwdb_suboption() {
     let c = ok(&["-S", "-o", &opt, "--sasl-pwdb", other.to_str().unwrap()]);
     assert!(c.sasl.as_ref().unwrap().check(b"bob", b"pw2"));
     assert!(err(&["-o", &opt]).contains("needs -S"));
+    // memcached's refusal of UDP with SASL.
+    assert_eq!(
+        err(&["-S", "-o", &opt, "-U", "11299"]),
+        "ERROR: Cannot enable UDP while using binary SASL authentication."
+    );
+    assert!(ok(&["-S", "-o", &opt, "-U", "0"]).sasl.is_some());
     assert_eq!(
         err(&["-S", "-o", "sasl_pwdb"]),
         "Missing sasl_pwdb argument"
