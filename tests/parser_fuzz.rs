@@ -179,7 +179,7 @@ fn text_request(rng: &mut Rng) -> Vec<u8> {
     let n = declared(rng, ITEM_MAX);
     let data_len = (n as usize).min(rng.below(400));
     let data = "x".repeat(data_len);
-    let line = match rng.below(14) {
+    let line = match rng.below(15) {
         0 => format!(
             "set {key} {} {} {n}\r\n{data}\r\n",
             rng.below(9),
@@ -206,6 +206,7 @@ fn text_request(rng: &mut Rng) -> Vec<u8> {
         10 => "mn\r\nstats\r\nversion\r\n".to_string(),
         11 => format!("touch {key} {}\r\ndelete {key}\r\n", rng.below(99)),
         12 => format!("flush_all {}\r\nverbosity 1\r\n", rng.below(9)),
+        13 => "GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
         _ => String::from_utf8_lossy(&rng.some_bytes(64)).into_owned(),
     };
     line.into_bytes()
@@ -313,11 +314,13 @@ fn walk_text(buf: &[u8], seen: &mut Seen) {
                 ..
             } => {
                 seen.errors += 1;
-                assert!(consumed > 0 && consumed <= rest.len());
+                // A silent close (an HTTP request, say) needs to consume nothing.
+                assert!(consumed <= rest.len());
                 assert!(swallow as u64 <= u64::from(u32::MAX) + 2);
                 if effect == repcached::protocol::Effect::Close {
                     return;
                 }
+                assert!(consumed > 0);
                 rest = &rest[consumed.saturating_add(swallow).min(rest.len())..];
             }
         }

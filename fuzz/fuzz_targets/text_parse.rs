@@ -30,10 +30,12 @@ fuzz_target!(|data: &[u8]| {
                 effect,
                 ..
             } => {
-                assert!(consumed > 0 && consumed <= rest.len());
+                // A silent close (an HTTP request, say) needs to consume nothing.
+                assert!(consumed <= rest.len());
                 if effect == Effect::Close {
                     break;
                 }
+                assert!(consumed > 0);
                 rest = &rest[consumed.saturating_add(swallow).min(rest.len())..];
             }
         }
