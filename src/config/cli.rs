@@ -504,10 +504,24 @@ impl Cli {
                 ));
             }
             let flag = self.sasl_pwdb.as_deref().or(subopts.sasl_pwdb.as_deref());
-            Some(load_sasl_pwdb(flag)?)
+            if checks == Checks::OneOption && flag.is_none() {
+                // A config-file line "-S" alone: its file may be named on another line.
+                Some(Users::default())
+            } else {
+                Some(load_sasl_pwdb(flag)?)
+            }
         } else {
-            if self.sasl_pwdb.is_some() || subopts.sasl_pwdb.is_some() {
-                return Err(invalid("--sasl-pwdb (or -o sasl_pwdb) needs -S"));
+            let flag = self.sasl_pwdb.as_deref().or(subopts.sasl_pwdb.as_deref());
+            match (flag, checks) {
+                (None, _) => {}
+                // A config-file line naming the file alone: -S may be on another line, but
+                // the file is checked here, so that a mistake in it names this line.
+                (Some(path), Checks::OneOption) => {
+                    load_sasl_pwdb(Some(path))?;
+                }
+                (Some(_), Checks::All) => {
+                    return Err(invalid("--sasl-pwdb (or -o sasl_pwdb) needs -S"))
+                }
             }
             None
         };

@@ -862,6 +862,23 @@ fn sasl_pwdb_suboption() {
         "ERROR: Cannot enable UDP while using binary SASL authentication."
     );
     assert!(ok(&["-S", "-o", &opt, "-U", "0"]).sasl.is_some());
+    // In a config file, -S and its file may be on different lines; -Y too.
+    let auth = dir.join("auth");
+    std::fs::write(&auth, "foo:bar\n").unwrap();
+    let f = TempFile::new("sasl-lines", &format!("-S\n-o {opt}\n"));
+    let c = ok(&["--config", f.path()]);
+    assert!(c.sasl.as_ref().unwrap().check(b"alice", b"pw"));
+    let f = TempFile::new("auth-lines", &format!("-m 64\n-Y {}\n", auth.display()));
+    assert!(ok(&["--config", f.path()]).auth_file.is_some());
+    // A bad file named on its own line is blamed on that line.
+    let bad = dir.join("bad");
+    std::fs::write(&bad, "nocolon\n").unwrap();
+    let f = TempFile::new("sasl-bad", &format!("-S\n-o sasl_pwdb={}\n", bad.display()));
+    let e = parse(&["--config", f.path()]).unwrap_err().to_string();
+    assert!(
+        e.contains("repcached.conf:2") && e.contains("line 1"),
+        "{e}"
+    );
     assert_eq!(
         err(&["-S", "-o", "sasl_pwdb"]),
         "Missing sasl_pwdb argument"
