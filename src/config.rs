@@ -13,9 +13,11 @@ mod error;
 mod file;
 mod suboptions;
 mod types;
+mod users;
 
 pub use error::ConfigError;
 pub use types::*;
+pub use users::{AuthFileError, Users};
 
 use std::ffi::OsString;
 

@@ -344,6 +344,24 @@ fn rustls_client_pipelines_large_values_and_sees_tls_stats() {
     c.wait_stat("ssl_handshake_errors", "0");
 }
 
+/// `-Y` over TLS: the same login as in plaintext (tests/ascii_auth.rs has the byte table).
+#[test]
+fn ascii_authentication_over_tls() {
+    let pki = Pki::new("asciiauth");
+    let auth = pki.path("authfile");
+    std::fs::write(&auth, "foo:bar\n").unwrap();
+    let server = pki.server("", &["-Y", auth.to_str().unwrap()]);
+    let mut c = TlsClient::connect(server.addr, pki.client_config()).unwrap();
+    let refused = c.call(b"get a\r\n", b"\r\n").unwrap();
+    assert_eq!(refused, b"CLIENT_ERROR unauthenticated\r\n");
+    let failed = c.call(b"set a 0 0 7\r\nfoo baz\r\n", b"\r\n").unwrap();
+    assert_eq!(failed, b"CLIENT_ERROR authentication failure\r\n");
+    let login = c.call(b"set a 0 0 7\r\nfoo bar\r\n", b"\r\n").unwrap();
+    assert_eq!(login, b"STORED\r\n");
+    set_get(&mut c, "after-login").unwrap();
+    assert_eq!(c.stat("", "auth_cmds"), "2");
+}
+
 #[test]
 fn plaintext_client_on_tls_port_is_refused_quickly() {
     let pki = Pki::new("plaintext");

@@ -5,6 +5,7 @@ use super::error::{invalid, ConfigError};
 use super::file::parse_config_file;
 use super::suboptions::{atof, atoi, check_tls, SubOptions};
 use super::types::*;
+use super::users::{Users, AUTH_FILE_MEMCACHED_ENTRIES};
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -76,7 +77,7 @@ pub(super) struct Cli {
     /// Max requests per event per connection, to prevent starvation (default: 20)
     #[arg(short = 'R', long = "max-reqs-per-event", value_name = "NUM")]
     max_reqs_per_event: Option<String>,
-    /// Protocol: auto or ascii (text and meta commands); binary is not supported
+    /// Protocol: auto (per connection, by its first byte), ascii (text and meta) or binary
     #[arg(short = 'B', long = "protocol", value_name = "NAME")]
     protocol: Option<String>,
     /// Comma-separated memcached extended options: ssl_* configure TLS, the rest are ignored
@@ -255,8 +256,10 @@ pub(super) struct Cli {
     /// format; the variable is used when this is not given).
     #[arg(long = "sasl-pwdb", value_name = "FILE")]
     sasl_pwdb: Option<PathBuf>,
-    #[arg(short = 'Y', long = "auth-file", hide = true)]
-    auth_file: Option<String>,
+    /// Require memcached's ascii authentication on every connection (ascii protocol only):
+    /// users from FILE, one `user:password` per line; read again on SIGHUP.
+    #[arg(short = 'Y', long = "auth-file", value_name = "FILE")]
+    auth_file: Option<PathBuf>,
     #[arg(short = 'e', long = "memory-file", hide = true)]
     memory_file: Option<String>,
 }
@@ -473,22 +476,6 @@ impl Cli {
             }
         };
 
-        let sasl = if self.enable_sasl {
-            // memcached: SASL is a binary-protocol feature, and -S makes the port binary only.
-            if protocol != BindingProtocol::Binary && self.protocol.is_some() {
-                return Err(invalid(
-                    "ERROR: You cannot allow the ASCII protocol while using SASL.",
-                ));
-            }
-            protocol = BindingProtocol::Binary;
-            Some(load_sasl_pwdb(self.sasl_pwdb.as_deref())?)
-        } else {
-            if self.sasl_pwdb.is_some() {
-                return Err(invalid("--sasl-pwdb needs -S"));
-            }
-            None
-        };
-
         let mut subopts = SubOptions::default();
         for list in &self.extended {
             let no_effect = subopts.parse(list)?;
@@ -502,6 +489,81 @@ impl Cli {
         if checks == Checks::All {
             subopts.check()?;
         }
+        let sasl = if self.enable_sasl {
+            // memcached: SASL is a binary-protocol feature, and -S makes the port binary only.
+            if protocol != BindingProtocol::Binary && self.protocol.is_some() {
+                return Err(invalid(
+                    "ERROR: You cannot allow the ASCII protocol while using SASL.",
+                ));
+            }
+            protocol = BindingProtocol::Binary;
+            // A datagram has no connection to log in on.
+            if udp_port != 0 {
+                return Err(invalid(
+                    "ERROR: Cannot enable UDP while using binary SASL authentication.",
+                ));
+            }
+            let flag = self.sasl_pwdb.as_deref().or(subopts.sasl_pwdb.as_deref());
+            if checks == Checks::OneOption && flag.is_none() {
+                // A config-file line "-S" alone: its file may be named on another line.
+                Some(Users::default())
+            } else {
+                Some(load_sasl_pwdb(flag)?)
+            }
+        } else {
+            let flag = self.sasl_pwdb.as_deref().or(subopts.sasl_pwdb.as_deref());
+            match (flag, checks) {
+                (None, _) => {}
+                // A config-file line naming the file alone: -S may be on another line, but
+                // the file is checked here, so that a mistake in it names this line.
+                (Some(path), Checks::OneOption) => {
+                    load_sasl_pwdb(Some(path))?;
+                }
+                (Some(_), Checks::All) => {
+                    return Err(invalid("--sasl-pwdb (or -o sasl_pwdb) needs -S"))
+                }
+            }
+            None
+        };
+
+        let auth_file = match &self.auth_file {
+            None => None,
+            Some(path) => {
+                // memcached would let -Y silently turn the binary-only port of -S back into an
+                // ascii one; the two cannot both be meant.
+                if self.enable_sasl {
+                    return Err(invalid(
+                        "-S (SASL, binary protocol only) and -Y (ascii authentication, ascii \
+                         protocol only) cannot be used together",
+                    ));
+                }
+                // memcached's checks and words: -Y makes the port ascii only, and UDP, which
+                // has no connection to authenticate, is refused.
+                if self.protocol.is_some() && protocol != BindingProtocol::Ascii {
+                    return Err(invalid(
+                        "ERROR: You cannot allow the BINARY protocol while using ascii \
+                         authentication tokens.",
+                    ));
+                }
+                protocol = BindingProtocol::Ascii;
+                if udp_port != 0 {
+                    return Err(invalid(
+                        "Cannot use UDP with ascii authentication enabled (-U 0 to disable)",
+                    ));
+                }
+                let file = load_auth_file(path)?;
+                if file.users.len() > AUTH_FILE_MEMCACHED_ENTRIES {
+                    warnings.push(format!(
+                        "auth file {} (-Y) has {} entries: all are used, where memcached would \
+                         read only the first {AUTH_FILE_MEMCACHED_ENTRIES}",
+                        path.display(),
+                        file.users.len()
+                    ));
+                }
+                Some(file)
+            }
+        };
+
         let mut tls = subopts.tls;
         tls.enabled = self.enable_ssl;
         if checks == Checks::All && tls.enabled {
@@ -597,6 +659,7 @@ impl Cli {
             verbosity: self.verbose.min(3),
             protocol,
             sasl,
+            auth_file,
             daemonize: self.daemon,
             user: self.user.filter(|u| !u.is_empty()),
             pid_file: self.pidfile,
@@ -629,7 +692,6 @@ impl Cli {
     pub(super) fn refuse_unsupported(&self) -> Result<(), ConfigError> {
         let refused = [
             (self.unix_socket.is_some(), "-s (unix socket)"),
-            (self.auth_file.is_some(), "-Y (ascii authentication)"),
             (self.memory_file.is_some(), "-e (restartable memory file)"),
         ];
         match refused.iter().find(|(given, _)| *given) {
@@ -798,14 +860,15 @@ fn metrics_addr(v: &str) -> Result<String, ConfigError> {
 
 /// Reads the SASL password file named by `--sasl-pwdb` or `MEMCACHED_SASL_PWDB`. Errors name the
 /// file and the line, never its content.
-fn load_sasl_pwdb(flag: Option<&std::path::Path>) -> Result<SaslUsers, ConfigError> {
+fn load_sasl_pwdb(flag: Option<&std::path::Path>) -> Result<Users, ConfigError> {
     let path = match flag {
         Some(p) => p.to_path_buf(),
         None => match std::env::var_os("MEMCACHED_SASL_PWDB") {
             Some(p) if !p.is_empty() => PathBuf::from(p),
             _ => {
                 return Err(invalid(
-                    "-S needs a password file: --sasl-pwdb FILE or MEMCACHED_SASL_PWDB=FILE \
+                    "-S needs a password file: --sasl-pwdb FILE, -o sasl_pwdb=FILE or \
+                     MEMCACHED_SASL_PWDB=FILE \
                      (one user:password per line)",
                 ))
             }
@@ -817,7 +880,7 @@ fn load_sasl_pwdb(flag: Option<&std::path::Path>) -> Result<SaslUsers, ConfigErr
             path.display()
         ))
     })?;
-    let users = SaslUsers::parse(&text).map_err(|line| {
+    let users = Users::parse_sasl_pwdb(&text).map_err(|line| {
         invalid(format!(
             "SASL password file {} line {line}: expected user:password",
             path.display()
@@ -830,4 +893,21 @@ fn load_sasl_pwdb(flag: Option<&std::path::Path>) -> Result<SaslUsers, ConfigErr
         )));
     }
     Ok(users)
+}
+
+/// Reads the `-Y` auth file (memcached's authfile format, see [`Users::parse_auth_file`]).
+/// Errors name the file and the line, never its content.
+pub(super) fn load_auth_file(path: &std::path::Path) -> Result<AuthFile, ConfigError> {
+    let text = std::fs::read(path).map_err(|e| {
+        invalid(format!(
+            "cannot read the auth file {} (-Y): {e}",
+            path.display()
+        ))
+    })?;
+    let users = Users::parse_auth_file(&text)
+        .map_err(|e| invalid(format!("auth file {} (-Y) {e}", path.display())))?;
+    Ok(AuthFile {
+        path: path.to_path_buf(),
+        users,
+    })
 }

@@ -75,6 +75,8 @@ pub(super) struct SubOptions {
     pub(super) read_buf_mem_limit: u64,
     /// The ssl_* options.
     pub(super) tls: TlsSettings,
+    /// `sasl_pwdb=FILE`: repcached's own, the same as `--sasl-pwdb FILE`.
+    pub(super) sasl_pwdb: Option<PathBuf>,
 }
 
 impl Default for SubOptions {
@@ -88,6 +90,7 @@ impl Default for SubOptions {
             idle_timeout: 0,
             read_buf_mem_limit: 0,
             tls: TlsSettings::default(),
+            sasl_pwdb: None,
         }
     }
 }
@@ -120,6 +123,7 @@ impl SubOptions {
                         .saturating_mul(1 << 20)
                 }
                 _ if name.starts_with("ssl_") => {}
+                "sasl_pwdb" => {}
                 _ => no_effect.push(item),
             }
         }
@@ -251,6 +255,9 @@ impl SubOptions {
             "slab_sizes" => {
                 need_arg()?;
             }
+            // Not memcached's (it reads MEMCACHED_SASL_PWDB only): the password file of -S for
+            // a config file that cannot set the environment.
+            "sasl_pwdb" => self.sasl_pwdb = Some(PathBuf::from(need_arg()?)),
             "ssl_chain_cert" => self.tls.chain_cert = Some(PathBuf::from(need_arg()?)),
             "ssl_key" => self.tls.key = Some(PathBuf::from(need_arg()?)),
             "ssl_ca_cert" => self.tls.ca_cert = Some(PathBuf::from(need_arg()?)),

@@ -537,11 +537,7 @@ fn memcached_only_flags_are_ignored_or_refused() {
         err(&["-N", "0"]),
         "Maximum number of NAPI IDs must be greater than 0"
     );
-    for flag in [
-        &["-s", "/tmp/sock"][..],
-        &["-Y", "/etc/auth"],
-        &["-e", "/dev/shm/m"],
-    ] {
+    for flag in [&["-s", "/tmp/sock"][..], &["-e", "/dev/shm/m"]] {
         assert!(
             err(flag).contains("is not supported by repcached"),
             "{flag:?}"
@@ -840,5 +836,111 @@ fn sasl_password_file() {
     assert!(err(&["-S", "--sasl-pwdb", "/nonexistent/pwdb"])
         .contains("cannot read the SASL password file /nonexistent/pwdb"));
     assert!(err(&["--sasl-pwdb", good]).contains("needs -S"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sasl_pwdb_suboption() {
+    let dir = std::env::temp_dir().join(format!("repcached-sasl-o-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good");
+    std::fs::write(&good, "alice:pw\n").unwrap();
+    let opt = format!("sasl_pwdb={}", good.display());
+    let c = ok(&["-S", "-o", &opt]);
+    assert!(c.sasl.as_ref().expect("sasl").check(b"alice", b"pw"));
+    // Not an ignored option: it took effect.
+    assert!(c.ignored_options.is_empty(), "{:?}", c.ignored_options);
+    // --sasl-pwdb wins over it.
+    let other = dir.join("other");
+    std::fs::write(&other, "bob:pw2\n").unwrap();
+    let c = ok(&["-S", "-o", &opt, "--sasl-pwdb", other.to_str().unwrap()]);
+    assert!(c.sasl.as_ref().unwrap().check(b"bob", b"pw2"));
+    assert!(err(&["-o", &opt]).contains("needs -S"));
+    // memcached's refusal of UDP with SASL.
+    assert_eq!(
+        err(&["-S", "-o", &opt, "-U", "11299"]),
+        "ERROR: Cannot enable UDP while using binary SASL authentication."
+    );
+    assert!(ok(&["-S", "-o", &opt, "-U", "0"]).sasl.is_some());
+    // In a config file, -S and its file may be on different lines; -Y too.
+    let auth = dir.join("auth");
+    std::fs::write(&auth, "foo:bar\n").unwrap();
+    let f = TempFile::new("sasl-lines", &format!("-S\n-o {opt}\n"));
+    let c = ok(&["--config", f.path()]);
+    assert!(c.sasl.as_ref().unwrap().check(b"alice", b"pw"));
+    let f = TempFile::new("auth-lines", &format!("-m 64\n-Y {}\n", auth.display()));
+    assert!(ok(&["--config", f.path()]).auth_file.is_some());
+    // A bad file named on its own line is blamed on that line.
+    let bad = dir.join("bad");
+    std::fs::write(&bad, "nocolon\n").unwrap();
+    let f = TempFile::new("sasl-bad", &format!("-S\n-o sasl_pwdb={}\n", bad.display()));
+    let e = parse(&["--config", f.path()]).unwrap_err().to_string();
+    assert!(
+        e.contains("repcached.conf:2") && e.contains("line 1"),
+        "{e}"
+    );
+    assert_eq!(
+        err(&["-S", "-o", "sasl_pwdb"]),
+        "Missing sasl_pwdb argument"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ascii_auth_file() {
+    let dir = std::env::temp_dir().join(format!("repcached-authfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good");
+    std::fs::write(&good, "foo:bar\nbaaaz:quux\n").unwrap();
+    let good = good.to_str().unwrap();
+    let c = ok(&["-Y", good]);
+    let file = c.auth_file.as_ref().expect("auth file");
+    assert_eq!(file.path, Path::new(good));
+    assert!(file.users.check(b"foo", b"bar"));
+    assert!(file.users.check(b"baaaz", b"quux"));
+    // -Y makes the port ascii only; memcached's words for binary or auto with it.
+    assert_eq!(c.protocol, BindingProtocol::Ascii);
+    assert_eq!(
+        ok(&["--auth-file", good, "-B", "ascii"]).protocol,
+        BindingProtocol::Ascii
+    );
+    for proto in ["binary", "auto"] {
+        assert_eq!(
+            err(&["-Y", good, "-B", proto]),
+            "ERROR: You cannot allow the BINARY protocol while using ascii authentication tokens."
+        );
+    }
+    assert_eq!(
+        err(&["-Y", good, "-U", "11299"]),
+        "Cannot use UDP with ascii authentication enabled (-U 0 to disable)"
+    );
+    assert_eq!(ok(&["-Y", good, "-U", "0"]).udp_port, 0);
+    assert!(err(&["-Y", good, "-S", "--sasl-pwdb", good]).contains("cannot be used together"));
+    // Never a credential in Debug.
+    assert!(!format!("{c:?}").contains("quux"));
+    // A bad file: its name and line, never its content.
+    let bad = dir.join("bad");
+    std::fs::write(&bad, "foo:bar\nsecretwithoutcolon\n").unwrap();
+    let e = err(&["-Y", bad.to_str().unwrap()]);
+    assert!(
+        e.contains(bad.to_str().unwrap()) && e.contains("line 2"),
+        "{e}"
+    );
+    assert!(!e.contains("secret"), "{e}");
+    let empty = dir.join("empty");
+    std::fs::write(&empty, "").unwrap();
+    assert!(err(&["-Y", empty.to_str().unwrap()]).contains("no user:password entry"));
+    let e = err(&["-Y", "/nonexistent/authfile"]);
+    assert!(
+        e.contains("cannot read the auth file /nonexistent/authfile"),
+        "{e}"
+    );
+    // More entries than memcached reads: all used, and said.
+    let many = dir.join("many");
+    let text: String = (0..9).map(|i| format!("u{i}:p{i}\n")).collect();
+    std::fs::write(&many, text).unwrap();
+    let c = ok(&["-Y", many.to_str().unwrap()]);
+    assert!(c.auth_file.unwrap().users.check(b"u8", b"p8"));
+    assert!(c.warnings.iter().any(|w| w.contains("only the first 8")));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,6 +1,7 @@
 //! The settings a parsed command line produces ([`Config`], [`TlsSettings`]) and memcached's
 //! limits the parser checks them against.
 
+use super::users::Users;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -39,60 +40,12 @@ impl BindingProtocol {
     }
 }
 
-/// SASL PLAIN users (`-S`), from a password file in memcached's `MEMCACHED_SASL_PWDB` format:
-/// one `user:password` per line. Its `Debug` never shows a credential.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct SaslUsers {
-    users: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-impl std::fmt::Debug for SaslUsers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SaslUsers({} users)", self.users.len())
-    }
-}
-
-impl SaslUsers {
-    /// Parses the file's text. Empty lines are skipped; a line without `:` or with an empty
-    /// user name is refused by its number (the line itself is never repeated: it may hold a
-    /// password).
-    pub fn parse(text: &[u8]) -> Result<SaslUsers, usize> {
-        let mut users = Vec::new();
-        for (i, line) in text.split(|&b| b == b'\n').enumerate() {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.is_empty() {
-                continue;
-            }
-            let at = line.iter().position(|&b| b == b':').ok_or(i + 1)?;
-            let (user, password) = (&line[..at], &line[at + 1..]);
-            if user.is_empty() {
-                return Err(i + 1);
-            }
-            users.push((user.to_vec(), password.to_vec()));
-        }
-        Ok(SaslUsers { users })
-    }
-
-    /// Whether `user` and `password` are a pair of the file (memcached compares both exactly).
-    pub fn check(&self, user: &[u8], password: &[u8]) -> bool {
-        // Every entry is looked at, so the time taken does not say which user exists.
-        self.users.iter().fold(false, |ok, (u, p)| {
-            ok | (ct_eq(u, user) & ct_eq(p, password))
-        })
-    }
-
-    pub fn len(&self) -> usize {
-        self.users.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
-    }
-}
-
-/// Byte comparison whose time depends on the lengths only.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// `-Y FILE`: memcached's ascii authentication. The file is named in `stats settings`
+/// (`auth_enabled_ascii`) and read again on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFile {
+    pub path: PathBuf,
+    pub users: Users,
 }
 
 /// Everything the server needs to start; built from the command line and `--config FILE`.
@@ -125,7 +78,9 @@ pub struct Config {
     /// -B: which protocol client connections speak.
     pub protocol: BindingProtocol,
     /// -S: SASL PLAIN required on every (binary) connection, with these users.
-    pub sasl: Option<SaslUsers>,
+    pub sasl: Option<Users>,
+    /// -Y: text connections must authenticate first (memcached's ascii authentication).
+    pub auth_file: Option<AuthFile>,
     /// -d: run as a daemon.
     pub daemonize: bool,
     /// -u: user to drop privileges to.
@@ -199,6 +154,7 @@ impl Default for Config {
             verbosity: 0,
             protocol: BindingProtocol::Auto,
             sasl: None,
+            auth_file: None,
             daemonize: false,
             user: None,
             pid_file: None,

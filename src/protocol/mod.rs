@@ -11,6 +11,7 @@
 pub use reply::ErrorKind;
 use std::borrow::Cow;
 
+pub mod auth;
 pub mod binary;
 pub mod meta;
 pub mod reply;

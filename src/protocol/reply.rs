@@ -30,6 +30,14 @@ pub const M_TOKEN_LENGTH: &[u8] = b"CLIENT_ERROR incorrect length for M token\r\
 pub const BAD_INITIAL: &[u8] = b"CLIENT_ERROR invalid numeric initial value\r\n";
 pub const BAD_DELTA_VALUE: &[u8] = b"CLIENT_ERROR invalid numeric delta value\r\n";
 pub const INVALID_FLAG: &[u8] = b"CLIENT_ERROR invalid flag\r\n";
+/// `-Y`: any command but the credentials' `set` before the connection has authenticated.
+pub const UNAUTHENTICATED: &[u8] = b"CLIENT_ERROR unauthenticated\r\n";
+/// `-Y`: credentials that no entry of the auth file matches.
+pub const AUTH_FAILURE: &[u8] = b"CLIENT_ERROR authentication failure\r\n";
+/// `-Y`: a credentials block that is not `user password`.
+pub const AUTH_BAD_FORMAT: &[u8] = b"CLIENT_ERROR bad authentication token format\r\n";
+/// `-Y`: a credentials block not followed by "\r\n".
+pub const BAD_TERMINATION: &[u8] = b"CLIENT_ERROR bad command line termination\r\n";
 
 /// Why a parser refused its input. [`ErrorKind::reply`] is the one place that maps a kind to
 /// memcached's bytes; what the refusal does besides answering is the error's

@@ -69,9 +69,13 @@ where
         // stored or one being swallowed); a partial command line, like an empty buffer, lets
         // them go.
         // A binary request holds them while the rest of its frame is read (past its header).
+        // Before -Y authentication memcached reads the credentials block into its buffer like
+        // a line, not from the socket: nothing is held for it.
         let mid_block = session.swallow > 0
             || if session.proto == Proto::Binary {
                 session.block_from_socket
+            } else if shared.config.auth_file.is_some() && !session.authenticated {
+                false
             } else {
                 memchr::memchr(b'\n', &rbuf).is_some()
             };

@@ -345,8 +345,9 @@ pub struct Reload {
     pub set_verbosity: Box<dyn Fn(u8) + Send>,
 }
 
-/// SIGHUP: applies the -x peers and -v of a freshly read configuration; a configuration that
-/// no longer parses leaves everything as it is.
+/// SIGHUP: applies the -x peers, -v and the -S/-Y users of a freshly read configuration; a
+/// configuration that no longer parses (a bad password file included) leaves everything as it
+/// is.
 async fn reload(shared: &Shared, reload: Option<&Reload>) {
     let Some(reload) = reload else {
         tracing::info!("SIGHUP: nothing to reload");
@@ -362,6 +363,11 @@ async fn reload(shared: &Shared, reload: Option<&Reload>) {
         }
     };
     (reload.set_verbosity)(config.verbosity);
+    // memcached reads its -Y file again on SIGHUP; the SASL file goes along (memcached reads
+    // it at every login). A file that no longer parses failed `read_config` above.
+    for what in shared.replace_users(&config) {
+        tracing::info!("SIGHUP: reloaded {what}");
+    }
     match shared.replicator() {
         Some(repl) => match repl.set_peers(&config.peers).await {
             Ok(c) => tracing::info!(

@@ -9,8 +9,11 @@ use super::session::{Flow, HeldItems, Proto, Session, MEMCACHED_READ_BUFFER};
 use super::shared::Shared;
 use super::stats::Stats;
 use crate::config::BindingProtocol;
+use crate::protocol::auth::{self, Step};
 use crate::protocol::binary::{self, Close, ErrorKind as BinErrorKind, Sasl};
-use crate::protocol::reply::OUT_OF_MEMORY_GET;
+use crate::protocol::reply::{
+    AUTH_BAD_FORMAT, AUTH_FAILURE, BAD_TERMINATION, OUT_OF_MEMORY_GET, STORED, UNAUTHENTICATED,
+};
 use crate::protocol::{text, tokens, Effect, Parsed, Request};
 use bytes::{Buf, BytesMut};
 
@@ -52,6 +55,11 @@ pub fn process(
                 }
                 (_, false) => session.proto = Proto::Text,
             }
+        }
+    }
+    if shared.config.auth_file.is_some() && !session.authenticated {
+        if let Some(done) = authenticate(shared, session, rbuf, out) {
+            return done;
         }
     }
     let Session {
@@ -197,6 +205,66 @@ pub fn process(
         if out.len() >= FLUSH_AT {
             // Let the caller write before more replies pile up.
             return (Flow::Continue, false);
+        }
+    }
+}
+
+/// `-Y`: answers the authentication steps at the start of `rbuf` (see `protocol::auth`) until
+/// the connection has authenticated, then returns `None` and the caller serves the rest of the
+/// input; otherwise what [`process`] returns. Every step consumes input, so this ends.
+///
+/// memcached's authentication path reuses the connection's current reply object when one is
+/// still unwritten, so of several steps answered between two writes only the last reply
+/// survives ("get a\r\nset ... foo bar\r\n" answers STORED alone). Before authentication all
+/// of `out` is such replies: each one replaces what is queued since the last write point.
+fn authenticate(
+    shared: &Shared,
+    session: &mut Session,
+    rbuf: &mut BytesMut,
+    out: &mut Vec<u8>,
+) -> Option<(Flow, bool)> {
+    let mut unwritten = out.len();
+    let mut steps = 0usize;
+    loop {
+        let (consumed, reply) = match auth::parse(rbuf) {
+            Step::Incomplete => return Some((Flow::Continue, true)),
+            Step::Close => {
+                // memcached's conn_closing: what is queued is never written.
+                out.truncate(session.written);
+                return Some((Flow::Close, true));
+            }
+            Step::Unauthenticated { consumed } => (consumed, UNAUTHENTICATED),
+            Step::BadTermination { consumed } => (consumed, BAD_TERMINATION),
+            Step::BadFormat { consumed } => (consumed, AUTH_BAD_FORMAT),
+            Step::Credentials {
+                user,
+                password,
+                consumed,
+            } => {
+                Stats::incr(&shared.stats.auth_cmds);
+                if shared.check_ascii(user, password) {
+                    session.authenticated = true;
+                    (consumed, STORED)
+                } else {
+                    Stats::incr(&shared.stats.auth_errors);
+                    (consumed, AUTH_FAILURE)
+                }
+            }
+        };
+        out.truncate(unwritten);
+        out.extend_from_slice(reply);
+        rbuf.advance(consumed);
+        // The -R write points of the text pipeline (see `process`).
+        steps += 1;
+        let per_event = shared.config.reqs_per_event.max(1);
+        if steps > per_event && (steps - 1) % per_event == 0 {
+            unwritten = out.len();
+        }
+        if session.authenticated {
+            return None;
+        }
+        if out.len() >= FLUSH_AT {
+            return Some((Flow::Continue, false));
         }
     }
 }

@@ -42,7 +42,7 @@ pub struct Session {
     pub(super) replies: usize,
     /// Text or binary, once known.
     pub proto: Proto,
-    /// SASL authentication succeeded on this connection (`-S`).
+    /// The connection has authenticated: SASL (`-S`, binary) or ascii authentication (`-Y`).
     pub authenticated: bool,
 }
 

@@ -5,11 +5,11 @@
 use super::session;
 use super::stats::Stats;
 use super::tls;
-use crate::config::Config;
+use crate::config::{Config, Users};
 use crate::protocol::Limits;
 use crate::replication::Replicator;
 use crate::store::{Store, StoreConfig};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -68,6 +68,10 @@ pub struct Shared {
     pub(super) shutdown: Notify,
     /// Set once the server stops: connections read no more requests.
     stopping: AtomicBool,
+    /// The users of -S and -Y: the configuration's, replaced when SIGHUP reads the files again
+    /// (a connection that has authenticated stays so, as in memcached).
+    sasl_users: RwLock<Users>,
+    ascii_users: RwLock<Users>,
 }
 
 impl Shared {
@@ -100,6 +104,14 @@ impl Shared {
             replicator: OnceLock::new(),
             shutdown: Notify::new(),
             stopping: AtomicBool::new(false),
+            sasl_users: RwLock::new(config.sasl.clone().unwrap_or_default()),
+            ascii_users: RwLock::new(
+                config
+                    .auth_file
+                    .as_ref()
+                    .map(|f| f.users.clone())
+                    .unwrap_or_default(),
+            ),
             config,
         }
     }
@@ -116,6 +128,36 @@ impl Shared {
     /// Whether the server is stopping: a connection executes no further request.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Whether `user`/`password` may log in with SASL PLAIN (-S).
+    pub fn check_sasl(&self, user: &[u8], password: &[u8]) -> bool {
+        self.config.sasl.is_some() && self.sasl_users.read().check(user, password)
+    }
+
+    /// Whether `user`/`password` may log in with ascii authentication (-Y).
+    pub fn check_ascii(&self, user: &[u8], password: &[u8]) -> bool {
+        self.config.auth_file.is_some() && self.ascii_users.read().check(user, password)
+    }
+
+    /// SIGHUP: the users of a freshly read configuration replace the running ones, for the
+    /// mechanisms this server started with (turning one on or off needs a restart). Returns
+    /// what was replaced, for the log.
+    pub(super) fn replace_users(&self, fresh: &Config) -> Vec<String> {
+        let mut replaced = Vec::new();
+        if let (Some(_), Some(users)) = (&self.config.sasl, &fresh.sasl) {
+            *self.sasl_users.write() = users.clone();
+            replaced.push(format!("SASL users ({})", users.len()));
+        }
+        if let (Some(_), Some(file)) = (&self.config.auth_file, &fresh.auth_file) {
+            *self.ascii_users.write() = file.users.clone();
+            replaced.push(format!(
+                "ascii auth users from {} ({})",
+                file.path.display(),
+                file.users.len()
+            ));
+        }
+        replaced
     }
 
     /// Tells every connection to stop reading requests. A connection registered after this

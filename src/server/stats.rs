@@ -117,6 +117,8 @@ counters!(
     conn_yields,
     idle_kicks,
     response_obj_oom,
+    auth_cmds,
+    auth_errors,
 );
 
 impl Stats {

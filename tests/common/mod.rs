@@ -113,7 +113,13 @@ impl Server {
                 return false;
             }
             if let Ok(mut c) = Client::try_connect(self.addr) {
-                if c.send(b"version\r\n").is_ok() && c.read_some().starts_with(b"VERSION ") {
+                // With -Y memcached answers everything with this until a client logs in.
+                let reply = if c.send(b"version\r\n").is_ok() {
+                    c.read_some()
+                } else {
+                    Vec::new()
+                };
+                if reply.starts_with(b"VERSION ") || reply == b"CLIENT_ERROR unauthenticated\r\n" {
                     return true;
                 }
             }
@@ -140,6 +146,11 @@ impl Server {
 
     pub fn client(&self) -> Client {
         Client::connect(self.addr)
+    }
+
+    /// The process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// True while the process runs.

@@ -120,9 +120,15 @@ class Server:
                 with socket.create_connection(self.address, timeout=1) as s:
                     if self.ssl_context is not None:
                         s = self.ssl_context.wrap_socket(s, server_hostname="localhost")
-                    s.sendall(b"version\r\n")
-                    if s.recv(1024).startswith(b"VERSION "):
-                        return
+                    if "-S" in argv:
+                        # -S makes the port binary only; version needs no login there.
+                        s.sendall(b"\x80\x0b" + bytes(22))
+                        if s.recv(1024).startswith(b"\x81\x0b"):
+                            return
+                    else:
+                        s.sendall(b"version\r\n")
+                        if s.recv(1024).startswith(b"VERSION "):
+                            return
             except OSError:
                 pass
             if time.monotonic() > deadline:

@@ -19,7 +19,7 @@ REPL_DEADLINE = 15.0
 class Node(Server):
     """One replicating node. `client_port` 0 lets it pick; `restart()` keeps both ports."""
 
-    def __init__(self, name, host, repl_port, peer, client_port=0):
+    def __init__(self, name, host, repl_port, peer, client_port=0, extra_args=()):
         # Replication always listens on 127.0.0.1, whatever address the client port uses: a link
         # dialled to 127.0.0.21 leaves from source 127.0.0.1, and repcached today files a link whose
         # source is not the configured peer's address as a second, unconfigured peer (same node
@@ -27,7 +27,7 @@ class Node(Server):
         self.repl_port = repl_port
         self.peer = peer
         self.wanted_client_port = client_port
-        super().__init__(SUT_BIN, ["-m", "64"], name, host=host)
+        super().__init__(SUT_BIN, ["-m", "64", *extra_args], name, host=host)
         self.base_args = self._base()
 
     def _base(self):
@@ -78,16 +78,21 @@ class Node(Server):
 class Pair:
     """Two nodes replicating to each other: `a` (site A) and `b` (site B)."""
 
-    def __init__(self, host_a="127.0.0.1", host_b="127.0.0.1", client_port=0, names=("A", "B")):
+    def __init__(self, host_a="127.0.0.1", host_b="127.0.0.1", client_port=0, names=("A", "B"),
+                 extra_args=()):
         xa, xb = free_port(), free_port()
-        self.a = Node(names[0], host_a, xa, ("127.0.0.1", xb), client_port)
-        self.b = Node(names[1], host_b, xb, ("127.0.0.1", xa), client_port)
+        self.a = Node(names[0], host_a, xa, ("127.0.0.1", xb), client_port, extra_args)
+        self.b = Node(names[1], host_b, xb, ("127.0.0.1", xa), client_port, extra_args)
+        # With -S the client port speaks binary only, after a login: the text `stats replication`
+        # of wait_linked cannot be read there, and callers wait for their data instead.
+        self.text_port = "-S" not in extra_args
 
     def start(self):
         try:
             self.a.start()
             self.b.start()
-            self.wait_linked()
+            if self.text_port:
+                self.wait_linked()
         except BaseException:
             self.stop()
             raise

@@ -149,34 +149,37 @@ pub fn execute(
             NEXT
         }
         Command::SaslAuth { mech, data } => {
-            let ok = mech == b"PLAIN"
-                && shared
-                    .config
-                    .sasl
-                    .as_ref()
-                    .is_some_and(|users| plain_ok(users, data));
+            let ok = mech == b"PLAIN" && plain_ok(shared, data);
+            // memcached counts every completed SASL exchange, and its failures.
+            Stats::incr(&shared.stats.auth_cmds);
             if ok {
                 *authenticated = true;
                 encode_sasl_ok(req.opcode, req.opaque, out);
                 NEXT
             } else {
+                Stats::incr(&shared.stats.auth_errors);
                 error(req, Status::AuthError, out)
             }
         }
-        // PLAIN completes in one step: a step has nothing to continue.
-        Command::SaslStep { .. } => error(req, Status::AuthError, out),
+        // PLAIN completes in one step: a step has nothing to continue (memcached counts it as
+        // a failed exchange).
+        Command::SaslStep { .. } => {
+            Stats::incr(&shared.stats.auth_cmds);
+            Stats::incr(&shared.stats.auth_errors);
+            error(req, Status::AuthError, out)
+        }
     }
 }
 
 /// SASL PLAIN's message: `[authzid] NUL authcid NUL password`; the authorization id, when
 /// given, must be the user itself.
-fn plain_ok(users: &crate::config::SaslUsers, data: &[u8]) -> bool {
+fn plain_ok(shared: &Shared, data: &[u8]) -> bool {
     let mut parts = data.splitn(3, |&b| b == 0);
     let (Some(authz), Some(user), Some(password)) = (parts.next(), parts.next(), parts.next())
     else {
         return false;
     };
-    (authz.is_empty() || authz == user) && users.check(user, password)
+    (authz.is_empty() || authz == user) && shared.check_sasl(user, password)
 }
 
 /// get/getq/getk/getkq, gat/gatq/gatk/gatkq and touch (`touch` holds the new expiry).

@@ -153,8 +153,8 @@ fn general(shared: &Shared, out: &mut Vec<u8>) {
     ] {
         stat_u64(out, name, get(name));
     }
-    stat_u64(out, "auth_cmds", 0);
-    stat_u64(out, "auth_errors", 0);
+    stat_u64(out, "auth_cmds", get("auth_cmds"));
+    stat_u64(out, "auth_errors", get("auth_errors"));
     stat_u64(out, "idle_kicks", get("idle_kicks"));
     stat_u64(out, "bytes_read", get("bytes_read"));
     stat_u64(out, "bytes_written", get("bytes_written"));
@@ -244,7 +244,11 @@ fn settings(shared: &Shared, out: &mut Vec<u8>) {
     stat_u64(out, "tcp_backlog", c.backlog as u64);
     stat(out, "binding_protocol", c.protocol.name());
     stat(out, "auth_enabled_sasl", yes_no(c.sasl.is_some()));
-    stat(out, "auth_enabled_ascii", "no");
+    // memcached prints the -Y file's name as given.
+    match &c.auth_file {
+        Some(file) => stat(out, "auth_enabled_ascii", file.path.display()),
+        None => stat(out, "auth_enabled_ascii", "no"),
+    }
     stat_u64(out, "item_size_max", c.item_size_max as u64);
     stat(out, "maxconns_fast", "yes");
     stat(out, "slab_reassign", "no");
