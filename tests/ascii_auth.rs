@@ -112,10 +112,10 @@ const BAD_TERM: &[u8] = b"CLIENT_ERROR bad command line termination\r\n";
 /// The table, recorded from memcached 1.6.18 (`memcached -Y FILE -U 0`).
 fn cases() -> Vec<Case> {
     let mut big_ok = b"set k 0 0 16382\r\n".to_vec();
-    big_ok.extend(std::iter::repeat(b'a').take(16382));
+    big_ok.extend(std::iter::repeat_n(b'a', 16382));
     big_ok.extend_from_slice(b"\r\n");
     let mut big_bad = b"set k 0 0 16383\r\n".to_vec();
-    big_bad.extend(std::iter::repeat(b'a').take(16383));
+    big_bad.extend(std::iter::repeat_n(b'a', 16383));
     big_bad.extend_from_slice(b"\r\n");
     vec![
         // t/ascii-auth.t
