@@ -9,7 +9,6 @@ use super::mutation::{Mutation, MutationKind};
 use super::shard::{Shard, Tombstone};
 use super::version::Version;
 use super::Store;
-use bytes::Bytes;
 use parking_lot::MutexGuard;
 use std::sync::atomic::Ordering;
 
@@ -148,7 +147,7 @@ impl<'s, 'k> Entry<'s, 'k> {
                 MutationKind::Put {
                     flags,
                     exptime: 1,
-                    value: Bytes::new(),
+                    value: &[],
                 },
                 version,
             );
@@ -156,16 +155,17 @@ impl<'s, 'k> Entry<'s, 'k> {
             return Ok(cas);
         }
         self.put_raw(value_parts, flags, exptime, cas, version, version)?;
-        if self.store.sink.get().is_some() {
-            let value = Bytes::copy_from_slice(self.item().map(|it| it.value()).unwrap_or(&[]));
-            self.publish(
-                MutationKind::Put {
+        if let (Some(sink), Some(i)) = (self.store.sink.get(), self.idx) {
+            // The record borrows the new item's value: the sink encodes it in place.
+            sink.publish_ref(Mutation {
+                key: self.key,
+                version,
+                kind: MutationKind::Put {
                     flags,
                     exptime: exptime.as_abs(),
-                    value,
+                    value: self.shard.item(i).value(),
                 },
-                version,
-            );
+            });
         }
         Ok(cas)
     }
@@ -485,16 +485,12 @@ impl<'s, 'k> Entry<'s, 'k> {
     }
 
     /// Returns the record's offset in this node's stream (0 without replication).
-    fn publish(&self, kind: MutationKind, version: Version) -> u64 {
-        if self.store.sink.get().is_some() {
-            self.store.publish(Mutation {
-                key: Bytes::copy_from_slice(self.key),
-                version,
-                kind,
-            })
-        } else {
-            0
-        }
+    fn publish(&self, kind: MutationKind<&[u8]>, version: Version) -> u64 {
+        self.store.publish(Mutation {
+            key: self.key,
+            version,
+            kind,
+        })
     }
 }
 

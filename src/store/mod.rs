@@ -43,7 +43,7 @@ pub use entry::{
 pub use evict::{SWEEP_INTERVAL_US, SWEEP_SLICE};
 pub use item::Item;
 pub use merge::SnapshotEntry;
-pub use mutation::{ApplyOutcome, Mutation, MutationKind, MutationSink};
+pub use mutation::{ApplyOutcome, Mutation, MutationKind, MutationRef, MutationSink};
 pub use version::{HybridClock, Version};
 
 use evict::FlushMark;
@@ -285,10 +285,29 @@ impl Store {
         }
     }
 
-    /// Publishes a record; returns its offset in this node's stream (0 if none).
-    fn publish(&self, m: Mutation) -> u64 {
+    /// Runs `f`, the execution of one batch of requests on this thread, telling the sink so that
+    /// it wakes its readers once for the whole batch rather than once per record.
+    pub fn batch<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct End<'a>(&'a dyn MutationSink);
+        impl Drop for End<'_> {
+            fn drop(&mut self) {
+                self.0.end_batch();
+            }
+        }
         match self.sink.get() {
-            Some(sink) => sink.publish_at(m),
+            Some(sink) => {
+                sink.begin_batch();
+                let _end = End(sink.as_ref());
+                f()
+            }
+            None => f(),
+        }
+    }
+
+    /// Publishes a record; returns its offset in this node's stream (0 if none).
+    fn publish(&self, m: MutationRef<'_>) -> u64 {
+        match self.sink.get() {
+            Some(sink) => sink.publish_ref(m),
             None => 0,
         }
     }

@@ -21,7 +21,8 @@ pub(super) const ACK_EVERY: Duration = Duration::from_millis(50);
 pub(super) const BYE_ACK_WAIT: Duration = Duration::from_secs(2);
 /// Per-peer send buffer: one batch of records is encoded, written, then the next.
 pub(super) const BATCH_BYTES: usize = 256 * 1024;
-pub(super) const BATCH_RECORDS: usize = 4096;
+/// Most bytes copied from the backlog under its lock at a time (the lock also serves writers).
+pub(super) const READ_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dir {

@@ -1,6 +1,7 @@
 //! The sending half of a link: a snapshot (unless resuming from the backlog), then this node's
 //! records as they are published, heartbeats, and the drain and BYE on shutdown.
 
+use super::super::backlog::Keep;
 use super::super::frame::{self, Frame};
 use super::super::peers::Slot;
 use super::super::secure::LinkWriter;
@@ -143,29 +144,26 @@ pub(super) async fn write_stream(
             last_hb = Instant::now();
             ack_now = false;
         }
-        let recs = backlog
-            .read(cursor, BATCH_RECORDS, BATCH_BYTES)
-            .map_err(|_| LinkError::Overrun)?;
+        // Whole ranges of already encoded records, copied from the backlog.
         let mut sent = 0u64;
-        if let Some(&(last, _)) = recs.last() {
-            let now = unix_now();
-            for (offset, m) in recs {
-                if let Some((marks, _)) = &shard_marks {
-                    if !m.key.is_empty() && offset < marks[store.shard_of(&m.key)] {
-                        continue;
-                    }
-                }
-                frame::encode(
-                    &Frame::Record {
-                        offset,
-                        mutation: m,
-                    },
-                    now,
-                    &mut out,
-                );
-                sent += 1;
+        while out.len() < BATCH_BYTES {
+            let mut skip_old = |offset: u64, key: &[u8]| match &shard_marks {
+                Some((marks, _)) => key.is_empty() || offset >= marks[store.shard_of(key)],
+                None => true,
+            };
+            let filter: Option<&mut Keep<'_>> = match shard_marks {
+                Some(_) => Some(&mut skip_old),
+                None => None,
+            };
+            let room = BATCH_BYTES - out.len();
+            let read = backlog
+                .read_into(cursor, room.min(READ_BYTES), unix_now(), &mut out, filter)
+                .map_err(|_| LinkError::Overrun)?;
+            if read.next == cursor {
+                break;
             }
-            cursor = last + 1;
+            sent += read.records;
+            cursor = read.next;
             if shard_marks.as_ref().is_some_and(|(_, max)| cursor >= *max) {
                 shard_marks = None;
             }
