@@ -237,28 +237,19 @@ pub fn encode(frame: &Frame, now: u32, out: &mut BytesMut) {
             touched,
             counter,
         } => {
-            out.put_u8(T_SNAP_ITEM);
-            out.put_u8(key.len() as u8);
-            out.put_slice(key);
-            out.put_u32(*flags);
-            out.put_u32(ttl_out(*exptime, now));
-            put_version(out, *version);
-            put_version(out, *base);
-            put_version(out, *touched);
-            // u32 contributions (u32::MAX = no counter), base value, then node/seq/net each.
-            match counter {
-                None => out.put_u32(u32::MAX),
-                Some(c) => {
-                    out.put_u32(c.contributions().len() as u32);
-                    out.put_u64(c.base);
-                    for x in c.contributions() {
-                        out.put_u32(x.node);
-                        out.put_u64(x.seq);
-                        out.put_i128(x.net());
-                    }
-                }
-            }
-            out.put_slice(value);
+            out.truncate(start);
+            let item = SnapItemRef {
+                key,
+                value,
+                flags: *flags,
+                exptime: *exptime,
+                version: *version,
+                base: *base,
+                touched: *touched,
+                counter: counter.as_ref(),
+            };
+            encode_snap_item(&item, now, out);
+            return;
         }
         Frame::SnapTomb {
             key,
@@ -266,12 +257,9 @@ pub fn encode(frame: &Frame, now: u32, out: &mut BytesMut) {
             touched,
             exptime,
         } => {
-            out.put_u8(T_SNAP_TOMB);
-            put_version(out, *version);
-            put_version(out, *touched);
-            out.put_u32(ttl_out(*exptime, now));
-            out.put_u8(key.len() as u8);
-            out.put_slice(key);
+            out.truncate(start);
+            encode_snap_tomb(key, *version, *touched, *exptime, now, out);
+            return;
         }
         Frame::SnapFlush { at, version } => {
             out.put_u8(T_SNAP_FLUSH);
@@ -304,6 +292,69 @@ pub fn encode(frame: &Frame, now: u32, out: &mut BytesMut) {
             out.put_u64(*last);
         }
     }
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// A snapshot item borrowed from the store (encoded without copying it first).
+pub struct SnapItemRef<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    pub flags: u32,
+    pub exptime: u32,
+    pub version: Version,
+    pub base: Version,
+    pub touched: Version,
+    pub counter: Option<&'a Counter>,
+}
+
+/// Appends a SNAP_ITEM frame.
+pub fn encode_snap_item(it: &SnapItemRef<'_>, now: u32, out: &mut BytesMut) {
+    let start = out.len();
+    out.put_u32(0);
+    out.put_u8(T_SNAP_ITEM);
+    out.put_u8(it.key.len() as u8);
+    out.put_slice(it.key);
+    out.put_u32(it.flags);
+    out.put_u32(ttl_out(it.exptime, now));
+    put_version(out, it.version);
+    put_version(out, it.base);
+    put_version(out, it.touched);
+    // u32 contributions (u32::MAX = no counter), base value, then node/seq/net each.
+    match it.counter {
+        None => out.put_u32(u32::MAX),
+        Some(c) => {
+            out.put_u32(c.contributions().len() as u32);
+            out.put_u64(c.base);
+            for x in c.contributions() {
+                out.put_u32(x.node);
+                out.put_u64(x.seq);
+                out.put_i128(x.net());
+            }
+        }
+    }
+    out.put_slice(it.value);
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Appends a SNAP_TOMB frame.
+pub fn encode_snap_tomb(
+    key: &[u8],
+    version: Version,
+    touched: Version,
+    exptime: u32,
+    now: u32,
+    out: &mut BytesMut,
+) {
+    let start = out.len();
+    out.put_u32(0);
+    out.put_u8(T_SNAP_TOMB);
+    put_version(out, version);
+    put_version(out, touched);
+    out.put_u32(ttl_out(exptime, now));
+    out.put_u8(key.len() as u8);
+    out.put_slice(key);
     let len = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }

@@ -13,6 +13,9 @@ use super::version::Version;
 use super::Store;
 use bytes::Bytes;
 
+/// Snapshot cursors from here on walk the tombstones (see [`Store::snapshot_chunk`]).
+const TOMBS: usize = 1 << 62;
+
 /// What a full-resync snapshot yields for each key in a shard.
 pub enum SnapshotEntry<'a> {
     /// A live item, with its PN-counter state if it was incremented.
@@ -47,26 +50,88 @@ impl Store {
         mark: impl FnOnce() -> T,
         mut f: impl FnMut(SnapshotEntry<'_>),
     ) -> T {
+        let (marked, mut cursor) =
+            self.snapshot_chunk_marked(shard_no, 0, usize::MAX, mark, &mut f);
+        while let Some(c) = cursor {
+            cursor = self.snapshot_chunk(shard_no, c, usize::MAX, &mut f);
+        }
+        marked.expect("a walk from cursor 0 takes the mark")
+    }
+
+    /// One bounded piece of a shard's snapshot: visits at most `max` live items and tombstones
+    /// from `cursor` on (0 = the shard's start) under the shard lock, and returns the cursor to
+    /// continue from, or None once the shard is done. The lock is held for one chunk only, so a
+    /// full resync of a large cache never stalls the clients of a shard for longer than it
+    /// takes to visit `max` entries. The cursor means nothing outside the store.
+    ///
+    /// Every entry present when the walk started (cursor 0) and not changed since is visited at
+    /// least once; an entry written, deleted or moved after that may be visited once, twice or
+    /// not at all. Replication makes that safe by taking its mark (see
+    /// [`Store::snapshot_chunk_marked`]) with the first chunk and streaming every record of the
+    /// shard published after it: whatever the walk missed arrives as a record, and merging by
+    /// version is idempotent (a PN-counter keeps each origin's newest contribution, not a sum of
+    /// what arrived), so a snapshot entry and a record of the same write, in either order, leave
+    /// the newer state on the receiver.
+    pub fn snapshot_chunk(
+        &self,
+        shard_no: usize,
+        cursor: usize,
+        max: usize,
+        f: impl FnMut(SnapshotEntry<'_>),
+    ) -> Option<usize> {
+        self.snapshot_chunk_marked(shard_no, cursor, max, || (), f)
+            .1
+    }
+
+    /// [`Store::snapshot_chunk`], calling `mark` under the shard lock when `cursor` is 0 (the
+    /// first chunk of the shard) and returning its result.
+    pub fn snapshot_chunk_marked<T>(
+        &self,
+        shard_no: usize,
+        cursor: usize,
+        max: usize,
+        mark: impl FnOnce() -> T,
+        mut f: impl FnMut(SnapshotEntry<'_>),
+    ) -> (Option<T>, Option<usize>) {
         let now = unix_now();
         let shard = self.shards[shard_no].lock();
-        let marked = mark();
-        for idx in shard.slots() {
-            let it = shard.item(idx);
-            if !it.is_expired(now) && !self.is_flushed(it, now) {
-                f(SnapshotEntry::Item(it, shard.counter(idx)));
+        let marked = (cursor == 0).then(mark);
+        let mut left = max.max(1);
+        // Items by slot number, then tombstones by position (TOMBS marks the second phase).
+        if cursor < TOMBS {
+            for idx in shard.slots_from(cursor) {
+                if left == 0 {
+                    return (marked, Some(idx as usize));
+                }
+                let it = shard.item(idx);
+                if !it.is_expired(now) && !self.is_flushed(it, now) {
+                    f(SnapshotEntry::Item(it, shard.counter(idx)));
+                    left -= 1;
+                }
             }
         }
-        for (key, t) in shard.tombstones.iter() {
+        // The tombstone table has no stable positions: a cursor there is (generation,
+        // position), and a walk that finds the table rehashed since starts its tombstones
+        // again (sending some twice is harmless; missing one could resurrect a key).
+        let gen = (shard.tomb_gen & 0xffff) as usize;
+        let skip = match cursor.checked_sub(TOMBS) {
+            Some(c) if c >> 40 == gen => c & ((1 << 40) - 1),
+            _ => 0,
+        };
+        for (i, (key, t)) in shard.tombstones.iter().skip(skip).enumerate() {
+            if left == 0 {
+                return (marked, Some(TOMBS | gen << 40 | (skip + i)));
+            }
             f(SnapshotEntry::Tombstone {
                 key,
                 version: t.version,
                 touched: t.touched,
                 exptime: t.exptime,
             });
+            left -= 1;
         }
-        marked
+        (marked, None)
     }
-
     /// Applies a mutation received from a peer if it is newer than what this node holds.
     /// Never published again (each node sends only its own writes).
     pub fn apply_remote(&self, m: &Mutation) -> ApplyOutcome {

@@ -85,6 +85,9 @@ pub(crate) struct Shard {
     /// The part of `bytes` charged for tombstones.
     pub tomb_bytes: usize,
     pub tombstones: HashMap<Box<[u8]>, Tombstone>,
+    /// Bumped whenever an insert may rehash `tombstones` (and so reorder it): a chunked
+    /// snapshot walk that saw another value starts the tombstones again.
+    pub tomb_gen: u32,
     pub pending: HashMap<Box<[u8]>, Vec<PendingDelta>>,
     /// PN-counter state of the items that were incremented (flag `item::COUNTER`), by slot:
     /// a side table, so that the other items carry nothing for it.
@@ -107,6 +110,7 @@ impl Shard {
             bytes: 0,
             tomb_bytes: 0,
             tombstones: HashMap::new(),
+            tomb_gen: 0,
             pending: HashMap::new(),
             counters: HashMap::new(),
         }
@@ -285,6 +289,10 @@ impl Shard {
             None => {
                 self.bytes += key.len() + TOMBSTONE_OVERHEAD;
                 self.tomb_bytes += key.len() + TOMBSTONE_OVERHEAD;
+                // No room left without growing or rehashing in place: either reorders.
+                if self.tombstones.len() >= self.tombstones.capacity() {
+                    self.tomb_gen = self.tomb_gen.wrapping_add(1);
+                }
                 self.tombstones.insert(key.into(), tomb);
             }
         }

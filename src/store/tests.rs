@@ -354,6 +354,65 @@ fn snapshot_mark_is_taken_under_the_shard_lock_and_shard_of_matches_entry() {
 }
 
 #[test]
+fn a_chunked_snapshot_visits_everything_that_stays_while_the_shard_changes() {
+    // One shard, so that every key and tombstone is in the walk.
+    let s = Store::new(StoreConfig {
+        shards: 1,
+        ..Default::default()
+    });
+    let key = |i: u32| format!("key{i}").into_bytes();
+    for i in 0..500 {
+        s.entry(&key(i))
+            .put(&[b"v"], 0, Expiry::Never, None)
+            .unwrap();
+    }
+    for i in 400..500 {
+        assert!(s.entry(&key(i)).delete());
+    }
+    let mut items = std::collections::HashMap::new();
+    let mut tombs = std::collections::HashSet::new();
+    let mut visit = |e: SnapshotEntry<'_>| match e {
+        SnapshotEntry::Item(it, _) => *items.entry(it.key().to_vec()).or_insert(0) += 1,
+        SnapshotEntry::Tombstone { key, .. } => {
+            tombs.insert(key.to_vec());
+        }
+    };
+    let (mark, mut cursor) = s.snapshot_chunk_marked(0, 0, 7, || "marked", &mut visit);
+    assert_eq!(mark, Some("marked"));
+    let mut chunks = 1;
+    let mut n = 1000;
+    while let Some(c) = cursor {
+        // Between chunks: new keys, deletes and re-writes of keys the walk may have passed,
+        // and enough new tombstones to make the tombstone table grow (rehash) mid-walk.
+        for _ in 0..3 {
+            n += 1;
+            s.entry(&key(n))
+                .put(&[b"new"], 0, Expiry::Never, None)
+                .unwrap();
+            assert!(s.entry(&key(n)).delete());
+        }
+        s.entry(&key(n % 300))
+            .put(&[b"again"], 0, Expiry::Never, None)
+            .unwrap();
+        cursor = s.snapshot_chunk(0, c, 7, &mut visit);
+        chunks += 1;
+        assert!(chunks < 10_000, "the walk does not end");
+    }
+    // Every item and tombstone that was there at the start and left alone was visited.
+    for i in 300..400 {
+        assert!(
+            items.get(&key(i)).is_some_and(|&v| v >= 1),
+            "item {i} missed"
+        );
+    }
+    for i in 400..500 {
+        assert!(tombs.contains(&key(i)), "tombstone {i} missed");
+    }
+    // One chunk at a time: at most 7 entries per lock, so many chunks.
+    assert!(chunks >= 600 / 7, "{chunks} chunks");
+}
+
+#[test]
 fn touch_and_write_merge_field_by_field() {
     let (a, b, ca, cb) = pair();
     a.entry(b"k")

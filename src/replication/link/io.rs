@@ -21,6 +21,8 @@ pub(super) const ACK_EVERY: Duration = Duration::from_millis(50);
 pub(super) const BYE_ACK_WAIT: Duration = Duration::from_secs(2);
 /// Per-peer send buffer: one batch of records is encoded, written, then the next.
 pub(super) const BATCH_BYTES: usize = 256 * 1024;
+/// Most entries of a full snapshot visited under one shard lock (see `Store::snapshot_chunk`).
+pub(super) const SNAPSHOT_CHUNK: usize = 64;
 /// Most bytes copied from the backlog under its lock at a time (the lock also serves writers).
 pub(super) const READ_BYTES: usize = 64 * 1024;
 
