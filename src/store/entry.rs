@@ -56,10 +56,37 @@ pub enum ArithError {
     Store(StoreError),
 }
 
-/// One key's slot, with its shard locked. Dropping it releases the lock.
+/// The locked shard an [`Entry`] works on: its own lock, or one that a batch of replicated
+/// records holds for several entries in turn (`Store::apply_remote_batch`).
+pub(super) enum ShardRef<'s> {
+    Locked(MutexGuard<'s, Shard>),
+    Batch(&'s mut Shard),
+}
+
+impl std::ops::Deref for ShardRef<'_> {
+    type Target = Shard;
+    fn deref(&self) -> &Shard {
+        match self {
+            ShardRef::Locked(g) => g,
+            ShardRef::Batch(s) => s,
+        }
+    }
+}
+
+impl std::ops::DerefMut for ShardRef<'_> {
+    fn deref_mut(&mut self) -> &mut Shard {
+        match self {
+            ShardRef::Locked(g) => g,
+            ShardRef::Batch(s) => s,
+        }
+    }
+}
+
+/// One key's slot, with its shard locked. Dropping it releases the lock (unless a batch holds
+/// it).
 pub struct Entry<'s, 'k> {
     pub(super) store: &'s Store,
-    pub(super) shard: MutexGuard<'s, Shard>,
+    pub(super) shard: ShardRef<'s>,
     pub(super) shard_no: usize,
     pub(super) hash: u64,
     pub(super) key: &'k [u8],

@@ -7,11 +7,10 @@ use super::clock::{unix_now, Expiry};
 use super::counter::{Contribution, Counter};
 use super::entry::{parse_counter, Entry};
 use super::item::Item;
-use super::mutation::{ApplyOutcome, Mutation, MutationKind};
+use super::mutation::{ApplyOutcome, Mutation, MutationKind, MutationRef};
 use super::shard::{PendingDelta, Tombstone};
 use super::version::Version;
 use super::Store;
-use bytes::Bytes;
 
 /// Snapshot cursors from here on walk the tombstones (see [`Store::snapshot_chunk`]).
 const TOMBS: usize = 1 << 62;
@@ -135,6 +134,77 @@ impl Store {
     /// Applies a mutation received from a peer if it is newer than what this node holds.
     /// Never published again (each node sends only its own writes).
     pub fn apply_remote(&self, m: &Mutation) -> ApplyOutcome {
+        self.apply_remote_ref(m.as_ref())
+    }
+
+    /// [`Store::apply_remote`] for a record that borrows its bytes (from a read buffer).
+    pub fn apply_remote_ref(&self, m: MutationRef<'_>) -> ApplyOutcome {
+        if let Some(outcome) = self.remote_prelude(&m) {
+            return outcome;
+        }
+        let mut e = self.entry_for_peer(m.key);
+        self.merge_remote(&mut e, &m)
+    }
+
+    /// [`Store::apply_remote`] for a run of records in stream order (a receiver's read
+    /// buffer), with one lock per shard per batch instead of one per record: the records are
+    /// grouped by shard, each group applied in its original order (records of one key always
+    /// share a shard, so per-key order holds), by the same rules. A flush is a barrier: what
+    /// came before it is applied before it. `done(i, outcome)` reports record `i`.
+    pub fn apply_remote_batch(
+        &self,
+        batch: &[MutationRef<'_>],
+        mut done: impl FnMut(usize, ApplyOutcome),
+    ) {
+        let mut order: Vec<(usize, usize, u64)> = Vec::with_capacity(batch.len());
+        let mut i = 0;
+        while i < batch.len() {
+            let end = batch[i..]
+                .iter()
+                .position(|m| matches!(m.kind, MutationKind::Flush { .. }))
+                .map_or(batch.len(), |p| i + p);
+            order.clear();
+            for (k, m) in batch.iter().enumerate().take(end).skip(i) {
+                match self.remote_prelude(m) {
+                    Some(outcome) => done(k, outcome),
+                    None => {
+                        let (shard_no, hash) = self.place(m.key);
+                        order.push((shard_no, k, hash));
+                    }
+                }
+            }
+            // By shard, then by position: each shard's records keep their order.
+            order.sort_unstable_by_key(|&(shard_no, k, _)| (shard_no, k));
+            for group in order.chunk_by(|x, y| x.0 == y.0) {
+                let shard_no = group[0].0;
+                let mut shard = self.shards[shard_no].lock();
+                for &(_, k, hash) in group {
+                    let m = &batch[k];
+                    let mut e = self.lookup_in(
+                        super::entry::ShardRef::Batch(&mut shard),
+                        shard_no,
+                        hash,
+                        m.key,
+                        false,
+                    );
+                    let outcome = self.merge_remote(&mut e, m);
+                    drop(e);
+                    done(k, outcome);
+                }
+            }
+            if end < batch.len() {
+                // The flush itself.
+                let outcome = self.remote_prelude(&batch[end]);
+                done(end, outcome.unwrap_or(ApplyOutcome::Applied));
+            }
+            i = end + 1;
+        }
+    }
+
+    /// What every replicated record goes through before its key's rules: a flush is applied
+    /// whole here, the clock observes the version, a bad key is refused. None: go on with
+    /// [`Store::merge_remote`].
+    fn remote_prelude(&self, m: &MutationRef<'_>) -> Option<ApplyOutcome> {
         if let MutationKind::Flush { at } = m.kind {
             // A delayed flush's version is its future horizon: not observed, since moving this
             // node's clock there would make writes made here before the flush time outlive it
@@ -146,23 +216,27 @@ impl Store {
                 self.clock.observe(m.version);
             }
             self.install_flush(at, m.version, now);
-            return ApplyOutcome::Applied;
+            return Some(ApplyOutcome::Applied);
         }
         self.clock.observe(m.version);
         if m.key.is_empty() || m.key.len() > 250 {
-            return ApplyOutcome::Rejected;
+            return Some(ApplyOutcome::Rejected);
         }
-        let mut e = self.entry_for_peer(&m.key);
+        None
+    }
+
+    /// The merge rules of one keyed record, on its key's locked entry.
+    fn merge_remote(&self, e: &mut Entry<'_, '_>, m: &MutationRef<'_>) -> ApplyOutcome {
         // The newest full write or delete this node knows for the key: the item's base (its
         // increments do not make it newer than a later write elsewhere: a set newer than the
         // base wins over them, on every node), a tombstone, or the flush horizon.
         let held = e
             .item()
             .map(|it| it.base)
-            .or_else(|| e.shard.tombstones.get(&m.key[..]).map(|t| t.version))
+            .or_else(|| e.shard.tombstones.get(m.key).map(|t| t.version))
             .unwrap_or(Version::ZERO)
             .max(self.flush_version().unwrap_or(Version::ZERO));
-        match &m.kind {
+        match m.kind {
             MutationKind::Put {
                 flags,
                 exptime,
@@ -174,7 +248,7 @@ impl Store {
                 if value.len() > self.item_size_max {
                     return ApplyOutcome::Rejected;
                 }
-                let exp = Expiry::from_abs(*exptime, e.now);
+                let exp = Expiry::from_abs(exptime, e.now);
                 if exp == Expiry::Expired {
                     e.remove_with_tombstone(m.version);
                     return ApplyOutcome::Applied;
@@ -187,7 +261,7 @@ impl Store {
                     None => exp,
                 };
                 let cas = self.cas_for(m.version);
-                match e.put_raw(&[value], *flags, exp, cas, m.version, m.version) {
+                match e.put_raw(&[value], flags, exp, cas, m.version, m.version) {
                     Ok(()) => {
                         if let (Some((touched, _)), Some(it)) = (touch, e.item_mut()) {
                             it.touched = touched;
@@ -206,7 +280,7 @@ impl Store {
                 ApplyOutcome::Applied
             }
             MutationKind::Touch { exptime }
-                if Expiry::from_abs(*exptime, e.now) == Expiry::Expired =>
+                if Expiry::from_abs(exptime, e.now) == Expiry::Expired =>
             {
                 // A touch into the past ends the value like a delete (the origin left a
                 // tombstone), and orders like one.
@@ -222,9 +296,9 @@ impl Store {
                     // Newer than both the value's full write (which set an expiry too; its
                     // increments did not) and any other touch: the expiry is the touch's.
                     Some(it) if m.version > it.base.max(it.touched) => {
-                        it.exptime = *exptime;
+                        it.exptime = exptime;
                         it.touched = m.version;
-                        if Expiry::from_abs(*exptime, now) == Expiry::Expired {
+                        if Expiry::from_abs(exptime, now) == Expiry::Expired {
                             e.remove_with_tombstone(m.version);
                         }
                         ApplyOutcome::Applied
@@ -240,9 +314,9 @@ impl Store {
                             offset: 0,
                             until,
                             touched: m.version,
-                            exptime: *exptime,
+                            exptime,
                         };
-                        e.shard.add_tombstone(&m.key, tomb);
+                        e.shard.add_tombstone(m.key, tomb);
                         ApplyOutcome::Applied
                     }
                 }
@@ -250,8 +324,8 @@ impl Store {
             // The origin's result (`value`) is not needed: the delta applies on this node's
             // copy of the same base write, or waits for it.
             MutationKind::Delta { base, seq, net, .. } => {
-                let c = Contribution::new(m.version.node, *seq, *net);
-                e.apply_remote_delta(m.version, *base, c, held)
+                let c = Contribution::new(m.version.node, seq, net);
+                e.apply_remote_delta(m.version, base, c, held)
             }
             MutationKind::Flush { .. } => unreachable!("handled above"),
         }
@@ -342,8 +416,8 @@ impl Store {
     /// A snapshot's touch, replayed as a record (it applies only if newer than ours).
     fn replay_touch(&self, key: &[u8], touched: Version, exptime: u32) -> Option<ApplyOutcome> {
         (touched != Version::ZERO).then(|| {
-            self.apply_remote(&Mutation {
-                key: Bytes::copy_from_slice(key),
+            self.apply_remote_ref(Mutation {
+                key,
                 version: touched,
                 kind: MutationKind::Touch { exptime },
             })

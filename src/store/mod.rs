@@ -235,6 +235,24 @@ impl Store {
         let hash = hash_key(&self.hasher, key);
         let shard_no = ((hash >> 32) & self.shard_mask) as usize;
         let shard = self.shards[shard_no].lock();
+        self.lookup_in(entry::ShardRef::Locked(shard), shard_no, hash, key, client)
+    }
+
+    /// The shard number and hash of `key` (what [`Store::lookup_in`] takes).
+    fn place(&self, key: &[u8]) -> (usize, u64) {
+        let hash = hash_key(&self.hasher, key);
+        (((hash >> 32) & self.shard_mask) as usize, hash)
+    }
+
+    /// [`Store::lookup`] in a shard the caller has locked already.
+    fn lookup_in<'s, 'k>(
+        &'s self,
+        shard: entry::ShardRef<'s>,
+        shard_no: usize,
+        hash: u64,
+        key: &'k [u8],
+        client: bool,
+    ) -> Entry<'s, 'k> {
         let start_bytes = shard.bytes;
         let mut entry = Entry {
             store: self,
