@@ -3,8 +3,9 @@
 //!
 //! Callers lock one key at a time with [`Store::entry`]; all command logic (text and meta) runs
 //! on an [`Entry`] while its shard lock is held, and never awaits. Every change made through an
-//! `Entry` is published as one [`Mutation`] to the replication sink; changes that arrive from peers
-//! go through [`Store::apply_remote`] and are never published again.
+//! `Entry` is published as one [`Mutation`] record (a [`MutationRef`] borrowing the item's bytes)
+//! to the replication sink; changes that arrive from peers go through [`Store::apply_remote`] (or
+//! [`Store::apply_remote_batch`], one shard lock per batch) and are never published again.
 //!
 //! This file owns the [`Store`] itself (its shards, memory accounting, counters and the key
 //! lookup every command starts with); the rest is split by concern:

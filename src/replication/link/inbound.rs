@@ -1,5 +1,6 @@
-//! The receiving half of a link: the peer's stream (snapshot, then records), applied to the
-//! store with the clock-skew check, acks and heartbeats passed to the writer half.
+//! The receiving half of a link: the peer's stream (snapshot, then records, applied a read buffer
+//! at a time), applied to the store with the clock-skew check, acks and heartbeats passed to the
+//! writer half.
 
 use super::super::frame::{self, Frame};
 use super::super::peers::Slot;

@@ -1,5 +1,6 @@
-//! The sending half of a link: a snapshot (unless resuming from the backlog), then this node's
-//! records as they are published, heartbeats, and the drain and BYE on shutdown.
+//! The sending half of a link: a snapshot (unless resuming from the backlog) walked in chunks that
+//! hold a shard lock only briefly, then this node's records as they are published, copied from
+//! the backlog's already encoded frames, heartbeats, and the drain and BYE on shutdown.
 
 use super::super::backlog::Keep;
 use super::super::frame::{self, Frame};
