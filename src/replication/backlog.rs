@@ -111,7 +111,10 @@ impl Backlog {
             run,
             cap,
             ring: Mutex::new(Ring {
-                bytes: VecDeque::new(),
+                // Reserved whole (address space; pages are touched as the ring fills): growing
+                // by doubling would copy the ring and fault in every page again, under the
+                // lock the writers publish through.
+                bytes: VecDeque::with_capacity(cap),
                 meta: VecDeque::new(),
                 base: 0,
                 first: 1,

@@ -26,7 +26,7 @@ pub(super) const BATCH_BYTES: usize = 256 * 1024;
 /// machine, one of 64 about 15 µs, a whole shard of a 1M-item cache 4 ms.
 pub(super) const SNAPSHOT_CHUNK: usize = 16;
 /// Most bytes copied from the backlog under its lock at a time (the lock also serves writers).
-pub(super) const READ_BYTES: usize = 64 * 1024;
+pub(super) const READ_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dir {
