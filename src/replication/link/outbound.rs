@@ -135,8 +135,11 @@ pub(super) async fn write_stream(
                             last_hb = Instant::now();
                         }
                         sent_bytes(&sh, &slot, flush_counted(&mut wr, &mut out).await?);
-                        // Give the reader half and other links a turn.
-                        tokio::task::yield_now().await;
+                        // A pause after each batch leaves the cores to the clients for a
+                        // moment (and paces the peer applying it): streaming flat out, the
+                        // snapshot and the peer's merge took both cores of a small machine and
+                        // client requests waited for a scheduler slice.
+                        tokio::time::sleep(SNAPSHOT_PAUSE).await;
                     }
                 }
                 marks.push(mark.expect("the first chunk takes the mark"));
