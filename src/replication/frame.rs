@@ -6,8 +6,15 @@
 //! payload does not have exactly the advertised shape is an error, never a panic.
 //! Expiry travels as remaining seconds and is turned back into an absolute time on receipt, so
 //! the two nodes' wall clocks need not agree.
+//!
+//! RECORD frames are also what the replication backlog holds: [`record_header`] encodes
+//! everything of a record but its value once, at publish time, and the backlog appends the value
+//! behind it. The remaining time in such a frame is right for the second it was published; a
+//! link patches it for the second it sends (see [`TimeField`] and [`patch_time`]), so that a
+//! record that waited in the backlog (a peer catching up after a break) still expires at the
+//! origin's absolute time.
 
-use crate::store::{Contribution, Counter, Mutation, MutationKind, Version};
+use crate::store::{Contribution, Counter, Mutation, MutationKind, MutationRef, Version};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 pub const MAGIC: [u8; 4] = *b"RPCD";
@@ -230,28 +237,19 @@ pub fn encode(frame: &Frame, now: u32, out: &mut BytesMut) {
             touched,
             counter,
         } => {
-            out.put_u8(T_SNAP_ITEM);
-            out.put_u8(key.len() as u8);
-            out.put_slice(key);
-            out.put_u32(*flags);
-            out.put_u32(ttl_out(*exptime, now));
-            put_version(out, *version);
-            put_version(out, *base);
-            put_version(out, *touched);
-            // u32 contributions (u32::MAX = no counter), base value, then node/seq/net each.
-            match counter {
-                None => out.put_u32(u32::MAX),
-                Some(c) => {
-                    out.put_u32(c.contributions().len() as u32);
-                    out.put_u64(c.base);
-                    for x in c.contributions() {
-                        out.put_u32(x.node);
-                        out.put_u64(x.seq);
-                        out.put_i128(x.net());
-                    }
-                }
-            }
-            out.put_slice(value);
+            out.truncate(start);
+            let item = SnapItemRef {
+                key,
+                value,
+                flags: *flags,
+                exptime: *exptime,
+                version: *version,
+                base: *base,
+                touched: *touched,
+                counter: counter.as_ref(),
+            };
+            encode_snap_item(&item, now, out);
+            return;
         }
         Frame::SnapTomb {
             key,
@@ -259,12 +257,9 @@ pub fn encode(frame: &Frame, now: u32, out: &mut BytesMut) {
             touched,
             exptime,
         } => {
-            out.put_u8(T_SNAP_TOMB);
-            put_version(out, *version);
-            put_version(out, *touched);
-            out.put_u32(ttl_out(*exptime, now));
-            out.put_u8(key.len() as u8);
-            out.put_slice(key);
+            out.truncate(start);
+            encode_snap_tomb(key, *version, *touched, *exptime, now, out);
+            return;
         }
         Frame::SnapFlush { at, version } => {
             out.put_u8(T_SNAP_FLUSH);
@@ -276,50 +271,15 @@ pub fn encode(frame: &Frame, now: u32, out: &mut BytesMut) {
             out.put_u64(*items);
         }
         Frame::Record { offset, mutation } => {
-            out.put_u8(T_RECORD);
-            out.put_u64(*offset);
-            put_version(out, mutation.version);
-            out.put_u8(mutation.key.len() as u8);
-            out.put_slice(&mutation.key);
-            match &mutation.kind {
-                MutationKind::Put {
-                    flags,
-                    exptime,
-                    value,
-                } => {
-                    out.put_u8(K_PUT);
-                    out.put_u32(*flags);
-                    out.put_u32(ttl_out(*exptime, now));
-                    out.put_slice(value);
-                }
-                MutationKind::Delete => out.put_u8(K_DELETE),
-                MutationKind::Touch { exptime } => {
-                    out.put_u8(K_TOUCH);
-                    out.put_u32(ttl_out(*exptime, now));
-                }
-                MutationKind::Delta {
-                    base,
-                    incr,
-                    delta,
-                    value,
-                    seq,
-                    net,
-                } => {
-                    out.put_u8(K_DELTA);
-                    put_version(out, *base);
-                    out.put_u8(*incr as u8);
-                    out.put_u64(*delta);
-                    out.put_u64(*value);
-                    out.put_u64(*seq);
-                    out.put_i128(*net);
-                }
-                MutationKind::Flush { at } => {
-                    out.put_u8(K_FLUSH);
-                    // 0 = immediately; a time already past also means immediately.
-                    let rem = (*at).saturating_sub(now);
-                    out.put_u32(rem);
-                }
+            // One encoding of a record, shared with the backlog: header, then the value.
+            out.truncate(start);
+            let m = mutation.as_ref();
+            let h = record_header(*offset, &m, now);
+            out.put_slice(h.bytes());
+            if let MutationKind::Put { value, .. } = m.kind {
+                out.put_slice(value);
             }
+            return;
         }
         Frame::Heartbeat { ack, last, now_ms } => {
             out.put_u8(T_HEARTBEAT);
@@ -334,6 +294,209 @@ pub fn encode(frame: &Frame, now: u32, out: &mut BytesMut) {
     }
     let len = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// A snapshot item borrowed from the store (encoded without copying it first).
+pub struct SnapItemRef<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    pub flags: u32,
+    pub exptime: u32,
+    pub version: Version,
+    pub base: Version,
+    pub touched: Version,
+    pub counter: Option<&'a Counter>,
+}
+
+/// Appends a SNAP_ITEM frame.
+pub fn encode_snap_item(it: &SnapItemRef<'_>, now: u32, out: &mut BytesMut) {
+    let start = out.len();
+    out.put_u32(0);
+    out.put_u8(T_SNAP_ITEM);
+    out.put_u8(it.key.len() as u8);
+    out.put_slice(it.key);
+    out.put_u32(it.flags);
+    out.put_u32(ttl_out(it.exptime, now));
+    put_version(out, it.version);
+    put_version(out, it.base);
+    put_version(out, it.touched);
+    // u32 contributions (u32::MAX = no counter), base value, then node/seq/net each.
+    match it.counter {
+        None => out.put_u32(u32::MAX),
+        Some(c) => {
+            out.put_u32(c.contributions().len() as u32);
+            out.put_u64(c.base);
+            for x in c.contributions() {
+                out.put_u32(x.node);
+                out.put_u64(x.seq);
+                out.put_i128(x.net());
+            }
+        }
+    }
+    out.put_slice(it.value);
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Appends a SNAP_TOMB frame.
+pub fn encode_snap_tomb(
+    key: &[u8],
+    version: Version,
+    touched: Version,
+    exptime: u32,
+    now: u32,
+    out: &mut BytesMut,
+) {
+    let start = out.len();
+    out.put_u32(0);
+    out.put_u8(T_SNAP_TOMB);
+    put_version(out, version);
+    put_version(out, touched);
+    out.put_u32(ttl_out(exptime, now));
+    out.put_u8(key.len() as u8);
+    out.put_slice(key);
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Longest RECORD frame without its value: length, type, offset, version, key (u8 length and up
+/// to 255 bytes), kind, and the largest kind's fields (a delta's).
+pub const RECORD_HEADER_MAX: usize = 4 + 1 + 8 + 12 + 1 + 255 + 1 + 12 + 1 + 8 * 3 + 16;
+/// Where a RECORD frame's version timestamp (`hlc`, u64) starts.
+pub const RECORD_HLC_AT: usize = 4 + 1 + 8;
+/// Where a RECORD frame's offset (u64) starts.
+const RECORD_OFFSET_AT: usize = 4 + 1;
+
+/// The time-dependent field of an encoded record: remaining seconds computed from an absolute
+/// time when the frame is sent (expiry of a put or touch, the delay of a flush).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeField {
+    None,
+    /// `ttl_out(abs)`: an item's expiry (absolute unix seconds; 0 = never).
+    Expiry {
+        at: usize,
+        abs: u32,
+    },
+    /// `at - now`, 0 once past: a delayed flush.
+    Flush {
+        at: usize,
+        abs: u32,
+    },
+}
+
+/// A RECORD frame encoded up to (not including) its value; the length prefix already counts the
+/// value. See [`record_header`].
+pub struct RecordHeader {
+    buf: [u8; RECORD_HEADER_MAX],
+    len: usize,
+    /// Where the remaining-time field is, for [`patch_time`].
+    pub time: TimeField,
+}
+
+impl RecordHeader {
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Sets the record's offset (the backlog numbers a record under its lock, after encoding).
+    pub fn set_offset(&mut self, offset: u64) {
+        self.buf[RECORD_OFFSET_AT..RECORD_OFFSET_AT + 8].copy_from_slice(&offset.to_be_bytes());
+    }
+}
+
+/// Encodes a record's frame up to its value (a put's value follows the header unchanged), with
+/// remaining times for `now`.
+pub fn record_header(offset: u64, m: &MutationRef<'_>, now: u32) -> RecordHeader {
+    let mut buf = [0u8; RECORD_HEADER_MAX];
+    let mut time = TimeField::None;
+    let value_len = match m.kind {
+        MutationKind::Put { value, .. } => value.len(),
+        _ => 0,
+    };
+    let len = {
+        let mut w: &mut [u8] = &mut buf[4..];
+        let room = w.len();
+        w.put_u8(T_RECORD);
+        w.put_u64(offset);
+        w.put_u64(m.version.hlc);
+        w.put_u32(m.version.node);
+        let key = &m.key[..m.key.len().min(255)];
+        w.put_u8(key.len() as u8);
+        w.put_slice(key);
+        let time_at = |w: &[u8]| 4 + room - w.len();
+        match m.kind {
+            MutationKind::Put { flags, exptime, .. } => {
+                w.put_u8(K_PUT);
+                w.put_u32(flags);
+                time = TimeField::Expiry {
+                    at: time_at(w),
+                    abs: exptime,
+                };
+                w.put_u32(ttl_out(exptime, now));
+            }
+            MutationKind::Delete => w.put_u8(K_DELETE),
+            MutationKind::Touch { exptime } => {
+                w.put_u8(K_TOUCH);
+                time = TimeField::Expiry {
+                    at: time_at(w),
+                    abs: exptime,
+                };
+                w.put_u32(ttl_out(exptime, now));
+            }
+            MutationKind::Delta {
+                base,
+                incr,
+                delta,
+                value,
+                seq,
+                net,
+            } => {
+                w.put_u8(K_DELTA);
+                w.put_u64(base.hlc);
+                w.put_u32(base.node);
+                w.put_u8(incr as u8);
+                w.put_u64(delta);
+                w.put_u64(value);
+                w.put_u64(seq);
+                w.put_i128(net);
+            }
+            MutationKind::Flush { at } => {
+                w.put_u8(K_FLUSH);
+                time = TimeField::Flush {
+                    at: time_at(w),
+                    abs: at,
+                };
+                // 0 = immediately; a time already past also means immediately.
+                w.put_u32(at.saturating_sub(now));
+            }
+        }
+        4 + room - w.len()
+    };
+    let frame_len = (len - 4 + value_len) as u32;
+    buf[..4].copy_from_slice(&frame_len.to_be_bytes());
+    RecordHeader { buf, len, time }
+}
+
+/// The key of an encoded RECORD frame (`frame` starts at its length prefix; empty if cut short).
+pub fn record_key(frame: &[u8]) -> &[u8] {
+    const AT: usize = RECORD_HLC_AT + 12;
+    match frame.get(AT) {
+        Some(&n) => frame.get(AT + 1..AT + 1 + n as usize).unwrap_or(&[]),
+        None => &[],
+    }
+}
+
+/// Rewrites the remaining-time field of an encoded record (`frame` starts at its length prefix)
+/// for the second it is sent.
+pub fn patch_time(frame: &mut [u8], field: TimeField, now: u32) {
+    let (at, v) = match field {
+        TimeField::None => return,
+        TimeField::Expiry { at, abs } => (at, ttl_out(abs, now)),
+        TimeField::Flush { at, abs } => (at, abs.saturating_sub(now)),
+    };
+    if let Some(b) = frame.get_mut(at..at + 4) {
+        b.copy_from_slice(&v.to_be_bytes());
+    }
 }
 
 /// A bounds-checked reader over one frame's payload.
@@ -401,17 +564,23 @@ impl<'a> Payload<'a> {
     }
     /// A key: u8 length then bytes, 1..=250 (or 0 when `allow_empty`).
     fn key(&mut self, allow_empty: bool) -> Result<Bytes, FrameError> {
+        self.key_ref(allow_empty).map(Bytes::copy_from_slice)
+    }
+    fn key_ref(&mut self, allow_empty: bool) -> Result<&'a [u8], FrameError> {
         let n = self.u8()? as usize;
         if n > KEY_MAX || (n == 0 && !allow_empty) {
             return Err(FrameError::BadKey(n));
         }
-        Ok(Bytes::copy_from_slice(self.bytes(n)?))
+        self.bytes(n)
     }
     fn value(&mut self, limits: &Limits) -> Result<Bytes, FrameError> {
+        self.value_ref(limits).map(Bytes::copy_from_slice)
+    }
+    fn value_ref(&mut self, limits: &Limits) -> Result<&'a [u8], FrameError> {
         if self.buf.len() > limits.item_size_max {
             return Err(FrameError::ValueTooLarge(self.buf.len()));
         }
-        let v = Bytes::copy_from_slice(self.buf);
+        let v = self.buf;
         self.buf = &[];
         Ok(v)
     }
@@ -444,6 +613,84 @@ pub fn decode(buf: &[u8], limits: &Limits, now: u32) -> Result<Option<(Frame, us
     let body = &buf[5..4 + len];
     let frame = decode_body(ty, body, limits, now)?;
     Ok(Some((frame, 4 + len)))
+}
+
+/// The payload of a RECORD frame, borrowing key and value from it.
+fn record_body<'a>(
+    p: &mut Payload<'a>,
+    limits: &Limits,
+    now: u32,
+) -> Result<(u64, MutationRef<'a>), FrameError> {
+    let offset = p.u64()?;
+    let version = p.version()?;
+    let key = p.key_ref(true)?;
+    let kind = match p.u8()? {
+        K_PUT => {
+            let flags = p.u32()?;
+            let exptime = ttl_in(p.u32()?, now);
+            MutationKind::Put {
+                flags,
+                exptime,
+                value: p.value_ref(limits)?,
+            }
+        }
+        K_DELETE => MutationKind::Delete,
+        K_TOUCH => MutationKind::Touch {
+            exptime: ttl_in(p.u32()?, now),
+        },
+        K_DELTA => MutationKind::Delta {
+            base: p.version()?,
+            incr: match p.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(FrameError::Malformed("record (delta direction)")),
+            },
+            delta: p.u64()?,
+            value: p.u64()?,
+            seq: p.u64()?,
+            net: p.i128()?,
+        },
+        K_FLUSH => {
+            let rem = p.u32()?;
+            MutationKind::Flush {
+                at: if rem == 0 { 0 } else { now.saturating_add(rem) },
+            }
+        }
+        _ => return Err(FrameError::Malformed("record (kind)")),
+    };
+    // Only a flush applies to no key; every other record names one.
+    if matches!(kind, MutationKind::Flush { .. }) != key.is_empty() {
+        return Err(FrameError::BadKey(key.len()));
+    }
+    Ok((offset, Mutation { key, version, kind }))
+}
+
+/// Decodes the RECORD frame at the front of `buf` without copying its key or value:
+/// `Ok(None)` if `buf` does not start with a whole RECORD frame (more bytes needed, or another
+/// type of frame: [`decode`] deals with those), else the record and the bytes it took. A
+/// receiver applies a whole read buffer of records this way, then advances past them.
+pub fn decode_record<'a>(
+    buf: &'a [u8],
+    limits: &Limits,
+    now: u32,
+) -> Result<Option<(u64, MutationRef<'a>, usize)>, FrameError> {
+    if buf.len() < 5 || buf[4] != T_RECORD {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if len > limits.max_frame() {
+        return Err(FrameError::TooLarge(len));
+    }
+    if buf.len() < 4 + len {
+        return Ok(None);
+    }
+    let mut p = Payload {
+        buf: &buf[5..4 + len],
+        what: "record",
+    };
+    let (offset, m) = record_body(&mut p, limits, now)?;
+    p.end()?;
+    Ok(Some((offset, m, 4 + len)))
 }
 
 fn decode_body(ty: u8, body: &[u8], limits: &Limits, now: u32) -> Result<Frame, FrameError> {
@@ -546,50 +793,10 @@ fn decode_body(ty: u8, body: &[u8], limits: &Limits, now: u32) -> Result<Frame, 
             }
         }
         T_RECORD => {
-            let offset = p.u64()?;
-            let version = p.version()?;
-            let key = p.key(true)?;
-            let kind = match p.u8()? {
-                K_PUT => {
-                    let flags = p.u32()?;
-                    let exptime = ttl_in(p.u32()?, now);
-                    MutationKind::Put {
-                        flags,
-                        exptime,
-                        value: p.value(limits)?,
-                    }
-                }
-                K_DELETE => MutationKind::Delete,
-                K_TOUCH => MutationKind::Touch {
-                    exptime: ttl_in(p.u32()?, now),
-                },
-                K_DELTA => MutationKind::Delta {
-                    base: p.version()?,
-                    incr: match p.u8()? {
-                        0 => false,
-                        1 => true,
-                        _ => return Err(FrameError::Malformed("record (delta direction)")),
-                    },
-                    delta: p.u64()?,
-                    value: p.u64()?,
-                    seq: p.u64()?,
-                    net: p.i128()?,
-                },
-                K_FLUSH => {
-                    let rem = p.u32()?;
-                    MutationKind::Flush {
-                        at: if rem == 0 { 0 } else { now.saturating_add(rem) },
-                    }
-                }
-                _ => return Err(FrameError::Malformed("record (kind)")),
-            };
-            // Only a flush applies to no key; every other record names one.
-            if matches!(kind, MutationKind::Flush { .. }) != key.is_empty() {
-                return Err(FrameError::BadKey(key.len()));
-            }
+            let (offset, m) = record_body(&mut p, limits, now)?;
             Frame::Record {
                 offset,
-                mutation: Mutation { key, version, kind },
+                mutation: m.to_owned(),
             }
         }
         T_HEARTBEAT => Frame::Heartbeat {

@@ -1,9 +1,10 @@
 //! Master-master replication: the peer links of one node, their listener and dialers, the
 //! backlog of this node's own writes, and the stats the server shows for them.
 //!
-//! Every local mutation goes from the store's sink into the [`backlog`]; each link streams the
-//! backlog to its peer (after a snapshot when the peer cannot resume) and applies what the peer
-//! streams back with `Store::apply_remote`, which never republishes. Each node therefore sends only
+//! Every local mutation goes from the store's sink into the [`backlog`], encoded once as a frame;
+//! each link copies ranges of the backlog to its peer (after a chunked snapshot when the peer
+//! cannot resume) and applies what the peer streams back in batches with
+//! `Store::apply_remote_batch`, which, like `Store::apply_remote`, never republishes. Each node therefore sends only
 //! its own writes, and any mesh of nodes naming each other works without loops. The wire format
 //! lives in [`frame`], the encrypted and authenticated channel under it in `secure`, what
 //! unauthenticated sockets may hold in `budget`, one connection's life in `link`.

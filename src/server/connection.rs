@@ -64,7 +64,10 @@ where
             }
             return Flow::Close;
         }
-        let (flow, drained) = process(shared, &mut session, &mut rbuf, &mut out);
+        // One wake-up of the replication links for the records of the whole batch.
+        let (flow, drained) = shared
+            .store
+            .batch(|| process(shared, &mut session, &mut rbuf, &mut out));
         // memcached holds its replies while it waits for the rest of a data block (one being
         // stored or one being swallowed); a partial command line, like an empty buffer, lets
         // them go.

@@ -9,7 +9,6 @@ use super::mutation::{Mutation, MutationKind};
 use super::shard::{NoRoom, Shard, Tombstone};
 use super::version::Version;
 use super::Store;
-use bytes::Bytes;
 use parking_lot::MutexGuard;
 use std::sync::atomic::Ordering;
 
@@ -58,10 +57,37 @@ pub enum ArithError {
     Store(StoreError),
 }
 
-/// One key's slot, with its shard locked. Dropping it releases the lock.
+/// The locked shard an [`Entry`] works on: its own lock, or one that a batch of replicated
+/// records holds for several entries in turn (`Store::apply_remote_batch`).
+pub(super) enum ShardRef<'s> {
+    Locked(MutexGuard<'s, Shard>),
+    Batch(&'s mut Shard),
+}
+
+impl std::ops::Deref for ShardRef<'_> {
+    type Target = Shard;
+    fn deref(&self) -> &Shard {
+        match self {
+            ShardRef::Locked(g) => g,
+            ShardRef::Batch(s) => s,
+        }
+    }
+}
+
+impl std::ops::DerefMut for ShardRef<'_> {
+    fn deref_mut(&mut self) -> &mut Shard {
+        match self {
+            ShardRef::Locked(g) => g,
+            ShardRef::Batch(s) => s,
+        }
+    }
+}
+
+/// One key's slot, with its shard locked. Dropping it releases the lock (unless a batch holds
+/// it).
 pub struct Entry<'s, 'k> {
     pub(super) store: &'s Store,
-    pub(super) shard: MutexGuard<'s, Shard>,
+    pub(super) shard: ShardRef<'s>,
     pub(super) shard_no: usize,
     pub(super) hash: u64,
     pub(super) key: &'k [u8],
@@ -223,7 +249,7 @@ impl<'s, 'k> Entry<'s, 'k> {
                 MutationKind::Put {
                     flags,
                     exptime: 1,
-                    value: Bytes::new(),
+                    value: &[],
                 },
                 version,
             );
@@ -231,16 +257,17 @@ impl<'s, 'k> Entry<'s, 'k> {
             return Ok(cas);
         }
         self.put_raw(value_parts, flags, exptime, cas, version, version)?;
-        if self.store.sink.get().is_some() {
-            let value = Bytes::copy_from_slice(self.item().map(|it| it.value()).unwrap_or(&[]));
-            self.publish(
-                MutationKind::Put {
+        if let (Some(sink), Some(i)) = (self.store.sink.get(), self.idx) {
+            // The record borrows the new item's value: the sink encodes it in place.
+            sink.publish_ref(Mutation {
+                key: self.key,
+                version,
+                kind: MutationKind::Put {
                     flags,
                     exptime: exptime.as_abs(),
-                    value,
+                    value: self.shard.item(i).value(),
                 },
-                version,
-            );
+            });
         }
         Ok(cas)
     }
@@ -587,16 +614,12 @@ impl<'s, 'k> Entry<'s, 'k> {
     }
 
     /// Returns the record's offset in this node's stream (0 without replication).
-    fn publish(&self, kind: MutationKind, version: Version) -> u64 {
-        if self.store.sink.get().is_some() {
-            self.store.publish(Mutation {
-                key: Bytes::copy_from_slice(self.key),
-                version,
-                kind,
-            })
-        } else {
-            0
-        }
+    fn publish(&self, kind: MutationKind<&[u8]>, version: Version) -> u64 {
+        self.store.publish(Mutation {
+            key: self.key,
+            version,
+            kind,
+        })
     }
 }
 

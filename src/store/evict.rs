@@ -20,7 +20,6 @@ use super::mutation::{Mutation, MutationKind};
 use super::shard::{hash_key, Shard, Tombstone};
 use super::version::Version;
 use super::Store;
-use bytes::Bytes;
 use std::sync::atomic::Ordering;
 
 /// Index buckets the sweeper looks at per shard and tick (memcached's lru_crawler_tocrawl).
@@ -77,7 +76,7 @@ impl Store {
             version = version.max(horizon);
         }
         self.publish(Mutation {
-            key: Bytes::new(),
+            key: &[],
             version,
             kind: MutationKind::Flush { at },
         });

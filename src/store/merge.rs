@@ -6,13 +6,19 @@
 use super::clock::{unix_now, Expiry};
 use super::counter::{Contribution, Counter};
 use super::entry::{parse_counter, Entry};
-use super::item::ItemRef;
-use super::item::Meta;
-use super::mutation::{ApplyOutcome, Mutation, MutationKind};
+use super::item::{ItemRef, Meta};
+use super::mutation::{ApplyOutcome, Mutation, MutationKind, MutationRef};
 use super::shard::{PendingDelta, Tombstone};
 use super::version::Version;
 use super::Store;
-use bytes::Bytes;
+use std::sync::atomic::Ordering;
+
+/// Snapshot cursors from here on walk the tombstones (see [`Store::snapshot_chunk`]).
+const TOMBS: usize = 1 << 62;
+/// Below [`TOMBS`], a cursor is the shard index's generation (bits 40..62, see
+/// `Shard::generation`) and the next bucket to visit (bits 0..40).
+const BUCKET_BITS: u32 = 40;
+const GEN_MASK: u64 = (1 << 22) - 1;
 
 /// What a full-resync snapshot yields for each key in a shard.
 pub enum SnapshotEntry<'a> {
@@ -48,29 +54,187 @@ impl Store {
         mark: impl FnOnce() -> T,
         mut f: impl FnMut(SnapshotEntry<'_>),
     ) -> T {
+        let (marked, mut cursor) =
+            self.snapshot_chunk_marked(shard_no, 0, usize::MAX, mark, &mut f);
+        while let Some(c) = cursor {
+            cursor = self.snapshot_chunk(shard_no, c, usize::MAX, &mut f);
+        }
+        marked.expect("a walk from cursor 0 takes the mark")
+    }
+
+    /// One bounded piece of a shard's snapshot: visits at most `max` live items and tombstones
+    /// from `cursor` on (0 = the shard's start) under the shard lock, and returns the cursor to
+    /// continue from, or None once the shard is done. The lock is held for one chunk only, so a
+    /// full resync of a large cache never stalls the clients of a shard for longer than it
+    /// takes to visit `max` entries. The cursor means nothing outside the store.
+    ///
+    /// Every entry present when the walk started (cursor 0) and not changed since is visited at
+    /// least once; an entry written, deleted or moved after that may be visited once, twice or
+    /// not at all. Replication makes that safe by taking its mark (see
+    /// [`Store::snapshot_chunk_marked`]) with the first chunk and streaming every record of the
+    /// shard published after it: whatever the walk missed arrives as a record, and merging by
+    /// version is idempotent (a PN-counter keeps each origin's newest contribution, not a sum of
+    /// what arrived), so a snapshot entry and a record of the same write, in either order, leave
+    /// the newer state on the receiver.
+    pub fn snapshot_chunk(
+        &self,
+        shard_no: usize,
+        cursor: usize,
+        max: usize,
+        f: impl FnMut(SnapshotEntry<'_>),
+    ) -> Option<usize> {
+        self.snapshot_chunk_marked(shard_no, cursor, max, || (), f)
+            .1
+    }
+
+    /// [`Store::snapshot_chunk`], calling `mark` under the shard lock when `cursor` is 0 (the
+    /// first chunk of the shard) and returning its result.
+    pub fn snapshot_chunk_marked<T>(
+        &self,
+        shard_no: usize,
+        cursor: usize,
+        max: usize,
+        mark: impl FnOnce() -> T,
+        mut f: impl FnMut(SnapshotEntry<'_>),
+    ) -> (Option<T>, Option<usize>) {
         let now = unix_now();
         let shard = self.shards[shard_no].lock();
-        let marked = mark();
-        for pos in shard.positions() {
-            let it = shard.item(pos);
-            if !it.is_expired(now) && !self.is_flushed(&it, now) {
-                f(SnapshotEntry::Item(it, shard.counter(pos)));
+        let marked = (cursor == 0).then(mark);
+        let mut left = max.max(1);
+        // Items by index bucket, then tombstones by position (TOMBS marks the second phase).
+        if cursor < TOMBS {
+            // A walk by bucket misses items only if the index moved its entries in between
+            // (a resize or rehash changes the generation): then it starts again from bucket 0.
+            let gen = (shard.generation() & GEN_MASK) as usize;
+            let from = if cursor >> BUCKET_BITS == gen {
+                cursor & ((1 << BUCKET_BITS) - 1)
+            } else {
+                0
+            };
+            // Bounded in buckets (twice the entries wanted: a grown index is at least 44%
+            // full), so that a sparse index cannot make one chunk long.
+            let next = shard.walk_from(from, left.saturating_mul(2), |pos| {
+                let it = shard.item(pos);
+                if !it.is_expired(now) && !self.is_flushed(&it, now) {
+                    f(SnapshotEntry::Item(it, shard.counter(pos)));
+                }
+            });
+            if let Some(bucket) = next {
+                return (marked, Some(gen << BUCKET_BITS | bucket));
             }
         }
-        for (key, t) in shard.tombstones.iter() {
+        // The tombstone table has no stable positions: a cursor there is (generation,
+        // position), and a walk that finds the table rehashed since starts its tombstones
+        // again (sending some twice is harmless; missing one could resurrect a key).
+        let gen = (shard.tomb_gen & 0xffff) as usize;
+        let skip = match cursor.checked_sub(TOMBS) {
+            Some(c) if c >> 40 == gen => c & ((1 << 40) - 1),
+            _ => 0,
+        };
+        for (i, (key, t)) in shard.tombstones.iter().skip(skip).enumerate() {
+            if left == 0 {
+                return (marked, Some(TOMBS | gen << 40 | (skip + i)));
+            }
             f(SnapshotEntry::Tombstone {
                 key,
                 version: t.version,
                 touched: t.touched,
                 exptime: t.exptime,
             });
+            left -= 1;
         }
-        marked
+        (marked, None)
     }
-
     /// Applies a mutation received from a peer if it is newer than what this node holds.
     /// Never published again (each node sends only its own writes).
     pub fn apply_remote(&self, m: &Mutation) -> ApplyOutcome {
+        self.apply_remote_ref(m.as_ref())
+    }
+
+    /// [`Store::apply_remote`] for a record that borrows its bytes (from a read buffer).
+    pub fn apply_remote_ref(&self, m: MutationRef<'_>) -> ApplyOutcome {
+        if let Some(outcome) = self.remote_prelude(&m) {
+            return outcome;
+        }
+        let mut e = self.entry_for_peer(m.key);
+        self.merge_remote(&mut e, &m)
+    }
+
+    /// [`Store::apply_remote`] for a run of records in stream order (a receiver's read
+    /// buffer), with one lock per shard per batch instead of one per record: the records are
+    /// grouped by shard, each group applied in its original order (records of one key always
+    /// share a shard, so per-key order holds), by the same rules. A flush is a barrier: what
+    /// came before it is applied before it. `done(i, outcome)` reports record `i`.
+    pub fn apply_remote_batch(
+        &self,
+        batch: &[MutationRef<'_>],
+        mut done: impl FnMut(usize, ApplyOutcome),
+    ) {
+        let mut order: Vec<(usize, usize, u64)> = Vec::with_capacity(batch.len());
+        let mut i = 0;
+        while i < batch.len() {
+            let end = batch[i..]
+                .iter()
+                .position(|m| matches!(m.kind, MutationKind::Flush { .. }))
+                .map_or(batch.len(), |p| i + p);
+            order.clear();
+            for (k, m) in batch.iter().enumerate().take(end).skip(i) {
+                match self.remote_prelude(m) {
+                    Some(outcome) => done(k, outcome),
+                    None => {
+                        let (shard_no, hash) = self.place(m.key);
+                        order.push((shard_no, k, hash));
+                    }
+                }
+            }
+            // By shard, then by position: each shard's records keep their order.
+            order.sort_unstable_by_key(|&(shard_no, k, _)| (shard_no, k));
+            // Room is made with no lock held, as for a client command (see `ensure_room`);
+            // a group that writes more than a quarter of the headroom under one lock lets go
+            // of it and makes room again, so a batch never runs the ring out of room.
+            let budget = self.space.headroom.load(Ordering::Relaxed) / 4;
+            for group in order.chunk_by(|x, y| x.0 == y.0) {
+                let shard_no = group[0].0;
+                self.ensure_room();
+                let mut shard = self.shards[shard_no].lock();
+                let mut written = 0;
+                for &(_, k, hash) in group {
+                    let m = &batch[k];
+                    written += m.key.len() + 64;
+                    if let MutationKind::Put { value, .. } = m.kind {
+                        written += value.len();
+                    }
+                    if written > budget {
+                        drop(shard);
+                        self.ensure_room();
+                        shard = self.shards[shard_no].lock();
+                        written = 0;
+                    }
+                    let mut e = self.lookup_in(
+                        super::entry::ShardRef::Batch(&mut shard),
+                        shard_no,
+                        hash,
+                        m.key,
+                        false,
+                    );
+                    let outcome = self.merge_remote(&mut e, m);
+                    drop(e);
+                    done(k, outcome);
+                }
+            }
+            if end < batch.len() {
+                // The flush itself.
+                let outcome = self.remote_prelude(&batch[end]);
+                done(end, outcome.unwrap_or(ApplyOutcome::Applied));
+            }
+            i = end + 1;
+        }
+    }
+
+    /// What every replicated record goes through before its key's rules: a flush is applied
+    /// whole here, the clock observes the version, a bad key is refused. None: go on with
+    /// [`Store::merge_remote`].
+    fn remote_prelude(&self, m: &MutationRef<'_>) -> Option<ApplyOutcome> {
         if let MutationKind::Flush { at } = m.kind {
             // A delayed flush's version is its future horizon: not observed, since moving this
             // node's clock there would make writes made here before the flush time outlive it
@@ -82,23 +246,27 @@ impl Store {
                 self.clock.observe(m.version);
             }
             self.install_flush(at, m.version, now);
-            return ApplyOutcome::Applied;
+            return Some(ApplyOutcome::Applied);
         }
         self.clock.observe(m.version);
         if m.key.is_empty() || m.key.len() > 250 {
-            return ApplyOutcome::Rejected;
+            return Some(ApplyOutcome::Rejected);
         }
-        let mut e = self.entry_for_peer(&m.key);
+        None
+    }
+
+    /// The merge rules of one keyed record, on its key's locked entry.
+    fn merge_remote(&self, e: &mut Entry<'_, '_>, m: &MutationRef<'_>) -> ApplyOutcome {
         // The newest full write or delete this node knows for the key: the item's base (its
         // increments do not make it newer than a later write elsewhere: a set newer than the
         // base wins over them, on every node), a tombstone, or the flush horizon.
         let held = e
             .item()
             .map(|it| it.base())
-            .or_else(|| e.shard.tombstones.get(&m.key[..]).map(|t| t.version))
+            .or_else(|| e.shard.tombstones.get(m.key).map(|t| t.version))
             .unwrap_or(Version::ZERO)
             .max(self.flush_version().unwrap_or(Version::ZERO));
-        match &m.kind {
+        match m.kind {
             MutationKind::Put {
                 flags,
                 exptime,
@@ -110,7 +278,7 @@ impl Store {
                 if value.len() > self.item_size_max {
                     return ApplyOutcome::Rejected;
                 }
-                let exp = Expiry::from_abs(*exptime, e.now);
+                let exp = Expiry::from_abs(exptime, e.now);
                 if exp == Expiry::Expired {
                     e.remove_with_tombstone(m.version);
                     return ApplyOutcome::Applied;
@@ -124,7 +292,7 @@ impl Store {
                 };
                 let cas = self.cas_for(m.version);
                 let meta = Meta {
-                    flags: *flags,
+                    flags,
                     exptime: exp.as_abs(),
                     cas,
                     version: m.version,
@@ -149,7 +317,7 @@ impl Store {
                 ApplyOutcome::Applied
             }
             MutationKind::Touch { exptime }
-                if Expiry::from_abs(*exptime, e.now) == Expiry::Expired =>
+                if Expiry::from_abs(exptime, e.now) == Expiry::Expired =>
             {
                 // A touch into the past ends the value like a delete (the origin left a
                 // tombstone), and orders like one.
@@ -165,12 +333,12 @@ impl Store {
                     // Newer than both the value's full write (which set an expiry too; its
                     // increments did not) and any other touch: the expiry is the touch's.
                     Some(mut meta) if m.version > meta.base.max(meta.touched) => {
-                        meta.exptime = *exptime;
+                        meta.exptime = exptime;
                         meta.touched = m.version;
                         if e.set_meta(&meta).is_err() {
                             return ApplyOutcome::Rejected;
                         }
-                        if Expiry::from_abs(*exptime, now) == Expiry::Expired {
+                        if Expiry::from_abs(exptime, now) == Expiry::Expired {
                             e.remove_with_tombstone(m.version);
                         }
                         ApplyOutcome::Applied
@@ -186,9 +354,9 @@ impl Store {
                             offset: 0,
                             until,
                             touched: m.version,
-                            exptime: *exptime,
+                            exptime,
                         };
-                        e.shard.add_tombstone(&m.key, tomb);
+                        e.shard.add_tombstone(m.key, tomb);
                         ApplyOutcome::Applied
                     }
                 }
@@ -196,8 +364,8 @@ impl Store {
             // The origin's result (`value`) is not needed: the delta applies on this node's
             // copy of the same base write, or waits for it.
             MutationKind::Delta { base, seq, net, .. } => {
-                let c = Contribution::new(m.version.node, *seq, *net);
-                e.apply_remote_delta(m.version, *base, c, held)
+                let c = Contribution::new(m.version.node, seq, net);
+                e.apply_remote_delta(m.version, base, c, held)
             }
             MutationKind::Flush { .. } => unreachable!("handled above"),
         }
@@ -295,8 +463,8 @@ impl Store {
     /// A snapshot's touch, replayed as a record (it applies only if newer than ours).
     fn replay_touch(&self, key: &[u8], touched: Version, exptime: u32) -> Option<ApplyOutcome> {
         (touched != Version::ZERO).then(|| {
-            self.apply_remote(&Mutation {
-                key: Bytes::copy_from_slice(key),
+            self.apply_remote_ref(Mutation {
+                key,
                 version: touched,
                 kind: MutationKind::Touch { exptime },
             })

@@ -4,8 +4,9 @@
 //!
 //! Callers lock one key at a time with [`Store::entry`]; all command logic (text and meta) runs
 //! on an [`Entry`] while its shard lock is held, and never awaits. Every change made through an
-//! `Entry` is published as one [`Mutation`] to the replication sink; changes that arrive from peers
-//! go through [`Store::apply_remote`] and are never published again.
+//! `Entry` is published as one [`Mutation`] record (a [`MutationRef`] borrowing the item's bytes)
+//! to the replication sink; changes that arrive from peers go through [`Store::apply_remote`] (or
+//! [`Store::apply_remote_batch`], one shard lock per batch) and are never published again.
 //!
 //! This file owns the [`Store`] itself (its shards, memory accounting, counters and the key
 //! lookup every command starts with); the rest is split by concern:
@@ -46,7 +47,7 @@ pub use entry::{
 pub use evict::{SWEEP_INTERVAL_US, SWEEP_SLICE};
 pub use item::{ItemRef, Meta};
 pub use merge::SnapshotEntry;
-pub use mutation::{ApplyOutcome, Mutation, MutationKind, MutationSink};
+pub use mutation::{ApplyOutcome, Mutation, MutationKind, MutationRef, MutationSink};
 pub use version::{HybridClock, Version};
 
 use evict::FlushMark;
@@ -262,6 +263,24 @@ impl Store {
         let hash = hash_key(&self.hasher, key);
         let shard_no = ((hash >> 32) & self.shard_mask) as usize;
         let shard = self.shards[shard_no].lock();
+        self.lookup_in(entry::ShardRef::Locked(shard), shard_no, hash, key, client)
+    }
+
+    /// The shard number and hash of `key` (what [`Store::lookup_in`] takes).
+    fn place(&self, key: &[u8]) -> (usize, u64) {
+        let hash = hash_key(&self.hasher, key);
+        (((hash >> 32) & self.shard_mask) as usize, hash)
+    }
+
+    /// [`Store::lookup`] in a shard the caller has locked already.
+    fn lookup_in<'s, 'k>(
+        &'s self,
+        shard: entry::ShardRef<'s>,
+        shard_no: usize,
+        hash: u64,
+        key: &'k [u8],
+        client: bool,
+    ) -> Entry<'s, 'k> {
         let mut entry = Entry {
             store: self,
             shard,
@@ -302,10 +321,29 @@ impl Store {
         entry
     }
 
-    /// Publishes a record; returns its offset in this node's stream (0 if none).
-    fn publish(&self, m: Mutation) -> u64 {
+    /// Runs `f`, the execution of one batch of requests on this thread, telling the sink so that
+    /// it wakes its readers once for the whole batch rather than once per record.
+    pub fn batch<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct End<'a>(&'a dyn MutationSink);
+        impl Drop for End<'_> {
+            fn drop(&mut self) {
+                self.0.end_batch();
+            }
+        }
         match self.sink.get() {
-            Some(sink) => sink.publish_at(m),
+            Some(sink) => {
+                sink.begin_batch();
+                let _end = End(sink.as_ref());
+                f()
+            }
+            None => f(),
+        }
+    }
+
+    /// Publishes a record; returns its offset in this node's stream (0 if none).
+    fn publish(&self, m: MutationRef<'_>) -> u64 {
+        match self.sink.get() {
+            Some(sink) => sink.publish_ref(m),
             None => 0,
         }
     }

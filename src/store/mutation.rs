@@ -3,20 +3,21 @@
 //! The store never talks to the network; it publishes one [`Mutation`] per change to a
 //! [`MutationSink`] while it still holds the key's shard lock, so records for one key leave in the
 //! order the writes happened. Evictions and expiries never produce a record.
+//!
+//! A record is generic over how it holds its bytes: the store publishes a [`MutationRef`] that
+//! borrows the key and the item's value (the sink encodes it straight into its buffer, nothing
+//! is allocated per write), a receiver applies records borrowed from its read buffer, and owned
+//! [`Mutation`]s (`Bytes`) remain for whoever keeps records around (tests, tools).
 
 use super::version::Version;
 use bytes::Bytes;
 
 /// What happened to a key (or, for `Flush`, to the whole cache).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MutationKind {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MutationKind<B = Bytes> {
     /// The item now holds exactly this value (set/add/replace/cas/append/prepend/ms...).
     /// `exptime` is absolute unix seconds (0 = never); the wire format sends remaining time.
-    Put {
-        flags: u32,
-        exptime: u32,
-        value: Bytes,
-    },
+    Put { flags: u32, exptime: u32, value: B },
     /// The key was deleted; receivers keep a tombstone with this version.
     Delete,
     /// Only the expiry changed (touch, gat, mg T).
@@ -40,12 +41,92 @@ pub enum MutationKind {
 }
 
 /// One replicated change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mutation {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mutation<B = Bytes> {
     /// Empty for `Flush`.
-    pub key: Bytes,
+    pub key: B,
     pub version: Version,
-    pub kind: MutationKind,
+    pub kind: MutationKind<B>,
+}
+
+/// A record borrowing its key and value (what the store publishes, what a receiver decodes).
+pub type MutationRef<'a> = Mutation<&'a [u8]>;
+
+impl<B: AsRef<[u8]>> Mutation<B> {
+    /// The same record, borrowing this one's bytes.
+    pub fn as_ref(&self) -> MutationRef<'_> {
+        Mutation {
+            key: self.key.as_ref(),
+            version: self.version,
+            kind: match &self.kind {
+                MutationKind::Put {
+                    flags,
+                    exptime,
+                    value,
+                } => MutationKind::Put {
+                    flags: *flags,
+                    exptime: *exptime,
+                    value: value.as_ref(),
+                },
+                MutationKind::Delete => MutationKind::Delete,
+                MutationKind::Touch { exptime } => MutationKind::Touch { exptime: *exptime },
+                MutationKind::Delta {
+                    base,
+                    incr,
+                    delta,
+                    value,
+                    seq,
+                    net,
+                } => MutationKind::Delta {
+                    base: *base,
+                    incr: *incr,
+                    delta: *delta,
+                    value: *value,
+                    seq: *seq,
+                    net: *net,
+                },
+                MutationKind::Flush { at } => MutationKind::Flush { at: *at },
+            },
+        }
+    }
+
+    /// An owned copy (allocates the key and value).
+    pub fn to_owned(&self) -> Mutation {
+        let m = self.as_ref();
+        Mutation {
+            key: Bytes::copy_from_slice(m.key),
+            version: m.version,
+            kind: match m.kind {
+                MutationKind::Put {
+                    flags,
+                    exptime,
+                    value,
+                } => MutationKind::Put {
+                    flags,
+                    exptime,
+                    value: Bytes::copy_from_slice(value),
+                },
+                MutationKind::Delete => MutationKind::Delete,
+                MutationKind::Touch { exptime } => MutationKind::Touch { exptime },
+                MutationKind::Delta {
+                    base,
+                    incr,
+                    delta,
+                    value,
+                    seq,
+                    net,
+                } => MutationKind::Delta {
+                    base,
+                    incr,
+                    delta,
+                    value,
+                    seq,
+                    net,
+                },
+                MutationKind::Flush { at } => MutationKind::Flush { at },
+            },
+        }
+    }
 }
 
 /// Receives the store's mutation records. Called with a shard lock held: must not block.
@@ -59,6 +140,18 @@ pub trait MutationSink: Send + Sync {
         self.publish(mutation);
         0
     }
+
+    /// What the store calls: [`MutationSink::publish_at`] for a record that borrows the item's
+    /// bytes. The replication backlog encodes it in place; the default makes an owned copy.
+    fn publish_ref(&self, mutation: MutationRef<'_>) -> u64 {
+        self.publish_at(mutation.to_owned())
+    }
+
+    /// The calling thread starts publishing a batch (a client's pipelined requests): the sink
+    /// may hold back waking its readers until [`MutationSink::end_batch`] on the same thread.
+    fn begin_batch(&self) {}
+
+    fn end_batch(&self) {}
 }
 
 /// What [`super::Store::apply_remote`] did with a replicated mutation.

@@ -106,6 +106,9 @@ pub(crate) struct Shard {
     /// Bytes charged for pending deltas and counter state (outside the ring).
     pub heap_bytes: usize,
     pub tombstones: HashMap<Box<[u8]>, Tombstone>,
+    /// Bumped whenever an insert may rehash `tombstones` (and so reorder it): a chunked
+    /// snapshot walk that saw another value starts the tombstones again.
+    pub tomb_gen: u32,
     pub pending: HashMap<Box<[u8]>, Vec<PendingDelta>>,
     /// PN-counter state of the items that were incremented (flag `item::COUNTER`), by ring
     /// position: a side table, so that the other items carry nothing for it. Moves with the item.
@@ -139,6 +142,7 @@ impl Shard {
             tomb_bytes: 0,
             heap_bytes: 0,
             tombstones: HashMap::new(),
+            tomb_gen: 0,
             pending: HashMap::new(),
             counters: HashMap::new(),
         }
@@ -330,11 +334,6 @@ impl Shard {
         (end < n).then_some(end)
     }
 
-    /// Every live item, in no particular order.
-    pub fn positions(&self) -> impl Iterator<Item = u32> + '_ {
-        self.index.iter().copied()
-    }
-
     /// The PN-counter state of the item at `pos`, if it was incremented.
     pub fn counter(&self, pos: u32) -> Option<&Counter> {
         if self.item(pos).has(item::COUNTER) {
@@ -377,6 +376,10 @@ impl Shard {
             }
             None => {
                 self.tomb_bytes += key.len() + TOMBSTONE_OVERHEAD;
+                // No room left without growing or rehashing in place: either reorders.
+                if self.tombstones.len() >= self.tombstones.capacity() {
+                    self.tomb_gen = self.tomb_gen.wrapping_add(1);
+                }
                 self.tombstones.insert(key.into(), tomb);
             }
         }

@@ -251,6 +251,87 @@ fn ship(from: &Collect, to: &Store) {
     }
 }
 
+/// Every live item and tombstone of a store, for comparing two of them.
+fn contents(s: &Store) -> Vec<(Vec<u8>, Vec<u8>, u32, Version)> {
+    let mut out = Vec::new();
+    for i in 0..s.shard_count() {
+        s.snapshot_shard(i, |e| match e {
+            SnapshotEntry::Item(it, _) => out.push((
+                it.key().to_vec(),
+                it.value().to_vec(),
+                it.exptime(),
+                it.version(),
+            )),
+            SnapshotEntry::Tombstone { key, version, .. } => {
+                out.push((key.to_vec(), Vec::new(), 0, version))
+            }
+        });
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_batch_of_records_applies_like_the_records_one_by_one() {
+    let (a, _, ca, _) = pair();
+    // Writes, overwrites, deletes, touches and increments of keys spread over the shards,
+    // several records per key, and a flush in the middle of the stream.
+    for round in 0..3u32 {
+        for i in 0..200u32 {
+            let key = format!("k{}", (i * 7 + round) % 150);
+            let mut e = a.entry(key.as_bytes());
+            match (i + round) % 5 {
+                0 | 1 => {
+                    e.put(&[format!("{i}").as_bytes()], i, Expiry::Never, None)
+                        .unwrap();
+                }
+                2 => {
+                    e.delete();
+                }
+                3 => {
+                    e.touch(Expiry::from_client(100, e.now()));
+                }
+                _ => {
+                    let _ = e.arith(true, 2);
+                }
+            }
+        }
+        if round == 1 {
+            a.flush_all(0);
+        }
+    }
+    let records: Vec<Mutation> = ca.0.lock().drain(..).collect();
+    let one_by_one = Store::new(StoreConfig {
+        node_id: 2,
+        ..Default::default()
+    });
+    for m in &records {
+        one_by_one.apply_remote(m);
+    }
+    let batched = Store::new(StoreConfig {
+        node_id: 3,
+        ..Default::default()
+    });
+    let refs: Vec<MutationRef<'_>> = records.iter().map(|m| m.as_ref()).collect();
+    let mut reported = vec![0; refs.len()];
+    // In uneven pieces, as read buffers come.
+    let mut at = 0;
+    for n in [1, 17, 250, 3, 1000].iter().cycle() {
+        if at >= refs.len() {
+            break;
+        }
+        let end = (at + n).min(refs.len());
+        batched.apply_remote_batch(&refs[at..end], |i, _| reported[at + i] += 1);
+        at = end;
+    }
+    assert!(
+        reported.iter().all(|&n| n == 1),
+        "each record reported once"
+    );
+    assert_eq!(contents(&batched), contents(&one_by_one));
+    assert_eq!(contents(&batched), contents(&a));
+}
+
 #[test]
 fn concurrent_increments_on_two_nodes_add_up() {
     let (a, b, ca, cb) = pair();
@@ -351,6 +432,65 @@ fn snapshot_mark_is_taken_under_the_shard_lock_and_shard_of_matches_entry() {
         },
     );
     assert_eq!((published, seen), (1, 1));
+}
+
+#[test]
+fn a_chunked_snapshot_visits_everything_that_stays_while_the_shard_changes() {
+    // One shard, so that every key and tombstone is in the walk.
+    let s = Store::new(StoreConfig {
+        shards: 1,
+        ..Default::default()
+    });
+    let key = |i: u32| format!("key{i}").into_bytes();
+    for i in 0..500 {
+        s.entry(&key(i))
+            .put(&[b"v"], 0, Expiry::Never, None)
+            .unwrap();
+    }
+    for i in 400..500 {
+        assert!(s.entry(&key(i)).delete());
+    }
+    let mut items = std::collections::HashMap::new();
+    let mut tombs = std::collections::HashSet::new();
+    let mut visit = |e: SnapshotEntry<'_>| match e {
+        SnapshotEntry::Item(it, _) => *items.entry(it.key().to_vec()).or_insert(0) += 1,
+        SnapshotEntry::Tombstone { key, .. } => {
+            tombs.insert(key.to_vec());
+        }
+    };
+    let (mark, mut cursor) = s.snapshot_chunk_marked(0, 0, 7, || "marked", &mut visit);
+    assert_eq!(mark, Some("marked"));
+    let mut chunks = 1;
+    let mut n = 1000;
+    while let Some(c) = cursor {
+        // Between chunks: new keys, deletes and re-writes of keys the walk may have passed,
+        // and enough new tombstones to make the tombstone table grow (rehash) mid-walk.
+        for _ in 0..3 {
+            n += 1;
+            s.entry(&key(n))
+                .put(&[b"new"], 0, Expiry::Never, None)
+                .unwrap();
+            assert!(s.entry(&key(n)).delete());
+        }
+        s.entry(&key(n % 300))
+            .put(&[b"again"], 0, Expiry::Never, None)
+            .unwrap();
+        cursor = s.snapshot_chunk(0, c, 7, &mut visit);
+        chunks += 1;
+        assert!(chunks < 10_000, "the walk does not end");
+    }
+    // Every item and tombstone that was there at the start and left alone was visited.
+    for i in 300..400 {
+        assert!(
+            items.get(&key(i)).is_some_and(|&v| v >= 1),
+            "item {i} missed"
+        );
+    }
+    for i in 400..500 {
+        assert!(tombs.contains(&key(i)), "tombstone {i} missed");
+    }
+    // One chunk at a time: at most 7 entries per lock, so many chunks.
+    assert!(chunks >= 600 / 7, "{chunks} chunks");
 }
 
 #[test]

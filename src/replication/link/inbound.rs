@@ -1,11 +1,13 @@
-//! The receiving half of a link: the peer's stream (snapshot, then records), applied to the
-//! store with the clock-skew check, acks and heartbeats passed to the writer half.
+//! The receiving half of a link: the peer's stream (snapshot, then records, applied a read buffer
+//! at a time), applied to the store with the clock-skew check, acks and heartbeats passed to the
+//! writer half.
 
-use super::super::frame::Frame;
+use super::super::frame::{self, Frame};
 use super::super::peers::Slot;
 use super::super::shared::{now_millis, Shared};
 use super::io::*;
-use crate::store::{ApplyOutcome, Mutation, MutationKind, Version};
+use crate::store::{unix_now, ApplyOutcome, Mutation, MutationKind, MutationRef, Version};
+use bytes::Buf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -15,13 +17,8 @@ use tokio::time::Instant;
 /// usual skew it may legitimately be: a delayed flush is stamped at its flush time.
 pub(super) fn newest_millis(f: &Frame) -> Option<(u64, u64)> {
     let m = |v: &Version| v.millis();
-    let flush_allowance = |at: u32| (at as u64 * 1000).saturating_sub(now_millis());
     match f {
-        Frame::Record { mutation, .. } => Some(match &mutation.kind {
-            MutationKind::Delta { base, .. } => (m(&mutation.version).max(m(base)), 0),
-            MutationKind::Flush { at } => (m(&mutation.version), flush_allowance(*at)),
-            _ => (m(&mutation.version), 0),
-        }),
+        Frame::Record { mutation, .. } => Some(record_millis(&mutation.as_ref())),
         Frame::SnapItem {
             version,
             base,
@@ -34,6 +31,76 @@ pub(super) fn newest_millis(f: &Frame) -> Option<(u64, u64)> {
         Frame::SnapFlush { version, at } => Some((m(version), flush_allowance(*at))),
         _ => None,
     }
+}
+
+fn flush_allowance(at: u32) -> u64 {
+    (at as u64 * 1000).saturating_sub(now_millis())
+}
+
+/// [`newest_millis`] of a record.
+fn record_millis(r: &MutationRef<'_>) -> (u64, u64) {
+    match r.kind {
+        MutationKind::Delta { base, .. } => (r.version.millis().max(base.millis()), 0),
+        MutationKind::Flush { at } => (r.version.millis(), flush_allowance(at)),
+        _ => (r.version.millis(), 0),
+    }
+}
+
+/// Applies the RECORD frames at the front of the reader's buffer as one batch
+/// (`Store::apply_remote_batch`: decoded in place, one lock per shard), with the same checks as
+/// one record at a time: offsets strictly increasing, the clock-skew check (a record refused for
+/// its clock still moves the stream on), progress recorded right after applying. Stops at the
+/// first frame that is not a whole, valid record: `FrameReader::next` deals with it (other
+/// frames, more bytes to read, oversize records to skip, errors).
+fn apply_buffered_records(
+    sh: &Shared,
+    reader: &mut FrameReader,
+    slot: &Slot,
+    peer: u32,
+    run: u64,
+    last: &mut u64,
+) -> Result<u64, LinkError> {
+    if reader.discard > 0 {
+        // The buffer starts inside an oversize frame being dropped.
+        return Ok(0);
+    }
+    let now = unix_now();
+    let mut used = 0;
+    let mut applied = 0;
+    {
+        let mut batch: Vec<MutationRef<'_>> = Vec::new();
+        let buf = &reader.buf[..];
+        while let Ok(Some((offset, m, n))) = frame::decode_record(&buf[used..], &reader.limits, now)
+        {
+            if offset <= *last {
+                return Err(LinkError::Protocol(format!(
+                    "record offset {offset} after {last}"
+                )));
+            }
+            let (ms, allowance) = record_millis(&m);
+            if clock_ok(sh, slot, ms, allowance) {
+                if allowance == 0 {
+                    slot.applied_through_ms.fetch_max(ms, Ordering::Relaxed);
+                }
+                batch.push(m);
+            } else {
+                count(sh, slot, ApplyOutcome::Rejected);
+            }
+            *last = offset;
+            used += n;
+            applied += 1;
+        }
+        if used == 0 {
+            return Ok(0);
+        }
+        sh.store
+            .apply_remote_batch(&batch, |_, outcome| count(sh, slot, outcome));
+    }
+    reader.buf.advance(used);
+    reader.received += used as u64;
+    // Recorded right after applying, with no await in between (see `read_stream`).
+    sh.set_progress(peer, run, *last);
+    Ok(applied)
 }
 
 /// Records how far ahead of our clock the peer's clock was seen, and whether a version stamped
@@ -101,6 +168,20 @@ pub(super) async fn read_stream(
     // Bytes of the handshake frames are not counted: only the session's.
     let mut counted = reader.received;
     loop {
+        // Whole records already buffered go as one batch; the rest (other frames, a record not
+        // complete yet) one frame at a time below.
+        if let Inbound::Stream { run, last } = &mut st {
+            if apply_buffered_records(sh, reader, slot, peer, *run, last)? > 0 {
+                let got = reader.received - counted;
+                counted = reader.received;
+                slot.bytes_received.fetch_add(got, Ordering::Relaxed);
+                sh.totals.bytes_received.fetch_add(got, Ordering::Relaxed);
+                if last_poke.elapsed() >= ACK_EVERY {
+                    let _ = ctrl.try_send(Ctrl::AckNow);
+                    last_poke = Instant::now();
+                }
+            }
+        }
         let skipped = reader.skipped;
         let f = match reader
             .next(DEAD_AFTER, "waiting for the peer (no heartbeat)")

@@ -1,6 +1,8 @@
-//! The sending half of a link: a snapshot (unless resuming from the backlog), then this node's
-//! records as they are published, heartbeats, and the drain and BYE on shutdown.
+//! The sending half of a link: a snapshot (unless resuming from the backlog) walked in chunks that
+//! hold a shard lock only briefly, then this node's records as they are published, copied from
+//! the backlog's already encoded frames, heartbeats, and the drain and BYE on shutdown.
 
+use super::super::backlog::Keep;
 use super::super::frame::{self, Frame};
 use super::super::peers::Slot;
 use super::super::secure::LinkWriter;
@@ -24,6 +26,31 @@ pub(super) fn heartbeat(sh: &Shared, peer: u32, out: &mut BytesMut) {
     let last = sh.backlog.next_offset().saturating_sub(1);
     let now_ms = now_millis();
     frame::encode(&Frame::Heartbeat { ack, last, now_ms }, 0, out);
+}
+
+/// Appends one snapshot entry's frame (borrowed from the store: nothing is allocated).
+fn encode_snapshot_entry(e: SnapshotEntry<'_>, now: u32, out: &mut BytesMut) {
+    match e {
+        SnapshotEntry::Item(it, counter) => {
+            let item = frame::SnapItemRef {
+                key: it.key(),
+                value: it.value(),
+                flags: it.flags(),
+                exptime: it.exptime(),
+                version: it.version(),
+                base: it.base(),
+                touched: it.touched(),
+                counter,
+            };
+            frame::encode_snap_item(&item, now, out);
+        }
+        SnapshotEntry::Tombstone {
+            key,
+            version,
+            touched,
+            exptime,
+        } => frame::encode_snap_tomb(key, version, touched, exptime, now, out),
+    }
 }
 
 /// Streams this node's writes to the peer: a snapshot first unless resuming after `resume_after`.
@@ -79,47 +106,49 @@ pub(super) async fn write_stream(
             // snapshot started follow it, and a stopping node must deliver them (the shutdown
             // wait bounds the whole drain).
             for i in 0..store.shard_count() {
-                let now = unix_now();
-                let mark = store.snapshot_shard_marked(
-                    i,
-                    || backlog.next_offset(),
-                    |e| {
-                        items += 1;
-                        let f = match e {
-                            SnapshotEntry::Item(it, counter) => Frame::SnapItem {
-                                key: bytes::Bytes::copy_from_slice(it.key()),
-                                value: bytes::Bytes::copy_from_slice(it.value()),
-                                flags: it.flags(),
-                                exptime: it.exptime(),
-                                version: it.version(),
-                                base: it.base(),
-                                touched: it.touched(),
-                                counter: counter.cloned(),
-                            },
-                            SnapshotEntry::Tombstone {
-                                key,
-                                version,
-                                touched,
-                                exptime,
-                            } => Frame::SnapTomb {
-                                key: bytes::Bytes::copy_from_slice(key),
-                                version,
-                                touched,
-                                exptime,
-                            },
-                        };
-                        frame::encode(&f, now, &mut out);
-                    },
-                );
-                marks.push(mark);
-                if last_hb.elapsed() >= HEARTBEAT_EVERY {
-                    heartbeat(&sh, peer, &mut out);
-                    last_hb = Instant::now();
+                // The shard in chunks of SNAPSHOT_CHUNK entries, each encoded under the shard
+                // lock straight into the send buffer (encoding is the copy that copying the
+                // entries out would be), the lock released between chunks and the buffer
+                // written whenever it is full. The mark is taken with the first chunk; every
+                // record of the shard after it follows the snapshot (see
+                // `Store::snapshot_chunk` for why a walk the clients keep changing still
+                // converges).
+                let mut cursor = Some(0);
+                let mut mark = None;
+                while let Some(c) = cursor {
+                    let now = unix_now();
+                    let (m, next) = store.snapshot_chunk_marked(
+                        i,
+                        c,
+                        SNAPSHOT_CHUNK,
+                        || backlog.next_offset(),
+                        |e| {
+                            items += 1;
+                            encode_snapshot_entry(e, now, &mut out);
+                        },
+                    );
+                    mark = mark.or(m);
+                    cursor = next;
+                    if out.len() >= BATCH_BYTES {
+                        if last_hb.elapsed() >= HEARTBEAT_EVERY {
+                            heartbeat(&sh, peer, &mut out);
+                            last_hb = Instant::now();
+                        }
+                        sent_bytes(&sh, &slot, flush_counted(&mut wr, &mut out).await?);
+                        // A pause after each batch leaves the cores to the clients for a
+                        // moment (and paces the peer applying it): streaming flat out, the
+                        // snapshot and the peer's merge took both cores of a small machine and
+                        // client requests waited for a scheduler slice.
+                        tokio::time::sleep(SNAPSHOT_PAUSE).await;
+                    }
                 }
-                sent_bytes(&sh, &slot, flush_counted(&mut wr, &mut out).await?);
-                // Give the reader half and other links a turn between shards.
-                tokio::task::yield_now().await;
+                marks.push(mark.expect("the first chunk takes the mark"));
             }
+            if last_hb.elapsed() >= HEARTBEAT_EVERY {
+                heartbeat(&sh, peer, &mut out);
+                last_hb = Instant::now();
+            }
+            sent_bytes(&sh, &slot, flush_counted(&mut wr, &mut out).await?);
             if !backlog.can_resume_after(start.saturating_sub(1)) {
                 return Err(LinkError::Overrun);
             }
@@ -143,29 +172,26 @@ pub(super) async fn write_stream(
             last_hb = Instant::now();
             ack_now = false;
         }
-        let recs = backlog
-            .read(cursor, BATCH_RECORDS, BATCH_BYTES)
-            .map_err(|_| LinkError::Overrun)?;
+        // Whole ranges of already encoded records, copied from the backlog.
         let mut sent = 0u64;
-        if let Some(&(last, _)) = recs.last() {
-            let now = unix_now();
-            for (offset, m) in recs {
-                if let Some((marks, _)) = &shard_marks {
-                    if !m.key.is_empty() && offset < marks[store.shard_of(&m.key)] {
-                        continue;
-                    }
-                }
-                frame::encode(
-                    &Frame::Record {
-                        offset,
-                        mutation: m,
-                    },
-                    now,
-                    &mut out,
-                );
-                sent += 1;
+        while out.len() < BATCH_BYTES {
+            let mut skip_old = |offset: u64, key: &[u8]| match &shard_marks {
+                Some((marks, _)) => key.is_empty() || offset >= marks[store.shard_of(key)],
+                None => true,
+            };
+            let filter: Option<&mut Keep<'_>> = match shard_marks {
+                Some(_) => Some(&mut skip_old),
+                None => None,
+            };
+            let room = BATCH_BYTES - out.len();
+            let read = backlog
+                .read_into(cursor, room.min(READ_BYTES), unix_now(), &mut out, filter)
+                .map_err(|_| LinkError::Overrun)?;
+            if read.next == cursor {
+                break;
             }
-            cursor = last + 1;
+            sent += read.records;
+            cursor = read.next;
             if shard_marks.as_ref().is_some_and(|(_, max)| cursor >= *max) {
                 shard_marks = None;
             }
