@@ -532,6 +532,7 @@ const GENERAL: &[Row] = &[
     ("total_connections", "memcached_connections_total", C, "Total number of connections opened since the server started running."),
     ("rejected_connections", "memcached_connections_rejected_total", C, "Total number of connections rejected due to hitting the memcached's -c limit in maxconns_fast mode."),
     ("conn_yields", "memcached_connections_yielded_total", C, "Total number of connections yielded running due to hitting the memcached's -R limit."),
+    ("hash_bytes", "memcached_hash_bytes", G, "Bytes currently used by hash tables."),
     ("listen_disabled_num", "memcached_connections_listener_disabled_total", C, "Number of times that memcached has hit its connections limit and disabled its listener."),
     ("evictions", "memcached_items_evicted_total", C, "Total number of valid items removed from cache to free memory for new items."),
     ("reclaimed", "memcached_items_reclaimed_total", C, "Total number of times an entry was stored using memory from an expired entry."),

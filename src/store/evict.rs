@@ -243,6 +243,9 @@ impl Store {
         if !self.space.low.load(Ordering::Relaxed) {
             return;
         }
+        if self.space.refit.swap(false, Ordering::Relaxed) {
+            self.fit_ring();
+        }
         let headroom = self.space.headroom.load(Ordering::Relaxed);
         let _one = match self.evicting.try_lock() {
             Some(one) => one,

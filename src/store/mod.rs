@@ -54,7 +54,7 @@ use evict::FlushMark;
 use hashbrown::DefaultHashBuilder;
 use parking_lot::Mutex;
 use shard::{hash_key, Shard, Space};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// Counters kept by the store itself (the server keeps the per-command ones).
@@ -123,6 +123,8 @@ pub struct StoreStats {
     /// The ring: its capacity (-m) and the bytes between its tail and head (live items, dead
     /// copies of changed or deleted ones, and the space skipped at a wrap not included).
     pub ring_capacity: u64,
+    /// Bytes of the shards' hash indexes (memcached's hash_bytes), charged against -m.
+    pub index_bytes: u64,
     pub ring_used: u64,
     /// Bytes charged outside the ring for pending deltas and counter state.
     pub heap_bytes: u64,
@@ -161,6 +163,9 @@ impl Store {
             headroom: Default::default(),
             low: AtomicBool::new(false),
             died: AtomicBool::new(false),
+            limit: AtomicUsize::new(cfg.mem_limit),
+            index_bytes: AtomicUsize::new(0),
+            refit: AtomicBool::new(false),
         });
         let store = Store {
             shards: (0..n)
@@ -216,16 +221,30 @@ impl Store {
         self.cas_enabled
     }
 
+    /// The memory limit (-m or cache_memlimit): the ring and the hash indexes together.
     pub fn mem_limit(&self) -> usize {
-        self.space.ring.lock().cap()
+        self.space.limit.load(Ordering::Relaxed)
     }
 
     /// cache_memlimit: the ring's capacity changes at once (up to the 32 GiB reserved at start,
     /// or -m if larger); when it shrinks, the next writes evict down to it.
     pub fn set_mem_limit(&self, bytes: usize) {
-        self.space.ring.set_cap(bytes);
-        self.set_headroom();
+        self.space.limit.store(bytes, Ordering::Relaxed);
+        self.fit_ring();
         self.space.low.store(true, Ordering::Relaxed);
+    }
+
+    /// Gives the ring what the hash indexes leave of the memory limit, so that -m bounds the
+    /// resident memory of items and index together (memcached leaves its hash table outside
+    /// -m; filled past -m it stays near 1.1x -m, and so do we this way, while holding more
+    /// items). The ring keeps at least half of the limit whatever the indexes take.
+    pub(super) fn fit_ring(&self) {
+        let limit = self.mem_limit();
+        let index = self.space.index_bytes.load(Ordering::Relaxed);
+        self.space
+            .ring
+            .set_cap(limit.saturating_sub(index).max(limit / 2));
+        self.set_headroom();
     }
 
     pub fn shard_count(&self) -> usize {
@@ -413,6 +432,7 @@ impl Store {
         {
             let log = self.space.ring.lock();
             s.ring_capacity = log.cap() as u64;
+            s.index_bytes = self.space.index_bytes.load(Ordering::Relaxed) as u64;
             s.ring_used = log.used() as u64;
         }
         s.oldest_age = self.tail_age(unix_now()) as u64;

@@ -26,7 +26,17 @@ pub(crate) struct Space {
     /// Set when an item's bytes in the ring die (removed, or replaced by a new copy): with -M,
     /// moving live items to reclaim dead space is tried again only after that.
     pub died: AtomicBool,
+    /// The memory limit (-m, or the last cache_memlimit): the ring gets what the shards' hash
+    /// indexes leave of it, so that -m bounds items and index together (see `Store::fit_ring`).
+    pub limit: AtomicUsize,
+    /// Bytes of every shard's hash index (buckets and control bytes).
+    pub index_bytes: AtomicUsize,
+    /// Set when an index grew: the next lookup gives the ring its new, smaller share of -m.
+    pub refit: AtomicBool,
 }
+
+/// Bytes of a hash index bucket: the item's position and hashbrown's control byte.
+pub(crate) const INDEX_BUCKET_BYTES: usize = std::mem::size_of::<u32>() + 1;
 
 /// Why a write found no room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,9 +275,19 @@ impl Shard {
             self.generation += 1;
         }
         let space = &*self.space;
+        let before = self.index.num_buckets();
         self.index.insert_unique(hash, pos, |&p| {
             hash_key(hasher, view(space, space.ring.off(p)).key())
         });
+        let after = self.index.num_buckets();
+        if after != before {
+            // The index grew (hashbrown never shrinks it on its own): charge it against -m.
+            space
+                .index_bytes
+                .fetch_add((after - before) * INDEX_BUCKET_BYTES, Ordering::Relaxed);
+            space.refit.store(true, Ordering::Relaxed);
+            space.low.store(true, Ordering::Relaxed);
+        }
     }
 
     fn mark_died(&self) {

@@ -903,3 +903,32 @@ fn concurrent_writers_readers_and_eviction_on_a_small_ring() {
     });
     assert!(s.stats().evictions > 0);
 }
+
+#[test]
+fn the_hash_index_is_charged_against_the_memory_limit() {
+    // Tiny items, so that the index is a large part of the memory: the ring gets what the
+    // indexes leave of -m, and the two together stay within it.
+    let limit = 4 << 20;
+    let s = Store::new(StoreConfig {
+        mem_limit: limit,
+        shards: 4,
+        item_size_max: 1024,
+        ..Default::default()
+    });
+    for i in 0..300_000u32 {
+        s.entry(format!("k{i}").as_bytes())
+            .put(&[b"v"], 0, Expiry::Never, None)
+            .unwrap();
+    }
+    let st = s.stats();
+    assert!(st.index_bytes > 0);
+    assert!(
+        st.ring_capacity + st.index_bytes <= limit as u64,
+        "ring {} + index {} > -m {limit}",
+        st.ring_capacity,
+        st.index_bytes
+    );
+    assert!(st.ring_used <= st.ring_capacity);
+    assert_eq!(st.limit_maxbytes, limit as u64);
+    assert!(get(&s, b"k299999").is_some(), "the newest write stays");
+}

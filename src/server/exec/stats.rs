@@ -164,6 +164,8 @@ fn general(shared: &Shared, out: &mut Vec<u8>) {
     stat_u64(out, "time_in_listen_disabled_us", 0);
     stat_u64(out, "threads", shared.config.threads as u64);
     stat_u64(out, "conn_yields", get("conn_yields"));
+    // The items' hash indexes; with the ring they make up -m (see `Store::fit_ring`).
+    stat_u64(out, "hash_bytes", store.index_bytes);
     // The sweeper is the store's LRU crawler (see `stats settings` lru_crawler_*).
     stat_u64(out, "lru_crawler_running", 0);
     stat_u64(out, "lru_crawler_starts", store.crawler_starts);
