@@ -499,3 +499,52 @@ fn a_50ms_delayed_link_between_processes_converges() {
     assert!(wait_for(10, || contents(&mut ca, &keys) == contents(&mut cb, &keys)));
     drop(proxy);
 }
+
+/// A counter changed on one node holds the same bytes on its peer, padding included: a shrinking
+/// result is space-padded in place on both nodes, also when the change comes in the same
+/// pipelined batch as a read of the counter (where memcached itself would write the result
+/// unpadded if the read's reply still held the item; README, "Limits").
+#[test]
+fn replicated_incr_decr_keep_both_nodes_byte_identical() {
+    let (a, b) = pair();
+    let (mut ca, mut cb) = (a.client(), b.client());
+    let same = |ca: &mut Client, cb: &mut Client, want: &str| {
+        wait_for(5, || {
+            ca.get("ctr").as_deref() == Some(want) && cb.get("ctr").as_deref() == Some(want)
+        })
+    };
+    assert_eq!(ca.set("ctr", "1000"), "STORED");
+    assert_eq!(ca.cmd("decr ctr 1"), "999");
+    assert!(
+        same(&mut ca, &mut cb, "999 "),
+        "decr alone: A {:?}, B {:?}",
+        ca.get("ctr"),
+        cb.get("ctr")
+    );
+
+    // A read and a decrement in one batch on B: the read's reply is not yet written when the
+    // decrement runs.
+    cb.send(b"get ctr\r\ndecr ctr 990\r\n");
+    assert_eq!(cb.read_line(), "VALUE ctr 0 4");
+    assert_eq!(cb.read_line(), "999");
+    assert_eq!(cb.read_line(), "END");
+    assert_eq!(cb.read_line(), "9");
+    assert!(
+        same(&mut ca, &mut cb, "9   "),
+        "get+decr in one batch on B: A {:?}, B {:?}",
+        ca.get("ctr"),
+        cb.get("ctr")
+    );
+
+    // The same on A, with a meta read holding the item.
+    ca.send(b"mg ctr v\r\nincr ctr 5\r\n");
+    assert_eq!(ca.read_line(), "VA 4");
+    assert_eq!(ca.read_line(), "9");
+    assert_eq!(ca.read_line(), "14");
+    assert!(
+        same(&mut ca, &mut cb, "14  "),
+        "mg+incr in one batch on A: A {:?}, B {:?}",
+        ca.get("ctr"),
+        cb.get("ctr")
+    );
+}

@@ -477,6 +477,12 @@ impl<'s, 'k> Entry<'s, 'k> {
     /// [`Entry::arith`], saying whether the result may be written in place. memcached writes in
     /// place only while nobody else holds the item (a reply not yet written, e.g. after `mg`);
     /// otherwise it allocates a new value of exactly the result's length.
+    ///
+    /// A replicating node ignores `in_place` and always pads in place: its peers apply the change
+    /// in place too (they hold no reply of this connection), so only padding keeps every node's
+    /// bytes identical. The difference from memcached is only visible to a client that reads and
+    /// changes a counter in one pipelined batch, where memcached itself pads or not depending on
+    /// what its other threads hold at that moment.
     pub fn arith_with(
         &mut self,
         incr: bool,
@@ -507,7 +513,8 @@ impl<'s, 'k> Entry<'s, 'k> {
             .unwrap_or_else(|| Counter::new(current));
         let (value, mine) = counter.local(self.store.node_id(), incr, delta);
         debug_assert_eq!(value, apply_delta(current, incr, delta));
-        self.write_counter(value, cas, version, in_place, Some(counter))?;
+        // In place whatever `in_place` says: see above.
+        self.write_counter(value, cas, version, true, Some(counter))?;
         self.publish(
             MutationKind::Delta {
                 base,

@@ -13,7 +13,7 @@ and ends with a NOOP whose reply marks the end. Replies must be identical frame 
 Requests that close the connection end a batch; both sides must close, and then both reconnect.
 
 Both servers run with the default -B auto; the first byte of every connection is the binary magic.
-Env: DIFF_OPS (default 20000) requests, DIFF_SEED (default: random, printed on failure).
+Env: DIFF_OPS (default 20000) requests, DIFF_SEED (default: the fixed list FIXED_DIFF_SEEDS in conftest.py; a number replays one seed; "random" draws one, printed).
 """
 
 import os
@@ -24,10 +24,9 @@ import time
 
 import pytest
 
-from conftest import SUT_BIN, is_memcached, start_reference, start_sut
+from conftest import SUT_BIN, diff_seeds, is_memcached, start_reference, start_sut
 
 OPS = int(os.environ.get("DIFF_OPS", "20000"))
-SEED = int(os.environ.get("DIFF_SEED", str(random.SystemRandom().randrange(2**32))))
 DEADLINE = 5.0
 SENTINEL_OPAQUE = 0xFEEDFACE
 MEMCACHED_DETERMINISTIC = ["-o", "no_lru_crawler,no_lru_maintainer"]
@@ -271,18 +270,19 @@ class Conn:
             buf += chunk
 
 
-def test_binary_differential():
+@pytest.mark.parametrize("seed", diff_seeds())
+def test_binary_differential(seed):
     ref = start_reference(MEMCACHED_DETERMINISTIC)
     sut = start_sut(MEMCACHED_DETERMINISTIC if is_memcached(SUT_BIN) else [])
     try:
-        run(ref, sut)
+        run(ref, sut, seed)
     finally:
         ref.stop()
         sut.stop()
 
 
-def run(ref, sut):
-    rng = random.Random(SEED)
+def run(ref, sut, seed):
+    rng = random.Random(seed)
     gen = Generator(rng)
     a, b = Conn(ref), Conn(sut)
     a.connect()
@@ -298,7 +298,7 @@ def run(ref, sut):
         rb, cb = b.exchange(batch)
         history = (history + [batch])[-6:]
         if ra != rb or ca != cb:
-            lines = [f"seed {SEED}: batch {batches} (ops {ops}) differs; last batches:"]
+            lines = [f"seed {seed}: batch {batches} (ops {ops}) differs; last batches:"]
             for old in history:
                 lines.append("  " + "; ".join(map(repr, old)))
             lines.append(f"memcached closed={ca}:")
@@ -311,4 +311,4 @@ def run(ref, sut):
             b.connect()
     a.close()
     b.close()
-    print(f"binary differential: {ops} requests in {batches} batches, 0 mismatches (seed {SEED})")
+    print(f"binary differential: {ops} requests in {batches} batches, 0 mismatches (seed {seed})")

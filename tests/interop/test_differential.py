@@ -11,7 +11,7 @@ replies must be byte-identical, except:
 Commands that close the connection (quit, a line over 2048 bytes without newline, HTTP/) end a batch;
 both sides must close, and then both reconnect.
 
-Env: DIFF_OPS (default 20000) commands, DIFF_SEED (default: random, printed on failure),
+Env: DIFF_OPS (default 20000) commands, DIFF_SEED (default: the fixed list FIXED_DIFF_SEEDS in conftest.py; a number replays one seed; "random" draws one, printed),
 DIFF_NO_META=1 to leave out the meta commands (mg/ms/md/ma/mn).
 """
 
@@ -24,10 +24,9 @@ import time
 
 import pytest
 
-from conftest import SUT_BIN, is_memcached, start_reference, start_sut
+from conftest import SUT_BIN, diff_seeds, is_memcached, start_reference, start_sut
 
 OPS = int(os.environ.get("DIFF_OPS", "20000"))
-SEED = int(os.environ.get("DIFF_SEED", str(random.SystemRandom().randrange(2**32))))
 NO_META = os.environ.get("DIFF_NO_META", "") not in ("", "0")
 SENTINEL = b"version\r\n"
 BATCH_DEADLINE = 10.0
@@ -466,18 +465,19 @@ C_SPACE = b" \t\n\x0b\x0c\r"
 MEMCACHED_DETERMINISTIC = ["-o", "no_lru_crawler,no_lru_maintainer"]
 
 
-def test_differential():
+@pytest.mark.parametrize("seed", diff_seeds())
+def test_differential(seed):
     ref = start_reference(MEMCACHED_DETERMINISTIC)
     sut = start_sut(MEMCACHED_DETERMINISTIC if is_memcached(SUT_BIN) else [])
     try:
-        run_differential(ref, sut)
+        run_differential(ref, sut, seed)
     finally:
         ref.stop()
         sut.stop()
 
 
-def run_differential(ref, sut):
-    rng = random.Random(SEED)
+def run_differential(ref, sut, seed):
+    rng = random.Random(seed)
     gen = Generator(rng)
     a, c = Side(ref), Side(sut)
     history = []
@@ -493,12 +493,12 @@ def run_differential(ref, sut):
         if ra.endswith(b"<TIMEOUT>"):
             # memcached itself left a batch unanswered: the generator sent something that makes a
             # server wait for more input, which this harness must never do.
-            pytest.fail(f"harness bug: memcached timed out, DIFF_SEED={SEED} batch {batches}: "
+            pytest.fail(f"harness bug: memcached timed out, DIFF_SEED={seed} batch {batches}: "
                         f"{[show(c) for c in batch]}", pytrace=False)
         history.append((batch, ra))
         del history[:-CONTEXT_BATCHES]
         if ra != rc:
-            lines = [f"differential mismatch: DIFF_SEED={SEED} at op {ops} (batch {batches})",
+            lines = [f"differential mismatch: DIFF_SEED={seed} at op {ops} (batch {batches})",
                      f"  memcached: {' '.join(ref.argv)}", f"  SUT:       {' '.join(sut.argv)}",
                      "last batches (commands -> memcached's reply):"]
             for cmds, reply in history[:-1]:
@@ -514,4 +514,4 @@ def run_differential(ref, sut):
             pytest.fail("\n".join(lines), pytrace=False)
         assert ref.alive(), ref._why("reference died")
     elapsed = time.monotonic() - started
-    print(f"differential: {ops} ops in {batches} batches, seed {SEED}, {elapsed:.1f}s")
+    print(f"differential: {ops} ops in {batches} batches, seed {seed}, {elapsed:.1f}s")

@@ -165,6 +165,11 @@ impl Client {
         while self.line() != end {}
     }
 
+    /// Writes `bytes` in one go (a pipelined batch); read the replies with `read_line`.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).unwrap();
+    }
+
     /// Sends one command line and returns the one-line reply.
     pub fn cmd(&mut self, c: &str) -> String {
         self.w.write_all(format!("{c}\r\n").as_bytes()).unwrap();

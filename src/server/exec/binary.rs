@@ -12,7 +12,7 @@ mod stat;
 
 use crate::protocol::binary::{
     encode_counter, encode_error, encode_hit, encode_miss, encode_sasl_mechs, encode_sasl_ok,
-    encode_success, encode_version, opcode as op, BinRequest, Command, Status, StoreMode,
+    encode_success, encode_version, BinRequest, Command, Status, StoreMode,
 };
 use crate::protocol::reply::VERSION;
 use crate::server::session::{Flow, HeldItems};
@@ -227,9 +227,10 @@ fn fetch(
     match hit {
         Some(cas) => {
             Stats::incr(hits);
-            if req.opcode != op::TOUCH {
-                held.hold(key, cas);
-            }
+            // Every hit's reply holds the item until it is written, touch's too (memcached's
+            // process_bin_get_or_touch keeps `resp->item` for all of them), so a later incr/decr
+            // in the same batch writes a new value instead of padding in place.
+            held.hold(key, cas);
             NEXT
         }
         None => {
