@@ -190,7 +190,8 @@ pub fn load_secret(path: &Path) -> io::Result<Vec<u8>> {
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let data = crate::config::read_secret_file(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let data = crate::config::read_secret_file(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut &data[..])
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
@@ -201,7 +202,8 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let data = crate::config::read_secret_file(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let data = crate::config::read_secret_file(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     rustls_pemfile::private_key(&mut &data[..])
         .map_err(|e| format!("{}: bad PEM: {e}", path.display()))?
         .ok_or_else(|| format!("{}: no private key in PEM file", path.display()))
