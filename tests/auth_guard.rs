@@ -483,7 +483,7 @@ fn is_root() -> bool {
 }
 
 #[test]
-fn root_only_secret_files_work_with_dash_u() {
+fn root_only_secret_and_certificate_files_work_with_dash_u() {
     if !is_root() {
         eprintln!("skipped: needs root to drop privileges with -u");
         return;
@@ -512,13 +512,73 @@ fn root_only_secret_files_work_with_dash_u() {
         == Some("linked")));
     // The processes really run as nobody.
     for p in [&a, &b] {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid())).unwrap();
-        let uid = status
-            .lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap()
-            .to_string();
-        assert_ne!(uid, "0", "still root");
+        assert_not_root(p.pid());
     }
+    drop((a, b));
+
+    // Certificates: the CA, each node's chain and its key, all root-only.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "repcached dash-u test CA");
+    let ca = params.self_signed(&ca_key).unwrap();
+    let ca_pem = write(&dir, "ca.pem", ca.pem().as_bytes());
+    root_only(&ca_pem);
+    let mut args = Vec::new();
+    for node in ["a", "b"] {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, format!("node {node}"));
+        p.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
+        let cert = write(&dir, &format!("{node}.pem"), cert.pem().as_bytes());
+        let key = write(&dir, &format!("{node}.key"), key.serialize_pem().as_bytes());
+        root_only(&cert);
+        root_only(&key);
+        args.push([
+            "-u".to_string(),
+            "nobody".into(),
+            "--repl-tls-cert".into(),
+            cert,
+            "--repl-tls-key".into(),
+            key,
+            "--repl-tls-ca".into(),
+            ca_pem.clone(),
+        ]);
+    }
+    let (pa, pb) = (free_port(), free_port());
+    let a = spawn(pa, &[format!("127.0.0.1:{pb}")], &strs(&args[0]));
+    let b = spawn(pb, &[format!("127.0.0.1:{pa}")], &strs(&args[1]));
+    assert!(
+        wait_for(20, || synced(&a) && synced(&b)),
+        "the TLS pair running as nobody never linked"
+    );
+    assert_eq!(a.client().set("under-u-tls", "linked"), "STORED");
+    assert!(wait_for(10, || b.client().get("under-u-tls").as_deref()
+        == Some("linked")));
+    for p in [&a, &b] {
+        assert_not_root(p.pid());
+    }
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Panics if process `pid` runs as root.
+fn assert_not_root(pid: u32) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .to_string();
+    assert_ne!(uid, "0", "still root");
 }
