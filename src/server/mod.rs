@@ -4,7 +4,8 @@
 //!
 //! Module graph (each imports only modules listed after it): mod.rs -> acceptor -> workers ->
 //! connection -> pipeline -> exec/text -> exec/{meta,stats} -> shared -> auth_guard -> session,
-//! stats, tls; udp -> pipeline. Everything below depends on `protocol` and `store`, never the reverse.
+//! stats, tls; udp -> pipeline. Everything below depends on `protocol` and `store`, never the
+//! reverse.
 //!
 //! [`start`] binds everything and returns a handle (tests bind port 0 and read the addresses
 //! from it); [`run`] is the binary's entry point: runtime, signals, graceful stop. With -Z the
