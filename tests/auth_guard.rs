@@ -155,6 +155,31 @@ fn client_auth_refuses_a_plaintext_replication_listener_on_loopback() {
         assert!(refused(&args).contains("clients must authenticate"));
     }
 
+    // -Z with client certificates required is client authentication too; -Z alone only
+    // encrypts (any local process may use the client port), so it keeps the loopback link.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let ca_pem = write(&dir, "ca.pem", ca.pem().as_bytes());
+    let cert_pem = write(&dir, "server.pem", cert.pem().as_bytes());
+    let key_pem = write(&dir, "server.key", key.serialize_pem().as_bytes());
+    let tls = |mode: u8| {
+        format!("ssl_chain_cert={cert_pem},ssl_key={key_pem},ssl_ca_cert={ca_pem},ssl_verify_mode={mode}")
+    };
+    let required = tls(2);
+    let err = refused(&["-Z", "-o", &required, "-X", &repl]);
+    assert!(err.contains("clients must authenticate (-Z"), "{err}");
+    let optional = tls(0);
+    let (child, lines) = serving(&["-Z", "-o", &optional, "-X", &repl]);
+    assert!(lines.iter().any(|l| l.contains("listening on repl")));
+    stop(child);
+
     // -X 0: no replication at all; it starts and nothing listens for replication.
     let (child, lines) = serving(&["-Y", &users, "-X", "0"]);
     assert!(
