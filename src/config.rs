@@ -11,11 +11,15 @@
 mod cli;
 mod error;
 mod file;
+mod secrets;
 mod suboptions;
 mod types;
 mod users;
 
 pub use error::ConfigError;
+pub use secrets::{
+    preload_secret_files, read_secret_file, secret_bits, MAKE_SECRET, MIN_SECRET_BITS,
+};
 pub use types::*;
 pub use users::{AuthFileError, Users};
 

@@ -116,6 +116,9 @@ fn run(config: Config, reload: repcached::server::Reload) -> anyhow::Result<()> 
     // Before dropping privileges and daemonizing, as memcached's ssl_init: keys are often
     // readable by root only, and a bad file must be reported on the terminal.
     let client_tls = repcached::server::tls::ClientTls::load(&config.tls)?;
+    // The replication secret and certificates likewise (the -Y and -S files were read with the
+    // configuration). A SIGHUP does not read these again.
+    repcached::config::preload_secret_files(&config).map_err(|e| anyhow!(e))?;
 
     drop_privileges(config.user.as_deref())?;
 

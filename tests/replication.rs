@@ -317,7 +317,7 @@ fn a_cut_link_under_load_catches_up_from_the_backlog() {
 #[test]
 fn a_wrong_secret_is_rejected_with_a_log_line() {
     let good = write_secret("good", "s3cret-shared-by-the-pair");
-    let bad = write_secret("bad", "not-the-secret");
+    let bad = write_secret("bad", "not-the-secret-the-pair-shares");
     let pa = free_port();
     let a = spawn(pa, &[], &["--repl-secret-file", good.to_str().unwrap()]);
     let b = spawn(

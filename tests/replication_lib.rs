@@ -325,7 +325,7 @@ async fn a_restarted_node_gets_everything_back_by_full_resync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_secret_is_rejected_and_nothing_is_applied() {
     let good = write_secret("good", "correct horse battery staple");
-    let bad = write_secret("bad", "wrong");
+    let bad = write_secret("bad", "wrong horse battery staple");
     let a = start_node(NodeOpts {
         secret: Some(good.clone()),
         ..Default::default()

@@ -119,6 +119,13 @@ impl Replicator {
                 if s.is_empty() {
                     return Err(ReplError::EmptySecret(path.display().to_string()));
                 }
+                let bits = crate::config::secret_bits(&s);
+                if bits < crate::config::MIN_SECRET_BITS {
+                    return Err(ReplError::WeakSecret {
+                        path: path.display().to_string(),
+                        bits,
+                    });
+                }
                 Some(s)
             }
             None => None,

@@ -179,9 +179,10 @@ impl Security {
     }
 }
 
-/// Reads the shared secret: the file's content without trailing line breaks and spaces.
+/// Reads the shared secret: the file's content without trailing line breaks and spaces (the
+/// binary's copy read before dropping privileges, see `config::read_secret_file`).
 pub fn load_secret(path: &Path) -> io::Result<Vec<u8>> {
-    let mut s = std::fs::read(path)?;
+    let mut s = crate::config::read_secret_file(path)?;
     while s.last().is_some_and(|b| b.is_ascii_whitespace()) {
         s.pop();
     }
@@ -189,7 +190,8 @@ pub fn load_secret(path: &Path) -> io::Result<Vec<u8>> {
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let data = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let data = crate::config::read_secret_file(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut &data[..])
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
@@ -200,7 +202,8 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let data = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let data = crate::config::read_secret_file(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     rustls_pemfile::private_key(&mut &data[..])
         .map_err(|e| format!("{}: bad PEM: {e}", path.display()))?
         .ok_or_else(|| format!("{}: no private key in PEM file", path.display()))

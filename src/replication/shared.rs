@@ -39,6 +39,13 @@ pub enum ReplError {
     },
     #[error("replication secret file {0} is empty")]
     EmptySecret(String),
+    #[error(
+        "replication secret file {path} is too weak: it holds {bits} bits of key material, \
+         at least {min} are needed (make one with `{make}`)",
+        min = crate::config::MIN_SECRET_BITS,
+        make = crate::config::MAKE_SECRET
+    )]
+    WeakSecret { path: String, bits: usize },
     #[error("replication TLS: {0}")]
     Tls(String),
     #[error("bad replication peer address {0:?} (expected HOST[:PORT])")]

@@ -54,6 +54,9 @@ where
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut session = Session::default();
+    if shared.config.auth_file.is_some() || shared.config.sasl.is_some() {
+        session.peer = info.peer.clone();
+    }
     let mut nread = false;
     loop {
         if shared.is_stopping() {

@@ -3,8 +3,9 @@
 //! check on the main runtime, and stops them in order.
 //!
 //! Module graph (each imports only modules listed after it): mod.rs -> acceptor -> workers ->
-//! connection -> pipeline -> exec/text -> exec/{meta,stats} -> shared -> session, stats, tls;
-//! udp -> pipeline. Everything below depends on `protocol` and `store`, never the reverse.
+//! connection -> pipeline -> exec/text -> exec/{meta,stats} -> shared -> auth_guard -> session,
+//! stats, tls; udp -> pipeline. Everything below depends on `protocol` and `store`, never the
+//! reverse.
 //!
 //! [`start`] binds everything and returns a handle (tests bind port 0 and read the addresses
 //! from it); [`run`] is the binary's entry point: runtime, signals, graceful stop. With -Z the
@@ -16,6 +17,7 @@
 //! then end the worker threads.
 
 mod acceptor;
+pub mod auth_guard;
 pub mod connection;
 pub mod exec;
 pub mod metrics;
@@ -176,6 +178,27 @@ fn replication_is_local(config: &Config) -> bool {
         })
 }
 
+/// Why clients must authenticate, if they must: -Y, -S, or -Z with client certificates
+/// required (`ssl_verify_mode` 2 or 3). -Z alone only encrypts: any local process may use the
+/// client port, so a loopback replication link gives it nothing more.
+fn client_auth_required(config: &Config) -> Option<&'static str> {
+    use crate::config::VerifyMode;
+    if config.auth_file.is_some() {
+        Some("-Y")
+    } else if config.sasl.is_some() {
+        Some("-S")
+    } else if config.tls.enabled
+        && matches!(
+            config.tls.verify_mode,
+            VerifyMode::Require | VerifyMode::Once
+        )
+    {
+        Some("-Z with ssl_verify_mode 2 or 3")
+    } else {
+        None
+    }
+}
+
 /// Binds every listener, starts replication and the background sweeper, and serves until the
 /// runtime is dropped. Must be called inside a tokio runtime.
 pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
@@ -203,6 +226,28 @@ pub async fn start_with_tls(
              --repl-secret-file (give a secret, --repl-insecure, or -X 0 to silence this)"
         );
         config.repl_port = 0;
+    }
+    let replicates = !config.peers.is_empty() || config.repl_port != 0;
+    let plain = config.repl_secret_file.is_none() && config.repl_tls_cert.is_none();
+    if replicates && plain {
+        if let Some(why) = client_auth_required(&config) {
+            if !config.repl_insecure {
+                return Err(ServerError::Config(format!(
+                    "clients must authenticate ({why}), so the replication link must too, on \
+                     loopback as well: give it a secret (--repl-secret-file FILE; make one with \
+                     `{}`) or certificates (--repl-tls-cert, --repl-tls-key, --repl-tls-ca), or \
+                     run without a replication listener and peers (-X 0); --repl-insecure \
+                     accepts an unauthenticated link anyway",
+                    crate::config::MAKE_SECRET
+                )));
+            }
+        }
+        if config.repl_insecure {
+            tracing::warn!(
+                "--repl-insecure: the replication link is neither authenticated nor encrypted; \
+                 whoever reaches the replication port reads and writes the whole cache"
+            );
+        }
     }
     crate::store::start_coarse_clock();
     let shared = Arc::new(Shared::new(config, tls));

@@ -3,6 +3,7 @@
 //! pipelined clients see exactly memcached's bytes. Used by the TCP loop (connection.rs) and the
 //! UDP front end alike; it does no I/O.
 
+use super::auth_guard::{self, Mechanism};
 use super::exec::binary as exec_binary;
 use super::exec::text::{self as exec, get_until};
 use super::session::{Flow, HeldItems, Proto, Session, MEMCACHED_READ_BUFFER};
@@ -70,6 +71,8 @@ pub fn process(
         replies,
         proto: _,
         authenticated: _,
+        auth_failures: _,
+        peer: _,
     } = session;
     let mut requests = 0usize;
     loop {
@@ -247,6 +250,18 @@ fn authenticate(
                     (consumed, STORED)
                 } else {
                     Stats::incr(&shared.stats.auth_errors);
+                    if auth_guard::failed(
+                        &shared.auth_failure_log,
+                        &shared.stats,
+                        session,
+                        Mechanism::Ascii,
+                    ) {
+                        // Answered, then closed: what follows in the input is never read.
+                        out.truncate(unwritten);
+                        out.extend_from_slice(AUTH_FAILURE);
+                        rbuf.advance(consumed);
+                        return Some((Flow::Close, true));
+                    }
                     (consumed, AUTH_FAILURE)
                 }
             }
@@ -403,13 +418,29 @@ fn process_binary(
                 return (Flow::Continue, true);
             }
             Ok(Some((req, n))) => {
-                let done = exec_binary::execute(
+                // A SASL login runs unauthenticated, so that a failed one shows as such even on
+                // a connection that had logged in before (it stays logged in: memcached's rule).
+                let login = matches!(req.command, binary::Command::SaslAuth { .. });
+                let was_authenticated = login && std::mem::take(&mut session.authenticated);
+                let mut done = exec_binary::execute(
                     shared,
                     &req,
                     out,
                     &mut session.held,
                     &mut session.authenticated,
                 );
+                if login && !session.authenticated {
+                    session.authenticated = was_authenticated;
+                    if auth_guard::failed(
+                        &shared.auth_failure_log,
+                        &shared.stats,
+                        session,
+                        Mechanism::Sasl,
+                    ) {
+                        done.flow = Flow::Close;
+                        done.flush = true;
+                    }
+                }
                 let from_socket =
                     std::mem::take(&mut session.block_from_socket) || n > MEMCACHED_READ_BUFFER;
                 if done.flush || from_socket {

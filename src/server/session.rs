@@ -44,6 +44,11 @@ pub struct Session {
     pub proto: Proto,
     /// The connection has authenticated: SASL (`-S`, binary) or ascii authentication (`-Y`).
     pub authenticated: bool,
+    /// Failed login attempts on this connection (see `auth_guard`).
+    pub auth_failures: u32,
+    /// The client's address as `stats conns` shows it (`tcp:IP:PORT`), for the log of failed
+    /// logins; only filled in when clients must authenticate.
+    pub peer: String,
 }
 
 impl Session {

@@ -2,6 +2,7 @@
 //! each connection ([`ConnInfo`]). Below everything else in the server: it knows the store, the
 //! configuration, the counters and TLS, and nothing of connections, workers or executors.
 
+use super::auth_guard;
 use super::session;
 use super::stats::Stats;
 use super::tls;
@@ -72,6 +73,8 @@ pub struct Shared {
     /// (a connection that has authenticated stays so, as in memcached).
     sasl_users: RwLock<Users>,
     ascii_users: RwLock<Users>,
+    /// The rate limit of failed-login log lines.
+    pub auth_failure_log: auth_guard::FailureLog,
 }
 
 impl Shared {
@@ -112,6 +115,7 @@ impl Shared {
                     .map(|f| f.users.clone())
                     .unwrap_or_default(),
             ),
+            auth_failure_log: auth_guard::FailureLog::default(),
             config,
         }
     }

@@ -119,6 +119,7 @@ counters!(
     response_obj_oom,
     auth_cmds,
     auth_errors,
+    auth_conns_closed,
 );
 
 impl Stats {

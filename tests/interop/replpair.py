@@ -1,8 +1,9 @@
 """Replicated repcached pairs for the web-farm and sharding tests.
 
 A node is a real repcached process listening on a loopback address with its own replication port
-(`-X`) and its partner as peer (`-x`); replication stays on loopback, so no secret is needed. Every
-wait polls with a deadline; callers stop nodes through `Pair.stop()` (a fixture finalizer).
+(`-X`) and its partner as peer (`-x`); replication stays on loopback, so no secret is needed unless
+clients must authenticate (-S, -Y: then pass one in `extra_args`). Every wait polls with a
+deadline; callers stop nodes through `Pair.stop()` (a fixture finalizer).
 """
 
 import socket

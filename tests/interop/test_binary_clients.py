@@ -58,7 +58,10 @@ def pair():
 def sasl_pair(tmp_path):
     pwdb = tmp_path / "pwdb"
     pwdb.write_text(f"{USER}:{PASSWORD}\n")
-    p = Pair(extra_args=("-S", "--sasl-pwdb", str(pwdb))).start()
+    # With -S the replication link must authenticate too, loopback or not.
+    secret = tmp_path / "secret"
+    secret.write_text(os.urandom(32).hex() + "\n")
+    p = Pair(extra_args=("-S", "--sasl-pwdb", str(pwdb), "--repl-secret-file", str(secret))).start()
     yield p
     p.stop()
 

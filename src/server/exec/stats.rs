@@ -155,6 +155,8 @@ fn general(shared: &Shared, out: &mut Vec<u8>) {
     }
     stat_u64(out, "auth_cmds", get("auth_cmds"));
     stat_u64(out, "auth_errors", get("auth_errors"));
+    // Not memcached's: connections closed after too many failed logins (see auth_guard).
+    stat_u64(out, "auth_conns_closed", get("auth_conns_closed"));
     stat_u64(out, "idle_kicks", get("idle_kicks"));
     stat_u64(out, "bytes_read", get("bytes_read"));
     stat_u64(out, "bytes_written", get("bytes_written"));
@@ -280,6 +282,8 @@ fn settings(shared: &Shared, out: &mut Vec<u8>) {
     stat_u64(out, "repl_port", c.repl_port as u64);
     stat_u64(out, "repl_peers", c.peers.len() as u64);
     stat_u64(out, "repl_backlog_size", c.repl_backlog_size as u64);
+    // --repl-insecure given: a plaintext replication link is accepted where it would be refused.
+    stat(out, "repl_insecure", yes_no(c.repl_insecure));
 }
 
 /// The store has no slab classes; everything is reported as class 1 so that tools that

@@ -1,0 +1,609 @@
+//! Guarantees around authentication that the operator cannot switch off by accident (issue 18,
+//! items 3, 5, 6, 8 and 9), against the real binary: a node whose clients must authenticate
+//! refuses a plaintext replication link, even on loopback; a weak replication secret is
+//! refused; password guessing costs a connection every few guesses and is logged and counted;
+//! root-only secret files work with -u; --repl-insecure says so at start and in `stats`.
+
+mod common;
+mod repl_common;
+
+use common::{Client, Server};
+use repl_common::process::{free_port, spawn, synced, wait_for};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(15);
+const AUTH_FAILURE: &[u8] = b"CLIENT_ERROR authentication failure\r\n";
+
+/// A private temporary directory for this test's files.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("repcached-authguard-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &std::path::Path, name: &str, content: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// How a start ended: it served (with the stderr lines printed until then), or it exited.
+enum Start {
+    Serving(Child, Vec<String>),
+    Refused(String),
+}
+
+/// Runs `repcached -p 0 -U 0 -l 127.0.0.1 ARGS` until it prints its client listening line or
+/// exits.
+fn start(args: &[&str]) -> Start {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_repcached"))
+        .args(["-p", "0", "-U", "0", "-l", "127.0.0.1"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn repcached");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let serving = line.starts_with("repcached: listening on tcp");
+                lines.push(line);
+                if serving {
+                    return Start::Serving(child, lines);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = child.wait();
+                return Start::Refused(lines.join("\n"));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{args:?}: neither served nor exited: {lines:?}");
+            }
+        }
+    }
+}
+
+fn refused(args: &[&str]) -> String {
+    match start(args) {
+        Start::Refused(err) => err,
+        Start::Serving(mut child, lines) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} started: {lines:?}");
+        }
+    }
+}
+
+fn serving(args: &[&str]) -> (Child, Vec<String>) {
+    match start(args) {
+        Start::Serving(child, lines) => (child, lines),
+        Start::Refused(err) => panic!("{args:?} refused to start: {err}"),
+    }
+}
+
+fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The client port printed in `lines`.
+fn client_port(lines: &[String]) -> u16 {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("repcached: listening on tcp "))
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.trim().parse().ok())
+        .expect("client port")
+}
+
+fn text_stats(port: u16, group: &str) -> std::collections::HashMap<String, String> {
+    repl_common::process::Client::connect(port).stats(group)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 3: client authentication cannot be walked around through a loopback replication port.
+
+#[test]
+fn client_auth_refuses_a_plaintext_replication_listener_on_loopback() {
+    let dir = temp_dir("bypass");
+    let users = write(&dir, "users", b"alice:wonderland\n");
+    let pwdb = write(&dir, "pwdb", b"alice:wonderland\n");
+    let repl = free_port().to_string();
+
+    // -Y and -S each: no plaintext replication listener, even on 127.0.0.1.
+    for auth in [vec!["-Y", &users], vec!["-S", "--sasl-pwdb", &pwdb]] {
+        let mut args = auth.clone();
+        args.extend(["-X", &repl]);
+        let err = refused(&args);
+        for words in [
+            "clients must authenticate",
+            "--repl-secret-file",
+            "--repl-tls-cert",
+            "-X 0",
+            "--repl-insecure",
+            "openssl rand -hex 32",
+        ] {
+            assert!(
+                err.contains(words),
+                "{args:?}: {words:?} missing from: {err}"
+            );
+        }
+        // A peer on loopback, without a listener, is a plaintext link too.
+        let peer = format!("127.0.0.1:{}", free_port());
+        let mut args = auth.clone();
+        args.extend(["-X", "0", "-x", &peer]);
+        assert!(refused(&args).contains("clients must authenticate"));
+    }
+
+    // -Z with client certificates required is client authentication too; -Z alone only
+    // encrypts (any local process may use the client port), so it keeps the loopback link.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let ca_pem = write(&dir, "ca.pem", ca.pem().as_bytes());
+    let cert_pem = write(&dir, "server.pem", cert.pem().as_bytes());
+    let key_pem = write(&dir, "server.key", key.serialize_pem().as_bytes());
+    let tls = |mode: u8| {
+        format!("ssl_chain_cert={cert_pem},ssl_key={key_pem},ssl_ca_cert={ca_pem},ssl_verify_mode={mode}")
+    };
+    let required = tls(2);
+    let err = refused(&["-Z", "-o", &required, "-X", &repl]);
+    assert!(err.contains("clients must authenticate (-Z"), "{err}");
+    let optional = tls(0);
+    let (child, lines) = serving(&["-Z", "-o", &optional, "-X", &repl]);
+    assert!(lines.iter().any(|l| l.contains("listening on repl")));
+    stop(child);
+
+    // -X 0: no replication at all; it starts and nothing listens for replication.
+    let (child, lines) = serving(&["-Y", &users, "-X", "0"]);
+    assert!(
+        !lines.iter().any(|l| l.contains("listening on repl")),
+        "{lines:?}"
+    );
+    let port = client_port(&lines);
+    let mut c = repl_common::process::Client::connect(port);
+    assert_eq!(c.set("k", "alice wonderland"), "STORED");
+    assert_eq!(
+        c.stats("settings").get("repl_port").map(String::as_str),
+        Some("0")
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", repl.parse::<u16>().unwrap())).is_err(),
+        "something listens on the replication port"
+    );
+    stop(child);
+
+    // A secret authenticates the link: it starts with its listener.
+    let secret = write(&dir, "secret", b"0123456789abcdef0123456789abcdef\n");
+    let (child, lines) = serving(&["-Y", &users, "-X", &repl, "--repl-secret-file", &secret]);
+    assert!(lines.iter().any(|l| l.contains("listening on repl")));
+    stop(child);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 9: --repl-insecure is loud.
+
+#[test]
+fn repl_insecure_warns_at_start_and_shows_in_stats() {
+    let dir = temp_dir("insecure");
+    let users = write(&dir, "users", b"alice:wonderland\n");
+    let repl = free_port().to_string();
+    let (child, lines) = serving(&["-Y", &users, "-X", &repl, "--repl-insecure"]);
+    let warnings: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("--repl-insecure") && l.contains("WARN"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("listening on repl")));
+    let port = client_port(&lines);
+    let mut c = repl_common::process::Client::connect(port);
+    assert_eq!(c.set("k", "alice wonderland"), "STORED");
+    assert_eq!(
+        c.stats("settings").get("repl_insecure").map(String::as_str),
+        Some("yes")
+    );
+    stop(child);
+
+    // Without the flag: "no", and no warning.
+    let (child, lines) = serving(&["-X", &repl]);
+    assert!(
+        !lines.iter().any(|l| l.contains("--repl-insecure")),
+        "{lines:?}"
+    );
+    let port = client_port(&lines);
+    assert_eq!(
+        text_stats(port, "settings")
+            .get("repl_insecure")
+            .map(String::as_str),
+        Some("no")
+    );
+    stop(child);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 5: weak secrets.
+
+#[test]
+fn a_weak_replication_secret_is_refused() {
+    let dir = temp_dir("weak");
+    let repl = free_port().to_string();
+    for (name, content) in [
+        ("one-byte", &b"x\n"[..]),
+        // 31 hex digits: 124 bits.
+        ("short-hex", b"0123456789abcdef0123456789abcde\n"),
+        // 15 bytes that are neither hex nor base64: 120 bits.
+        ("short-raw", b"pass-word-12345\n"),
+    ] {
+        let secret = write(&dir, name, content);
+        let err = refused(&["-X", &repl, "--repl-secret-file", &secret]);
+        for words in ["too weak", "at least 128", "openssl rand -hex 32", &secret] {
+            assert!(err.contains(words), "{name}: {words:?} missing from: {err}");
+        }
+    }
+    // What `openssl rand -hex 16` and `head -c 16 /dev/urandom | base64` make is enough.
+    for (name, content) in [
+        ("hex", &b"00112233445566778899aabbccddeeff\n"[..]),
+        ("base64", b"ABEiM0RVZneImaq7zN3u/w==\n"),
+    ] {
+        let secret = write(&dir, name, content);
+        let (child, _) = serving(&["-X", &repl, "--repl-secret-file", &secret]);
+        stop(child);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 6: password guessing.
+
+/// Reads everything until the server closes the connection (EOF or reset); `None` if it is
+/// still open at the deadline.
+fn read_until_closed(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return Some(got),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return None
+            }
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// Sends `bytes` on a clone of `stream` from another thread (the server may stop reading and
+/// close: write errors are expected), so that the caller reads meanwhile.
+fn send_in_background(stream: &TcpStream, bytes: Vec<u8>) -> std::thread::JoinHandle<()> {
+    let mut w = stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let _ = w.write_all(&bytes);
+    })
+}
+
+fn count(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .filter(|w| *w == needle)
+        .count()
+}
+
+/// Waits until each of `needles` is in some stderr line of `server` (lines are consumed).
+fn stderr_has(server: &Server, needles: &[&str]) -> bool {
+    let deadline = Instant::now() + DEADLINE;
+    let mut seen = Vec::new();
+    loop {
+        seen.extend(server.stderr_lines());
+        if needles
+            .iter()
+            .all(|n| seen.iter().any(|l: &String| l.contains(n)))
+        {
+            return true;
+        }
+        if Instant::now() > deadline {
+            eprintln!("stderr: {seen:?}");
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn ascii_stat(c: &mut Client, name: &str) -> u64 {
+    c.send(b"stats\r\n").unwrap();
+    let mut found = None;
+    loop {
+        let line = String::from_utf8(c.read_line()).unwrap();
+        assert!(!line.is_empty(), "stats ended early");
+        let line = line.trim_end();
+        if line == "END" {
+            return found.unwrap_or_else(|| panic!("no STAT {name}"));
+        }
+        let mut words = line.split(' ');
+        if words.nth(1) == Some(name) {
+            found = words.next().and_then(|v| v.parse().ok());
+        }
+    }
+}
+
+#[test]
+fn pipelined_ascii_guesses_get_three_answers_then_the_connection_closes() {
+    let dir = temp_dir("guess-ascii");
+    let users = write(&dir, "users", b"alice:wonderland\n");
+    let server = Server::repcached(&["-Y", &users]);
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    let guesses: Vec<u8> = (0..20_000)
+        .flat_map(|i| {
+            let block = format!("alice guess{i:05}");
+            format!("set k 0 0 {}\r\n{block}\r\n", block.len()).into_bytes()
+        })
+        .collect();
+    let writer = send_in_background(&stream, guesses);
+    let got = read_until_closed(&mut stream).expect("the connection stays open");
+    let _ = writer.join();
+    let answers = count(&got, AUTH_FAILURE);
+    assert!((1..=3).contains(&answers), "{answers} answers");
+    assert_eq!(got.len(), answers * AUTH_FAILURE.len(), "{got:?}");
+
+    // Exactly three passwords were tried; one connection closed; the right password works.
+    let mut c = server.client();
+    c.send(b"set k 0 0 16\r\nalice wonderland\r\n").unwrap();
+    c.expect(b"STORED\r\n", "login");
+    assert_eq!(ascii_stat(&mut c, "auth_cmds"), 4);
+    assert_eq!(ascii_stat(&mut c, "auth_errors"), 3);
+    assert_eq!(ascii_stat(&mut c, "auth_conns_closed"), 1);
+    // fail2ban's line: the client's address, and the close.
+    assert!(stderr_has(
+        &server,
+        &[
+            "auth failure: client 127.0.0.1 port",
+            "protocol ascii, connection closed"
+        ]
+    ));
+}
+
+/// One binary request frame.
+fn bin_request(opcode: u8, key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x80, opcode];
+    f.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f.extend_from_slice(&((key.len() + value.len()) as u32).to_be_bytes());
+    f.extend_from_slice(&[0; 12]);
+    f.extend_from_slice(key);
+    f.extend_from_slice(value);
+    f
+}
+
+/// Reads one binary response frame: (status, key, value).
+fn read_frame(c: &mut TcpStream) -> (u16, Vec<u8>, Vec<u8>) {
+    let mut header = [0u8; 24];
+    c.read_exact(&mut header).expect("frame header");
+    let body = u32::from_be_bytes([header[8], header[9], header[10], header[11]]) as usize;
+    let mut frame = header.to_vec();
+    frame.resize(24 + body, 0);
+    c.read_exact(&mut frame[24..]).expect("frame body");
+    frames(&frame).remove(0)
+}
+
+/// Splits binary response frames: (status, key, value) each.
+fn frames(mut bytes: &[u8]) -> Vec<(u16, Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    while bytes.len() >= 24 {
+        let key_len = u16::from_be_bytes([bytes[2], bytes[3]]) as usize;
+        let ext_len = bytes[4] as usize;
+        let status = u16::from_be_bytes([bytes[6], bytes[7]]);
+        let body = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+        assert!(bytes.len() >= 24 + body, "cut frame");
+        let b = &bytes[24..24 + body];
+        out.push((
+            status,
+            b[ext_len..ext_len + key_len].to_vec(),
+            b[ext_len + key_len..].to_vec(),
+        ));
+        bytes = &bytes[24 + body..];
+    }
+    assert!(bytes.is_empty(), "trailing bytes");
+    out
+}
+
+#[test]
+fn pipelined_sasl_guesses_get_three_answers_then_the_connection_closes() {
+    let dir = temp_dir("guess-sasl");
+    let pwdb = write(&dir, "pwdb", b"alice:wonderland\n");
+    let server = Server::repcached(&["-S", "--sasl-pwdb", &pwdb]);
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    let guesses: Vec<u8> = (0..20_000)
+        .flat_map(|i| bin_request(0x21, b"PLAIN", format!("\0alice\0guess{i:05}").as_bytes()))
+        .collect();
+    let writer = send_in_background(&stream, guesses);
+    let got = read_until_closed(&mut stream).expect("the connection stays open");
+    let _ = writer.join();
+    let answers = frames(&got);
+    assert!(
+        (1..=3).contains(&answers.len()),
+        "{} answers",
+        answers.len()
+    );
+    assert!(answers.iter().all(|(status, ..)| *status == 0x20));
+
+    // Log in and read the counters.
+    let mut c = TcpStream::connect(server.addr).unwrap();
+    c.set_read_timeout(Some(DEADLINE)).unwrap();
+    c.write_all(&bin_request(0x21, b"PLAIN", b"\0alice\0wonderland"))
+        .unwrap();
+    assert_eq!(read_frame(&mut c).0, 0, "login");
+    c.write_all(&bin_request(0x10, b"", b"")).unwrap();
+    let mut stats = std::collections::HashMap::new();
+    loop {
+        let (status, key, value) = read_frame(&mut c);
+        assert_eq!(status, 0);
+        if key.is_empty() {
+            break;
+        }
+        stats.insert(
+            String::from_utf8(key).unwrap(),
+            String::from_utf8(value).unwrap(),
+        );
+    }
+    assert_eq!(stats.get("auth_errors").map(String::as_str), Some("3"));
+    assert_eq!(
+        stats.get("auth_conns_closed").map(String::as_str),
+        Some("1")
+    );
+    assert!(stderr_has(
+        &server,
+        &[
+            "auth failure: client 127.0.0.1 port",
+            "protocol sasl, connection closed"
+        ]
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 8: root-only secret and certificate files with -u.
+
+/// Root-owned, mode 0600 files: readable before -u drops privileges, not after.
+fn root_only(path: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions, touches no memory and cannot fail.
+    #[allow(unsafe_code)]
+    let euid = unsafe { libc::geteuid() };
+    euid == 0
+}
+
+#[test]
+fn root_only_secret_and_certificate_files_work_with_dash_u() {
+    if !is_root() {
+        eprintln!("skipped: needs root to drop privileges with -u");
+        return;
+    }
+    let dir = temp_dir("dash-u");
+    // The directory is root's too, and closed to others: nobody could not even look inside.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let secret = write(
+        &dir,
+        "secret",
+        b"00112233445566778899aabbccddeeff00112233\n",
+    );
+    root_only(&secret);
+
+    let (pa, pb) = (free_port(), free_port());
+    let extra = ["-u", "nobody", "--repl-secret-file", secret.as_str()];
+    let a = spawn(pa, &[format!("127.0.0.1:{pb}")], &extra);
+    let b = spawn(pb, &[format!("127.0.0.1:{pa}")], &extra);
+    assert!(
+        wait_for(20, || synced(&a) && synced(&b)),
+        "the pair running as nobody never linked"
+    );
+    assert_eq!(a.client().set("under-u", "linked"), "STORED");
+    assert!(wait_for(10, || b.client().get("under-u").as_deref()
+        == Some("linked")));
+    // The processes really run as nobody.
+    for p in [&a, &b] {
+        assert_not_root(p.pid());
+    }
+    drop((a, b));
+
+    // Certificates: the CA, each node's chain and its key, all root-only.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "repcached dash-u test CA");
+    let ca = params.self_signed(&ca_key).unwrap();
+    let ca_pem = write(&dir, "ca.pem", ca.pem().as_bytes());
+    root_only(&ca_pem);
+    let mut args = Vec::new();
+    for node in ["a", "b"] {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, format!("node {node}"));
+        p.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
+        let cert = write(&dir, &format!("{node}.pem"), cert.pem().as_bytes());
+        let key = write(&dir, &format!("{node}.key"), key.serialize_pem().as_bytes());
+        root_only(&cert);
+        root_only(&key);
+        args.push([
+            "-u".to_string(),
+            "nobody".into(),
+            "--repl-tls-cert".into(),
+            cert,
+            "--repl-tls-key".into(),
+            key,
+            "--repl-tls-ca".into(),
+            ca_pem.clone(),
+        ]);
+    }
+    let (pa, pb) = (free_port(), free_port());
+    let a = spawn(pa, &[format!("127.0.0.1:{pb}")], &strs(&args[0]));
+    let b = spawn(pb, &[format!("127.0.0.1:{pa}")], &strs(&args[1]));
+    assert!(
+        wait_for(20, || synced(&a) && synced(&b)),
+        "the TLS pair running as nobody never linked"
+    );
+    assert_eq!(a.client().set("under-u-tls", "linked"), "STORED");
+    assert!(wait_for(10, || b.client().get("under-u-tls").as_deref()
+        == Some("linked")));
+    for p in [&a, &b] {
+        assert_not_root(p.pid());
+    }
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Panics if process `pid` runs as root.
+fn assert_not_root(pid: u32) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .to_string();
+    assert_ne!(uid, "0", "still root");
+}
