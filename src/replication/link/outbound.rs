@@ -95,8 +95,9 @@ pub(super) async fn write_stream(
                 0,
                 &mut out,
             );
-            // The flush horizon first: items older than it must go on the receiver too.
-            if let Some((at, version)) = store.flush_mark() {
+            // The flush horizons first: items older than them must go on the receiver too,
+            // and a delayed flush must still happen there at its time.
+            for (at, version) in store.flush_marks() {
                 frame::encode(&Frame::SnapFlush { at, version }, unix_now(), &mut out);
             }
             sent_bytes(&sh, &slot, flush_counted(&mut wr, &mut out).await?);
