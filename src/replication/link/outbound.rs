@@ -71,6 +71,9 @@ pub(super) async fn write_stream(
     // Per shard, the backlog offset at which its snapshot was taken: older records of that shard
     // are already in the snapshot and must not be sent again (an incr would count twice).
     let mut shard_marks: Option<(Vec<u64>, u64)> = None;
+    // A heartbeat first: it carries our clock, so a peer whose clock is beyond the skew bound
+    // stops the link before it applies any of the stream.
+    heartbeat(&sh, peer, &mut out);
     match resume_after {
         Some(after) => {
             cursor = after + 1;
