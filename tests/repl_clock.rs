@@ -39,12 +39,31 @@ fn wait_synced(port: u16, timeout_s: u32) -> (bool, String) {
     )
 }
 
-/// A started with B's clock `offset` off: (A, B), A dialing B.
-fn pair(offset: &'static str) -> (Proc, Proc) {
+/// A started with B's clock `offset` off: (A, B, A's metrics port), A dialing B.
+fn pair(offset: &'static str) -> (Proc, Proc, u16) {
     let pb = free_port();
     let b = spawn_env(pb, &[], &[], &faked(offset));
-    let a = spawn(free_port(), &[b.repl_addr()], &[]);
-    (a, b)
+    let metrics = free_port();
+    let listen = format!("127.0.0.1:{metrics}");
+    let a = spawn(
+        free_port(),
+        &[b.repl_addr()],
+        &["--metrics-listen", &listen],
+    );
+    (a, b, metrics)
+}
+
+/// The metrics endpoint's body.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }
 
 fn peer_stat(p: &Proc, name: &str) -> String {
@@ -61,7 +80,7 @@ fn offset_ms(p: &Proc) -> i64 {
 
 #[test]
 fn a_clock_an_hour_ahead_takes_the_link_to_clock_skew_and_the_barrier_fails() {
-    let (a, b) = pair("+1h");
+    let (a, b, metrics) = pair("+1h");
     // B's process really runs an hour ahead.
     let b_time: u64 = b.client().stats("")["time"].parse().unwrap();
     let a_time: u64 = a.client().stats("")["time"].parse().unwrap();
@@ -88,6 +107,19 @@ fn a_clock_an_hour_ahead_takes_the_link_to_clock_skew_and_the_barrier_fails() {
         offset_ms(&b)
     );
     assert_eq!(a.client().stat_u64("", "repl_peers_clock_skew"), 1);
+    let m = scrape(metrics);
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("repcached_repl_peer_state{")
+                && l.contains("state=\"clock_skew\"")
+                && l.ends_with(" 1")),
+        "{m}"
+    );
+    assert!(m.contains("repcached_repl_peers_clock_skew 1"), "{m}");
+    assert!(
+        m.contains("repcached_repl_peer_clock_offset_milliseconds{"),
+        "{m}"
+    );
     assert_eq!(a.client().stat_u64("", "repl_peers_synced"), 0);
 
     // Writes on either side are held, not applied in part, and the barrier says so.
@@ -108,12 +140,18 @@ fn a_clock_an_hour_ahead_takes_the_link_to_clock_skew_and_the_barrier_fails() {
     let last = cb.stat_u64("", "repl_backlog_last");
     let acked: u64 = peer_stat(&b, "acked_offset").parse().unwrap();
     assert!(acked < last, "acked {acked} of {last}");
-    assert!(b.stderr_contains("clock_skew") && a.stderr_contains("clock_skew"));
+    // One warning per node (at most one a minute), however often the link was tried again.
+    for p in [&a, &b] {
+        let lines = p.stderr.lock().unwrap().clone();
+        let skew: Vec<&String> = lines.iter().filter(|l| l.contains("clock")).collect();
+        assert_eq!(skew.len(), 1, "{skew:#?}");
+        assert!(skew[0].contains("state clock_skew"), "{skew:#?}");
+    }
 }
 
 #[test]
 fn a_clock_thirty_seconds_ahead_is_inside_the_bound_and_converges() {
-    let (a, b) = pair("+30s");
+    let (a, b, _) = pair("+30s");
     assert!(wait_for(15, || synced(&a) && synced(&b)), "no sync");
     let (mut ca, mut cb) = (a.client(), b.client());
     for i in 0..50 {
@@ -146,4 +184,50 @@ fn a_clock_thirty_seconds_ahead_is_inside_the_bound_and_converges() {
     assert_eq!(peer_stat(&a, "state"), "synced");
     assert_eq!(a.client().stat_u64("", "repl_clock_rejected"), 0);
     assert_eq!(b.client().stat_u64("", "repl_clock_rejected"), 0);
+}
+
+#[test]
+fn once_the_clock_is_back_inside_the_bound_the_link_recovers_and_resyncs() {
+    // B's clock offset read from a file it re-reads on every clock call (libfaketime).
+    let file = std::env::temp_dir().join(format!("repcached-faketime-{}", std::process::id()));
+    std::fs::write(&file, "+1h\n").unwrap();
+    let mut env = faked("+1h").to_vec();
+    env.retain(|(k, _)| *k != "FAKETIME");
+    let path = file.to_str().unwrap().to_string();
+    env.push(("FAKETIME_TIMESTAMP_FILE", &path));
+    env.push(("FAKETIME_NO_CACHE", "1"));
+    let pb = free_port();
+    let b = spawn_env(pb, &[], &[], &env);
+    let a = spawn(free_port(), &[b.repl_addr()], &[]);
+    assert!(
+        wait_for(15, || peer_stat(&a, "state") == "clock_skew"
+            && peer_stat(&b, "state") == "clock_skew"),
+        "A: {:?}",
+        a.client().stats("replication")
+    );
+    // Written on A while B's clock is off: not applied by B.
+    let mut ca = a.client();
+    assert_eq!(ca.set("during", "1"), "STORED");
+    let (ok, err) = wait_synced(a.port, 1);
+    assert!(!ok && err.contains("clock skew"), "{err}");
+    assert_eq!(b.client().get("during"), None);
+
+    // The clock is fixed: the link comes back by itself and B gets what it missed.
+    std::fs::write(&file, "+0\n").unwrap();
+    assert!(
+        wait_for(20, || synced(&a) && synced(&b)),
+        "no recovery: A {:?} B {:?}",
+        a.client().stats("replication"),
+        b.client().stats("replication")
+    );
+    let (ok, err) = wait_synced(a.port, 10);
+    assert!(ok, "{err}");
+    assert_eq!(b.client().get("during").as_deref(), Some("1"));
+    let mut cb = b.client();
+    assert_eq!(cb.set("after", "2"), "STORED");
+    let (ok, err) = wait_synced(b.port, 10);
+    assert!(ok, "{err}");
+    assert_eq!(ca.get("after").as_deref(), Some("2"));
+    assert!(offset_ms(&a).abs() < 5_000, "{}", offset_ms(&a));
+    let _ = std::fs::remove_file(&file);
 }
