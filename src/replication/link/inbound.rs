@@ -148,7 +148,10 @@ fn skew_error(sh: &Shared, slot: &Slot, off_ms: i64) -> LinkError {
 /// continuously (CockroachDB's max-offset rule): beyond the bound the link leaves its state for
 /// `clock_skew` and ends (the dialer tries again); back inside it, the link may sync again.
 fn watch_clock(sh: &Shared, slot: &Slot, peer_ms: u64) -> Result<(), LinkError> {
-    let offset = peer_ms as i64 - now_millis() as i64;
+    // From the peer: any u64 (saturating, never a wrapped or panicking subtraction).
+    let offset = i64::try_from(peer_ms)
+        .unwrap_or(i64::MAX)
+        .saturating_sub(now_millis() as i64);
     slot.clock_offset_ms.store(offset, Ordering::Relaxed);
     slot.max_clock_skew_ms.fetch_max(offset, Ordering::Relaxed);
     if offset.unsigned_abs() > sh.max_skew_ms {
