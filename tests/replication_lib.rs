@@ -961,13 +961,10 @@ async fn a_record_from_the_far_future_is_refused_and_leaves_the_clock_alone() {
         },
     };
     for (offset, m) in [
-        (1, put("poison-max", u64::MAX)),
-        // Ten minutes ahead: over the default 60 s limit.
-        (2, put("poison-10min", (now_ms + 600_000) << 16)),
-        (3, put("fine", now_ms << 16)),
+        (1, put("fine", now_ms << 16)),
         // A flush_all delayed by two hours is stamped at its flush time: that is not skew.
         (
-            4,
+            2,
             Mutation {
                 key: Bytes::new(),
                 version: Version::new(((now_ms / 1000 + 7200) * 1000) << 16, me),
@@ -976,6 +973,10 @@ async fn a_record_from_the_far_future_is_refused_and_leaves_the_clock_alone() {
                 },
             },
         ),
+        (3, put("poison-max", u64::MAX)),
+        // Ten minutes ahead: over the default 60 s limit.
+        (4, put("poison-10min", (now_ms + 600_000) << 16)),
+        (5, put("after", now_ms << 16)),
     ] {
         send!(Frame::Record {
             offset,
@@ -986,15 +987,32 @@ async fn a_record_from_the_far_future_is_refused_and_leaves_the_clock_alone() {
         eventually(10, || a.get("fine").is_some()).await,
         "the sane record was not applied"
     );
-    assert_eq!(a.get("poison-max"), None);
-    assert_eq!(a.get("poison-10min"), None);
     assert!(
-        eventually(10, || a.store.flush_mark().is_some()).await,
+        eventually(10, || !a.store.flush_marks().is_empty()).await,
         "delayed flush refused"
     );
-    assert_eq!(a.stat("repl_clock_rejected").as_deref(), Some("2"));
+    // The first record stamped beyond the bound stops the stream there: it is refused and
+    // counted, nothing after it is applied, and the link leaves for state clock_skew instead
+    // of acknowledging it as held.
+    assert!(
+        eventually(10, || a.stat("peer0:state").as_deref()
+            == Some("clock_skew"))
+        .await,
+        "{:?}",
+        a.stat("peer0:state")
+    );
+    assert_eq!(a.get("poison-max"), None);
+    assert_eq!(a.get("poison-10min"), None);
+    assert_eq!(a.get("after"), None);
+    assert_eq!(a.stat("repl_clock_rejected").as_deref(), Some("1"));
+    assert_eq!(a.stat("peer0:applied_offset").as_deref(), Some("2"));
     let skew: i64 = a.stat("peer0:max_clock_skew_ms").unwrap().parse().unwrap();
     assert!(skew > 1 << 40, "the largest skew seen is shown: {skew}");
+    assert!(
+        a.stat("peer0:last_error").unwrap().contains("clock skew"),
+        "{:?}",
+        a.stat("peer0:last_error")
+    );
     // The clock did not move: a local write now is stamped with the wall clock.
     let v = a.store.clock().tick();
     assert!(

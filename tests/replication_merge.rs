@@ -56,7 +56,7 @@ fn deliver(from: &Queue, to: &Store, n: usize) {
 }
 
 /// A node's full-resync snapshot: its flush horizon, then every item and tombstone.
-fn snapshot(from: &Store) -> (Option<(u32, Version)>, Vec<Snap>) {
+fn snapshot(from: &Store) -> (Vec<(u32, Version)>, Vec<Snap>) {
     let mut frames = Vec::new();
     for i in 0..from.shard_count() {
         from.snapshot_shard(i, |e| match e {
@@ -83,12 +83,12 @@ fn snapshot(from: &Store) -> (Option<(u32, Version)>, Vec<Snap>) {
             }),
         });
     }
-    (from.flush_mark(), frames)
+    (from.flush_marks(), frames)
 }
 
 /// Applies a snapshot as the link's receiver does.
-fn apply_snapshot(to: &Store, (flush, frames): (Option<(u32, Version)>, Vec<Snap>)) {
-    if let Some((at, version)) = flush {
+fn apply_snapshot(to: &Store, (flushes, frames): (Vec<(u32, Version)>, Vec<Snap>)) {
+    for (at, version) in flushes {
         to.apply_remote(&Mutation {
             key: Default::default(),
             version,

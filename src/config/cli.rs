@@ -143,7 +143,8 @@ pub(super) struct Cli {
         help_heading = "Replication"
     )]
     repl_tls_ca: Option<PathBuf>,
-    /// Seconds a peer's write may be stamped ahead of this node's clock (default: 60)
+    /// Seconds a peer's clock may be off this node's, either way; beyond it the link goes to
+    /// state clock_skew and no part of its stream is applied (default: 60)
     #[arg(
         long = "repl-max-clock-skew",
         value_name = "SECONDS",

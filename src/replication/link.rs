@@ -136,7 +136,8 @@ pub async fn run_link(
         let from = remote.map(|r| r.to_string()).unwrap_or_default();
         match e {
             _ if logged_as_auth => {}
-            e if e.is_quiet() || repeated => {
+            // Clock skew has its own warning, once a minute (`inbound::skew_error`).
+            e if e.is_quiet() || repeated || matches!(e, LinkError::ClockSkew(..)) => {
                 tracing::debug!("replication: link to {who} ({from}) closed: {e}")
             }
             e => tracing::info!("replication: link to {who} ({from}) closed: {e}"),

@@ -396,6 +396,14 @@ impl Replicator {
                     .to_string(),
             ),
             (
+                "repl_peers_clock_skew".into(),
+                slots
+                    .iter()
+                    .filter(|s| s.state() == LinkState::ClockSkew)
+                    .count()
+                    .to_string(),
+            ),
+            (
                 "repl_backlog_size".into(),
                 sh.backlog.capacity().to_string(),
             ),
@@ -476,7 +484,8 @@ impl Replicator {
                 .progress(s.node_id.load(Ordering::Relaxed))
                 .map(|(_, o)| o)
                 .unwrap_or(0);
-            let rows: [(&str, String); 27] = [
+            let offset = s.clock_offset_ms.load(Ordering::Relaxed);
+            let rows: [(&str, String); 28] = [
                 ("addr", s.addr.lock().clone()),
                 ("node_id", s.node_id.load(Ordering::Relaxed).to_string()),
                 ("state", s.state().name().to_string()),
@@ -510,6 +519,16 @@ impl Replicator {
                         "-".into()
                     } else {
                         skew.to_string()
+                    },
+                ),
+                // The peer's clock minus ours at its latest heartbeat; beyond
+                // repl_max_clock_skew_ms either way the state is clock_skew.
+                (
+                    "clock_offset_ms",
+                    if offset == i64::MIN {
+                        "-".into()
+                    } else {
+                        offset.to_string()
                     },
                 ),
                 ("initial_sync", s.initial_outcome.lock().clone()),
@@ -639,6 +658,8 @@ async fn dial_loop(sh: Arc<Shared>, slot: Slot, host: String, port: u16) {
                 let (_, res) =
                     link::run_link(sh.clone(), stream, Dir::Outgoing, Some(slot.clone()), None)
                         .await;
+                // A link ended by clock skew syncs before it finds out: not a working link.
+                let skewed = matches!(res, Err(LinkError::ClockSkew(..)));
                 match res {
                     Err(LinkError::Duplicate(_)) => {
                         // The other link between the same nodes carries the sync.
@@ -660,7 +681,7 @@ async fn dial_loop(sh: Arc<Shared>, slot: Slot, host: String, port: u16) {
                 }
                 let syncs_after = slot.full_syncs.load(Ordering::Relaxed)
                     + slot.partial_syncs.load(Ordering::Relaxed);
-                if syncs_after > syncs_before {
+                if syncs_after > syncs_before && !skewed {
                     // The link worked: reconnect quickly after a break.
                     backoff = BACKOFF_MIN;
                 }

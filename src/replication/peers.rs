@@ -15,6 +15,10 @@ pub enum LinkState {
     Syncing = 2,
     Synced = 3,
     Down = 4,
+    /// The peer's clock is further from ours than --repl-max-clock-skew (its heartbeats say
+    /// so), or a record of its stream is stamped that far ahead: nothing more of its stream is
+    /// applied until that is over (see `PeerSlot::clock_skewed`).
+    ClockSkew = 5,
 }
 
 impl LinkState {
@@ -25,6 +29,7 @@ impl LinkState {
             LinkState::Syncing => "syncing",
             LinkState::Synced => "synced",
             LinkState::Down => "down",
+            LinkState::ClockSkew => "clock_skew",
         }
     }
 
@@ -79,6 +84,15 @@ pub struct PeerSlot {
     /// The most any of this peer's versions or heartbeats was ahead of our clock, in ms
     /// (negative: behind; `i64::MIN` until seen).
     pub max_clock_skew_ms: AtomicI64,
+    /// The peer's clock minus ours, in ms, from its latest heartbeat (`i64::MIN` until seen).
+    pub clock_offset_ms: AtomicI64,
+    /// The latest heartbeat put the peer's clock beyond the skew bound.
+    pub skew_offset: AtomicBool,
+    /// The offset of the peer's record refused for a stamp beyond the bound, which its stream
+    /// is stopped at (u64::MAX: a snapshot entry; 0: none). Cleared once the stream gets past.
+    pub skew_blocked_at: AtomicU64,
+    /// When the clock-skew warning was last logged (ms), to log it once a minute at most.
+    pub skew_warned_ms: AtomicU64,
     /// The first sync from this peer finished, or the peer turned out unreachable: either way
     /// a starting node stops waiting for it.
     pub initial_done: AtomicBool,
@@ -117,6 +131,10 @@ impl PeerSlot {
             auth_failures: AtomicU64::new(0),
             clock_rejected: AtomicU64::new(0),
             max_clock_skew_ms: AtomicI64::new(i64::MIN),
+            clock_offset_ms: AtomicI64::new(i64::MIN),
+            skew_offset: AtomicBool::new(false),
+            skew_blocked_at: AtomicU64::new(0),
+            skew_warned_ms: AtomicU64::new(0),
             initial_done: AtomicBool::new(false),
             initial_outcome: Mutex::new(if configured { "waiting" } else { "-" }.into()),
         }
@@ -145,8 +163,20 @@ impl PeerSlot {
         }
     }
 
+    /// The link's state; `ClockSkew` whenever the clocks are out of bounds, whatever the
+    /// link is doing (it reconnects and is refused again until they are not).
     pub fn state(&self) -> LinkState {
+        if self.clock_skewed() {
+            return LinkState::ClockSkew;
+        }
         LinkState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Whether the peer's clock is beyond the skew bound, or its stream is stopped at a record
+    /// stamped beyond it.
+    pub fn clock_skewed(&self) -> bool {
+        self.skew_offset.load(Ordering::Relaxed)
+            || self.skew_blocked_at.load(Ordering::Relaxed) != 0
     }
 
     pub fn set_state(&self, s: LinkState) {

@@ -774,6 +774,12 @@ const PEER_FIELDS: &[Row] = &[
         G,
         "Most the peer's clock was seen ahead of ours (negative: behind).",
     ),
+    (
+        "clock_offset_ms",
+        "repcached_repl_peer_clock_offset_milliseconds",
+        G,
+        "The peer's clock minus ours at its latest heartbeat (state clock_skew beyond the bound).",
+    ),
 ];
 
 /// Node-wide replication fields of `stats` exported as `repcached_repl_<name>`.
@@ -795,6 +801,12 @@ const REPL_GENERAL: &[Row] = &[
         "repcached_repl_peers_synced",
         G,
         "Peers in state synced.",
+    ),
+    (
+        "repl_peers_clock_skew",
+        "repcached_repl_peers_clock_skew",
+        G,
+        "Peers in state clock_skew (clock beyond --repl-max-clock-skew: stream held).",
     ),
     (
         "repl_backlog_size",
@@ -918,7 +930,14 @@ const REPL_GENERAL: &[Row] = &[
     ),
 ];
 
-pub const PEER_STATES: [&str; 4] = ["connecting", "syncing", "synced", "down"];
+pub const PEER_STATES: [&str; 6] = [
+    "connecting",
+    "handshake",
+    "syncing",
+    "synced",
+    "down",
+    "clock_skew",
+];
 
 fn replication_families(shared: &Shared, state: &MetricsState, f: &mut Families) {
     let Some(repl) = shared.replicator() else {

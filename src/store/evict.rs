@@ -27,11 +27,52 @@ pub const SWEEP_SLICE: usize = 2048;
 /// Between two sweeper ticks, in microseconds (memcached's lru_crawler_sleep).
 pub const SWEEP_INTERVAL_US: u64 = 1_000_000;
 
-/// A flush_all horizon: once `at` has passed, items older than `version` are gone.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct FlushMark {
-    pub(super) at: u32,
-    pub(super) version: Version,
+/// Most delayed flushes waiting for their time at once (any client may send `flush_all N`).
+const MAX_PENDING_FLUSHES: usize = 64;
+
+/// flush_all horizons. A flush removes every item whose full write is older than its version
+/// once its time has come; before that it changes nothing, and in particular it never makes a
+/// replicated record stale (a delayed flush used to, and stopped replication for its delay).
+#[derive(Debug, Default)]
+pub(super) struct FlushMarks {
+    /// The newest flush in effect (ZERO: none).
+    effective: Version,
+    /// Delayed flushes whose time has not come: (absolute unix seconds, version), by time.
+    pending: Vec<(u32, Version)>,
+}
+
+impl FlushMarks {
+    /// The newest flush in effect at `now`, after moving the delayed ones whose time has come.
+    fn effective_at(&mut self, now: u32) -> Version {
+        let due = self.pending.partition_point(|&(at, _)| at <= now);
+        for (_, v) in self.pending.drain(..due) {
+            self.effective = self.effective.max(v);
+        }
+        self.effective
+    }
+
+    /// Adds a flush; true if it is in effect now and newer than the one in effect before.
+    fn add(&mut self, at: u32, version: Version, now: u32) -> bool {
+        let before = self.effective_at(now);
+        if at <= now {
+            self.effective = before.max(version);
+            return version > before;
+        }
+        if version <= before || self.pending.iter().any(|&(_, v)| v == version) {
+            // Already covered (the same record again, from a snapshot or a second link).
+            return false;
+        }
+        let i = self.pending.partition_point(|&(t, _)| t <= at);
+        self.pending.insert(i, (at, version));
+        if self.pending.len() > MAX_PENDING_FLUSHES {
+            // Over the bound, the flush with the oldest horizon goes: every later one kills
+            // what it would have (a delayed flush's version is its time), only later.
+            if let Some(k) = (0..self.pending.len()).min_by_key(|&k| self.pending[k].1) {
+                self.pending.remove(k);
+            }
+        }
+        false
+    }
 }
 
 impl Store {
@@ -39,26 +80,33 @@ impl Store {
         if !self.flush_active.load(Ordering::Relaxed) {
             return false;
         }
-        let mark = *self.flush.lock();
         // By the full write: increments made elsewhere on a flushed value die with it.
-        mark.at <= now && it.base() < mark.version
+        it.base() < self.flush.lock().effective_at(now)
     }
 
-    pub(super) fn flush_version(&self) -> Option<Version> {
+    /// The newest flush in effect at `now` (None: there never was one). A delayed flush whose
+    /// time has not come is not: records older than it must still apply until then.
+    pub(super) fn flush_in_effect(&self, now: u32) -> Option<Version> {
         if !self.flush_active.load(Ordering::Relaxed) {
             return None;
         }
-        Some(self.flush.lock().version)
+        Some(self.flush.lock().effective_at(now)).filter(|v| *v != Version::ZERO)
     }
 
-    /// The newest flush_all this node knows, as (at, version), for a full-resync snapshot:
-    /// a snapshot of items alone would not tell the peer to drop its older ones.
-    pub fn flush_mark(&self) -> Option<(u32, Version)> {
+    /// Every flush_all this node knows that still matters, as (at, version), for a
+    /// full-resync snapshot (a snapshot of items alone would not tell the peer to drop its
+    /// older ones): the one in effect with `at` 0, then the delayed ones with their time.
+    pub fn flush_marks(&self) -> Vec<(u32, Version)> {
         if !self.flush_active.load(Ordering::Relaxed) {
-            return None;
+            return Vec::new();
         }
-        let m = *self.flush.lock();
-        Some((m.at, m.version))
+        let mut marks = self.flush.lock();
+        let effective = marks.effective_at(unix_now());
+        (effective != Version::ZERO)
+            .then_some((0, effective))
+            .into_iter()
+            .chain(marks.pending.iter().copied())
+            .collect()
     }
 
     /// flush_all [delay]: items stored before the flush time become invisible once it passes.
@@ -71,7 +119,9 @@ impl Store {
         };
         let mut version = self.clock.tick();
         if at > now {
-            // A delayed flush also kills what is written before it takes effect (memcached).
+            // A delayed flush also kills what is written before it takes effect (memcached:
+            // items whose time is at or before the flush time): its version is its time.
+            // The clock is not moved there, so writes made before the flush time stay older.
             let horizon = Version::new((at as u64 * 1000) << 16, 0);
             version = version.max(horizon);
         }
@@ -84,14 +134,9 @@ impl Store {
     }
 
     pub(super) fn install_flush(&self, at: u32, version: Version, now: u32) {
-        {
-            let mut mark = self.flush.lock();
-            if version > mark.version {
-                *mark = FlushMark { at, version };
-            }
-        }
+        let newer = self.flush.lock().add(at, version, now);
         self.flush_active.store(true, Ordering::Relaxed);
-        if at <= now {
+        if newer {
             self.drop_older_than(version);
         }
     }
@@ -148,7 +193,7 @@ impl Store {
         if it.is_expired(now) {
             return None;
         }
-        self.flush_version()
+        self.flush_in_effect(now)
             .and_then(|f| self.touch_memory(it, f, now))
     }
 

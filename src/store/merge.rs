@@ -265,7 +265,7 @@ impl Store {
             .map(|it| it.base())
             .or_else(|| e.shard.tombstones.get(m.key).map(|t| t.version))
             .unwrap_or(Version::ZERO)
-            .max(self.flush_version().unwrap_or(Version::ZERO));
+            .max(self.flush_in_effect(e.now).unwrap_or(Version::ZERO));
         match m.kind {
             MutationKind::Put {
                 flags,
@@ -400,7 +400,7 @@ impl Store {
             .map(|it| it.base())
             .or_else(|| e.shard.tombstones.get(key).map(|t| t.version))
             .unwrap_or(Version::ZERO);
-        let flushed = self.flush_version().is_some_and(|f| base <= f);
+        let flushed = self.flush_in_effect(e.now).is_some_and(|f| base <= f);
         let same_write = e.item().is_some_and(|it| it.base() == base);
         if same_write && !flushed {
             // Both sides hold the same full write: merge what each incremented on it.

@@ -50,7 +50,6 @@ pub use merge::SnapshotEntry;
 pub use mutation::{ApplyOutcome, Mutation, MutationKind, MutationRef, MutationSink};
 pub use version::{HybridClock, Version};
 
-use evict::FlushMark;
 use hashbrown::DefaultHashBuilder;
 use parking_lot::Mutex;
 use shard::{hash_key, Shard, Space};
@@ -146,7 +145,7 @@ pub struct Store {
     clock: HybridClock,
     sink: OnceLock<Arc<dyn MutationSink>>,
     flush_active: AtomicBool,
-    flush: Mutex<FlushMark>,
+    flush: Mutex<evict::FlushMarks>,
     /// See [`Store::set_tombstone_watermark`].
     tomb_acked: AtomicU64,
     tomb_sole_peer: AtomicU32,
@@ -182,10 +181,7 @@ impl Store {
             clock: HybridClock::new(cfg.node_id),
             sink: OnceLock::new(),
             flush_active: AtomicBool::new(false),
-            flush: Mutex::new(FlushMark {
-                at: 0,
-                version: Version::ZERO,
-            }),
+            flush: Mutex::new(Default::default()),
             tomb_acked: AtomicU64::new(0),
             tomb_sole_peer: AtomicU32::new(0),
             counters: StoreCounters::default(),

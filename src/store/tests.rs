@@ -605,9 +605,60 @@ fn a_delayed_flush_from_a_peer_does_not_move_the_clock_to_its_horizon() {
     ship(&ca, &b);
     // Writes made on B before the flush time are older than its horizon, as they are on A.
     b.entry(b"k").put(&[b"v"], 0, Expiry::Never, None).unwrap();
-    let horizon = a.flush_mark().unwrap().1;
+    let horizon = a.flush_marks()[0].1;
     assert!(b.entry(b"k").item().unwrap().version() < horizon);
     assert!(a.clock().tick() < horizon);
+}
+
+#[test]
+fn a_delayed_flush_holds_back_no_record_before_its_time() {
+    let (a, b, ca, cb) = pair();
+    a.flush_all(600);
+    ship(&ca, &b);
+    // Writes on either side before the flush time cross, and are readable on both.
+    b.entry(b"from_b")
+        .put(&[b"1"], 0, Expiry::Never, None)
+        .unwrap();
+    a.entry(b"from_a")
+        .put(&[b"2"], 0, Expiry::Never, None)
+        .unwrap();
+    b.entry(b"gone")
+        .put(&[b"3"], 0, Expiry::Never, None)
+        .unwrap();
+    b.entry(b"gone").delete();
+    for m in cb.0.lock().drain(..) {
+        assert_eq!(a.apply_remote(&m), ApplyOutcome::Applied, "{m:?}");
+    }
+    ship(&ca, &b);
+    for s in [&a, &b] {
+        assert_eq!(get(s, b"from_b").as_deref(), Some(&b"1"[..]));
+        assert_eq!(get(s, b"from_a").as_deref(), Some(&b"2"[..]));
+        assert!(get(s, b"gone").is_none());
+    }
+    // The pending flush travels in a snapshot too, with its time.
+    let marks = a.flush_marks();
+    assert_eq!(marks.len(), 1);
+    assert!(marks[0].0 > unix_now() + 500);
+}
+
+#[test]
+fn flushes_take_effect_at_their_own_times() {
+    let s = store();
+    let now = unix_now();
+    s.entry(b"old")
+        .put(&[b"1"], 0, Expiry::Never, None)
+        .unwrap();
+    let v = |secs: u32| Version::new(((secs as u64) * 1000) << 16, 9);
+    // Two delayed flushes (as a peer would send them), the later first.
+    s.install_flush(now + 600, v(now + 600), now);
+    s.install_flush(now + 3, v(now + 3), now);
+    assert!(get(&s, b"old").is_some(), "neither is due");
+    assert_eq!(s.flush_in_effect(now), None);
+    // The same flush again (a snapshot after the record) changes nothing.
+    s.install_flush(now + 3, v(now + 3), now);
+    assert_eq!(s.flush_marks().len(), 2);
+    assert_eq!(s.flush_in_effect(now + 3), Some(v(now + 3)));
+    assert_eq!(s.flush_in_effect(now + 600), Some(v(now + 600)));
 }
 
 #[test]

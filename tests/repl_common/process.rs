@@ -44,7 +44,13 @@ impl Drop for Proc {
 /// Starts `repcached -p 0 -l 127.0.0.1 -X repl_port -x peer... extra...` and waits until it
 /// reports its client port (which, with peers, is after the initial sync).
 pub fn spawn(repl_port: u16, peers: &[String], extra: &[&str]) -> Proc {
+    spawn_env(repl_port, peers, extra, &[])
+}
+
+/// [`spawn`] with extra environment variables (say LD_PRELOAD and FAKETIME for libfaketime).
+pub fn spawn_env(repl_port: u16, peers: &[String], extra: &[&str], env: &[(&str, &str)]) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_repcached"));
+    cmd.envs(env.iter().copied());
     cmd.args([
         "-p",
         "0",

@@ -67,6 +67,9 @@ fn apply_buffered_records(
     let now = unix_now();
     let mut used = 0;
     let mut applied = 0;
+    // A record refused for its clock stops the stream there (how far ahead it was, in ms):
+    // what came before it is applied, it and what follows wait for a later link.
+    let mut refused = None;
     {
         let mut batch: Vec<MutationRef<'_>> = Vec::new();
         let buf = &reader.buf[..];
@@ -78,34 +81,96 @@ fn apply_buffered_records(
                 )));
             }
             let (ms, allowance) = record_millis(&m);
-            if clock_ok(sh, slot, ms, allowance) {
-                if allowance == 0 {
-                    slot.applied_through_ms.fetch_max(ms, Ordering::Relaxed);
-                }
-                batch.push(m);
-            } else {
+            if !clock_ok(sh, slot, ms, allowance) {
                 count(sh, slot, ApplyOutcome::Rejected);
+                slot.skew_blocked_at.store(offset, Ordering::Relaxed);
+                refused = Some(ms as i64 - now_millis() as i64);
+                break;
             }
+            if allowance == 0 {
+                slot.applied_through_ms.fetch_max(ms, Ordering::Relaxed);
+            }
+            batch.push(m);
             *last = offset;
             used += n;
             applied += 1;
         }
-        if used == 0 {
-            return Ok(0);
+        if used > 0 {
+            sh.store
+                .apply_remote_batch(&batch, |_, outcome| count(sh, slot, outcome));
         }
-        sh.store
-            .apply_remote_batch(&batch, |_, outcome| count(sh, slot, outcome));
     }
-    reader.buf.advance(used);
-    reader.received += used as u64;
-    // Recorded right after applying, with no await in between (see `read_stream`).
-    sh.set_progress(peer, run, *last);
-    Ok(applied)
+    if used > 0 {
+        reader.buf.advance(used);
+        reader.received += used as u64;
+        // Recorded right after applying, with no await in between (see `read_stream`).
+        sh.set_progress(peer, run, *last);
+        stream_passed(slot, *last);
+    }
+    match refused {
+        Some(ahead) => Err(skew_error(sh, slot, ahead)),
+        None => Ok(applied),
+    }
+}
+
+/// The peer's stream got past `offset`: if it was stopped at a record refused for its clock,
+/// that record is applied now.
+fn stream_passed(slot: &Slot, offset: u64) {
+    let blocked = slot.skew_blocked_at.load(Ordering::Relaxed);
+    if blocked != 0 && blocked != u64::MAX && offset >= blocked {
+        slot.skew_blocked_at.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The error that ends a link in the clock-skew state (the peer's clock, or a stamp of its
+/// stream, `off_ms` from ours), with a warning at most once a minute per peer.
+fn skew_error(sh: &Shared, slot: &Slot, off_ms: i64) -> LinkError {
+    let now = now_millis();
+    let last = slot.skew_warned_ms.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= 60_000
+        && slot
+            .skew_warned_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            "replication: link to {} in state clock_skew: the peer's clock is {off_ms} ms off \
+             this node's (limit {} ms, --repl-max-clock-skew); its stream is held, not applied \
+             in part, until the clocks agree; check both nodes' clocks (NTP)",
+            slot.addr.lock(),
+            sh.max_skew_ms
+        );
+    }
+    LinkError::ClockSkew(off_ms, sh.max_skew_ms)
+}
+
+/// A heartbeat says the peer's clock read `peer_ms` when it was sent: the offset is watched
+/// continuously (CockroachDB's max-offset rule): beyond the bound the link leaves its state for
+/// `clock_skew` and ends (the dialer tries again); back inside it, the link may sync again.
+fn watch_clock(sh: &Shared, slot: &Slot, peer_ms: u64) -> Result<(), LinkError> {
+    // From the peer: any u64 (saturating, never a wrapped or panicking subtraction).
+    let offset = i64::try_from(peer_ms)
+        .unwrap_or(i64::MAX)
+        .saturating_sub(now_millis() as i64);
+    slot.clock_offset_ms.store(offset, Ordering::Relaxed);
+    slot.max_clock_skew_ms.fetch_max(offset, Ordering::Relaxed);
+    if offset.unsigned_abs() > sh.max_skew_ms {
+        slot.skew_offset.store(true, Ordering::Relaxed);
+        return Err(skew_error(sh, slot, offset));
+    }
+    if slot.skew_offset.swap(false, Ordering::Relaxed) {
+        tracing::info!(
+            "replication: the clock of {} is back within the bound ({offset} ms off)",
+            slot.addr.lock()
+        );
+    }
+    Ok(())
 }
 
 /// Records how far ahead of our clock the peer's clock was seen, and whether a version stamped
 /// at `millis` may be adopted: one far in the future would drag this node's hybrid clock along
 /// (and, at the top of the range, every later write would tie), so it is refused and counted.
+/// A refused record is never skipped: the caller stops the stream there (clock_skew).
 pub(super) fn clock_ok(sh: &Shared, slot: &Slot, millis: u64, allowance: u64) -> bool {
     let now = now_millis();
     if allowance == 0 {
@@ -116,17 +181,8 @@ pub(super) fn clock_ok(sh: &Shared, slot: &Slot, millis: u64, allowance: u64) ->
     if millis <= now.saturating_add(allowance).saturating_add(sh.max_skew_ms) {
         return true;
     }
-    let ahead = millis as i64 - now as i64;
-    let n = slot.clock_rejected.fetch_add(1, Ordering::Relaxed);
+    slot.clock_rejected.fetch_add(1, Ordering::Relaxed);
     sh.totals.clock_rejected.fetch_add(1, Ordering::Relaxed);
-    if n % 10_000 == 0 {
-        tracing::warn!(
-            "replication: refused a record from {} stamped {ahead} ms ahead of this node's \
-             clock (limit {} ms, --repl-max-clock-skew); check both nodes' clocks (NTP)",
-            slot.addr.lock(),
-            sh.max_skew_ms
-        );
-    }
     false
 }
 
@@ -201,11 +257,22 @@ pub(super) async fn read_stream(
         // One look at the frame's versions: the skew check, and (for the failover barrier) how
         // recent the peer's writes applied here are.
         let stamp = newest_millis(&f);
-        let clock_refused = stamp.is_some_and(|(ms, allowance)| !clock_ok(sh, slot, ms, allowance));
-        if clock_refused {
-            count(sh, slot, ApplyOutcome::Rejected);
-        } else if let Some((ms, 0)) = stamp {
-            slot.applied_through_ms.fetch_max(ms, Ordering::Relaxed);
+        if let Some((ms, allowance)) = stamp {
+            if !clock_ok(sh, slot, ms, allowance) {
+                // Not skipped (it would never come again, and the ack would pass it): the
+                // stream stops here, the link ends, and a later one starts from this frame
+                // (a record) or from a new snapshot.
+                count(sh, slot, ApplyOutcome::Rejected);
+                let at = match &f {
+                    Frame::Record { offset, .. } => *offset,
+                    _ => u64::MAX,
+                };
+                slot.skew_blocked_at.store(at, Ordering::Relaxed);
+                return Err(skew_error(sh, slot, ms as i64 - now_millis() as i64));
+            }
+            if allowance == 0 {
+                slot.applied_through_ms.fetch_max(ms, Ordering::Relaxed);
+            }
         }
         match (f, &mut st) {
             (Frame::Record { offset, mutation }, Inbound::Stream { run, last }) => {
@@ -214,15 +281,12 @@ pub(super) async fn read_stream(
                         "record offset {offset} after {last}"
                     )));
                 }
-                // A record refused for its clock still moves the stream on (it will not come
-                // again).
-                if !clock_refused {
-                    count(sh, slot, store.apply_remote(&mutation));
-                }
+                count(sh, slot, store.apply_remote(&mutation));
                 *last = offset;
                 // Recorded right after applying, with no await in between: a replacing link
                 // reads it only once this one has stopped, so nothing is applied twice.
                 sh.set_progress(peer, *run, offset);
+                stream_passed(slot, offset);
                 // Ack soon after applying, not only with the next heartbeat, so that the
                 // sender's lag figures are current.
                 if last_poke.elapsed() >= ACK_EVERY {
@@ -230,8 +294,6 @@ pub(super) async fn read_stream(
                     last_poke = Instant::now();
                 }
             }
-            // Any other frame refused for its clock (a snapshot entry) is skipped.
-            _ if clock_refused => {}
             (Frame::Heartbeat { ack, last, now_ms }, _) => {
                 slot.peer_ack.store(ack, Ordering::Relaxed);
                 let applied = match &st {
@@ -243,8 +305,7 @@ pub(super) async fn read_stream(
                 if let Some(ms) = sh.backlog.millis_at(ack) {
                     slot.acked_through_ms.fetch_max(ms, Ordering::Relaxed);
                 }
-                let ahead = now_ms as i64 - now_millis() as i64;
-                slot.max_clock_skew_ms.fetch_max(ahead, Ordering::Relaxed);
+                watch_clock(sh, slot, now_ms)?;
             }
             (
                 Frame::SnapItem {
@@ -308,6 +369,8 @@ pub(super) async fn read_stream(
             (Frame::SnapEnd { .. }, Inbound::Snapshot { run, start }) => {
                 let (run, last) = (*run, start.saturating_sub(1));
                 sh.set_progress(peer, run, last);
+                // The whole snapshot was taken: nothing of the peer's waits any more.
+                slot.skew_blocked_at.store(0, Ordering::Relaxed);
                 sh.mark_synced(slot, peer);
                 st = Inbound::Stream { run, last };
             }

@@ -68,6 +68,11 @@ pub enum LinkError {
     Stalled,
     #[error("link replaced by a newer one")]
     Cancelled,
+    #[error(
+        "clock skew: the peer's clock is {0} ms off ours, beyond the {1} ms bound \
+         (--repl-max-clock-skew); its stream waits until the clocks agree (check NTP)"
+    )]
+    ClockSkew(i64, u64),
     #[error("shutting down")]
     Shutdown,
 }

@@ -71,6 +71,9 @@ pub(super) async fn write_stream(
     // Per shard, the backlog offset at which its snapshot was taken: older records of that shard
     // are already in the snapshot and must not be sent again (an incr would count twice).
     let mut shard_marks: Option<(Vec<u64>, u64)> = None;
+    // A heartbeat first: it carries our clock, so a peer whose clock is beyond the skew bound
+    // stops the link before it applies any of the stream.
+    heartbeat(&sh, peer, &mut out);
     match resume_after {
         Some(after) => {
             cursor = after + 1;
@@ -95,8 +98,9 @@ pub(super) async fn write_stream(
                 0,
                 &mut out,
             );
-            // The flush horizon first: items older than it must go on the receiver too.
-            if let Some((at, version)) = store.flush_mark() {
+            // The flush horizons first: items older than them must go on the receiver too,
+            // and a delayed flush must still happen there at its time.
+            for (at, version) in store.flush_marks() {
                 frame::encode(&Frame::SnapFlush { at, version }, unix_now(), &mut out);
             }
             sent_bytes(&sh, &slot, flush_counted(&mut wr, &mut out).await?);
