@@ -1,6 +1,6 @@
 //! The receiving half of a link: the peer's stream (snapshot, then records, applied a read buffer
-//! at a time), applied to the store with the clock-skew check, acks and heartbeats passed to the
-//! writer half.
+//! at a time), applied to the store with the origin and clock-skew checks, acks and heartbeats
+//! passed to the writer half.
 
 use super::super::frame::{self, Frame};
 use super::super::peers::Slot;
@@ -78,7 +78,9 @@ fn apply_buffered_records(
                 )));
             }
             let (ms, allowance) = record_millis(&m);
-            if clock_ok(sh, slot, ms, allowance) {
+            if !origin_ok(sh, slot, peer, m.version.node) {
+                count(sh, slot, ApplyOutcome::Rejected);
+            } else if clock_ok(sh, slot, ms, allowance) {
                 if allowance == 0 {
                     slot.applied_through_ms.fetch_max(ms, Ordering::Relaxed);
                 }
@@ -125,6 +127,27 @@ pub(super) fn clock_ok(sh: &Shared, slot: &Slot, millis: u64, allowance: u64) ->
              clock (limit {} ms, --repl-max-clock-skew); check both nodes' clocks (NTP)",
             slot.addr.lock(),
             sh.max_skew_ms
+        );
+    }
+    false
+}
+
+/// Whether a record stamped with origin node `origin` may be applied from the link that speaks
+/// for node `peer`. Each node sends only its own writes (nothing is forwarded), so a record of
+/// any other origin is a forgery (a peer writing "as" another node, to win its conflicts or
+/// poison its counters): refused and counted. The stream moves on past it, like a record
+/// refused for its clock. (Snapshots carry the peer's whole store, other nodes' writes
+/// included, so their entries cannot be held to this rule; they are merged by version.)
+pub(super) fn origin_ok(sh: &Shared, slot: &Slot, peer: u32, origin: u32) -> bool {
+    if origin == peer {
+        return true;
+    }
+    let n = sh.totals.origin_rejected.fetch_add(1, Ordering::Relaxed);
+    if n % 10_000 == 0 {
+        tracing::warn!(
+            "replication: refused a record from {} (node {peer:08x}) claiming to originate at \
+             node {origin:08x}: a link may only carry its own node's writes",
+            slot.addr.lock()
         );
     }
     false
@@ -201,8 +224,11 @@ pub(super) async fn read_stream(
         // One look at the frame's versions: the skew check, and (for the failover barrier) how
         // recent the peer's writes applied here are.
         let stamp = newest_millis(&f);
-        let clock_refused = stamp.is_some_and(|(ms, allowance)| !clock_ok(sh, slot, ms, allowance));
-        if clock_refused {
+        let origin_refused = matches!(&f, Frame::Record { mutation, .. }
+            if !origin_ok(sh, slot, peer, mutation.version.node));
+        let clock_refused = !origin_refused
+            && stamp.is_some_and(|(ms, allowance)| !clock_ok(sh, slot, ms, allowance));
+        if clock_refused || origin_refused {
             count(sh, slot, ApplyOutcome::Rejected);
         } else if let Some((ms, 0)) = stamp {
             slot.applied_through_ms.fetch_max(ms, Ordering::Relaxed);
@@ -214,9 +240,9 @@ pub(super) async fn read_stream(
                         "record offset {offset} after {last}"
                     )));
                 }
-                // A record refused for its clock still moves the stream on (it will not come
-                // again).
-                if !clock_refused {
+                // A record refused for its clock or its origin still moves the stream on (it
+                // will not come again).
+                if !clock_refused && !origin_refused {
                     count(sh, slot, store.apply_remote(&mutation));
                 }
                 *last = offset;
