@@ -78,7 +78,7 @@ fn apply_buffered_records(
                 )));
             }
             let (ms, allowance) = record_millis(&m);
-            if !origin_ok(sh, slot, peer, m.version.node) {
+            if !origin_ok(sh, slot, peer, &m) {
                 count(sh, slot, ApplyOutcome::Rejected);
             } else if clock_ok(sh, slot, ms, allowance) {
                 if allowance == 0 {
@@ -132,14 +132,17 @@ pub(super) fn clock_ok(sh: &Shared, slot: &Slot, millis: u64, allowance: u64) ->
     false
 }
 
-/// Whether a record stamped with origin node `origin` may be applied from the link that speaks
+/// Whether record `m`, stamped with origin node `m.version.node`, may be applied from the link that speaks
 /// for node `peer`. Each node sends only its own writes (nothing is forwarded), so a record of
 /// any other origin is a forgery (a peer writing "as" another node, to win its conflicts or
 /// poison its counters): refused and counted. The stream moves on past it, like a record
 /// refused for its clock. (Snapshots carry the peer's whole store, other nodes' writes
 /// included, so their entries cannot be held to this rule; they are merged by version.)
-pub(super) fn origin_ok(sh: &Shared, slot: &Slot, peer: u32, origin: u32) -> bool {
-    if origin == peer {
+/// A delayed flush_all is stamped at its flush time with node 0, which is no node's id (ids
+/// are never 0): on a Flush it speaks for no other node and is allowed.
+pub(super) fn origin_ok(sh: &Shared, slot: &Slot, peer: u32, m: &MutationRef<'_>) -> bool {
+    let origin = m.version.node;
+    if origin == peer || (origin == 0 && matches!(m.kind, MutationKind::Flush { .. })) {
         return true;
     }
     let n = sh.totals.origin_rejected.fetch_add(1, Ordering::Relaxed);
@@ -225,7 +228,7 @@ pub(super) async fn read_stream(
         // recent the peer's writes applied here are.
         let stamp = newest_millis(&f);
         let origin_refused = matches!(&f, Frame::Record { mutation, .. }
-            if !origin_ok(sh, slot, peer, mutation.version.node));
+            if !origin_ok(sh, slot, peer, &mutation.as_ref()));
         let clock_refused = !origin_refused
             && stamp.is_some_and(|(ms, allowance)| !clock_ok(sh, slot, ms, allowance));
         if clock_refused || origin_refused {
