@@ -93,18 +93,18 @@ pub async fn run_link(
         if matches!(e, LinkError::Timeout("in handshake")) {
             sh.totals.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
         }
-        if matches!(e, LinkError::Secure(s) if s.is_auth_failure())
-            || matches!(e, LinkError::Identity(_))
-        {
-            if !matches!(e, LinkError::Identity(_)) {
+        let auth_failure = matches!(e, LinkError::Secure(s) if s.is_auth_failure());
+        // Authentication failures and identity refusals are logged alike (rate-limited).
+        if auth_failure || matches!(e, LinkError::Identity(_)) {
+            if auth_failure {
                 sh.totals.auth_failures.fetch_add(1, Ordering::Relaxed);
-            }
-            // Incoming links have no slot yet: charge the configured peer at that address.
-            let slot = slot_used
-                .clone()
-                .or_else(|| sh.configured_slot_at(canonical_ip(remote?.ip())));
-            if let Some(s) = slot {
-                s.auth_failures.fetch_add(1, Ordering::Relaxed);
+                // Incoming links have no slot yet: charge the configured peer at that address.
+                let slot = slot_used
+                    .clone()
+                    .or_else(|| sh.configured_slot_at(canonical_ip(remote?.ip())));
+                if let Some(s) = slot {
+                    s.auth_failures.fetch_add(1, Ordering::Relaxed);
+                }
             }
             // Once per address per minute: a scanner or a misconfigured peer retrying every
             // few seconds must not flood the log.
