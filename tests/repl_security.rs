@@ -657,11 +657,12 @@ fn certificates_without_both_extended_key_usages_are_not_peers() {
 fn a_peer_certificate_naming_no_peer_of_the_node_is_refused() {
     let pki = Pki::new("names");
     pki.issue("other", &["127.0.0.9", "other.example"], &PEER_EKU);
-    // A names one peer, 127.0.0.1:<port> (not running); the other node's certificate, from
-    // the same CA with both usages, names neither that address nor any allowed name.
+    // A names one peer, 127.0.0.1:<po>, where O listens; O's certificate, from the same CA
+    // with both usages, names neither that address nor any allowed name.
+    let po = free_port();
     let a = spawn(
         free_port(),
-        &[format!("127.0.0.1:{}", free_port())],
+        &[format!("127.0.0.1:{po}")],
         &strs(&pki.args("a", &pki)),
     );
     assert_eq!(a.client().set("secret-of-a", "1"), "STORED");
@@ -675,17 +676,21 @@ fn a_peer_certificate_naming_no_peer_of_the_node_is_refused() {
         Duration::from_secs(2),
     );
     assert!(got.is_empty(), "an unknown certificate received {got:?}");
-    let o = spawn(
-        free_port(),
-        &[a.repl_addr()],
-        &strs(&pki.args("other", &pki)),
-    );
+    let o = spawn(po, &[a.repl_addr()], &strs(&pki.args("other", &pki)));
     assert_eq!(o.client().set("injected-by-o", "1"), "STORED");
     assert!(
         wait_for(10, || a.client().stat_u64("", "repl_identity_refused") >= 2),
         "the unknown certificate was not refused"
     );
     assert!(a.stderr_contains("names no configured peer"));
+    // And A, dialing 127.0.0.1, refuses O's certificate as the acceptor's: rustls' server name
+    // check (this was already so).
+    assert!(
+        wait_for(10, || a.client().stats("replication")["peer0:last_error"]
+            .contains("certificate not valid for name")),
+        "{:?}",
+        a.client().stats("replication")
+    );
     assert_eq!(o.client().get("secret-of-a"), None);
     assert_eq!(a.client().get("injected-by-o"), None);
     assert_eq!(a.client().get("injected-by-fake"), None);
