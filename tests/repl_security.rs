@@ -14,6 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use repcached::replication::frame::{self, Frame, Limits, PROTO_VERSION};
+use repcached::replication::secure::{self, Role, Security};
+use repcached::store::{Mutation, MutationKind, Version};
+
 /// Copies bytes from `from` to `to` until either side closes, appending them to `log`.
 fn pipe(mut from: TcpStream, mut to: TcpStream, log: Option<Arc<Mutex<Vec<u8>>>>) {
     std::thread::spawn(move || {
@@ -173,7 +177,15 @@ fn a_captured_link_shows_no_key_or_value_in_cleartext() {
 /// Test certificates: a CA, and per node a certificate for 127.0.0.1 signed by it.
 struct Pki {
     dir: PathBuf,
+    ca: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
 }
+
+/// Both extended key usages: what a replication peer's certificate needs.
+const PEER_EKU: [rcgen::ExtendedKeyUsagePurpose; 2] = [
+    rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+    rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+];
 
 impl Pki {
     fn new(name: &str) -> Pki {
@@ -188,22 +200,36 @@ impl Pki {
         );
         let ca = params.self_signed(&ca_key).unwrap();
         std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        let pki = Pki { dir, ca, ca_key };
         for node in ["a", "b"] {
-            let key = rcgen::KeyPair::generate().unwrap();
-            let mut p =
-                rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()])
-                    .unwrap();
-            p.distinguished_name
-                .push(rcgen::DnType::CommonName, format!("node {node}"));
-            p.extended_key_usages = vec![
-                rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-                rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-            ];
-            let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
-            std::fs::write(dir.join(format!("{node}.pem")), cert.pem()).unwrap();
-            std::fs::write(dir.join(format!("{node}.key")), key.serialize_pem()).unwrap();
+            pki.issue(node, &["127.0.0.1", "localhost"], &PEER_EKU);
         }
-        Pki { dir }
+        pki
+    }
+
+    /// A certificate `node` signed by this CA, for `names` (IP or DNS subject alternative
+    /// names; none: no SAN extension) with these extended key usages.
+    fn issue(&self, node: &str, names: &[&str], eku: &[rcgen::ExtendedKeyUsagePurpose]) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut p = rcgen::CertificateParams::new(names).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, format!("node {node}"));
+        p.extended_key_usages = eku.to_vec();
+        let cert = p.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        std::fs::write(self.dir.join(format!("{node}.pem")), cert.pem()).unwrap();
+        std::fs::write(self.dir.join(format!("{node}.key")), key.serialize_pem()).unwrap();
+    }
+
+    /// The library's certificate-mode channel with `node`'s certificate (for a hand-driven peer).
+    fn security(&self, node: &str) -> Security {
+        let f = |n: &str| self.dir.join(n);
+        Security::from_tls_files(
+            &f(&format!("{node}.pem")),
+            &f(&format!("{node}.key")),
+            &f("ca.pem"),
+        )
+        .unwrap()
     }
 
     /// The --repl-tls-* arguments of `node`, trusting `ca_of`'s CA.
@@ -227,7 +253,9 @@ fn strs(v: &[String]) -> Vec<&str> {
 #[test]
 fn mutual_tls_links_peers_of_one_ca_encrypts_and_refuses_others() {
     let pki = Pki::new("good");
-    let (aa, ba) = (pki.args("a", &pki), pki.args("b", &pki));
+    let (mut aa, ba) = (pki.args("a", &pki), pki.args("b", &pki));
+    // A names no peer: it admits B's certificate by name.
+    aa.extend(["--repl-tls-peer-name".into(), "127.0.0.1".into()]);
     let sealed = captured_link_bytes(&strs(&aa), &strs(&ba));
     assert!(!contains(&sealed, b"DISTINCTIVE-SESSION-VALUE"));
 
@@ -457,4 +485,350 @@ fn peers_whose_links_leave_from_another_source_address_are_matched_to_their_slot
             "the link was filed as a second peer: {s:?}"
         );
     }
+}
+
+/// A hand-driven peer built from the library's own channel and frame codec (a real peer never
+/// lies in HELLO nor forges an origin): it dials `target` with `sec`, says HELLO as `node`
+/// (advertising `listen`), and if the node answers, completes a full sync of nothing and sends
+/// `records` (offsets from 1). It returns the frames the node sent it, by name, until the node
+/// closed the link or `hold` passed.
+fn fake_peer(
+    target: &str,
+    sec: Security,
+    server_name: &str,
+    node: u32,
+    listen: Option<SocketAddr>,
+    records: Vec<Mutation>,
+    hold: Duration,
+) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let mut got = Vec::new();
+        let stream = tokio::net::TcpStream::connect(target).await.unwrap();
+        let Ok((mut rd, mut wr)) = secure::establish(stream, Role::Dialer, &sec, server_name).await
+        else {
+            return got;
+        };
+        let limits = Limits {
+            item_size_max: 1 << 20,
+        };
+        let mut inbuf = bytes::BytesMut::new();
+        let deadline = tokio::time::Instant::now() + hold;
+        let send = |f: Frame| {
+            let mut out = bytes::BytesMut::new();
+            frame::encode(&f, repcached::store::unix_now(), &mut out);
+            out
+        };
+        let hello = send(Frame::Hello {
+            version: PROTO_VERSION,
+            node,
+            listen_port: listen.map(|a| a.port()).unwrap_or(0),
+            listen_ip: listen.map(|a| a.ip()),
+        });
+        if wr.write_all(&hello).await.is_err() {
+            return got;
+        }
+        loop {
+            // Every whole frame buffered, answered as a peer would.
+            while let Ok(Some((f, n))) =
+                frame::decode(&inbuf, &limits, repcached::store::unix_now())
+            {
+                let _ = inbuf.split_to(n);
+                let name = format!("{f:?}");
+                let name = name.split([' ', '{', '(']).next().unwrap_or("").to_string();
+                let mut out = bytes::BytesMut::new();
+                match f {
+                    Frame::Hello { .. } => out.extend_from_slice(&send(Frame::Psync {
+                        run: 7,
+                        next: records.len() as u64 + 1,
+                        want_run: 0,
+                        want_offset: 0,
+                    })),
+                    Frame::Psync { .. } => {
+                        out.extend_from_slice(&send(Frame::SyncMode { full: true }))
+                    }
+                    Frame::SyncMode { .. } => {
+                        out.extend_from_slice(&send(Frame::FullSync { run: 7, start: 1 }));
+                        out.extend_from_slice(&send(Frame::SnapEnd { items: 0 }));
+                        for (i, m) in records.iter().enumerate() {
+                            out.extend_from_slice(&send(Frame::Record {
+                                offset: i as u64 + 1,
+                                mutation: m.clone(),
+                            }));
+                        }
+                    }
+                    _ => {}
+                }
+                got.push(name);
+                if !out.is_empty() && wr.write_all(&out).await.is_err() {
+                    return got;
+                }
+            }
+            match tokio::time::timeout_at(deadline, rd.read_buf(&mut inbuf)).await {
+                Ok(Ok(1..)) => {}
+                _ => return got,
+            }
+        }
+    })
+}
+
+fn put(key: &str, origin: u32) -> Mutation {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    Mutation {
+        key: bytes::Bytes::copy_from_slice(key.as_bytes()),
+        version: Version::new(now_ms << 16, origin),
+        kind: MutationKind::Put {
+            flags: 0,
+            exptime: 0,
+            value: bytes::Bytes::from_static(b"injected"),
+        },
+    }
+}
+
+#[test]
+fn certificates_without_both_extended_key_usages_are_not_peers() {
+    // The CA also signs client certificates (-Z clients): clientAuth only, no name. And a
+    // server-only certificate (serverAuth only) for the peer's own address.
+    let pki = Pki::new("eku");
+    pki.issue("client", &[], &[rcgen::ExtendedKeyUsagePurpose::ClientAuth]);
+    pki.issue(
+        "server",
+        &["127.0.0.1"],
+        &[rcgen::ExtendedKeyUsagePurpose::ServerAuth],
+    );
+    let (pa, ps) = (free_port(), free_port());
+    // A names two peers at 127.0.0.1: the server-only node S, and B (not running).
+    let a = spawn(
+        pa,
+        &[
+            format!("127.0.0.1:{ps}"),
+            format!("127.0.0.1:{}", free_port()),
+        ],
+        &strs(&pki.args("a", &pki)),
+    );
+    assert_eq!(a.client().set("secret-of-a", "1"), "STORED");
+    // The holder of a client certificate runs a repcached with it and names A.
+    let r = spawn(
+        free_port(),
+        &[a.repl_addr()],
+        &strs(&pki.args("client", &pki)),
+    );
+    let s = spawn(ps, &[], &strs(&pki.args("server", &pki)));
+    assert_eq!(r.client().set("injected-by-r", "1"), "STORED");
+    assert_eq!(s.client().set("injected-by-s", "1"), "STORED");
+    // Both are refused by A and counted: R when it dials A (A checks its certificate), S when
+    // A dials it (A checks the certificate S answers with). (Both come from 127.0.0.1: the
+    // log line is rate-limited per address, so one of them is logged.)
+    assert!(
+        wait_for(15, || a.client().stat_u64("", "repl_auth_failures") >= 2
+            && a.client().stats("replication")["peer0:last_error"]
+                .contains("clientAuth")),
+        "{:?}",
+        a.client().stats("replication")
+    );
+    assert!(a.stderr_contains("needs both serverAuth and clientAuth extended key usage"));
+    // A hand-driven client-certificate peer that claims B's slot gets nothing at all.
+    let got = fake_peer(
+        &a.repl_addr(),
+        pki.security("client"),
+        "127.0.0.1",
+        4242,
+        Some(format!("127.0.0.1:{ps}").parse().unwrap()),
+        vec![put("injected-by-fake", 4242)],
+        Duration::from_secs(2),
+    );
+    assert!(got.is_empty(), "a client certificate received {got:?}");
+    let (mut ca, mut cr, mut cs) = (a.client(), r.client(), s.client());
+    assert_eq!(cr.get("secret-of-a"), None);
+    assert_eq!(cs.get("secret-of-a"), None);
+    for k in ["injected-by-r", "injected-by-s", "injected-by-fake"] {
+        assert_eq!(ca.get(k), None, "{k} was applied");
+    }
+    assert_eq!(ca.stat_u64("", "repl_records_applied"), 0);
+}
+
+#[test]
+fn a_peer_certificate_naming_no_peer_of_the_node_is_refused() {
+    let pki = Pki::new("names");
+    pki.issue("other", &["127.0.0.9", "other.example"], &PEER_EKU);
+    // A names one peer, 127.0.0.1:<po>, where O listens; O's certificate, from the same CA
+    // with both usages, names neither that address nor any allowed name.
+    let po = free_port();
+    let a = spawn(
+        free_port(),
+        &[format!("127.0.0.1:{po}")],
+        &strs(&pki.args("a", &pki)),
+    );
+    assert_eq!(a.client().set("secret-of-a", "1"), "STORED");
+    let got = fake_peer(
+        &a.repl_addr(),
+        pki.security("other"),
+        "127.0.0.1",
+        4242,
+        None,
+        vec![put("injected-by-fake", 4242)],
+        Duration::from_secs(2),
+    );
+    assert!(got.is_empty(), "an unknown certificate received {got:?}");
+    let o = spawn(po, &[a.repl_addr()], &strs(&pki.args("other", &pki)));
+    assert_eq!(o.client().set("injected-by-o", "1"), "STORED");
+    assert!(
+        wait_for(10, || a.client().stat_u64("", "repl_identity_refused") >= 2),
+        "the unknown certificate was not refused"
+    );
+    assert!(a.stderr_contains("names no configured peer"));
+    // And A, dialing 127.0.0.1, refuses O's certificate as the acceptor's: rustls' server name
+    // check (this was already so).
+    assert!(
+        wait_for(10, || a.client().stats("replication")["peer0:last_error"]
+            .contains("certificate not valid for name")),
+        "{:?}",
+        a.client().stats("replication")
+    );
+    assert_eq!(o.client().get("secret-of-a"), None);
+    assert_eq!(a.client().get("injected-by-o"), None);
+    assert_eq!(a.client().get("injected-by-fake"), None);
+
+    // Control: the same certificate is a peer where its name is allowed.
+    let a2 = spawn(
+        free_port(),
+        &[],
+        &strs(
+            &[
+                pki.args("a", &pki),
+                vec!["--repl-tls-peer-name".into(), "other.example".into()],
+            ]
+            .concat(),
+        ),
+    );
+    let o2 = spawn(
+        free_port(),
+        &[a2.repl_addr()],
+        &strs(&pki.args("other", &pki)),
+    );
+    assert_eq!(a2.client().set("from-a2", "1"), "STORED");
+    let mut c = o2.client();
+    assert!(
+        wait_for(10, || c.get("from-a2").is_some()),
+        "allowed name not linked"
+    );
+    assert_eq!(a2.client().stat_u64("", "repl_identity_refused"), 0);
+}
+
+#[test]
+fn a_peer_claiming_another_peers_node_id_in_hello_does_not_get_its_slot() {
+    // A links with C (C's certificate names 127.0.0.3, where C listens). M holds a genuine
+    // peer certificate for 127.0.0.2, a configured peer of A (not listening now), and claims
+    // C's node id and listen address in its HELLO.
+    let pki = Pki::new("claim");
+    pki.issue("c", &["127.0.0.3"], &PEER_EKU);
+    pki.issue("m", &["127.0.0.2"], &PEER_EKU);
+    let (pa, pc) = (free_port(), free_port());
+    let c = spawn(
+        pc,
+        &[format!("127.0.0.1:{pa}")],
+        &strs(
+            &[
+                pki.args("c", &pki),
+                vec!["--repl-listen".into(), "127.0.0.3".into()],
+            ]
+            .concat(),
+        ),
+    );
+    let a = spawn(
+        pa,
+        &[
+            format!("127.0.0.3:{pc}"),
+            format!("127.0.0.2:{}", free_port()),
+        ],
+        &strs(&pki.args("a", &pki)),
+    );
+    let c_synced = || a.client().stats("replication")["peer0:state"] == "synced";
+    assert!(wait_for(10, c_synced), "A and C never linked");
+    let before = a.client().stats("replication");
+    let c_id: u32 = c.client().stats("")["repl_node_id"].parse().unwrap();
+    assert_eq!(a.client().set("secret-of-a", "1"), "STORED");
+
+    let got = fake_peer(
+        &a.repl_addr(),
+        pki.security("m"),
+        "127.0.0.1",
+        c_id,
+        Some(format!("127.0.0.3:{pc}").parse().unwrap()),
+        vec![put("forged-as-c", c_id)],
+        Duration::from_secs(2),
+    );
+    assert!(got.is_empty(), "the impostor was answered: {got:?}");
+    assert!(a.client().stat_u64("", "repl_identity_refused") >= 1);
+    assert!(a.stderr_contains("belongs to peer"));
+    assert_eq!(a.client().get("forged-as-c"), None);
+    // C's link was never touched.
+    let s = a.client().stats("replication");
+    assert_eq!(s["peer0:node_id"], c_id.to_string());
+    assert_eq!(s["peer0:state"], "synced");
+    assert_eq!(s["peer0:full_syncs"], before["peer0:full_syncs"], "{s:?}");
+    assert_eq!(
+        s["peer0:partial_syncs"], before["peer0:partial_syncs"],
+        "{s:?}"
+    );
+
+    // Control: with its own node id the same certificate is a peer (so the claim was what
+    // was refused), and its writes apply.
+    let got = fake_peer(
+        &a.repl_addr(),
+        pki.security("m"),
+        "127.0.0.1",
+        4242,
+        None,
+        vec![put("from-m", 4242)],
+        Duration::from_secs(2),
+    );
+    assert!(got.iter().any(|f| f == "Hello"), "{got:?}");
+    let mut ca = a.client();
+    assert!(wait_for(10, || ca.get("from-m").is_some()));
+}
+
+#[test]
+fn a_record_whose_origin_is_not_the_links_node_is_refused_and_counted() {
+    // A peer holding the shared secret (compromised, or broken) writes "as" another node: a
+    // record stamped with node 5555's id on the link of node 4242. Each node sends only its own
+    // writes, so that record is a forgery.
+    let secret = write_secret("origin", "origin-test-secret-0123456789abcdef");
+    let s = secret.to_str().unwrap();
+    let a = spawn(free_port(), &[], &["--repl-secret-file", s]);
+    let sec = Security::from_secret(&secure::load_secret(&secret).unwrap());
+    let target = a.repl_addr();
+    let peer = std::thread::spawn(move || {
+        fake_peer(
+            &target,
+            sec,
+            "",
+            4242,
+            None,
+            vec![
+                put("own-write", 4242),
+                put("forged-write", 5555),
+                put("own-later", 4242),
+            ],
+            Duration::from_secs(3),
+        )
+    });
+    let mut ca = a.client();
+    assert!(
+        wait_for(10, || ca.get("own-later").is_some()),
+        "the peer's own records were not applied"
+    );
+    assert!(ca.get("own-write").is_some());
+    assert_eq!(ca.get("forged-write"), None, "a forged origin was applied");
+    assert_eq!(ca.stat_u64("", "repl_origin_rejected"), 1);
+    assert_eq!(ca.stat_u64("", "repl_records_rejected"), 1);
+    assert!(a.stderr_contains("claiming to originate at node"));
+    let got = peer.join().unwrap();
+    assert!(got.iter().any(|f| f == "Hello"), "{got:?}");
 }

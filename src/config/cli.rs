@@ -143,6 +143,11 @@ pub(super) struct Cli {
         help_heading = "Replication"
     )]
     repl_tls_ca: Option<PathBuf>,
+    /// Certificate name (DNS or IP subject alternative name) of a peer allowed to dial in
+    /// without being named with -x, repeatable
+    #[arg(long = "repl-tls-peer-name", value_name = "NAME", action = ArgAction::Append,
+          help_heading = "Replication")]
+    repl_tls_peer_name: Vec<String>,
     /// Seconds a peer's clock may be off this node's, either way; beyond it the link goes to
     /// state clock_skew and no part of its stream is applied (default: 60)
     #[arg(
@@ -638,6 +643,7 @@ impl Cli {
                     .to_string(),
             ));
         }
+        let repl_tls_peer_names = split_list(&self.repl_tls_peer_name);
         if tls_given == 3 && self.repl_secret_file.is_some() {
             return Err(invalid(
                 "choose one way to secure replication: --repl-secret-file or --repl-tls-*"
@@ -674,6 +680,7 @@ impl Cli {
             repl_tls_cert: self.repl_tls_cert,
             repl_tls_key: self.repl_tls_key,
             repl_tls_ca: self.repl_tls_ca,
+            repl_tls_peer_names,
             repl_max_clock_skew,
             repl_backlog_size: to_usize(repl_backlog_size, "--repl-backlog-size")?,
             metrics_listen,

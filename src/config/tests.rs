@@ -944,3 +944,32 @@ fn ascii_auth_file() {
     assert!(c.warnings.iter().any(|w| w.contains("only the first 8")));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn repl_tls_peer_names_are_repeatable() {
+    let c = ok(&[
+        &TLS_FILES[..],
+        &[
+            "--repl-tls-peer-name",
+            "b.example.net",
+            "--repl-tls-peer-name",
+            "10.0.0.2,b.example.net",
+        ],
+    ]
+    .concat());
+    assert_eq!(c.repl_tls_peer_names, vec!["b.example.net", "10.0.0.2"]);
+    assert!(ok(&[]).repl_tls_peer_names.is_empty());
+    // (That the names need certificates is checked when replication starts: a config file's
+    // lines are checked one at a time.)
+}
+
+#[test]
+fn repl_tls_peer_names_in_the_config_file() {
+    let f = TempFile::new(
+        "tls-peer-name",
+        "--repl-tls-cert /c --repl-tls-key /k --repl-tls-ca /ca\n\
+         --repl-tls-peer-name b.example.net\n--repl-tls-peer-name 10.0.0.3\n",
+    );
+    let c = ok(&["--config", f.path()]);
+    assert_eq!(c.repl_tls_peer_names, vec!["b.example.net", "10.0.0.3"]);
+}

@@ -105,6 +105,8 @@ pub struct Config {
     pub repl_tls_cert: Option<PathBuf>,
     pub repl_tls_key: Option<PathBuf>,
     pub repl_tls_ca: Option<PathBuf>,
+    /// --repl-tls-peer-name: certificate names of peers allowed to dial in without -x.
+    pub repl_tls_peer_names: Vec<String>,
     /// --repl-max-clock-skew: a peer's version more than this far ahead of our clock is refused.
     pub repl_max_clock_skew: Duration,
     /// --repl-backlog-size in bytes.
@@ -168,6 +170,7 @@ impl Default for Config {
             repl_tls_cert: None,
             repl_tls_key: None,
             repl_tls_ca: None,
+            repl_tls_peer_names: Vec::new(),
             repl_max_clock_skew: Duration::from_secs(60),
             repl_backlog_size: 64 * 1024 * 1024,
             metrics_listen: None,

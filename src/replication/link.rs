@@ -5,6 +5,11 @@
 //!    HANDSHAKE_TIMEOUT and, on the listener, by the unauthenticated budget. Then HELLO both ways
 //!    inside it (protocol version, node id, listen port): the dialer first, the acceptor only
 //!    after the dialer's HELLO decrypted, which is the proof that the dialer holds the key.
+//!    In certificate mode the peer's certificate, not its HELLO, says which peer the link is:
+//!    the acceptor maps the certificate's names to a configured peer (or a
+//!    --repl-tls-peer-name) and refuses it otherwise, before its own HELLO; a node id claimed
+//!    in HELLO that another peer already speaks for is refused on both sides. Every record the
+//!    link then carries must originate at the node it speaks for (`inbound`).
 //! 2. Admission: at most one link per pair of nodes survives (see `peers::admit`); a link that
 //!    replaces another waits until the old one has stopped, so that the progress it reads next is
 //!    final and no record is applied twice.
@@ -82,17 +87,24 @@ pub async fn run_link(
         ) {
             sh.totals.protocol_errors.fetch_add(1, Ordering::Relaxed);
         }
+        if matches!(e, LinkError::Identity(_)) {
+            sh.totals.identity_refused.fetch_add(1, Ordering::Relaxed);
+        }
         if matches!(e, LinkError::Timeout("in handshake")) {
             sh.totals.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
         }
-        if matches!(e, LinkError::Secure(s) if s.is_auth_failure()) {
-            sh.totals.auth_failures.fetch_add(1, Ordering::Relaxed);
-            // Incoming links have no slot yet: charge the configured peer at that address.
-            let slot = slot_used
-                .clone()
-                .or_else(|| sh.configured_slot_at(canonical_ip(remote?.ip())));
-            if let Some(s) = slot {
-                s.auth_failures.fetch_add(1, Ordering::Relaxed);
+        let auth_failure = matches!(e, LinkError::Secure(s) if s.is_auth_failure());
+        // Authentication failures and identity refusals are logged alike (rate-limited).
+        if auth_failure || matches!(e, LinkError::Identity(_)) {
+            if auth_failure {
+                sh.totals.auth_failures.fetch_add(1, Ordering::Relaxed);
+                // Incoming links have no slot yet: charge the configured peer at that address.
+                let slot = slot_used
+                    .clone()
+                    .or_else(|| sh.configured_slot_at(canonical_ip(remote?.ip())));
+                if let Some(s) = slot {
+                    s.auth_failures.fetch_add(1, Ordering::Relaxed);
+                }
             }
             // Once per address per minute: a scanner or a misconfigured peer retrying every
             // few seconds must not flood the log.
@@ -105,7 +117,8 @@ pub async fn run_link(
             }
         }
     }
-    let logged_as_auth = matches!(&res, Err(LinkError::Secure(s)) if s.is_auth_failure());
+    let logged_as_auth = matches!(&res, Err(LinkError::Secure(s)) if s.is_auth_failure())
+        || matches!(&res, Err(LinkError::Identity(_)));
     // The same failure again (a peer retrying with a wrong secret every few seconds) is logged
     // once at its level, then only at debug.
     let mut repeated = false;
@@ -227,17 +240,31 @@ async fn link_inner(
         }
         _ => return Err(LinkError::Protocol("expected HELLO".into())),
     };
+    let cert = reader.rd.peer_certificate();
+    let slot = match (slot, cert) {
+        (Some(s), _) => s,
+        (None, Some(cert)) => sh
+            .slot_for_certificate(cert, peer, remote, peer_port, peer_ip)
+            .ok_or_else(|| {
+                LinkError::Identity(
+                    "its certificate names no configured peer (-x) and no \
+                     --repl-tls-peer-name"
+                        .into(),
+                )
+            })?,
+        (None, None) => sh.slot_for_incoming(peer, remote, peer_port, peer_ip),
+    };
+    *slot_used = Some(slot.clone());
+    if let Some(cert) = cert {
+        sh.check_node_claim(&slot, peer, cert)
+            .map_err(LinkError::Identity)?;
+    }
     if dir == Dir::Incoming {
         frame::encode(&hello, 0, &mut out);
         flush(&mut wr, &mut out).await?;
     }
     // Authenticated: the connection no longer counts against the handshake budget.
     drop(permit);
-    let slot = match slot {
-        Some(s) => s,
-        None => sh.slot_for_incoming(peer, remote, peer_port, peer_ip),
-    };
-    *slot_used = Some(slot.clone());
     if !sh.links.lock().contains_key(&peer) {
         slot.set_state(LinkState::Handshake);
     }

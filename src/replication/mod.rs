@@ -168,6 +168,22 @@ impl Replicator {
                 None => secure::Security::Plain,
             },
         };
+        if !config.repl_tls_peer_names.is_empty()
+            && !matches!(security, secure::Security::MutualTls { .. })
+        {
+            return Err(ReplError::Tls(
+                "--repl-tls-peer-name needs certificates (--repl-tls-cert, --repl-tls-key, \
+                 --repl-tls-ca)"
+                    .into(),
+            ));
+        }
+        for name in &config.repl_tls_peer_names {
+            if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+                return Err(ReplError::Tls(format!(
+                    "--repl-tls-peer-name {name:?} is neither a DNS name nor an IP address"
+                )));
+            }
+        }
         if matches!(security, secure::Security::Plain) && !config.repl_insecure {
             if let Some((_, addr)) = &listener {
                 if !addr.ip().is_loopback() {
@@ -188,6 +204,7 @@ impl Replicator {
             store: store.clone(),
             node_id: store.node_id(),
             security,
+            tls_peer_names: config.repl_tls_peer_names.clone(),
             budget: Arc::new(budget::HandshakeBudget::default()),
             failure_log: budget::FailureLog::default(),
             max_skew_ms: config.repl_max_clock_skew.as_millis() as u64,
@@ -431,6 +448,8 @@ impl Replicator {
             ),
             ("repl_clock_rejected".into(), l(&t.clock_rejected)),
             ("repl_protocol_errors".into(), l(&t.protocol_errors)),
+            ("repl_identity_refused".into(), l(&t.identity_refused)),
+            ("repl_origin_rejected".into(), l(&t.origin_rejected)),
             ("repl_max_clock_skew_ms".into(), sh.max_skew_ms.to_string()),
             // Tombstones (also `curr_tombstones`): kept until every peer has the delete, at most
             // --repl-tombstone-time, their bytes counted in `bytes` against -m.

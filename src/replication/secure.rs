@@ -9,16 +9,22 @@
 //!   initiator, the acceptor the responder, so a relay that connects to two nodes' listeners
 //!   finds two responders waiting for each other and nothing happens.
 //! - **Certificate mode**: TLS 1.3 with certificates on both sides (rustls), both chaining to the
-//!   operator's CA; the dialer also checks the name it dialed against the acceptor's certificate.
+//!   operator's CA; the dialer also checks the name it dialed against the acceptor's certificate
+//!   (rustls' server name check: DNS or IP subject alternative names). Each side then requires
+//!   the other's certificate to name both extended key usages, serverAuth and clientAuth: a
+//!   client-only certificate from the same CA (what a `-Z` client holds) is not a peer. Which
+//!   peer a certificate speaks for is decided by the link ([`PeerCert::is_valid_for`]).
 //! - **Plain**: no secret, only allowed on loopback or with `--repl-insecure`.
 //!
-//! The preamble (`RCRPL`, protocol version, mode) only lets both ends report a mode mismatch
-//! clearly; it is bound into the Noise prologue, so tampering with it breaks the handshake.
+//! The preamble (`RCRPL`, protocol version, mode) lets both ends report a mode mismatch
+//! clearly. Both sides bind what they sent and what they received of it into the Noise
+//! prologue (dialer's first), so a relay that rewrites either preamble breaks the handshake
+//! even where the preamble checks would let the change through.
 //! Every message is bounded before it is buffered; the caller bounds the whole handshake in time.
 
 use bytes::{Buf, BufMut, BytesMut};
 use hkdf::Hkdf;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, TrustAnchor, UnixTime};
 use sha2::Sha256;
 use std::io;
 use std::path::Path;
@@ -33,6 +39,8 @@ const PREAMBLE_MAGIC: &[u8; 5] = b"RCRPL";
 const CHANNEL_VERSION: u8 = 2;
 const PREAMBLE_LEN: usize = 7;
 const NOISE_PARAMS: &str = "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s";
+/// Start of the Noise prologue; the two preambles follow it (see [`noise_prologue`]). Also the
+/// HKDF salt of the pre-shared key.
 const NOISE_PROLOGUE: &[u8] = b"repcached replication channel v2, noise-psk";
 /// HKDF info: the derived key is used for this protocol and nothing else.
 const PSK_INFO: &[u8] = b"repcached replication noise psk v2";
@@ -43,6 +51,9 @@ const NOISE_TAG: usize = 16;
 const NOISE_MAX_PLAIN: usize = NOISE_MAX_MSG - NOISE_TAG;
 /// Handshake messages of NNpsk0 are 48 bytes; anything far larger is not a peer.
 const NOISE_MAX_HANDSHAKE_MSG: usize = 1024;
+/// id-kp-serverAuth and id-kp-clientAuth (RFC 5280 4.2.1.12), DER-encoded OID contents.
+const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+const EKU_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -99,6 +110,9 @@ pub enum SecureError {
     Tls(String),
     #[error("peer name {0:?} is not usable as a TLS server name")]
     ServerName(String),
+    /// The certificate chains to our CA but is not a peer certificate.
+    #[error("peer certificate refused: {0}")]
+    NotAPeerCertificate(String),
 }
 
 impl SecureError {
@@ -118,6 +132,10 @@ pub enum Security {
     MutualTls {
         client: Arc<rustls::ClientConfig>,
         server: Arc<rustls::ServerConfig>,
+        /// What the extended-key-usage check after the handshake verifies against (the same
+        /// CA and algorithms rustls used).
+        anchors: Arc<Vec<TrustAnchor<'static>>>,
+        algs: &'static [&'static dyn rustls::pki_types::SignatureVerificationAlgorithm],
     },
 }
 
@@ -146,11 +164,17 @@ impl Security {
         let chain = load_certs(cert)?;
         let key = load_key(key)?;
         let mut roots = rustls::RootCertStore::empty();
+        let mut anchors = Vec::new();
         for c in load_certs(ca)? {
+            let anchor = webpki::anchor_from_trusted_cert(&c)
+                .map_err(|e| format!("{}: not a usable CA certificate: {e}", ca.display()))?
+                .to_owned();
+            anchors.push(anchor);
             roots
                 .add(c)
                 .map_err(|e| format!("{}: not a usable CA certificate: {e}", ca.display()))?;
         }
+        let algs = provider.signature_verification_algorithms.all;
         let roots = Arc::new(roots);
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
             roots.clone(),
@@ -175,6 +199,8 @@ impl Security {
         Ok(Security::MutualTls {
             client: Arc::new(client),
             server: Arc::new(server),
+            anchors: Arc::new(anchors),
+            algs,
         })
     }
 }
@@ -242,6 +268,74 @@ fn check_preamble(p: &[u8; PREAMBLE_LEN], mine: Mode) -> Result<(), SecureError>
     }
 }
 
+/// The Noise prologue: a fixed label, then the dialer's preamble and the acceptor's, as each
+/// side sent or received them. Both sides must compute the same bytes, so any byte a relay
+/// changed in either direction makes the first authenticated message fail.
+fn noise_prologue(
+    dialer: &[u8; PREAMBLE_LEN],
+    acceptor: &[u8; PREAMBLE_LEN],
+) -> [u8; NOISE_PROLOGUE.len() + 2 * PREAMBLE_LEN] {
+    let mut p = [0u8; NOISE_PROLOGUE.len() + 2 * PREAMBLE_LEN];
+    p[..NOISE_PROLOGUE.len()].copy_from_slice(NOISE_PROLOGUE);
+    p[NOISE_PROLOGUE.len()..NOISE_PROLOGUE.len() + PREAMBLE_LEN].copy_from_slice(dialer);
+    p[NOISE_PROLOGUE.len() + PREAMBLE_LEN..].copy_from_slice(acceptor);
+    p
+}
+
+/// The end-entity certificate a TLS peer presented, checked to chain to our CA and to carry
+/// both extended key usages.
+pub struct PeerCert(CertificateDer<'static>);
+
+impl PeerCert {
+    /// Whether the certificate names `host` (a DNS name or an IP address) in its subject
+    /// alternative names, by the same rules as rustls' server name check.
+    pub fn is_valid_for(&self, host: &str) -> bool {
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+        let Ok(name) = ServerName::try_from(host) else {
+            return false;
+        };
+        webpki::EndEntityCert::try_from(&self.0)
+            .is_ok_and(|c| c.verify_is_valid_for_subject_name(&name).is_ok())
+    }
+}
+
+/// Checks that the peer's certificate (`chain[0]`, intermediates after it) chains to `anchors`
+/// for serverAuth and for clientAuth, both required to be listed: every peer both dials and
+/// accepts, and rustls alone accepts a certificate that lists only the usage of its own role.
+fn check_peer_chain(
+    chain: Option<&[CertificateDer<'static>]>,
+    anchors: &[TrustAnchor<'static>],
+    algs: &[&'static dyn rustls::pki_types::SignatureVerificationAlgorithm],
+) -> Result<PeerCert, SecureError> {
+    let refused = |why: String| SecureError::NotAPeerCertificate(why);
+    let Some((leaf, intermediates)) = chain.and_then(|c| c.split_first()) else {
+        return Err(refused("no certificate".into()));
+    };
+    let ee = webpki::EndEntityCert::try_from(leaf).map_err(|e| refused(e.to_string()))?;
+    let now = UnixTime::now();
+    for (oid, name) in [
+        (EKU_SERVER_AUTH, "serverAuth"),
+        (EKU_CLIENT_AUTH, "clientAuth"),
+    ] {
+        ee.verify_for_usage(
+            algs,
+            anchors,
+            intermediates,
+            now,
+            webpki::KeyUsage::required(oid),
+            None,
+            None,
+        )
+        .map_err(|e| {
+            refused(format!(
+                "a replication peer's certificate needs both serverAuth and clientAuth \
+                 extended key usage ({name}: {e})"
+            ))
+        })?;
+    }
+    Ok(PeerCert(leaf.clone()))
+}
+
 /// Runs the preamble and the transport's handshake. The caller bounds it in time.
 pub async fn establish(
     mut stream: TcpStream,
@@ -250,10 +344,11 @@ pub async fn establish(
     server_name: &str,
 ) -> Result<(LinkReader, LinkWriter), SecureError> {
     let mode = security.mode();
+    let mine = preamble(mode);
     let mut theirs = [0u8; PREAMBLE_LEN];
     match role {
         Role::Dialer => {
-            stream.write_all(&preamble(mode)).await?;
+            stream.write_all(&mine).await?;
             stream.read_exact(&mut theirs).await?;
             check_preamble(&theirs, mode)?;
         }
@@ -264,17 +359,29 @@ pub async fn establish(
             if &theirs[..5] != PREAMBLE_MAGIC {
                 return Err(SecureError::NotAPeer);
             }
-            stream.write_all(&preamble(mode)).await?;
+            stream.write_all(&mine).await?;
             check_preamble(&theirs, mode)?;
         }
     }
+    let prologue = match role {
+        Role::Dialer => noise_prologue(&mine, &theirs),
+        Role::Acceptor => noise_prologue(&theirs, &mine),
+    };
     match security {
         Security::Plain => {
             let (rd, wr) = stream.into_split();
-            Ok((LinkReader(Reader::Plain(rd)), LinkWriter(Writer::Plain(wr))))
+            Ok((
+                LinkReader::new(Reader::Plain(rd)),
+                LinkWriter(Writer::Plain(wr)),
+            ))
         }
-        Security::NoisePsk { key } => noise_handshake(stream, role, key).await,
-        Security::MutualTls { client, server } => {
+        Security::NoisePsk { key } => noise_handshake(stream, role, key, &prologue).await,
+        Security::MutualTls {
+            client,
+            server,
+            anchors,
+            algs,
+        } => {
             let tls: TlsStream<TcpStream> = match role {
                 Role::Dialer => {
                     let name = ServerName::try_from(server_name.to_string())
@@ -291,8 +398,12 @@ pub async fn establish(
                     .map_err(tls_error)?
                     .into(),
             };
+            let (_, conn) = tls.get_ref();
+            let cert = check_peer_chain(conn.peer_certificates(), anchors, algs)?;
             let (rd, wr) = tokio::io::split(tls);
-            Ok((LinkReader(Reader::Tls(rd)), LinkWriter(Writer::Tls(wr))))
+            let mut reader = LinkReader::new(Reader::Tls(rd));
+            reader.peer_cert = Some(cert);
+            Ok((reader, LinkWriter(Writer::Tls(wr))))
         }
     }
 }
@@ -326,11 +437,10 @@ async fn noise_handshake(
     mut stream: TcpStream,
     role: Role,
     key: &[u8; 32],
+    prologue: &[u8],
 ) -> Result<(LinkReader, LinkWriter), SecureError> {
     let params = NOISE_PARAMS.parse().expect("valid noise parameters");
-    let builder = snow::Builder::new(params)
-        .prologue(NOISE_PROLOGUE)
-        .psk(0, key);
+    let builder = snow::Builder::new(params).prologue(prologue).psk(0, key);
     let mut hs = match role {
         Role::Dialer => builder.build_initiator(),
         Role::Acceptor => builder.build_responder(),
@@ -373,7 +483,7 @@ async fn noise_handshake(
     );
     let (rd, wr) = stream.into_split();
     Ok((
-        LinkReader(Reader::Noise {
+        LinkReader::new(Reader::Noise {
             rd,
             raw: BytesMut::new(),
             state: state.clone(),
@@ -389,7 +499,11 @@ async fn noise_handshake(
 }
 
 /// The receiving half of a link's channel.
-pub struct LinkReader(Reader);
+pub struct LinkReader {
+    inner: Reader,
+    /// Certificate mode: the peer's certificate, which decides the peer the link speaks for.
+    peer_cert: Option<PeerCert>,
+}
 
 enum Reader {
     Plain(OwnedReadHalf),
@@ -411,9 +525,21 @@ fn decrypt_failed() -> io::Error {
 }
 
 impl LinkReader {
+    fn new(inner: Reader) -> LinkReader {
+        LinkReader {
+            inner,
+            peer_cert: None,
+        }
+    }
+
+    /// Certificate mode: the certificate the peer presented (chain and usages checked).
+    pub fn peer_certificate(&self) -> Option<&PeerCert> {
+        self.peer_cert.as_ref()
+    }
+
     /// Appends plaintext to `buf`; `Ok(0)` is the end of the stream.
     pub async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        match &mut self.0 {
+        match &mut self.inner {
             Reader::Plain(rd) => rd.read_buf(buf).await,
             Reader::Tls(rd) => rd.read_buf(buf).await,
             Reader::Noise {
@@ -577,6 +703,60 @@ mod tests {
         let (d, a) = pair(Security::Plain, Security::from_secret(b"x")).await;
         assert!(matches!(a, Err(SecureError::ModeMismatch { .. })));
         assert!(matches!(d, Err(SecureError::ModeMismatch { .. })));
+    }
+
+    /// Noise handshake between two sides that saw the preambles as given (dialer's, acceptor's).
+    async fn noise_pair(
+        dialer_saw: ([u8; PREAMBLE_LEN], [u8; PREAMBLE_LEN]),
+        acceptor_saw: ([u8; PREAMBLE_LEN], [u8; PREAMBLE_LEN]),
+    ) -> (bool, bool) {
+        let key = match Security::from_secret(b"prologue-test-secret") {
+            Security::NoisePsk { key } => key,
+            _ => unreachable!(),
+        };
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let acc = tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            let p = noise_prologue(&acceptor_saw.0, &acceptor_saw.1);
+            let (mut rd, _wr) = noise_handshake(s, Role::Acceptor, &key, &p).await?;
+            // The responder's proof that the dialer agrees is the first transport message.
+            let mut got = BytesMut::new();
+            rd.read_buf(&mut got).await?;
+            Ok::<_, SecureError>(got)
+        });
+        let s = TcpStream::connect(addr).await.unwrap();
+        let p = noise_prologue(&dialer_saw.0, &dialer_saw.1);
+        let d = noise_handshake(s, Role::Dialer, &key, &p).await;
+        let dialer_ok = match d {
+            Ok((_rd, mut wr)) => {
+                let _ = wr.write_all(b"hello").await;
+                true
+            }
+            Err(_) => false,
+        };
+        let acceptor_ok = matches!(acc.await.unwrap(), Ok(got) if &got[..] == b"hello");
+        (dialer_ok, acceptor_ok)
+    }
+
+    #[tokio::test]
+    async fn a_preamble_changed_in_transit_fails_the_noise_handshake() {
+        let p = preamble(Mode::NoisePsk);
+        assert_eq!(noise_pair((p, p), (p, p)).await, (true, true), "control");
+        // A relay raised the dialer's version byte (or changed its mode): the preamble checks
+        // refuse that today, but a later version that accepts older peers would be open to a
+        // downgrade without the binding. Either direction, either byte: the handshake fails.
+        for (at, value) in [(5, CHANNEL_VERSION + 1), (5, 1), (6, Mode::Plain as u8)] {
+            let mut t = p;
+            t[at] = value;
+            let (_, acceptor_ok) = noise_pair((p, p), (t, p)).await;
+            assert!(!acceptor_ok, "dialer's preamble byte {at} tampered");
+            let (dialer_ok, acceptor_ok) = noise_pair((p, t), (p, p)).await;
+            assert!(
+                !(dialer_ok && acceptor_ok),
+                "acceptor's preamble byte {at} tampered"
+            );
+        }
     }
 
     #[test]

@@ -81,6 +81,11 @@ pub(crate) struct Totals {
     pub(crate) clock_rejected: AtomicU64,
     /// Authenticated links closed for a malformed, oversized or out-of-order frame.
     pub(crate) protocol_errors: AtomicU64,
+    /// Certificate mode: links refused because the peer's certificate names no configured peer
+    /// and no --repl-tls-peer-name, or its HELLO claimed the node id of another peer.
+    pub(crate) identity_refused: AtomicU64,
+    /// Records refused because their origin node is not the node the link speaks for.
+    pub(crate) origin_rejected: AtomicU64,
 }
 
 /// State shared by the listener, the dialers and every link of this node.
@@ -88,6 +93,8 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<Store>,
     pub(crate) node_id: u32,
     pub(crate) security: secure::Security,
+    /// --repl-tls-peer-name: certificate names that may dial in without being configured.
+    pub(crate) tls_peer_names: Vec<String>,
     pub(crate) budget: Arc<budget::HandshakeBudget>,
     pub(crate) failure_log: budget::FailureLog,
     /// A remote version more than this many milliseconds ahead of our wall clock is refused.
@@ -174,6 +181,87 @@ impl Shared {
         self.synced_nodes.lock().insert(peer);
     }
 
+    /// Certificate mode: the slot of an incoming link whose peer presented `cert`. The
+    /// certificate decides: configured peers whose host name or address it is valid for (of
+    /// several, the one that knows node id `peer`, else the one at the listen address the
+    /// peer advertised, else the first), else a slot named after the first --repl-tls-peer-name
+    /// it is valid for. None: the certificate names no peer of ours and is refused. What the
+    /// HELLO claims only chooses among the slots the certificate already entitles.
+    pub(crate) fn slot_for_certificate(
+        &self,
+        cert: &secure::PeerCert,
+        peer: u32,
+        remote: Option<SocketAddr>,
+        port: u16,
+        listen_ip: Option<IpAddr>,
+    ) -> Option<Slot> {
+        let mut slots = self.slots.lock();
+        let named: Vec<Slot> = slots
+            .iter()
+            .filter(|s| s.configured && cert.is_valid_for(&slot_host(s)))
+            .cloned()
+            .collect();
+        if !named.is_empty() {
+            if let Some(s) = named
+                .iter()
+                .find(|s| s.node_id.load(Ordering::Relaxed) == peer)
+            {
+                return Some(s.clone());
+            }
+            let advertised: Vec<SocketAddr> = [listen_ip, remote.map(|r| r.ip())]
+                .into_iter()
+                .flatten()
+                .filter(|_| port != 0)
+                .map(|ip| SocketAddr::new(canonical_ip(ip), port))
+                .collect();
+            for adv in &advertised {
+                if let Some(s) = named.iter().find(|s| {
+                    s.resolved
+                        .lock()
+                        .iter()
+                        .any(|a| SocketAddr::new(canonical_ip(a.ip()), a.port()) == *adv)
+                }) {
+                    return Some(s.clone());
+                }
+            }
+            return named.first().cloned();
+        }
+        let name = self.tls_peer_names.iter().find(|n| cert.is_valid_for(n))?;
+        if let Some(s) = slots
+            .iter()
+            .find(|s| !s.configured && *s.addr.lock() == *name)
+        {
+            return Some(s.clone());
+        }
+        Some(new_incoming_slot(&mut slots, name.clone()))
+    }
+
+    /// Certificate mode: refuses node id `peer` for `slot` when another slot already speaks
+    /// for that node and `cert` is not valid for that slot's name too, so that a peer cannot
+    /// take over another peer's link, progress or records by claiming its id in HELLO.
+    pub(crate) fn check_node_claim(
+        &self,
+        slot: &Slot,
+        peer: u32,
+        cert: &secure::PeerCert,
+    ) -> Result<(), String> {
+        let slots = self.slots.lock();
+        for s in slots.iter() {
+            if Arc::ptr_eq(s, slot) || s.node_id.load(Ordering::Relaxed) != peer {
+                continue;
+            }
+            let host = slot_host(s);
+            if !cert.is_valid_for(&host) {
+                return Err(format!(
+                    "its HELLO claims node id {peer:08x}, which belongs to peer {}, but its \
+                     certificate does not name {host}",
+                    s.addr.lock()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The slot an incoming link belongs to: the one that knows this node id, else a configured
     /// peer whose address matches what the peer advertised (its listen address, else the
     /// connection's source address, with its listen port), else one for this dialer alone.
@@ -221,19 +309,32 @@ impl Shared {
         {
             return s.clone();
         }
-        let idle: Vec<usize> = slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !s.configured && s.state() == LinkState::Down)
-            .map(|(i, _)| i)
-            .collect();
-        if idle.len() >= MAX_IDLE_INCOMING_SLOTS {
-            slots.remove(idle[0]);
-        }
-        let s = Arc::new(PeerSlot::new(addr, false));
-        slots.push(s.clone());
-        s
+        new_incoming_slot(&mut slots, addr)
     }
+}
+
+/// A new slot for a peer that dialed in, forgetting the oldest idle one beyond
+/// MAX_IDLE_INCOMING_SLOTS.
+fn new_incoming_slot(slots: &mut Vec<Slot>, addr: String) -> Slot {
+    let idle: Vec<usize> = slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.configured && s.state() == LinkState::Down)
+        .map(|(i, _)| i)
+        .collect();
+    if idle.len() >= MAX_IDLE_INCOMING_SLOTS {
+        slots.remove(idle[0]);
+    }
+    let s = Arc::new(PeerSlot::new(addr, false));
+    slots.push(s.clone());
+    s
+}
+
+/// The name a slot's certificate must be valid for: a configured peer's host, or the
+/// --repl-tls-peer-name an unconfigured slot was created for.
+fn slot_host(s: &Slot) -> String {
+    let addr = s.addr.lock().clone();
+    parse_peer(&addr).map(|(h, _)| h).unwrap_or(addr)
 }
 
 /// An IPv4 address seen through an IPv6 socket (`::ffff:a.b.c.d`) as the IPv4 address, so that

@@ -911,6 +911,18 @@ const REPL_GENERAL: &[Row] = &[
         "Links closed for a malformed frame.",
     ),
     (
+        "repl_identity_refused",
+        "repcached_repl_identity_refused_total",
+        C,
+        "Links refused: the certificate names no peer, or HELLO claimed another peer's node id.",
+    ),
+    (
+        "repl_origin_rejected",
+        "repcached_repl_origin_rejected_total",
+        C,
+        "Records refused: their origin is not the node the link speaks for.",
+    ),
+    (
         "repl_max_clock_skew_ms",
         "repcached_repl_max_clock_skew_allowed_milliseconds",
         G,

@@ -1,6 +1,6 @@
 //! The receiving half of a link: the peer's stream (snapshot, then records, applied a read buffer
-//! at a time), applied to the store with the clock-skew check, acks and heartbeats passed to the
-//! writer half.
+//! at a time), applied to the store with the origin and clock-skew checks, acks and heartbeats
+//! passed to the writer half.
 
 use super::super::frame::{self, Frame};
 use super::super::peers::Slot;
@@ -81,6 +81,14 @@ fn apply_buffered_records(
                 )));
             }
             let (ms, allowance) = record_millis(&m);
+            if !origin_ok(sh, slot, peer, &m) {
+                // Refused and passed over: the stream moves on (it will not come again).
+                count(sh, slot, ApplyOutcome::Rejected);
+                *last = offset;
+                used += n;
+                applied += 1;
+                continue;
+            }
             if !clock_ok(sh, slot, ms, allowance) {
                 count(sh, slot, ApplyOutcome::Rejected);
                 slot.skew_blocked_at.store(offset, Ordering::Relaxed);
@@ -186,6 +194,30 @@ pub(super) fn clock_ok(sh: &Shared, slot: &Slot, millis: u64, allowance: u64) ->
     false
 }
 
+/// Whether record `m`, stamped with origin node `m.version.node`, may be applied from the link that speaks
+/// for node `peer`. Each node sends only its own writes (nothing is forwarded), so a record of
+/// any other origin is a forgery (a peer writing "as" another node, to win its conflicts or
+/// poison its counters): refused and counted. The stream moves on past it, like a record
+/// refused for its clock. (Snapshots carry the peer's whole store, other nodes' writes
+/// included, so their entries cannot be held to this rule; they are merged by version.)
+/// A delayed flush_all is stamped at its flush time with node 0, which is no node's id (ids
+/// are never 0): on a Flush it speaks for no other node and is allowed.
+pub(super) fn origin_ok(sh: &Shared, slot: &Slot, peer: u32, m: &MutationRef<'_>) -> bool {
+    let origin = m.version.node;
+    if origin == peer || (origin == 0 && matches!(m.kind, MutationKind::Flush { .. })) {
+        return true;
+    }
+    let n = sh.totals.origin_rejected.fetch_add(1, Ordering::Relaxed);
+    if n % 10_000 == 0 {
+        tracing::warn!(
+            "replication: refused a record from {} (node {peer:08x}) claiming to originate at \
+             node {origin:08x}: a link may only carry its own node's writes",
+            slot.addr.lock()
+        );
+    }
+    false
+}
+
 pub(super) fn count(sh: &Shared, slot: &Slot, outcome: ApplyOutcome) {
     let (a, b) = match outcome {
         ApplyOutcome::Applied => (&slot.records_applied, &sh.totals.applied),
@@ -257,7 +289,11 @@ pub(super) async fn read_stream(
         // One look at the frame's versions: the skew check, and (for the failover barrier) how
         // recent the peer's writes applied here are.
         let stamp = newest_millis(&f);
-        if let Some((ms, allowance)) = stamp {
+        let origin_refused = matches!(&f, Frame::Record { mutation, .. }
+            if !origin_ok(sh, slot, peer, &mutation.as_ref()));
+        if origin_refused {
+            count(sh, slot, ApplyOutcome::Rejected);
+        } else if let Some((ms, allowance)) = stamp {
             if !clock_ok(sh, slot, ms, allowance) {
                 // Not skipped (it would never come again, and the ack would pass it): the
                 // stream stops here, the link ends, and a later one starts from this frame
@@ -281,7 +317,11 @@ pub(super) async fn read_stream(
                         "record offset {offset} after {last}"
                     )));
                 }
-                count(sh, slot, store.apply_remote(&mutation));
+                // A record refused for its origin still moves the stream on (it will not come
+                // again).
+                if !origin_refused {
+                    count(sh, slot, store.apply_remote(&mutation));
+                }
                 *last = offset;
                 // Recorded right after applying, with no await in between: a replacing link
                 // reads it only once this one has stopped, so nothing is applied twice.

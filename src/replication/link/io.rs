@@ -54,6 +54,9 @@ pub enum LinkError {
     Version(u16),
     #[error("{0}")]
     Secure(#[from] SecureError),
+    /// Certificate mode: the certificate or the HELLO does not match a peer of ours.
+    #[error("not a peer of this node: {0}")]
+    Identity(String),
     #[error("too many replication links")]
     TooManyLinks,
     #[error("handshake cancelled: a newer connection from the same address took its slot")]
