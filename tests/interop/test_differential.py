@@ -18,6 +18,7 @@ DIFF_NO_META=1 to leave out the meta commands (mg/ms/md/ma/mn).
 import base64
 import os
 import random
+import re
 import selectors
 import socket
 import time
@@ -476,6 +477,67 @@ def test_differential(seed):
         sut.stop()
 
 
+# incr/decr padding (README, Limits): memcached writes a shrinking counter in place, padded with
+# spaces, unless a reply not yet written still holds the item. What is "not yet written" depends on
+# how each server's reads split a pipelined batch, which depends on timing: about one soak run in a
+# hundred under load saw memcached and repcached split differently. So a mismatch in which the
+# only differences are counters ("digits + spaces" against "digits") is compared explicitly: it
+# is counted, both servers are brought back to the same bytes (every key that differs only that
+# way is set again, the same command on both), and the run goes on. Any other difference fails.
+COUNTER = re.compile(rb"(\d+) +")
+
+
+def unpad_counters(reply):
+    """The reply with every VALUE/VA block whose data is digits followed by spaces unpadded (and
+    its length fixed), or None when the reply cannot be walked."""
+    out, pos = [], 0
+    head = re.compile(rb"(VALUE \S+ \d+ |VA )(\d+)([^\r\n]*)\r\n")
+    while True:
+        m = head.search(reply, pos)
+        if m is None or (m.start() > 0 and reply[m.start() - 2:m.start()] != b"\r\n"):
+            if m is None:
+                out.append(reply[pos:])
+                return b"".join(out)
+            out.append(reply[pos:m.end()])
+            pos = m.end()
+            continue
+        n = int(m.group(2))
+        data = reply[m.end():m.end() + n]
+        if len(data) < n:
+            return None
+        out.append(reply[pos:m.start()])
+        c = COUNTER.fullmatch(data)
+        if c:
+            data = c.group(1)
+        out.append(m.group(1) + str(len(data)).encode() + m.group(3) + b"\r\n" + data)
+        pos = m.end() + n
+
+
+def padding_only(ra, rc):
+    """True when the two replies differ, and only in the padding of counters."""
+    if ra == rc:
+        return False
+    ua, uc = unpad_counters(ra), unpad_counters(rc)
+    return ua is not None and ua == uc
+
+
+def realign_counters(a, c):
+    """Sets again, on both servers, every key whose value differs only in a counter's padding."""
+    fixed = []
+    for key in KEYS:
+        ga = a.exchange([[f"get {key}\r\n"]])
+        gc = c.exchange([[f"get {key}\r\n"]])
+        if ga == gc or not padding_only(ga, gc):
+            continue
+        m = re.match(rb"VALUE \S+ (\d+) \d+[^\r]*\r\n(\d+)", ga)
+        assert m, f"cannot realign {key}: {ga[:200]!r}"
+        flags, digits = m.group(1).decode(), m.group(2)
+        cmd = [f"set {key} {flags} 0 {len(digits)}\r\n".encode() + digits + b"\r\n"]
+        assert a.exchange([cmd]) == c.exchange([cmd])
+        fixed.append(key)
+    return fixed
+
+
 def run_differential(ref, sut, seed):
     rng = random.Random(seed)
     gen = Generator(rng)
@@ -484,6 +546,7 @@ def run_differential(ref, sut, seed):
     ops = 0
     started = time.monotonic()
     batches = 0
+    padded = 0
     while ops < OPS:
         batch = gen.batch()
         ops += len(batch)
@@ -497,6 +560,12 @@ def run_differential(ref, sut, seed):
                         f"{[show(c) for c in batch]}", pytrace=False)
         history.append((batch, ra))
         del history[:-CONTEXT_BATCHES]
+        if padding_only(ra, rc):
+            fixed = realign_counters(a, c)
+            padded += 1
+            print(f"differential: batch {batches}: counter padding differs (timing of reads, "
+                  f"see COUNTER), realigned {fixed}")
+            continue
         if ra != rc:
             lines = [f"differential mismatch: DIFF_SEED={seed} at op {ops} (batch {batches})",
                      f"  memcached: {' '.join(ref.argv)}", f"  SUT:       {' '.join(sut.argv)}",
@@ -514,4 +583,5 @@ def run_differential(ref, sut, seed):
             pytest.fail("\n".join(lines), pytrace=False)
         assert ref.alive(), ref._why("reference died")
     elapsed = time.monotonic() - started
-    print(f"differential: {ops} ops in {batches} batches, seed {seed}, {elapsed:.1f}s")
+    print(f"differential: {ops} ops in {batches} batches, seed {seed}, {elapsed:.1f}s, "
+          f"{padded} batches with counter padding only differing")
