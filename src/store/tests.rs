@@ -932,3 +932,44 @@ fn the_hash_index_is_charged_against_the_memory_limit() {
     assert_eq!(st.limit_maxbytes, limit as u64);
     assert!(get(&s, b"k299999").is_some(), "the newest write stays");
 }
+
+/// The tail walker (here `tail_age`, which `stats` runs: it reads the tail item's header under
+/// the log lock only) racing with in-place header changes of that same item under its shard
+/// lock (`set_bits` through `item_mut`, `set_meta` through `set_last_access`). Meant for Miri's
+/// data-race detector (`scripts/test-all` runs it there): the walker must read only header
+/// bytes that never change after the item is written.
+#[test]
+fn tail_walker_races_in_place_header_changes() {
+    let s = Store::new(StoreConfig {
+        mem_limit: 16 << 10,
+        shards: 2,
+        item_size_max: 1024,
+        ..Default::default()
+    });
+    s.entry(b"tail")
+        .put(&[b"value"], 0, Expiry::Never, None)
+        .unwrap();
+    let rounds = if cfg!(miri) { 40 } else { 2000 };
+    std::thread::scope(|scope| {
+        let s = &s;
+        scope.spawn(move || {
+            for _ in 0..rounds {
+                let _ = s.tail_age(unix_now());
+            }
+        });
+        scope.spawn(move || {
+            for n in 0..rounds {
+                let mut e = s.entry(b"tail");
+                let mut it = e.item_mut().expect("the item stays");
+                if n % 2 == 0 {
+                    it.change_bits(item::FETCHED | item::ACCESSED, 0);
+                } else {
+                    it.change_bits(0, item::FETCHED | item::ACCESSED);
+                }
+                let now = e.now();
+                e.set_last_access(now + (n % 7) as u32);
+            }
+        });
+    });
+    assert_eq!(get(&s, b"tail").as_deref(), Some(&b"value"[..]));
+}
