@@ -18,7 +18,8 @@
 //! - `counter`: the PN-counter state of incremented items ([`Counter`]).
 //! - `dump`: the read-only item walk of the key dumps ([`Store::visit_items`]).
 //! - `evict`: eviction at the ring's tail, the background sweeper, and flush_all.
-//! - `arena`: the ring the items live in (the store's only unsafe code).
+//! - `arena`: the ring the items live in: its mapping and raw accessors (`unsafe fn`, called
+//!   only from `shard` and `evict`, each call with the rule that makes it sound).
 //! - `shard`, `item`, `version`, `mutation`: the data structures under all of these.
 //!
 //! The store depends on nothing else in the crate: the protocol and the server convert their
