@@ -138,7 +138,15 @@ pub(crate) struct Ring {
     opened: Mutex<usize>,
     unit_shift: u32,
     log: Mutex<Log>,
+    /// Test hook: the next `open` that must change the protection fails as mprotect would.
+    #[cfg(test)]
+    fail_next_open: std::sync::atomic::AtomicBool,
 }
+
+/// The ring could not be given the capacity asked for (mprotect failed: RLIMIT_DATA, a strict
+/// overcommit policy, no memory for the page tables); the capacity is unchanged.
+#[derive(Debug)]
+pub(crate) struct GrowError(pub std::io::Error);
 
 // SAFETY: the mapping is plain memory owned by the ring; which thread may read or write which
 // bytes is decided by the locking protocol in the module comment, not by the thread that made it.
@@ -174,18 +182,43 @@ impl Ring {
                 cap,
                 used: 0,
             }),
+            #[cfg(test)]
+            fail_next_open: std::sync::atomic::AtomicBool::new(false),
         };
-        ring.open(cap);
+        if let Err(GrowError(e)) = ring.open(cap) {
+            // At start-up only (-m), before any client is served: there is no ring to run with.
+            panic!("cannot make the item ring's {cap} bytes usable (mprotect): {e}");
+        }
         ring
     }
 
-    /// Makes the first `len` bytes of the mapping usable.
-    fn open(&self, len: usize) {
+    /// Makes the first `len` bytes of the mapping usable. On failure nothing changes.
+    fn open(&self, len: usize) -> Result<(), GrowError> {
         let mut opened = self.opened.lock();
         if len > *opened {
-            protect(self.base, *opened, len - *opened);
+            #[cfg(test)]
+            if self
+                .fail_next_open
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+            {
+                return Err(GrowError(std::io::Error::from_raw_os_error(libc::ENOMEM)));
+            }
+            protect(self.base, *opened, len - *opened).map_err(GrowError)?;
             *opened = len;
         }
+        Ok(())
+    }
+
+    /// Test hook: makes the next capacity growth that needs an mprotect fail with ENOMEM.
+    #[cfg(test)]
+    pub fn fail_next_growth(&self) {
+        self.fail_next_open
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Bytes reserved: the most the capacity can grow to.
+    pub fn reserved(&self) -> usize {
+        self.reserved
     }
 
     pub fn unit(&self) -> usize {
@@ -213,11 +246,13 @@ impl Ring {
 
     /// Changes the capacity (cache_memlimit); returns the capacity set (at most the
     /// reservation). Lowering it takes effect at the next wrap; eviction brings the data down.
-    pub fn set_cap(&self, cap: usize) -> usize {
+    /// Growing past what was ever opened needs an mprotect, which can fail: then the capacity
+    /// stays as it was.
+    pub fn set_cap(&self, cap: usize) -> Result<usize, GrowError> {
         let cap = cap.clamp(4096, self.reserved);
-        self.open(cap);
+        self.open(cap)?;
         self.log.lock().cap = cap;
-        cap
+        Ok(cap)
     }
 
     fn check(&self, off: usize, len: usize) {
@@ -315,7 +350,7 @@ fn map(len: usize) -> Option<NonNull<u8>> {
 }
 
 #[cfg(not(miri))]
-fn protect(base: NonNull<u8>, off: usize, len: usize) {
+fn protect(base: NonNull<u8>, off: usize, len: usize) -> std::io::Result<()> {
     let page = 4096;
     let start = off & !(page - 1);
     let end = (off + len + page - 1) & !(page - 1);
@@ -328,7 +363,11 @@ fn protect(base: NonNull<u8>, off: usize, len: usize) {
             libc::PROT_READ | libc::PROT_WRITE,
         )
     };
-    assert_eq!(rc, 0, "mprotect of the item ring failed");
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 #[cfg(not(miri))]
@@ -349,7 +388,9 @@ fn map(len: usize) -> Option<NonNull<u8>> {
 }
 
 #[cfg(miri)]
-fn protect(_base: NonNull<u8>, _off: usize, _len: usize) {}
+fn protect(_base: NonNull<u8>, _off: usize, _len: usize) -> std::io::Result<()> {
+    Ok(())
+}
 
 #[cfg(miri)]
 fn unmap(base: NonNull<u8>, len: usize) {
@@ -402,12 +443,26 @@ mod tests {
     #[test]
     fn capacity_can_grow_and_shrink() {
         let r = Ring::new(4096);
-        assert_eq!(r.set_cap(16384), 16384.min(r.reserved));
-        let end = r.set_cap(16384);
+        assert_eq!(r.set_cap(16384).unwrap(), 16384.min(r.reserved));
+        let end = r.set_cap(16384).unwrap();
         // SAFETY: one thread, no other borrow of the ring's bytes.
         let last = unsafe { r.bytes_mut(end - 1, 1) };
         last[0] = 7;
-        r.set_cap(4096);
+        r.set_cap(4096).unwrap();
         assert_eq!(r.lock().cap(), 4096);
+    }
+
+    #[test]
+    fn a_failed_growth_keeps_the_capacity() {
+        let r = Ring::new(4096);
+        r.fail_next_growth();
+        // Under Miri the reservation is the capacity: there is nothing to grow into.
+        if r.reserved() > 4096 {
+            assert!(r.set_cap(8192).is_err(), "the injected mprotect failure");
+        }
+        assert_eq!(r.lock().cap(), 4096, "the capacity is unchanged");
+        // Shrinking, or growing within what is already open, needs no mprotect.
+        r.fail_next_growth();
+        assert_eq!(r.set_cap(4096).unwrap(), 4096);
     }
 }

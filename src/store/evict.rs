@@ -246,7 +246,10 @@ impl Store {
             return;
         }
         if self.space.refit.swap(false, Ordering::Relaxed) {
-            self.fit_ring();
+            // An index that grew shrinks the ring's share, which needs no mprotect; should a
+            // growth fail anyway, the ring keeps its old size (always safe: the capacity only
+            // bounds allocations) and this write goes on. Retried at the next refit.
+            let _ = self.fit_ring();
         }
         let headroom = self.space.headroom.load(Ordering::Relaxed);
         let _one = match self.evicting.try_lock() {

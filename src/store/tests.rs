@@ -844,7 +844,7 @@ fn cache_memlimit_shrinks_and_grows_the_ring() {
         put(i);
     }
     assert!(s.stats().bytes > 2 << 20);
-    s.set_mem_limit(256 << 10);
+    s.set_mem_limit(256 << 10).unwrap();
     assert_eq!(s.mem_limit(), 256 << 10);
     // The next writes evict down to the new limit.
     for i in 3000..3600 {
@@ -858,7 +858,7 @@ fn cache_memlimit_shrinks_and_grows_the_ring() {
     );
     assert!(st.bytes <= 256 << 10);
     assert!(get(&s, b"m3599").is_some());
-    s.set_mem_limit(8 << 20);
+    s.set_mem_limit(8 << 20).unwrap();
     for i in 3600..10_000 {
         put(i);
     }
@@ -972,4 +972,44 @@ fn tail_walker_races_in_place_header_changes() {
         });
     });
     assert_eq!(get(&s, b"tail").as_deref(), Some(&b"value"[..]));
+}
+
+/// A ring that cannot grow (mprotect fails: injected here, RLIMIT_DATA in
+/// tests/server_behaviour.rs) refuses the new limit and changes nothing, and a write whose
+/// refit needs a growth that fails goes on with the ring's old size: no panic either way.
+#[cfg(not(miri))]
+#[test]
+fn a_ring_that_cannot_grow_keeps_its_size() {
+    let s = Store::new(StoreConfig {
+        mem_limit: 1 << 20,
+        shards: 2,
+        item_size_max: 1024,
+        ..Default::default()
+    });
+    let ring_cap = |s: &Store| s.space.ring.lock().cap();
+    let before = ring_cap(&s);
+    s.space.ring.fail_next_growth();
+    assert!(matches!(
+        s.set_mem_limit(64 << 20),
+        Err(MemLimitError::Grow(_))
+    ));
+    assert_eq!(s.mem_limit(), 1 << 20, "the old limit stays");
+    assert_eq!(ring_cap(&s), before);
+    assert!(matches!(
+        s.set_mem_limit(usize::MAX / 2),
+        Err(MemLimitError::OutOfBounds { .. })
+    ));
+    assert_eq!(s.mem_limit(), 1 << 20);
+
+    // The write path: a refit that would grow the ring, and the growth fails.
+    s.space.limit.store(64 << 20, Ordering::Relaxed);
+    s.space.refit.store(true, Ordering::Relaxed);
+    s.space.low.store(true, Ordering::Relaxed);
+    s.space.ring.fail_next_growth();
+    s.entry(b"k").put(&[b"v"], 0, Expiry::Never, None).unwrap();
+    assert_eq!(ring_cap(&s), before, "the ring kept its size");
+    assert_eq!(get(&s, b"k").as_deref(), Some(&b"v"[..]));
+    // Without a failure the next refit grows it.
+    s.set_mem_limit(64 << 20).unwrap();
+    assert!(ring_cap(&s) > before);
 }
