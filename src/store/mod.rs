@@ -250,7 +250,11 @@ impl Store {
         }
         let old = self.space.limit.swap(bytes, Ordering::Relaxed);
         if let Err(arena::GrowError(e)) = self.fit_ring() {
-            self.space.limit.store(old, Ordering::Relaxed);
+            // Back to the old limit, unless another cache_memlimit has set one meanwhile.
+            let _ =
+                self.space
+                    .limit
+                    .compare_exchange(bytes, old, Ordering::Relaxed, Ordering::Relaxed);
             // The old limit's share is no more than what is already usable: no mprotect.
             let _ = self.fit_ring();
             return Err(MemLimitError::Grow(e));
