@@ -15,6 +15,9 @@ pub const ILLEGAL_SLAB: &[u8] = b"CLIENT_ERROR Illegal slab id\r\n";
 pub const MEMLIMIT_TOO_SMALL: &[u8] = b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n";
 pub const MEMLIMIT_NOT_BYTES: &[u8] =
     b"MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\n";
+/// cache_memlimit that the cache cannot take (beyond what was reserved, or the OS refused).
+pub const MEMLIMIT_ADJUST_FAILED: &[u8] =
+    b"MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust\r\n";
 /// A storage command whose value can never fit (memcached counts `store_too_large`).
 pub const TOO_LARGE: &[u8] = b"SERVER_ERROR object too large for cache\r\n";
 pub const OPTIONS_TOO_LONG_MG: &[u8] = b"CLIENT_ERROR options flags are too long\r\n";

@@ -20,13 +20,18 @@
 //!   releasing the log lock (so the tail walker, which reads the tail under the same lock, always
 //!   finds a complete header and key) and the value afterwards, under the key's shard lock.
 //! - A live item (one its shard's index points at) is read and written only under its shard's
-//!   lock. The only exception is the tail walker, which reads the header and key of the item at
-//!   the tail (never written after allocation) by copying them out through a raw pointer.
+//!   lock. The only exception is the tail walker, which reads the fields of the header that
+//!   never change after allocation (`item::FIXED_RANGES`: value length, key length, shape) and
+//!   the key of the item at the tail under the log lock, by copying them out. In-place changes
+//!   under the shard lock write only the other header bytes (`item::MUTABLE_RANGES`), the
+//!   optional fields and the value, so the two never touch the same byte.
 //! - A region is reused only after the tail has passed it, and the tail passes an item only
 //!   after the walker has locked its shard and seen the index not (or no longer) point at it.
 //!
-//! The functions below are safe to call because only `shard` and `evict` call them and they keep
-//! that protocol; nothing outside the store can reach them.
+//! The raw accessors ([`Ring::bytes`], [`Ring::bytes_mut`], [`Ring::copy`]) are `unsafe fn`:
+//! the ring cannot tell which shard owns which bytes, so a safe signature could not stop safe
+//! code from making aliased or racing slices. Each caller (in `shard` and `evict`) states in a
+//! `// SAFETY:` comment which rule of this protocol makes its call sound.
 
 #![allow(unsafe_code)]
 
@@ -133,7 +138,15 @@ pub(crate) struct Ring {
     opened: Mutex<usize>,
     unit_shift: u32,
     log: Mutex<Log>,
+    /// Test hook: the next `open` that must change the protection fails as mprotect would.
+    #[cfg(test)]
+    fail_next_open: std::sync::atomic::AtomicBool,
 }
+
+/// The ring could not be given the capacity asked for (mprotect failed: RLIMIT_DATA, a strict
+/// overcommit policy, no memory for the page tables); the capacity is unchanged.
+#[derive(Debug)]
+pub(crate) struct GrowError(pub std::io::Error);
 
 // SAFETY: the mapping is plain memory owned by the ring; which thread may read or write which
 // bytes is decided by the locking protocol in the module comment, not by the thread that made it.
@@ -169,18 +182,43 @@ impl Ring {
                 cap,
                 used: 0,
             }),
+            #[cfg(test)]
+            fail_next_open: std::sync::atomic::AtomicBool::new(false),
         };
-        ring.open(cap);
+        if let Err(GrowError(e)) = ring.open(cap) {
+            // At start-up only (-m), before any client is served: there is no ring to run with.
+            panic!("cannot make the item ring's {cap} bytes usable (mprotect): {e}");
+        }
         ring
     }
 
-    /// Makes the first `len` bytes of the mapping usable.
-    fn open(&self, len: usize) {
+    /// Makes the first `len` bytes of the mapping usable. On failure nothing changes.
+    fn open(&self, len: usize) -> Result<(), GrowError> {
         let mut opened = self.opened.lock();
         if len > *opened {
-            protect(self.base, *opened, len - *opened);
+            #[cfg(test)]
+            if self
+                .fail_next_open
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+            {
+                return Err(GrowError(std::io::Error::from_raw_os_error(libc::ENOMEM)));
+            }
+            protect(self.base, *opened, len - *opened).map_err(GrowError)?;
             *opened = len;
         }
+        Ok(())
+    }
+
+    /// Test hook: makes the next capacity growth that needs an mprotect fail with ENOMEM.
+    #[cfg(test)]
+    pub fn fail_next_growth(&self) {
+        self.fail_next_open
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Bytes reserved: the most the capacity can grow to.
+    pub fn reserved(&self) -> usize {
+        self.reserved
     }
 
     pub fn unit(&self) -> usize {
@@ -208,11 +246,13 @@ impl Ring {
 
     /// Changes the capacity (cache_memlimit); returns the capacity set (at most the
     /// reservation). Lowering it takes effect at the next wrap; eviction brings the data down.
-    pub fn set_cap(&self, cap: usize) -> usize {
+    /// Growing past what was ever opened needs an mprotect, which can fail: then the capacity
+    /// stays as it was.
+    pub fn set_cap(&self, cap: usize) -> Result<usize, GrowError> {
         let cap = cap.clamp(4096, self.reserved);
-        self.open(cap);
+        self.open(cap)?;
         self.log.lock().cap = cap;
-        cap
+        Ok(cap)
     }
 
     fn check(&self, off: usize, len: usize) {
@@ -222,32 +262,57 @@ impl Ring {
         );
     }
 
-    /// The bytes at `off`. Callers keep the protocol of the module comment: nobody writes them
-    /// while the returned borrow lives (the caller holds the item's shard lock, or the bytes are
-    /// a header and key that are never written after allocation).
-    pub fn bytes(&self, off: usize, len: usize) -> &[u8] {
+    /// The bytes at `off`, to read.
+    ///
+    /// # Safety
+    ///
+    /// While the returned slice lives, no thread writes any of these bytes, and the writes that
+    /// made them happen before this call. Per the module's protocol that holds when either
+    /// - the caller holds the lock of the shard whose index points at the item these bytes
+    ///   belong to (only that lock's holder writes them, and the tail cannot pass the item and
+    ///   hand its bytes out again without taking that lock), or
+    /// - the caller holds the log lock, the item is between the tail and the head, and the bytes
+    ///   are within its `item::FIXED_RANGES` or its key: written under the log lock when it was
+    ///   allocated, never written again, and not reallocated while the log lock is held (the
+    ///   slice must not outlive the guard).
+    pub unsafe fn bytes(&self, off: usize, len: usize) -> &[u8] {
         self.check(off, len);
         // SAFETY: in bounds of the mapping (checked above), which lives as long as `self`; the
-        // locking protocol keeps writers of these bytes out while the borrow lives.
+        // caller's contract keeps writers of these bytes out while the borrow lives.
         unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(off), len) }
     }
 
-    /// The bytes at `off`, writable: the caller holds the item's shard lock (or owns a fresh
-    /// allocation) and no other borrow of these bytes exists.
+    /// The bytes at `off`, writable.
+    ///
+    /// # Safety
+    ///
+    /// While the returned slice lives, no other thread reads or writes any of these bytes and
+    /// no other borrow of them exists. Per the module's protocol that holds when either
+    /// - the caller holds the lock of the shard whose index points at the item, and the range
+    ///   lies outside the item's `item::FIXED_RANGES` and key (which the tail walker reads
+    ///   without that lock), or
+    /// - the bytes belong to an allocation the caller has just made and not yet linked: its
+    ///   header and key written while still holding the log lock that handed it out (the walker
+    ///   may read them as soon as that lock is released), its value afterwards under the key's
+    ///   shard lock (the walker reads no value; it locks that shard before passing the item).
     #[allow(clippy::mut_from_ref)]
-    pub fn bytes_mut(&self, off: usize, len: usize) -> &mut [u8] {
+    pub unsafe fn bytes_mut(&self, off: usize, len: usize) -> &mut [u8] {
         self.check(off, len);
-        // SAFETY: in bounds; exclusive by the locking protocol (one writer per item, under its
-        // shard lock, with no reader of the same bytes meanwhile).
+        // SAFETY: in bounds; exclusive by the caller's contract.
         unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(off), len) }
     }
 
-    /// Copies `len` bytes from `src` to `dst` (an item moved to the head: the regions are
-    /// disjoint, the source held under its shard lock, the destination a fresh allocation).
-    pub fn copy(&self, src: usize, dst: usize, len: usize) {
+    /// Copies `len` bytes from `src` to `dst` (an item's value moved to a new copy at the head).
+    ///
+    /// # Safety
+    ///
+    /// The source range meets the contract of [`Ring::bytes`] and the destination range that
+    /// of [`Ring::bytes_mut`] for the duration of the call.
+    pub unsafe fn copy(&self, src: usize, dst: usize, len: usize) {
         self.check(src, len);
         self.check(dst, len);
-        // SAFETY: both ranges are in bounds; `copy` (memmove) allows overlap anyway.
+        // SAFETY: both ranges are in bounds; `copy` (memmove) allows overlap anyway; no other
+        // thread touches them meanwhile by the caller's contract.
         unsafe {
             std::ptr::copy(
                 self.base.as_ptr().add(src),
@@ -285,7 +350,7 @@ fn map(len: usize) -> Option<NonNull<u8>> {
 }
 
 #[cfg(not(miri))]
-fn protect(base: NonNull<u8>, off: usize, len: usize) {
+fn protect(base: NonNull<u8>, off: usize, len: usize) -> std::io::Result<()> {
     let page = 4096;
     let start = off & !(page - 1);
     let end = (off + len + page - 1) & !(page - 1);
@@ -298,7 +363,11 @@ fn protect(base: NonNull<u8>, off: usize, len: usize) {
             libc::PROT_READ | libc::PROT_WRITE,
         )
     };
-    assert_eq!(rc, 0, "mprotect of the item ring failed");
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 #[cfg(not(miri))]
@@ -319,7 +388,9 @@ fn map(len: usize) -> Option<NonNull<u8>> {
 }
 
 #[cfg(miri)]
-fn protect(_base: NonNull<u8>, _off: usize, _len: usize) {}
+fn protect(_base: NonNull<u8>, _off: usize, _len: usize) -> std::io::Result<()> {
+    Ok(())
+}
 
 #[cfg(miri)]
 fn unmap(base: NonNull<u8>, len: usize) {
@@ -359,9 +430,12 @@ mod tests {
     #[test]
     fn bytes_round_trip_and_copy() {
         let r = Ring::new(8192);
-        r.bytes_mut(100, 5).copy_from_slice(b"hello");
-        r.copy(100, 4000, 5);
-        assert_eq!(r.bytes(4000, 5), b"hello");
+        // SAFETY: one thread, and each borrow ends before the next access.
+        unsafe { r.bytes_mut(100, 5) }.copy_from_slice(b"hello");
+        // SAFETY: as above.
+        unsafe { r.copy(100, 4000, 5) };
+        // SAFETY: as above.
+        assert_eq!(unsafe { r.bytes(4000, 5) }, b"hello");
         assert_eq!(r.padded(13), 16);
         assert_eq!(r.off(r.pos(4000)), 4000);
     }
@@ -369,9 +443,26 @@ mod tests {
     #[test]
     fn capacity_can_grow_and_shrink() {
         let r = Ring::new(4096);
-        assert_eq!(r.set_cap(16384), 16384.min(r.reserved));
-        r.bytes_mut(r.set_cap(16384) - 1, 1)[0] = 7;
-        r.set_cap(4096);
+        assert_eq!(r.set_cap(16384).unwrap(), 16384.min(r.reserved));
+        let end = r.set_cap(16384).unwrap();
+        // SAFETY: one thread, no other borrow of the ring's bytes.
+        let last = unsafe { r.bytes_mut(end - 1, 1) };
+        last[0] = 7;
+        r.set_cap(4096).unwrap();
         assert_eq!(r.lock().cap(), 4096);
+    }
+
+    #[test]
+    fn a_failed_growth_keeps_the_capacity() {
+        let r = Ring::new(4096);
+        r.fail_next_growth();
+        // Under Miri the reservation is the capacity: there is nothing to grow into.
+        if r.reserved() > 4096 {
+            assert!(r.set_cap(8192).is_err(), "the injected mprotect failure");
+        }
+        assert_eq!(r.lock().cap(), 4096, "the capacity is unchanged");
+        // Shrinking, or growing within what is already open, needs no mprotect.
+        r.fail_next_growth();
+        assert_eq!(r.set_cap(4096).unwrap(), 4096);
     }
 }

@@ -14,12 +14,14 @@
 //! only with try_lock (the evictor mutex and other shards), and otherwise answers out of memory:
 //! it never waits while holding a shard lock.
 
+use super::arena::{Log, Ring};
 use super::clock::{unix_now, Expiry};
 use super::item::{self, ItemRef};
 use super::mutation::{Mutation, MutationKind};
 use super::shard::{hash_key, Shard, Tombstone};
 use super::version::Version;
 use super::Store;
+use parking_lot::MutexGuard;
 use std::sync::atomic::Ordering;
 
 /// Index buckets the sweeper looks at per shard and tick (memcached's lru_crawler_tocrawl).
@@ -289,7 +291,10 @@ impl Store {
             return;
         }
         if self.space.refit.swap(false, Ordering::Relaxed) {
-            self.fit_ring();
+            // An index that grew shrinks the ring's share, which needs no mprotect; should a
+            // growth fail anyway, the ring keeps its old size (always safe: the capacity only
+            // bounds allocations) and this write goes on. Retried at the next refit.
+            let _ = self.fit_ring();
         }
         let headroom = self.space.headroom.load(Ordering::Relaxed);
         let _one = match self.evicting.try_lock() {
@@ -374,13 +379,9 @@ impl Store {
                 if log.fits(need) {
                     return true;
                 }
-                let Some(off) = log.tail() else {
+                let Some((off, klen, len)) = read_tail(ring, &log, &mut key) else {
                     return false;
                 };
-                // Header fields that never change and the key: readable without the shard lock.
-                let fixed: [u8; 12] = ring.bytes(off + 8, 12).try_into().expect("12 bytes");
-                let (key_off, klen, len) = item::extent(fixed);
-                key[..klen].copy_from_slice(ring.bytes(off + key_off, klen));
                 (off, klen, ring.padded(len))
             };
             walked += len;
@@ -462,10 +463,9 @@ impl Store {
         let mut key = [0u8; 256];
         let (off, klen) = {
             let log = ring.lock();
-            let Some(off) = log.tail() else { return 0 };
-            let fixed: [u8; 12] = ring.bytes(off + 8, 12).try_into().expect("12 bytes");
-            let (key_off, klen, _) = item::extent(fixed);
-            key[..klen].copy_from_slice(ring.bytes(off + key_off, klen));
+            let Some((off, klen, _)) = read_tail(ring, &log, &mut key) else {
+                return 0;
+            };
             (off, klen)
         };
         let key = &key[..klen];
@@ -476,4 +476,32 @@ impl Store {
             _ => 0,
         }
     }
+}
+
+/// The tail item's offset, key (copied into `key`) and unpadded length, read under the log lock
+/// (`log`) without the item's shard lock: only the header fields that never change after the
+/// item is written (`item::FIXED_RANGES`) and the key, never the bytes that in-place changes
+/// rewrite meanwhile under the shard lock. None when the ring is empty.
+#[allow(unsafe_code)]
+fn read_tail(
+    ring: &Ring,
+    log: &MutexGuard<'_, Log>,
+    key: &mut [u8; 256],
+) -> Option<(usize, usize, usize)> {
+    let off = log.tail()?;
+    let [(vlen_at, _), (kshape_at, _)] = item::FIXED_RANGES;
+    // SAFETY: (this and the two reads below) `log` holds the log lock and `off` is the tail,
+    // an allocated item; these are its fixed header fields and its key, written under the log
+    // lock at allocation and never again (in-place changes write only `item::MUTABLE_RANGES`,
+    // the optional fields and the value), and the region cannot be reallocated while the log
+    // lock is held. Each slice is copied out at once.
+    let vlen: [u8; 4] = unsafe { ring.bytes(off + vlen_at, 4) }
+        .try_into()
+        .expect("4 bytes");
+    // SAFETY: as above.
+    let kshape = unsafe { ring.bytes(off + kshape_at, 2) };
+    let (key_off, klen, len) = item::extent(vlen, [kshape[0], kshape[1]]);
+    // SAFETY: as above (the key).
+    key[..klen].copy_from_slice(unsafe { ring.bytes(off + key_off, klen) });
+    Some((off, klen, len))
 }

@@ -128,16 +128,35 @@ pub(super) fn shape_holds(have: u8, need: u8) -> bool {
     need & !have == 0
 }
 
-/// The fixed part every item has, read from the header's fields that never change: what the
-/// tail walker may read without the item's shard lock. (key offset, key length, total length
-/// before padding.)
-pub(super) fn extent(fixed: [u8; 12]) -> (usize, usize, usize) {
-    // `fixed` is bytes 8..20 of the header.
-    let vlen = u32::from_le_bytes([fixed[0], fixed[1], fixed[2], fixed[3]]) as usize;
-    let klen = fixed[KLEN - VLEN] as usize;
-    let shape = fixed[SHAPE - VLEN];
+/// Where the header fields that never change after the item is written sit: value_len (bytes
+/// 8..12), then key_len and shape (bytes 16..18). The tail walker reads these and the key under
+/// the log lock only, without the item's shard lock, while a shard-lock holder may be rewriting
+/// the item's other header bytes in place (node and access at 12..16, bits at 18: see
+/// [`MUTABLE_RANGES`]). Reading only these two ranges, never the bytes between or after them,
+/// keeps the walker's reads disjoint from every in-place write, so no two threads touch the same
+/// byte unordered (a data race under Rust's memory model even when the read value is thrown
+/// away). Atomics for the mutable bytes would work too, but would cost every header read and
+/// write an atomic access for what a narrower read gives for free.
+pub(super) const FIXED_RANGES: [(usize, usize); 2] = [(VLEN, 4), (KLEN, 2)];
+
+/// The fixed part every item has, from the header fields that never change (`FIXED_RANGES`:
+/// `value_len` is bytes 8..12, `key_shape` bytes 16..18): (key offset, key length, total length
+/// before padding).
+pub(super) fn extent(value_len: [u8; 4], key_shape: [u8; 2]) -> (usize, usize, usize) {
+    let vlen = u32::from_le_bytes(value_len) as usize;
+    // key_len at KLEN, shape at SHAPE = KLEN + 1.
+    let klen = key_shape[0] as usize;
+    let shape = key_shape[SHAPE - KLEN];
     let key_off = HEADER + opt_len(shape);
     (key_off, klen, key_off + klen + vlen)
+}
+
+/// [`extent`] of a whole header (`head` starts at the item and holds at least `HEADER` bytes).
+pub(super) fn extent_of(head: &[u8]) -> (usize, usize, usize) {
+    extent(
+        head[VLEN..VLEN + 4].try_into().expect("4 bytes"),
+        [head[KLEN], head[SHAPE]],
+    )
 }
 
 /// Seconds after the write time, up to 32767 exactly, then in steps of 64 s up to ~24 days
@@ -251,8 +270,9 @@ pub(super) fn encode_mutable(head: &mut [u8], m: &Meta, n: NodeIdx, shape: u8) {
 pub(super) const MAX_HEAD: usize = HEADER + 4 + 4 + 8 + 2 * VERSION_LEN;
 
 /// Byte ranges of the header that [`encode_mutable`] writes and an in-place change copies into
-/// the ring (value_len, key_len and shape stay untouched, so that the tail walker may read them
-/// meanwhile): hlc, node + access, bits; then the optional fields from `HEADER` on.
+/// the ring (value_len, key_len and shape, [`FIXED_RANGES`], stay untouched, so that the tail
+/// walker may read them meanwhile): hlc, node + access, bits; then the optional fields from
+/// `HEADER` on.
 pub(super) const MUTABLE_RANGES: [(usize, usize); 3] = [(HLC, 8), (NODE, 4), (BITS, 1)];
 
 /// A read-only view of one item in the ring, valid while its shard is borrowed.
@@ -449,8 +469,10 @@ mod tests {
         assert_eq!(it.key(), b"key:0000000001");
         assert_eq!(it.value(), &[b'x'; 100][..]);
         assert_eq!(it.meta(), m);
-        let fixed: [u8; 12] = b[8..20].try_into().unwrap();
-        assert_eq!(extent(fixed), (HEADER, 14, b.len()));
+        assert_eq!(extent_of(&b), (HEADER, 14, b.len()));
+        let [(v, _), (k, _)] = FIXED_RANGES;
+        let fixed = extent(b[v..v + 4].try_into().unwrap(), [b[k], b[k + 1]]);
+        assert_eq!(fixed, (HEADER, 14, b.len()));
     }
 
     #[test]

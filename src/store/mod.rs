@@ -18,7 +18,8 @@
 //! - `counter`: the PN-counter state of incremented items ([`Counter`]).
 //! - `dump`: the read-only item walk of the key dumps ([`Store::visit_items`]).
 //! - `evict`: eviction at the ring's tail, the background sweeper, and flush_all.
-//! - `arena`: the ring the items live in (the store's only unsafe code).
+//! - `arena`: the ring the items live in: its mapping and raw accessors (`unsafe fn`, called
+//!   only from `shard` and `evict`, each call with the rule that makes it sound).
 //! - `shard`, `item`, `version`, `mutation`: the data structures under all of these.
 //!
 //! The store depends on nothing else in the crate: the protocol and the server convert their
@@ -55,6 +56,15 @@ use parking_lot::Mutex;
 use shard::{hash_key, Shard, Space};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+
+/// Why `cache_memlimit` changed nothing (memcached answers both with MEMLIMIT_ADJUST_FAILED).
+#[derive(Debug, thiserror::Error)]
+pub enum MemLimitError {
+    #[error("{asked} bytes is more than the {reserved} bytes of address space reserved at start")]
+    OutOfBounds { asked: usize, reserved: usize },
+    #[error("the item ring cannot grow: {0}")]
+    Grow(std::io::Error),
+}
 
 /// Counters kept by the store itself (the server keeps the per-command ones).
 #[derive(Debug, Default)]
@@ -222,25 +232,47 @@ impl Store {
         self.space.limit.load(Ordering::Relaxed)
     }
 
-    /// cache_memlimit: the ring's capacity changes at once (up to the 32 GiB reserved at start,
-    /// or -m if larger); when it shrinks, the next writes evict down to it.
-    pub fn set_mem_limit(&self, bytes: usize) {
-        self.space.limit.store(bytes, Ordering::Relaxed);
-        self.fit_ring();
+    /// cache_memlimit: the ring's capacity changes at once; when it shrinks, the next writes
+    /// evict down to it. Refused, with nothing changed, above the address space reserved at
+    /// start (32 GiB, or -m if larger) or when the system will not let the ring grow (mprotect
+    /// fails: RLIMIT_DATA, strict overcommit): memcached's "unable to adjust".
+    pub fn set_mem_limit(&self, bytes: usize) -> Result<(), MemLimitError> {
+        let reserved = self.space.ring.reserved();
+        if bytes > reserved {
+            return Err(MemLimitError::OutOfBounds {
+                asked: bytes,
+                reserved,
+            });
+        }
+        let old = self.space.limit.swap(bytes, Ordering::Relaxed);
+        if let Err(arena::GrowError(e)) = self.fit_ring() {
+            // Back to the old limit, unless another cache_memlimit has set one meanwhile.
+            let _ =
+                self.space
+                    .limit
+                    .compare_exchange(bytes, old, Ordering::Relaxed, Ordering::Relaxed);
+            // The old limit's share is no more than what is already usable: no mprotect.
+            let _ = self.fit_ring();
+            return Err(MemLimitError::Grow(e));
+        }
         self.space.low.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Gives the ring what the hash indexes leave of the memory limit, so that -m bounds the
     /// resident memory of items and index together (memcached leaves its hash table outside
     /// -m; filled past -m it stays near 1.1x -m, and so do we this way, while holding more
     /// items). The ring keeps at least half of the limit whatever the indexes take.
-    pub(super) fn fit_ring(&self) {
+    /// Fails, leaving the ring as it was, when growing it needs an mprotect that fails.
+    pub(super) fn fit_ring(&self) -> Result<(), arena::GrowError> {
         let limit = self.mem_limit();
         let index = self.space.index_bytes.load(Ordering::Relaxed);
-        self.space
+        let set = self
+            .space
             .ring
             .set_cap(limit.saturating_sub(index).max(limit / 2));
         self.set_headroom();
+        set.map(|_| ())
     }
 
     pub fn shard_count(&self) -> usize {

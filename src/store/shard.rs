@@ -101,6 +101,9 @@ pub(crate) struct PendingDelta {
     pub until: u32,
 }
 
+/// Every method that takes a ring position `pos` expects one of this shard's live items (from
+/// its index, or the copy just written and being linked): that is what makes the raw ring
+/// accesses inside them sound (see `arena`). Positions only ever come from the shard itself.
 pub(crate) struct Shard {
     /// Ring positions (in units, see `Ring::pos`) of the live items.
     index: HashTable<u32>,
@@ -130,11 +133,21 @@ pub(crate) fn hash_key<S: BuildHasher>(hasher: &S, key: &[u8]) -> u64 {
 }
 
 /// An item view at ring offset `off`, its length read from its header.
-fn view(space: &Space, off: usize) -> ItemRef<'_> {
-    let fixed: [u8; 12] = space.ring.bytes(off + 8, 12).try_into().expect("12 bytes");
-    let (_, _, len) = item::extent(fixed);
+///
+/// # Safety
+///
+/// `off` is a live item of a shard the caller holds locked (`&Shard` or `&mut Shard`), and the
+/// view is dropped before that borrow ends (its lifetime is tied to `space`, which the caller
+/// borrows from the shard).
+#[allow(unsafe_code)]
+unsafe fn view(space: &Space, off: usize) -> ItemRef<'_> {
+    // SAFETY: a live item of a locked shard (this function's contract): only that lock's holder
+    // writes its bytes, and `&Shard` keeps this thread's own writers (`&mut Shard`) out.
+    let head = unsafe { space.ring.bytes(off, item::HEADER) };
+    let (_, _, len) = item::extent_of(head);
     ItemRef::new(
-        space.ring.bytes(off, len),
+        // SAFETY: as above; the item is `len` bytes long by its own header.
+        unsafe { space.ring.bytes(off, len) },
         &space.nodes,
         space.cas_enabled,
         space.ring.padded(len),
@@ -158,30 +171,45 @@ impl Shard {
         }
     }
 
+    #[allow(unsafe_code)]
     pub fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
         let space = &*self.space;
-        self.index
-            .find(hash, |&pos| view(space, space.ring.off(pos)).key() == key)
-            .copied()
+        let matches = |&pos: &u32| {
+            // SAFETY: the index holds live items of this shard, locked while `&self` lives;
+            // the view is dropped inside the closure.
+            let it = unsafe { view(space, space.ring.off(pos)) };
+            it.key() == key
+        };
+        self.index.find(hash, matches).copied()
     }
 
+    /// A view of the live item at `pos` (a position from this shard's index).
+    #[allow(unsafe_code)]
     pub fn item(&self, pos: u32) -> ItemRef<'_> {
-        view(&self.space, self.space.ring.off(pos))
+        // SAFETY: callers pass positions of this shard's live items; the view borrows `self`,
+        // so the shard stays locked and unchanged while it lives.
+        unsafe { view(&self.space, self.space.ring.off(pos)) }
     }
 
     /// Sets local bits of a live item in place.
+    #[allow(unsafe_code)]
     pub fn set_bits(&mut self, pos: u32, set: u8, clear: u8) {
         let off = self.space.ring.off(pos) + item::MUTABLE_RANGES[2].0;
-        let b = &mut self.space.ring.bytes_mut(off, 1)[0];
+        // SAFETY: a live item of this shard, locked (`&mut self`); the bits byte is outside
+        // the fixed fields and key that the tail walker reads without the shard lock.
+        let b = &mut unsafe { self.space.ring.bytes_mut(off, 1) }[0];
         *b = (*b | set) & !clear;
     }
 
     /// Writes a new item (not linked yet) and returns its position. The header and key are
     /// written under the log lock, the value after it.
+    #[allow(unsafe_code)]
     pub fn write(&mut self, key: &[u8], value_parts: &[&[u8]], m: &Meta) -> Result<u32, NoRoom> {
         let vlen: usize = value_parts.iter().map(|p| p.len()).sum();
         let (off, voff) = self.alloc_head(key, vlen, m)?;
-        let mut dst = self.space.ring.bytes_mut(off + voff, vlen);
+        // SAFETY: the value of an allocation just made and not linked yet, written under this
+        // shard's lock (`&mut self`): the walker never reads a value.
+        let mut dst = unsafe { self.space.ring.bytes_mut(off + voff, vlen) };
         for part in value_parts {
             let (head, rest) = dst.split_at_mut(part.len());
             head.copy_from_slice(part);
@@ -192,6 +220,7 @@ impl Shard {
 
     /// Allocates an item of this key, value length and meta at the head and writes its header
     /// and key; returns (offset, value offset within the item).
+    #[allow(unsafe_code)]
     fn alloc_head(&mut self, key: &[u8], vlen: usize, m: &Meta) -> Result<(usize, usize), NoRoom> {
         let space = &*self.space;
         let shape = item::shape_for(m, space.cas_enabled);
@@ -206,7 +235,10 @@ impl Shard {
             space.low.store(true, Ordering::Relaxed);
             return Err(NoRoom::Full(len));
         };
-        item::encode_head(space.ring.bytes_mut(off, head_len), m, n, shape, key, vlen);
+        // SAFETY: the header and key of the allocation just handed out, written while `log`
+        // (the log lock) is still held: nobody else can see these bytes before it is released.
+        let head = unsafe { space.ring.bytes_mut(off, head_len) };
+        item::encode_head(head, m, n, shape, key, vlen);
         if !log.fits(space.headroom.load(Ordering::Relaxed)) {
             space.low.store(true, Ordering::Relaxed);
         }
@@ -215,18 +247,22 @@ impl Shard {
 
     /// Copies the live item at `pos` to the head with a new meta (same key and value); returns
     /// the new position. The caller relinks it.
+    #[allow(unsafe_code)]
     pub fn copy_with(&mut self, pos: u32, key: &[u8], m: &Meta) -> Result<u32, NoRoom> {
         let (src, vlen) = {
             let it = self.item(pos);
             (self.space.ring.off(pos) + it.value_off(), it.value().len())
         };
         let (off, voff) = self.alloc_head(key, vlen, m)?;
-        self.space.ring.copy(src, off + voff, vlen);
+        // SAFETY: the source is the value of a live item of this shard, locked (`&mut self`);
+        // the destination the value of the allocation just made, not linked yet.
+        unsafe { self.space.ring.copy(src, off + voff, vlen) };
         Ok(self.space.ring.pos(off))
     }
 
     /// Changes the meta of the live item at `pos`: in place if its shape holds the new one,
     /// else as a new copy at the head (relinked here). Returns the item's position.
+    #[allow(unsafe_code)]
     pub fn set_meta(&mut self, hash: u64, pos: u32, key: &[u8], m: &Meta) -> Result<u32, NoRoom> {
         let shape = self.item(pos).shape();
         let need = item::shape_for(m, self.space.cas_enabled);
@@ -237,14 +273,13 @@ impl Shard {
             item::encode_mutable(&mut head[..item::HEADER + opt], m, n, shape);
             let off = self.space.ring.off(pos);
             for (at, len) in item::MUTABLE_RANGES {
-                self.space
-                    .ring
-                    .bytes_mut(off + at, len)
+                // SAFETY: a live item of this shard, locked (`&mut self`); the mutable header
+                // ranges are disjoint from the fixed fields the tail walker reads unlocked.
+                unsafe { self.space.ring.bytes_mut(off + at, len) }
                     .copy_from_slice(&head[at..at + len]);
             }
-            self.space
-                .ring
-                .bytes_mut(off + item::HEADER, opt)
+            // SAFETY: as above; the optional fields lie between the header and the key.
+            unsafe { self.space.ring.bytes_mut(off + item::HEADER, opt) }
                 .copy_from_slice(&head[item::HEADER..item::HEADER + opt]);
             return Ok(pos);
         }
@@ -254,12 +289,15 @@ impl Shard {
     }
 
     /// The value of the live item at `pos`, writable in place (same length).
+    #[allow(unsafe_code)]
     pub fn value_mut(&mut self, pos: u32) -> &mut [u8] {
         let (at, len) = {
             let it = self.item(pos);
             (self.space.ring.off(pos) + it.value_off(), it.value().len())
         };
-        self.space.ring.bytes_mut(at, len)
+        // SAFETY: the value of a live item of this shard, locked for as long as the returned
+        // borrow of `self` lives; the walker never reads values.
+        unsafe { self.space.ring.bytes_mut(at, len) }
     }
 
     fn charge_of(&self, pos: u32) -> usize {
@@ -267,6 +305,7 @@ impl Shard {
     }
 
     /// Links a new item (its key must not be present).
+    #[allow(unsafe_code)]
     pub fn link<S: BuildHasher>(&mut self, hasher: &S, hash: u64, pos: u32) {
         let charge = self.charge_of(pos);
         self.items += 1;
@@ -277,7 +316,9 @@ impl Shard {
         let space = &*self.space;
         let before = self.index.num_buckets();
         self.index.insert_unique(hash, pos, |&p| {
-            hash_key(hasher, view(space, space.ring.off(p)).key())
+            // SAFETY: a rehash hands us this shard's live items, locked (`&mut self`); the view
+            // is dropped inside the closure.
+            hash_key(hasher, unsafe { view(space, space.ring.off(p)) }.key())
         });
         let after = self.index.num_buckets();
         if after != before {

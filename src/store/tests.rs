@@ -895,7 +895,7 @@ fn cache_memlimit_shrinks_and_grows_the_ring() {
         put(i);
     }
     assert!(s.stats().bytes > 2 << 20);
-    s.set_mem_limit(256 << 10);
+    s.set_mem_limit(256 << 10).unwrap();
     assert_eq!(s.mem_limit(), 256 << 10);
     // The next writes evict down to the new limit.
     for i in 3000..3600 {
@@ -909,7 +909,7 @@ fn cache_memlimit_shrinks_and_grows_the_ring() {
     );
     assert!(st.bytes <= 256 << 10);
     assert!(get(&s, b"m3599").is_some());
-    s.set_mem_limit(8 << 20);
+    s.set_mem_limit(8 << 20).unwrap();
     for i in 3600..10_000 {
         put(i);
     }
@@ -982,4 +982,85 @@ fn the_hash_index_is_charged_against_the_memory_limit() {
     assert!(st.ring_used <= st.ring_capacity);
     assert_eq!(st.limit_maxbytes, limit as u64);
     assert!(get(&s, b"k299999").is_some(), "the newest write stays");
+}
+
+/// The tail walker (here `tail_age`, which `stats` runs: it reads the tail item's header under
+/// the log lock only) racing with in-place header changes of that same item under its shard
+/// lock (`set_bits` through `item_mut`, `set_meta` through `set_last_access`). Meant for Miri's
+/// data-race detector (`scripts/test-all` runs it there): the walker must read only header
+/// bytes that never change after the item is written.
+#[test]
+fn tail_walker_races_in_place_header_changes() {
+    let s = Store::new(StoreConfig {
+        mem_limit: 16 << 10,
+        shards: 2,
+        item_size_max: 1024,
+        ..Default::default()
+    });
+    s.entry(b"tail")
+        .put(&[b"value"], 0, Expiry::Never, None)
+        .unwrap();
+    let rounds = if cfg!(miri) { 40 } else { 2000 };
+    std::thread::scope(|scope| {
+        let s = &s;
+        scope.spawn(move || {
+            for _ in 0..rounds {
+                let _ = s.tail_age(unix_now());
+            }
+        });
+        scope.spawn(move || {
+            for n in 0..rounds {
+                let mut e = s.entry(b"tail");
+                let mut it = e.item_mut().expect("the item stays");
+                if n % 2 == 0 {
+                    it.change_bits(item::FETCHED | item::ACCESSED, 0);
+                } else {
+                    it.change_bits(0, item::FETCHED | item::ACCESSED);
+                }
+                let now = e.now();
+                e.set_last_access(now + (n % 7) as u32);
+            }
+        });
+    });
+    assert_eq!(get(&s, b"tail").as_deref(), Some(&b"value"[..]));
+}
+
+/// A ring that cannot grow (mprotect fails: injected here, RLIMIT_DATA in
+/// tests/server_behaviour.rs) refuses the new limit and changes nothing, and a write whose
+/// refit needs a growth that fails goes on with the ring's old size: no panic either way.
+#[cfg(not(miri))]
+#[test]
+fn a_ring_that_cannot_grow_keeps_its_size() {
+    let s = Store::new(StoreConfig {
+        mem_limit: 1 << 20,
+        shards: 2,
+        item_size_max: 1024,
+        ..Default::default()
+    });
+    let ring_cap = |s: &Store| s.space.ring.lock().cap();
+    let before = ring_cap(&s);
+    s.space.ring.fail_next_growth();
+    assert!(matches!(
+        s.set_mem_limit(64 << 20),
+        Err(MemLimitError::Grow(_))
+    ));
+    assert_eq!(s.mem_limit(), 1 << 20, "the old limit stays");
+    assert_eq!(ring_cap(&s), before);
+    assert!(matches!(
+        s.set_mem_limit(usize::MAX / 2),
+        Err(MemLimitError::OutOfBounds { .. })
+    ));
+    assert_eq!(s.mem_limit(), 1 << 20);
+
+    // The write path: a refit that would grow the ring, and the growth fails.
+    s.space.limit.store(64 << 20, Ordering::Relaxed);
+    s.space.refit.store(true, Ordering::Relaxed);
+    s.space.low.store(true, Ordering::Relaxed);
+    s.space.ring.fail_next_growth();
+    s.entry(b"k").put(&[b"v"], 0, Expiry::Never, None).unwrap();
+    assert_eq!(ring_cap(&s), before, "the ring kept its size");
+    assert_eq!(get(&s, b"k").as_deref(), Some(&b"v"[..]));
+    // Without a failure the next refit grows it.
+    s.set_mem_limit(64 << 20).unwrap();
+    assert!(ring_cap(&s) > before);
 }

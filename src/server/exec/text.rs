@@ -6,9 +6,9 @@
 
 use super::{dump, meta, stats as stats_report};
 use crate::protocol::reply::{
-    push_u64, write_value, BAD_FORMAT, DELETED, END, EXISTS, MEMLIMIT_TOO_SMALL, NON_NUMERIC,
-    NOT_FOUND, NOT_STORED, OK, OUT_OF_MEMORY, OUT_OF_MEMORY_STORING, STORED, TOO_LARGE, TOUCHED,
-    VERSION,
+    push_u64, write_value, BAD_FORMAT, DELETED, END, EXISTS, MEMLIMIT_ADJUST_FAILED,
+    MEMLIMIT_TOO_SMALL, NON_NUMERIC, NOT_FOUND, NOT_STORED, OK, OUT_OF_MEMORY,
+    OUT_OF_MEMORY_STORING, STORED, TOO_LARGE, TOUCHED, VERSION,
 };
 use crate::protocol::{tokens, Request, ShutdownMode, StoreMode};
 use crate::server::session::{Flow, HeldItems};
@@ -163,10 +163,11 @@ pub fn execute(
             let reply: &[u8] = if *megabytes < 8 {
                 MEMLIMIT_TOO_SMALL
             } else {
-                shared
-                    .store
-                    .set_mem_limit((*megabytes as usize).saturating_mul(1024 * 1024));
-                OK
+                let bytes = (*megabytes as usize).saturating_mul(1024 * 1024);
+                match shared.store.set_mem_limit(bytes) {
+                    Ok(()) => OK,
+                    Err(_) => MEMLIMIT_ADJUST_FAILED,
+                }
             };
             if !noreply {
                 out.extend_from_slice(reply);
