@@ -878,13 +878,13 @@ const REPL_GENERAL: &[Row] = &[
         "repl_handshakes_refused",
         "repcached_repl_handshakes_refused_total",
         C,
-        "Replication connections refused for the unauthenticated-socket budget.",
+        "Unauthenticated replication connections evicted for the handshake budget.",
     ),
     (
         "repl_handshake_timeouts",
         "repcached_repl_handshake_timeouts_total",
         C,
-        "Replication handshakes that timed out.",
+        "Replication handshakes that timed out (or sent nothing within 1 s).",
     ),
     (
         "repl_clock_rejected",
