@@ -440,6 +440,10 @@ impl Replicator {
                 "repl_tombstones_over_cap".into(),
                 st.tombstones_over_cap.to_string(),
             ),
+            (
+                "repl_pending_deltas_refused".into(),
+                st.pending_deltas_refused.to_string(),
+            ),
         ]
     }
 

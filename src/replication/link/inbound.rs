@@ -243,7 +243,10 @@ pub(super) async fn read_stream(
                 if let Some(ms) = sh.backlog.millis_at(ack) {
                     slot.acked_through_ms.fetch_max(ms, Ordering::Relaxed);
                 }
-                let ahead = now_ms as i64 - now_millis() as i64;
+                // The peer's clock reading is any u64: saturate instead of wrapping.
+                let ahead = i64::try_from(now_ms)
+                    .unwrap_or(i64::MAX)
+                    .saturating_sub(now_millis() as i64);
                 slot.max_clock_skew_ms.fetch_max(ahead, Ordering::Relaxed);
             }
             (
@@ -323,7 +326,8 @@ pub(super) async fn read_stream(
             }
             (Frame::Continue { run, from }, Inbound::Start) => {
                 let (have_run, have) = sh.progress(peer).unwrap_or((0, 0));
-                if have_run != run || from != have + 1 {
+                // `have` is the last offset the peer sent (any u64): checked, never wrapped.
+                if have_run != run || have.checked_add(1) != Some(from) {
                     return Err(LinkError::Protocol(
                         "CONTINUE does not match our progress".into(),
                     ));
