@@ -845,6 +845,12 @@ const REPL_GENERAL: &[Row] = &[
         "Records from peers refused.",
     ),
     (
+        "repl_pending_deltas_refused",
+        "repcached_repl_pending_deltas_refused_total",
+        C,
+        "Increments from peers refused because those waiting for their write filled -m/16.",
+    ),
+    (
         "repl_bytes_sent",
         "repcached_repl_sent_bytes_total",
         C,
