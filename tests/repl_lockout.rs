@@ -6,7 +6,7 @@ mod repl_common;
 
 use repl_common::process::*;
 use repl_common::write_secret;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,7 +28,8 @@ fn raise_nofile() {
     }
 }
 
-/// Holds `per_source` sockets from `src` to `target` that never send a byte. A slot the server
+/// Holds `per_source` sockets from `src` to `target` that never send more than `partial` (a
+/// piece of a preamble, or nothing) on every second slot. A slot the server
 /// closed is reopened at once when it had been held a while (the server timed it out), after
 /// 1 s when it was closed at once (evicted or refused), so the flood keeps its pressure for as
 /// long as `stop` is unset (at most 60 s).
@@ -36,18 +37,22 @@ fn silent_flood(
     target: SocketAddr,
     src: String,
     per_source: usize,
+    partial: &'static [u8],
     stop: Arc<AtomicBool>,
     connects: Arc<AtomicUsize>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let connect = || -> Option<TcpStream> {
+        let connect = |i: usize| -> Option<TcpStream> {
             let s =
                 socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
             let from: SocketAddr = format!("{src}:0").parse().ok()?;
             s.bind(&from.into()).ok()?;
             s.connect_timeout(&target.into(), Duration::from_secs(1))
                 .ok()?;
-            let t: TcpStream = s.into();
+            let mut t: TcpStream = s.into();
+            if i % 2 == 1 {
+                let _ = t.write_all(partial);
+            }
             t.set_nonblocking(true).ok()?;
             Some(t)
         };
@@ -67,7 +72,7 @@ fn silent_flood(
         let deadline = Instant::now() + Duration::from_secs(60);
         while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
             let now = Instant::now();
-            for slot in slots.iter_mut() {
+            for (i, slot) in slots.iter_mut().enumerate() {
                 if let Some(c) = &mut slot.conn {
                     let mut b = [0u8; 64];
                     let alive = match c.read(&mut b) {
@@ -87,7 +92,7 @@ fn silent_flood(
                     };
                 }
                 if now >= slot.next_try {
-                    slot.conn = connect();
+                    slot.conn = connect(i);
                     slot.opened = now;
                     match slot.conn {
                         Some(_) => {
@@ -113,14 +118,16 @@ fn an_unconfigured_peer_links_within_5s_through_a_silent_flood_from_its_own_addr
     let a = spawn(pa, &[], &["--repl-secret-file", s]);
     let target: SocketAddr = format!("127.0.0.1:{pa}").parse().unwrap();
 
-    // 500 silent sockets from 127.0.0.1 (where B's link will come from) and 32 from each of
-    // 16 other addresses (512, eight times the shared pool), held and reopened when closed.
+    // 500 silent sockets from 127.0.0.1 (where B's link will come from; every second one sends
+    // the first 4 bytes of a preamble, then nothing) and 32 from each of 16 other addresses
+    // (512, eight times the shared pool), held and reopened when closed.
     let stop = Arc::new(AtomicBool::new(false));
     let connects = Arc::new(AtomicUsize::new(0));
     let mut threads = vec![silent_flood(
         target,
         "127.0.0.1".into(),
         500,
+        b"RCRP",
         stop.clone(),
         connects.clone(),
     )];
@@ -129,6 +136,7 @@ fn an_unconfigured_peer_links_within_5s_through_a_silent_flood_from_its_own_addr
             target,
             format!("127.0.0.{n}"),
             32,
+            b"",
             stop.clone(),
             connects.clone(),
         ));

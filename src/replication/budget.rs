@@ -10,15 +10,18 @@
 //!
 //! A newcomer is never refused: when its source's slots (or the shared total) are full, the
 //! pending handshake that has made the least progress gives way, the oldest first. Progress is
-//! whether the first bytes have arrived (`Permit::spoke`): a real dialer writes its preamble the
-//! moment its connect completes, so a socket that has sent nothing for `FIRST_BYTE_TIMEOUT` is
-//! closed, and a silent socket is always evicted before one that has spoken. So a flood of silent
-//! sockets, from anywhere (the peer's own address included), only ever evicts itself, and a
-//! real peer (a listen-only node's peers are not configured) links within a round trip or two.
-//! What this cannot tell apart: an attacker that sends bytes too and opens new connections from
-//! the peer's own source faster than the peer finishes its handshake (a few round trips); that
-//! needs the peer configured with `-x` or a network that keeps such parties away.
+//! whether a whole preamble has arrived (`Permit::spoke`; garbage is handed to the secure channel,
+//! which refuses it at once): a real dialer writes its preamble in one piece the moment its
+//! connect completes, so a socket that has not sent one within `FIRST_BYTE_TIMEOUT` is closed,
+//! and a silent (or half-speaking) socket is always evicted before one that has spoken. So a
+//! flood of silent sockets, from anywhere (the peer's own address included), only ever evicts
+//! itself, and a real peer (a listen-only node's peers are not configured) links within a round
+//! trip or two. What this cannot tell apart: an attacker that sends whole preambles too (they
+//! are public) and opens new connections from the peer's own source faster than the peer
+//! finishes its handshake (a few round trips); that needs the peer configured with `-x` or a
+//! network that keeps such parties away.
 
+use super::secure::{PREAMBLE_LEN, PREAMBLE_MAGIC};
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
@@ -31,7 +34,8 @@ use tokio::sync::Notify;
 pub const UNAUTH_TOTAL: usize = 64;
 /// Pending handshakes from any one source (IPv4 address, IPv6 /64, configured peer address).
 pub const UNAUTH_PER_SOURCE: usize = 8;
-/// A dialer sends its preamble as soon as it is connected: a socket silent this long is closed.
+/// A dialer sends its preamble as soon as it is connected: a socket that has not sent a whole
+/// one within this long is closed.
 pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(1);
 /// One log line per address per this long for a repeated authentication failure.
 const LOG_EVERY: Duration = Duration::from_secs(60);
@@ -176,19 +180,35 @@ impl Permit {
         }
     }
 
-    /// Waits until `stream` has bytes to read (without consuming them), then marks this permit
-    /// as having spoken. Fails after `FIRST_BYTE_TIMEOUT` of silence, on close, or when a newer
-    /// connection evicts this one first.
+    /// Waits until `stream` holds a whole preamble (looked at, not consumed: the secure channel
+    /// reads it), then marks this permit as having spoken. Garbage is handed on at once (the
+    /// channel refuses it); a partial preamble counts as silence, since a dialer sends all of it
+    /// in one write. Fails after `FIRST_BYTE_TIMEOUT`, on close, or when a newer connection
+    /// evicts this one first.
     pub async fn wait_first_bytes(&self, stream: &TcpStream) -> Result<(), Silent> {
-        let mut one = [0u8; 1];
+        let preamble = async {
+            let mut buf = [0u8; PREAMBLE_LEN];
+            loop {
+                let n = stream.peek(&mut buf).await.map_err(|_| Silent::Closed)?;
+                if n == 0 {
+                    return Err(Silent::Closed);
+                }
+                if n >= PREAMBLE_LEN || !PREAMBLE_MAGIC.starts_with(&buf[..n.min(5)]) {
+                    return Ok(());
+                }
+                // The rest of a split preamble: peek returns at once while bytes are
+                // buffered, so wait a little between looks.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
         tokio::select! {
-            r = tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut one)) => match r {
+            r = tokio::time::timeout(FIRST_BYTE_TIMEOUT, preamble) => match r {
                 Err(_) => Err(Silent::Timeout),
-                Ok(Ok(n)) if n > 0 => {
+                Ok(Ok(())) => {
                     self.spoke();
                     Ok(())
                 }
-                Ok(_) => Err(Silent::Closed),
+                Ok(Err(e)) => Err(e),
             },
             _ = self.cancel.notified() => Err(Silent::Evicted),
         }

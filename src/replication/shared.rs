@@ -69,8 +69,8 @@ pub(crate) struct Totals {
     /// Pending handshakes evicted for a newer connection because their source (or all
     /// unauthenticated sockets) used up the budget.
     pub(crate) handshakes_refused: AtomicU64,
-    /// Handshakes that did not finish within HANDSHAKE_TIMEOUT, or sent nothing within
-    /// `budget::FIRST_BYTE_TIMEOUT`.
+    /// Handshakes that did not finish within HANDSHAKE_TIMEOUT, or sent no whole preamble
+    /// within `budget::FIRST_BYTE_TIMEOUT`.
     pub(crate) handshake_timeouts: AtomicU64,
     /// Records refused because their version was too far ahead of this node's clock.
     pub(crate) clock_rejected: AtomicU64,

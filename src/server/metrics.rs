@@ -890,7 +890,7 @@ const REPL_GENERAL: &[Row] = &[
         "repl_handshake_timeouts",
         "repcached_repl_handshake_timeouts_total",
         C,
-        "Replication handshakes that timed out (or sent nothing within 1 s).",
+        "Replication handshakes that timed out (or sent no preamble within 1 s).",
     ),
     (
         "repl_clock_rejected",
