@@ -17,22 +17,35 @@ use repl_common::*;
 use std::sync::Arc;
 use std::time::Duration;
 
-struct Sink;
+/// What the store published: for a delta its seq, for anything else None.
+#[derive(Default)]
+struct Sink(parking_lot::Mutex<Vec<Option<u64>>>);
 
 impl MutationSink for Sink {
-    fn publish(&self, _: Mutation) {}
+    fn publish(&self, m: Mutation) {
+        let seq = match m.kind {
+            MutationKind::Delta { seq, .. } => Some(seq),
+            _ => None,
+        };
+        self.0.lock().push(seq);
+    }
 }
 
 /// A replicating store (a sink set, so that incr keeps PN-counter state) of node `id`.
-fn store(id: u32, mem_limit: usize) -> Store {
+fn store_with_sink(id: u32, mem_limit: usize) -> (Store, Arc<Sink>) {
     let s = Store::new(StoreConfig {
         node_id: id,
         shards: 4,
         mem_limit,
         ..Default::default()
     });
-    s.set_mutation_sink(Arc::new(Sink));
-    s
+    let sink = Arc::new(Sink::default());
+    s.set_mutation_sink(sink.clone());
+    (s, sink)
+}
+
+fn store(id: u32, mem_limit: usize) -> Store {
+    store_with_sink(id, mem_limit).0
 }
 
 fn set(s: &Store, key: &str, value: &str) -> Version {
@@ -63,7 +76,7 @@ fn delta(key: &str, origin: u32, base: Version, hlc: u64, seq: u64, net: i128) -
 
 #[test]
 fn a_delta_at_seq_u64_max_from_a_peer_does_not_freeze_local_incr() {
-    let a = store(1, 64 << 20);
+    let (a, sent) = store_with_sink(1, 64 << 20);
     let base = set(&a, "ctr", "10");
     assert_eq!(incr(&a, "ctr"), 11);
     // A record naming this node's own contribution at the top of the range: its local
@@ -91,12 +104,18 @@ fn a_delta_at_seq_u64_max_from_a_peer_does_not_freeze_local_incr() {
     assert_eq!(out, ApplyOutcome::Rejected);
     assert_eq!(incr(&a, "ctr"), 14);
 
-    // At MAX_SEQ (the largest a peer may send) it is taken, and local incr keeps counting.
+    // At MAX_SEQ (the largest a peer may send) it is taken (net 10 instead of our 4), and
+    // local incr keeps counting: the next one goes out as a full write (a new base), so that
+    // this node never sends a seq past MAX_SEQ (honest peers would refuse it), then deltas
+    // start again from seq 1.
     let hlc = a.clock().tick().hlc;
     let edge = delta("ctr", 1, base, hlc, MAX_SEQ, 10);
     assert_eq!(a.apply_remote(&edge), ApplyOutcome::Applied);
-    let v = incr(&a, "ctr");
-    assert_eq!(incr(&a, "ctr"), v + 1, "local incr froze");
+    assert_eq!(a.entry(b"ctr").item().unwrap().value(), b"20");
+    sent.0.lock().clear();
+    assert_eq!(incr(&a, "ctr"), 21);
+    assert_eq!(incr(&a, "ctr"), 22, "local incr froze");
+    assert_eq!(*sent.0.lock(), vec![None, Some(1)]);
 }
 
 #[test]

@@ -61,11 +61,13 @@ pub struct Counter {
     contributions: Vec<Contribution>,
 }
 
-/// The largest `seq` a contribution from a peer may carry. A node makes at most one operation per
-/// increment of its own `seq`, so 2^62 is out of reach (146 years at a billion a second); a peer
-/// sending more is refused (frame decode, and again in the store's merge), so that a local
-/// `seq + 1` can never wrap. (A wrapped `seq` lost every later local incr on the key: the next
-/// contribution looked older than the one held.)
+/// The largest `seq` a contribution may carry. A node makes one operation per step of its own
+/// `seq`, so 2^62 is out of reach (146 years at a billion a second); a peer sending more is
+/// refused (frame decode, and again in the store's merge), so that a local `seq + 1` can never
+/// wrap. (A wrapped `seq` lost every later local incr on the key: the next contribution looked
+/// older than the one held.) A node whose own contribution was handed exactly this value by a
+/// peer turns its next incr/decr on the key into a full write (`Entry::arith`), so no node, even
+/// one a peer tampered with, ever sends more and breaks its links with honest peers.
 pub const MAX_SEQ: u64 = 1 << 62;
 
 /// Bytes charged for a counter's side-table entry (hash slot, Vec header, allocator header).
@@ -219,7 +221,8 @@ mod tests {
 
     #[test]
     fn a_contribution_at_max_seq_from_a_peer_does_not_freeze_local_incr() {
-        // A peer's state names this node (1) at the largest seq it may send.
+        // A peer's state names this node (1) at the largest seq it may send. (`local` itself
+        // goes past it; `Entry::arith` turns such an incr into a full write.)
         let mut c = Counter::from_parts(0, [Contribution::new(1, MAX_SEQ, 5)]);
         assert!(c.valid());
         assert_eq!(c.local(1, true, 1).0, 6);
