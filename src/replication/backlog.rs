@@ -212,9 +212,10 @@ impl Backlog {
     }
 
     /// True if a peer that has applied everything up to `offset` can resume from the ring.
+    /// `offset` comes from the peer (PSYNC): any u64, so no arithmetic on it can wrap.
     pub fn can_resume_after(&self, offset: u64) -> bool {
         let r = self.ring.lock();
-        offset + 1 >= r.first && offset < r.next
+        offset.checked_add(1).is_some_and(|next| next >= r.first) && offset < r.next
     }
 
     /// Appends the frames of the records from offset `from` on to `out`, about `max_bytes` of
@@ -462,5 +463,22 @@ mod tests {
             .map(|(o, m)| (o, m.key))
             .collect();
         assert_eq!(keys, vec![(1, "a".into()), (3, "c".into())]);
+    }
+
+    #[test]
+    fn a_peer_asking_to_resume_after_the_largest_offset_is_told_no() {
+        // PSYNC's want_offset is the peer's: `offset + 1` wrapped (release) or panicked the
+        // link task (debug).
+        let b = Backlog::new(42, 1000);
+        for i in 0..3u8 {
+            b.push(put(&[b'k', i], i, 0));
+        }
+        assert!(b.can_resume_after(3));
+        assert!(!b.can_resume_after(4));
+        assert!(!b.can_resume_after(u64::MAX));
+        assert!(!b.can_resume_after(u64::MAX - 1));
+        let empty = Backlog::new(43, 1000);
+        assert!(empty.can_resume_after(0));
+        assert!(!empty.can_resume_after(u64::MAX));
     }
 }

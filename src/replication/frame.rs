@@ -14,7 +14,7 @@
 //! record that waited in the backlog (a peer catching up after a break) still expires at the
 //! origin's absolute time.
 
-use crate::store::{Contribution, Counter, Mutation, MutationKind, MutationRef, Version};
+use crate::store::{Contribution, Counter, Mutation, MutationKind, MutationRef, Version, MAX_SEQ};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 pub const MAGIC: [u8; 4] = *b"RPCD";
@@ -555,7 +555,11 @@ impl<'a> Payload<'a> {
         let base = self.u64()?;
         let mut parts = Vec::with_capacity(n as usize);
         for _ in 0..n {
-            parts.push(Contribution::new(self.u32()?, self.u64()?, self.i128()?));
+            let c = Contribution::new(self.u32()?, self.u64()?, self.i128()?);
+            if !c.valid() {
+                return Err(FrameError::Malformed("snapshot item (counter seq)"));
+            }
+            parts.push(c);
         }
         Ok(Some(Counter::from_parts(base, parts)))
     }
@@ -647,7 +651,10 @@ fn record_body<'a>(
             },
             delta: p.u64()?,
             value: p.u64()?,
-            seq: p.u64()?,
+            seq: match p.u64()? {
+                s if s <= MAX_SEQ => s,
+                _ => return Err(FrameError::Malformed("record (delta seq)")),
+            },
             net: p.i128()?,
         },
         K_FLUSH => {

@@ -474,6 +474,10 @@ impl Replicator {
                 "repl_tombstones_over_cap".into(),
                 st.tombstones_over_cap.to_string(),
             ),
+            (
+                "repl_pending_deltas_refused".into(),
+                st.pending_deltas_refused.to_string(),
+            ),
         ]
     }
 
@@ -612,13 +616,12 @@ async fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
                     }
                     let ip = canonical_ip(remote.ip());
                     let from_peer = sh.is_peer_ip(ip);
-                    let Some(permit) = sh.budget.try_acquire(ip, from_peer) else {
-                        // Over budget: close at once, before reading a byte.
+                    // Never refused: a full budget evicts the least advanced pending handshake.
+                    let (permit, evicted) = sh.budget.acquire(ip, from_peer);
+                    if evicted {
                         sh.totals.handshakes_refused.fetch_add(1, Ordering::Relaxed);
-                        drop(stream);
-                        continue;
-                    };
-                    links.spawn(link::run_link(sh.clone(), stream, Dir::Incoming, None, Some(permit)));
+                    }
+                    links.spawn(incoming(sh.clone(), stream, permit));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -633,6 +636,21 @@ async fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
                 return;
             }
         }
+    }
+}
+
+/// One accepted connection: its first bytes (which rank it above silent sockets in the
+/// budget), then the link.
+async fn incoming(sh: Arc<Shared>, stream: TcpStream, permit: budget::Permit) {
+    match permit.wait_first_bytes(&stream).await {
+        Ok(()) => {
+            // run_link counts and logs its own failures.
+            let _ = link::run_link(sh, stream, Dir::Incoming, None, Some(permit)).await;
+        }
+        Err(budget::Silent::Timeout) => {
+            sh.totals.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(_) => {}
     }
 }
 

@@ -34,10 +34,10 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsStream;
 
-const PREAMBLE_MAGIC: &[u8; 5] = b"RCRPL";
+pub(crate) const PREAMBLE_MAGIC: &[u8; 5] = b"RCRPL";
 /// Version of the secure channel (the frame protocol inside has its own).
 const CHANNEL_VERSION: u8 = 2;
-const PREAMBLE_LEN: usize = 7;
+pub(crate) const PREAMBLE_LEN: usize = 7;
 const NOISE_PARAMS: &str = "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s";
 /// Start of the Noise prologue; the two preambles follow it (see [`noise_prologue`]). Also the
 /// HKDF salt of the pre-shared key.

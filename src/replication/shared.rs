@@ -73,9 +73,11 @@ pub(crate) struct Totals {
     /// Connections that failed the secure handshake (wrong secret, untrusted certificate,
     /// not a peer at all).
     pub(crate) auth_failures: AtomicU64,
-    /// Connections refused because unauthenticated sockets used up their budget.
+    /// Pending handshakes evicted for a newer connection because their source (or all
+    /// unauthenticated sockets) used up the budget.
     pub(crate) handshakes_refused: AtomicU64,
-    /// Handshakes that did not finish within HANDSHAKE_TIMEOUT.
+    /// Handshakes that did not finish within HANDSHAKE_TIMEOUT, or sent no whole preamble
+    /// within `budget::FIRST_BYTE_TIMEOUT`.
     pub(crate) handshake_timeouts: AtomicU64,
     /// Records refused because their version was too far ahead of this node's clock.
     pub(crate) clock_rejected: AtomicU64,

@@ -857,6 +857,12 @@ const REPL_GENERAL: &[Row] = &[
         "Records from peers refused.",
     ),
     (
+        "repl_pending_deltas_refused",
+        "repcached_repl_pending_deltas_refused_total",
+        C,
+        "Increments from peers refused because those waiting for their write filled -m/16.",
+    ),
+    (
         "repl_bytes_sent",
         "repcached_repl_sent_bytes_total",
         C,
@@ -890,13 +896,13 @@ const REPL_GENERAL: &[Row] = &[
         "repl_handshakes_refused",
         "repcached_repl_handshakes_refused_total",
         C,
-        "Replication connections refused for the unauthenticated-socket budget.",
+        "Unauthenticated replication connections evicted for the handshake budget.",
     ),
     (
         "repl_handshake_timeouts",
         "repcached_repl_handshake_timeouts_total",
         C,
-        "Replication handshakes that timed out.",
+        "Replication handshakes that timed out (or sent no preamble within 1 s).",
     ),
     (
         "repl_clock_rejected",

@@ -5,7 +5,8 @@
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// -m in bytes: the size of the ring the items live in. Tombstones, pending increments and
-    /// counter state live outside it (tombstones capped at a quarter of it).
+    /// counter state live outside it (tombstones capped at a quarter of it, pending increments
+    /// at a sixteenth).
     pub mem_limit: usize,
     /// -I: largest value.
     pub item_size_max: usize,

@@ -46,6 +46,11 @@ impl Contribution {
     pub fn net(&self) -> i128 {
         ((self.net_hi as i128) << 64) | self.net_lo as i128
     }
+
+    /// Whether a contribution received from a peer is in range (see [`MAX_SEQ`]).
+    pub fn valid(&self) -> bool {
+        self.seq <= MAX_SEQ
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +60,15 @@ pub struct Counter {
     /// Sorted by node id; a handful of entries (one per node that incremented this write).
     contributions: Vec<Contribution>,
 }
+
+/// The largest `seq` a contribution may carry. A node makes one operation per step of its own
+/// `seq`, so 2^62 is out of reach (146 years at a billion a second); a peer sending more is
+/// refused (frame decode, and again in the store's merge), so that a local `seq + 1` can never
+/// wrap. (A wrapped `seq` lost every later local incr on the key: the next contribution looked
+/// older than the one held.) A node whose own contribution was handed exactly this value by a
+/// peer turns its next incr/decr on the key into a full write (`Entry::arith`), so no node, even
+/// one a peer tampered with, ever sends more and breaks its links with honest peers.
+pub const MAX_SEQ: u64 = 1 << 62;
 
 /// Bytes charged for a counter's side-table entry (hash slot, Vec header, allocator header).
 pub(crate) const COUNTER_OVERHEAD: usize = 64;
@@ -69,6 +83,11 @@ impl Counter {
 
     pub fn contributions(&self) -> &[Contribution] {
         &self.contributions
+    }
+
+    /// Whether every contribution is in range (a counter received from a peer).
+    pub fn valid(&self) -> bool {
+        self.contributions.iter().all(Contribution::valid)
     }
 
     /// Bytes charged against the memory limit.
@@ -116,9 +135,18 @@ impl Counter {
         } else {
             s - delta.min(shown) as i128
         };
-        let change = target - s;
+        // Peers' nets are any i128 and their sum saturates: `target - s` could overflow
+        // (an incr on a sum stuck at -2^127), so it saturates too.
+        let change = target.saturating_sub(s);
         let mine = self.get(node).unwrap_or(Contribution::new(node, 0, 0));
-        let next = Contribution::new(node, mine.seq + 1, mine.net().saturating_add(change));
+        // Our own seq is at most MAX_SEQ plus our operations since (peers' are refused above
+        // MAX_SEQ), so this never saturates in practice; if it did, the contribution would stop
+        // moving rather than wrap to an older-looking one.
+        let next = Contribution::new(
+            node,
+            mine.seq.saturating_add(1),
+            mine.net().saturating_add(change),
+        );
         self.merge_one(next);
         (self.shown(), next)
     }
@@ -189,6 +217,38 @@ mod tests {
         // The next incr shows its delta: it makes up the deficit first.
         assert_eq!(ab.local(1, true, 2).0, 2);
         assert_eq!(ab.local(1, false, 7).0, 0);
+    }
+
+    #[test]
+    fn a_contribution_at_max_seq_from_a_peer_does_not_freeze_local_incr() {
+        // A peer's state names this node (1) at the largest seq it may send. (`local` itself
+        // goes past it; `Entry::arith` turns such an incr into a full write.)
+        let mut c = Counter::from_parts(0, [Contribution::new(1, MAX_SEQ, 5)]);
+        assert!(c.valid());
+        assert_eq!(c.local(1, true, 1).0, 6);
+        assert_eq!(c.local(1, true, 1).0, 7, "the second incr was lost");
+        assert_eq!(c.get(1).unwrap().seq, MAX_SEQ + 2);
+        // Beyond it, the state is refused as a whole.
+        assert!(!Counter::from_parts(0, [Contribution::new(2, MAX_SEQ + 1, 0)]).valid());
+        assert!(!Contribution::new(2, u64::MAX, 0).valid());
+    }
+
+    #[test]
+    fn an_incr_on_a_sum_saturated_by_peers_does_not_overflow() {
+        // Nets from peers can add up past -2^127 (the sum saturates); a local incr then asks
+        // for `delta - i128::MIN`, which used to overflow (a panic in debug builds).
+        let mut c = Counter::from_parts(
+            0,
+            [
+                Contribution::new(2, 1, i128::MIN),
+                Contribution::new(3, 1, i128::MIN),
+            ],
+        );
+        assert_eq!(c.sum(), i128::MIN);
+        let (shown, mine) = c.local(1, true, 5);
+        assert_eq!(mine.seq, 1);
+        assert_eq!(shown, 0, "still far below zero");
+        assert_eq!(c.local(1, false, 5).0, 0);
     }
 
     #[test]

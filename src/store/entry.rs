@@ -3,7 +3,7 @@
 //! publishes every change it makes as one replication record.
 
 use super::clock::Expiry;
-use super::counter::Counter;
+use super::counter::{Counter, MAX_SEQ};
 use super::item::{self, ItemRef, Meta};
 use super::mutation::{Mutation, MutationKind};
 use super::shard::{NoRoom, Shard, Tombstone};
@@ -499,6 +499,28 @@ impl<'s, 'k> Entry<'s, 'k> {
                 it.base(),
             )
         };
+        let me = self.store.node_id();
+        let stuck = self.store.sink.get().is_some()
+            && self
+                .shard
+                .counter(i)
+                .and_then(|c| c.get(me))
+                .is_some_and(|c| c.seq >= MAX_SEQ);
+        if stuck {
+            // This node's contribution cannot grow (a peer handed it the largest sequence number
+            // it may carry): the result goes out as a full write instead, a new base every node
+            // takes whole, so no node ever sends a sequence number past MAX_SEQ.
+            let value = apply_delta(current, incr, delta);
+            let (flags, exptime) = {
+                let it = self.shard.item(i);
+                (it.flags(), Expiry::from_abs(it.exptime(), self.now))
+            };
+            let digits = value.to_string();
+            let cas = self
+                .put(&[digits.as_bytes()], flags, exptime, None)
+                .map_err(ArithError::Store)?;
+            return Ok((value, cas));
+        }
         let version = self.store.clock.tick();
         let cas = self.store.cas_for(version);
         if self.store.sink.get().is_none() {

@@ -365,6 +365,10 @@ impl Store {
             // copy of the same base write, or waits for it.
             MutationKind::Delta { base, seq, net, .. } => {
                 let c = Contribution::new(m.version.node, seq, net);
+                // The frame decoder refuses it already; the store does not rely on that.
+                if !c.valid() {
+                    return ApplyOutcome::Rejected;
+                }
                 e.apply_remote_delta(m.version, base, c, held)
             }
             MutationKind::Flush { .. } => unreachable!("handled above"),
@@ -390,6 +394,9 @@ impl Store {
     ) -> ApplyOutcome {
         self.clock.observe(version.max(touched));
         if key.is_empty() || key.len() > 250 || value.len() > self.item_size_max {
+            return ApplyOutcome::Rejected;
+        }
+        if counter.is_some_and(|c| !c.valid()) {
             return ApplyOutcome::Rejected;
         }
         let mut e = self.entry_for_peer(key);
@@ -498,8 +505,18 @@ impl Entry<'_, '_> {
                     contribution: c,
                     until,
                 };
-                self.shard.add_pending(self.key, pending);
-                ApplyOutcome::Applied
+                if self
+                    .shard
+                    .add_pending(self.key, pending, self.store.pending_cap())
+                {
+                    ApplyOutcome::Applied
+                } else {
+                    self.store
+                        .counters
+                        .pending_deltas_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    ApplyOutcome::Rejected
+                }
             }
         }
     }
@@ -547,7 +564,8 @@ impl Entry<'_, '_> {
         }
         for d in self.shard.take_pending(self.key) {
             if d.base > written {
-                self.shard.add_pending(self.key, d);
+                // Put back what was just taken out: it fits again, whatever the cap.
+                self.shard.add_pending(self.key, d, usize::MAX);
             } else if d.base == written && add {
                 let _ = self.merge_counter(d.version, |c| c.merge_one(d.contribution));
             }

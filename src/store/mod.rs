@@ -40,7 +40,7 @@ pub mod version;
 
 pub use clock::{start_coarse_clock, unix_now, Expiry};
 pub use config::StoreConfig;
-pub use counter::{Contribution, Counter};
+pub use counter::{Contribution, Counter, MAX_SEQ};
 pub use dump::{DumpItem, DUMP_BATCH};
 pub use entry::{
     parse_counter, ArithError, Entry, StoreError, StoreOutcome, WriteMode, BUMP_INTERVAL,
@@ -79,6 +79,9 @@ pub struct StoreCounters {
     pub tombstones_acked: AtomicU64,
     pub tombstones_timed_out: AtomicU64,
     pub tombstones_over_cap: AtomicU64,
+    /// Remote increments refused because the pending ones (waiting for their base write) had
+    /// used up their share of -m (see `shard::PENDING_SHARE`).
+    pub pending_deltas_refused: AtomicU64,
     /// Client lookups that found the key's item already expired / invalidated by flush_all.
     pub get_expired: AtomicU64,
     pub get_flushed: AtomicU64,
@@ -117,6 +120,7 @@ pub struct StoreStats {
     pub tombstones_acked: u64,
     pub tombstones_timed_out: u64,
     pub tombstones_over_cap: u64,
+    pub pending_deltas_refused: u64,
     pub get_expired: u64,
     pub get_flushed: u64,
     pub crawler_starts: u64,
@@ -230,6 +234,11 @@ impl Store {
     /// The memory limit (-m or cache_memlimit): the ring and the hash indexes together.
     pub fn mem_limit(&self) -> usize {
         self.space.limit.load(Ordering::Relaxed)
+    }
+
+    /// Bytes each shard may hold in pending deltas (increments waiting for their base write).
+    pub(crate) fn pending_cap(&self) -> usize {
+        self.mem_limit() / shard::PENDING_SHARE / self.shards.len()
     }
 
     /// cache_memlimit: the ring's capacity changes at once; when it shrinks, the next writes
@@ -440,6 +449,7 @@ impl Store {
             tombstones_acked: self.counters.tombstones_acked.load(Ordering::Relaxed),
             tombstones_timed_out: self.counters.tombstones_timed_out.load(Ordering::Relaxed),
             tombstones_over_cap: self.counters.tombstones_over_cap.load(Ordering::Relaxed),
+            pending_deltas_refused: load(&self.counters.pending_deltas_refused),
             crawler_starts: load(&self.counters.crawler_starts),
             crawler_items_checked: load(&self.counters.crawler_items_checked),
             crawler_reclaimed: load(&self.counters.crawler_reclaimed),

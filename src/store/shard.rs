@@ -88,6 +88,12 @@ pub(crate) struct Tombstone {
 
 /// Bytes charged per buffered delta (plus its key once per key).
 pub(crate) const PENDING_OVERHEAD: usize = 48;
+/// Pending deltas may take at most 1/PENDING_SHARE of -m (split evenly between the shards).
+/// Past it a new one is refused and counted (`pending_deltas_refused`) rather than the oldest
+/// dropped: refusing is O(1), and either way one contribution is missing until the origin's next
+/// delta on the key (each carries the origin's whole contribution) or a full resync. A peer that keeps sending increments for writes that never come (only an
+/// authenticated one can) can no longer grow this without bound until the 24 h purge.
+pub(crate) const PENDING_SHARE: usize = 16;
 
 /// An incr/decr received before the write it was based on (in a mesh that write can come from
 /// a third node, later): it is added once that write arrives.
@@ -118,6 +124,8 @@ pub(crate) struct Shard {
     pub tomb_bytes: usize,
     /// Bytes charged for pending deltas and counter state (outside the ring).
     pub heap_bytes: usize,
+    /// The part of `heap_bytes` charged for pending deltas (bounded by `PENDING_SHARE`).
+    pub pending_bytes: usize,
     pub tombstones: HashMap<Box<[u8]>, Tombstone>,
     /// Bumped whenever an insert may rehash `tombstones` (and so reorder it): a chunked
     /// snapshot walk that saw another value starts the tombstones again.
@@ -164,6 +172,7 @@ impl Shard {
             bytes: 0,
             tomb_bytes: 0,
             heap_bytes: 0,
+            pending_bytes: 0,
             tombstones: HashMap::new(),
             tomb_gen: 0,
             pending: HashMap::new(),
@@ -461,21 +470,32 @@ impl Shard {
         }
     }
 
-    pub fn add_pending(&mut self, key: &[u8], d: PendingDelta) {
+    /// Buffers `d` unless that would take the pending deltas past `cap` bytes; false if refused.
+    pub fn add_pending(&mut self, key: &[u8], d: PendingDelta, cap: usize) -> bool {
+        let charge = match self.pending.contains_key(key) {
+            true => PENDING_OVERHEAD,
+            false => PENDING_OVERHEAD + key.len(),
+        };
+        if self.pending_bytes + charge > cap {
+            return false;
+        }
         match self.pending.get_mut(key) {
             Some(list) => list.push(d),
             None => {
-                self.heap_bytes += key.len();
                 self.pending.insert(key.into(), vec![d]);
             }
         }
-        self.heap_bytes += PENDING_OVERHEAD;
+        self.heap_bytes += charge;
+        self.pending_bytes += charge;
+        true
     }
 
     pub fn take_pending(&mut self, key: &[u8]) -> Vec<PendingDelta> {
         match self.pending.remove(key) {
             Some(list) => {
-                self.heap_bytes -= key.len() + list.len() * PENDING_OVERHEAD;
+                let freed = key.len() + list.len() * PENDING_OVERHEAD;
+                self.heap_bytes -= freed;
+                self.pending_bytes -= freed;
                 list
             }
             None => Vec::new(),
@@ -546,6 +566,7 @@ impl Shard {
             !list.is_empty()
         });
         self.heap_bytes -= freed;
+        self.pending_bytes -= freed;
         (by_ack, by_time, by_cap)
     }
 }

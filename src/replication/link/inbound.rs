@@ -426,7 +426,8 @@ pub(super) async fn read_stream(
             }
             (Frame::Continue { run, from }, Inbound::Start) => {
                 let (have_run, have) = sh.progress(peer).unwrap_or((0, 0));
-                if have_run != run || from != have + 1 {
+                // `have` is the last offset the peer sent (any u64): checked, never wrapped.
+                if have_run != run || have.checked_add(1) != Some(from) {
                     return Err(LinkError::Protocol(
                         "CONTINUE does not match our progress".into(),
                     ));

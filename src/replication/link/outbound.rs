@@ -76,7 +76,11 @@ pub(super) async fn write_stream(
     heartbeat(&sh, peer, &mut out);
     match resume_after {
         Some(after) => {
-            cursor = after + 1;
+            // `after` is the peer's PSYNC offset, checked by `can_resume_after` (so below
+            // `next_offset`); checked again here so that no path can wrap it.
+            cursor = after
+                .checked_add(1)
+                .ok_or_else(|| LinkError::Protocol("PSYNC offset out of range".into()))?;
             slot.partial_syncs_sent.fetch_add(1, Ordering::Relaxed);
             frame::encode(
                 &Frame::Continue {
