@@ -51,10 +51,10 @@ pub struct AuthFile {
 /// Everything the server needs to start; built from the command line and `--config FILE`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// -p: TCP port (0 = pick a free one, used by tests).
-    pub port: u16,
-    /// -U: UDP port, 0 = off.
-    pub udp_port: u16,
+    /// -p: TCP port as memcached takes it: 0 = no TCP listener, -1 = any free port.
+    pub port: i32,
+    /// -U: UDP port, 0 = off, -1 = any free port.
+    pub udp_port: i32,
     /// -l: interfaces to listen on (already split on commas); `0.0.0.0` unless given.
     pub listen: Vec<String>,
     /// -m: memory limit in bytes.

@@ -41,13 +41,13 @@ impl Drop for Proc {
     }
 }
 
-/// Starts `repcached -p 0 -l 127.0.0.1 -X repl_port -x peer... extra...` and waits until it
+/// Starts `repcached -p -1 -l 127.0.0.1 -X repl_port -x peer... extra...` and waits until it
 /// reports its client port (which, with peers, is after the initial sync).
 pub fn spawn(repl_port: u16, peers: &[String], extra: &[&str]) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_repcached"));
     cmd.args([
         "-p",
-        "0",
+        "-1",
         "-U",
         "0",
         "-l",
