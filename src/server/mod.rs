@@ -17,6 +17,7 @@
 
 mod acceptor;
 pub mod connection;
+pub mod detail;
 pub mod exec;
 pub mod metrics;
 pub mod pipeline;
@@ -24,6 +25,7 @@ pub mod session;
 pub mod shared;
 pub mod stats;
 pub mod tls;
+pub mod tunables;
 mod udp;
 mod workers;
 
@@ -352,9 +354,26 @@ fn bind_tcp(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> 
 async fn sweeper(shared: Arc<Shared>) {
     let mut cursors = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_micros(crate::store::SWEEP_INTERVAL_US));
+    let tunables = &shared.tunables;
     loop {
-        tick.tick().await;
-        shared.store.sweep(&mut cursors, crate::store::SWEEP_SLICE);
+        tokio::select! {
+            _ = tick.tick() => {
+                shared.store.sweep(&mut cursors, crate::store::SWEEP_SLICE);
+            }
+            _ = tunables.crawl_request.notified() => {
+                // `lru_crawler crawl`: one whole pass over every shard's index, a slice at a
+                // time, yielding between slices.
+                let mut pass = Vec::new();
+                loop {
+                    shared.store.sweep(&mut pass, crate::store::SWEEP_SLICE);
+                    if pass.iter().all(|&(bucket, _)| bucket == 0) {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                tunables.crawl_running.store(false, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
     }
 }
 

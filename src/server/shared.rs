@@ -72,6 +72,10 @@ pub struct Shared {
     /// (a connection that has authenticated stays so, as in memcached).
     sasl_users: RwLock<Users>,
     ascii_users: RwLock<Users>,
+    /// Run-time settings (`lru_crawler ...`, `slabs automove`).
+    pub tunables: super::tunables::Tunables,
+    /// `stats detail`.
+    pub detail: super::detail::Detail,
 }
 
 impl Shared {
@@ -112,6 +116,8 @@ impl Shared {
                     .map(|f| f.users.clone())
                     .unwrap_or_default(),
             ),
+            tunables: Default::default(),
+            detail: Default::default(),
             config,
         }
     }
