@@ -1,7 +1,7 @@
 //! memcached's operator commands against the real binary, with memcached 1.6.18's replies:
 //! `lru_crawler enable|disable|crawl|sleep|tocrawl` (t/lru-crawler.t), `slabs automove`
 //! (t/strtol-testing.t), `slabs reassign`, and `stats detail on|off|dump` with real per-prefix
-//! counters (t/stats-detail.t).
+//! counters (t/stats-detail.t); `conn_yields` under -R (t/issue_61.t).
 
 mod common;
 
@@ -121,6 +121,8 @@ fn lru_crawler_crawl_runs_a_pass_and_reports_it() {
             // crawler, not a client's get, reclaimed them.
             let reclaimed: u64 = s["crawler_reclaimed"].parse().unwrap();
             assert!(reclaimed >= 30, "{reclaimed}");
+            // ... and, as in memcached, not also in `reclaimed` (exporters add both).
+            assert_eq!(s["reclaimed"], "0");
             assert_eq!(s["curr_items"], "30");
             break;
         }
@@ -196,4 +198,17 @@ fn stats_detail_counts_per_prefix() {
     assert_eq!(stats(&mut c, "settings")["detail_enabled"], "no");
     assert_eq!(ask(&mut c, "delete foo:123\r\n"), "DELETED\r\n");
     assert!(dump(&mut c).is_empty(), "nothing counted while off");
+}
+
+#[test]
+fn conn_yields_counts_spent_request_budgets() {
+    let server = Server::repcached(&["-R", "1"]);
+    let mut c = server.client();
+    c.send("set foobar 0 0 5\r\nBubba\r\n".repeat(6).as_bytes())
+        .unwrap();
+    for _ in 0..6 {
+        assert_eq!(c.read_line(), b"STORED\r\n");
+    }
+    let yields: u64 = stats(&mut c, "")["conn_yields"].parse().unwrap();
+    assert!(yields >= 5, "{yields}");
 }

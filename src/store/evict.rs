@@ -215,8 +215,9 @@ impl Store {
                 }
             }
         }
+        // memcached keeps the crawler's reclaims apart (`crawler_reclaimed`): `reclaimed` counts
+        // only expired items whose room a write takes (the tail walker, `evict_item`).
         let c = &self.counters;
-        c.reclaimed.fetch_add(reclaimed as u64, Ordering::Relaxed);
         c.crawler_starts.fetch_add(1, Ordering::Relaxed);
         c.crawler_items_checked
             .fetch_add(checked, Ordering::Relaxed);
