@@ -212,3 +212,18 @@ fn conn_yields_counts_spent_request_budgets() {
     let yields: u64 = stats(&mut c, "")["conn_yields"].parse().unwrap();
     assert!(yields >= 5, "{yields}");
 }
+
+#[test]
+fn no_lru_crawler_and_no_modern_start_with_the_crawler_off() {
+    for opt in ["no_lru_crawler", "no_modern"] {
+        let server = Server::repcached(&["-o", opt]);
+        let mut c = server.client();
+        assert_eq!(stats(&mut c, "settings")["lru_crawler"], "no", "{opt}");
+        assert_eq!(
+            ask(&mut c, "lru_crawler crawl 1\r\n"),
+            "CLIENT_ERROR lru crawler disabled\r\n"
+        );
+        assert_eq!(ask(&mut c, "lru_crawler enable\r\n"), "OK\r\n");
+        assert_eq!(stats(&mut c, "settings")["lru_crawler"], "yes");
+    }
+}

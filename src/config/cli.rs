@@ -689,6 +689,7 @@ impl Cli {
             repl_sync_wait,
             repl_tombstone_time,
             idle_timeout: subopts.idle_timeout,
+            lru_crawler: subopts.lru_crawler,
             read_buf_mem_limit: subopts.read_buf_mem_limit,
             lock_memory: self.lock_memory,
             enable_coredumps: self.enable_coredumps,

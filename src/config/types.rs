@@ -118,6 +118,9 @@ pub struct Config {
     pub repl_tombstone_time: Duration,
     /// `-o idle_timeout=N`: close a client idle for more than N seconds (0 = never).
     pub idle_timeout: u32,
+    /// `-o no_lru_crawler` / `no_modern` turn it off: memcached's LRU crawler setting at start
+    /// (see server::tunables).
+    pub lru_crawler: bool,
     /// `-o read_buf_mem_limit=N` in bytes (given in megabytes; 0 = no limit): memcached's
     /// per-thread budget of 16 KiB buffers, from which it also takes its reply objects.
     pub read_buf_mem_limit: u64,
@@ -174,6 +177,7 @@ impl Default for Config {
             repl_sync_wait: Duration::from_secs(30),
             repl_tombstone_time: Duration::from_secs(24 * 3600),
             idle_timeout: 0,
+            lru_crawler: true,
             read_buf_mem_limit: 0,
             lock_memory: false,
             enable_coredumps: false,

@@ -116,7 +116,7 @@ impl Shared {
                     .map(|f| f.users.clone())
                     .unwrap_or_default(),
             ),
-            tunables: Default::default(),
+            tunables: super::tunables::Tunables::new(config.lru_crawler),
             detail: Default::default(),
             config,
         }

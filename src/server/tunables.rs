@@ -27,10 +27,11 @@ pub struct Tunables {
     pub crawl_request: Notify,
 }
 
-impl Default for Tunables {
-    fn default() -> Self {
+impl Tunables {
+    /// memcached's defaults, the crawler on or off as `-o` said.
+    pub fn new(lru_crawler: bool) -> Self {
         Tunables {
-            lru_crawler: AtomicBool::new(true),
+            lru_crawler: AtomicBool::new(lru_crawler),
             lru_crawler_sleep: AtomicU32::new(LRU_CRAWLER_SLEEP_DEFAULT),
             lru_crawler_tocrawl: AtomicU32::new(0),
             slab_automove: AtomicU32::new(0),
@@ -39,9 +40,7 @@ impl Default for Tunables {
             crawl_request: Notify::new(),
         }
     }
-}
 
-impl Tunables {
     /// Asks the sweeper for a full pass now; false when one is already running (memcached:
     /// BUSY).
     pub fn request_crawl(&self) -> bool {
