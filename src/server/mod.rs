@@ -358,14 +358,14 @@ async fn sweeper(shared: Arc<Shared>) {
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                shared.store.sweep(&mut cursors, crate::store::SWEEP_SLICE);
+                shared.store.sweep(&mut cursors, crate::store::SWEEP_SLICE, false);
             }
             _ = tunables.crawl_request.notified() => {
                 // `lru_crawler crawl`: one whole pass over every shard's index, a slice at a
                 // time, yielding between slices.
                 let mut pass = Vec::new();
                 loop {
-                    shared.store.sweep(&mut pass, crate::store::SWEEP_SLICE);
+                    shared.store.sweep(&mut pass, crate::store::SWEEP_SLICE, true);
                     if pass.iter().all(|&(bucket, _)| bucket == 0) {
                         break;
                     }
