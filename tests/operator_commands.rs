@@ -218,11 +218,34 @@ fn no_lru_crawler_and_no_modern_start_with_the_crawler_off() {
         let server = Server::repcached(&["-o", opt]);
         let mut c = server.client();
         assert_eq!(stats(&mut c, "settings")["lru_crawler"], "no", "{opt}");
+        // memcached lists the crawler's stats only while it is enabled.
+        assert!(!stats(&mut c, "").contains_key("lru_crawler_starts"));
         assert_eq!(
             ask(&mut c, "lru_crawler crawl 1\r\n"),
             "CLIENT_ERROR lru crawler disabled\r\n"
         );
         assert_eq!(ask(&mut c, "lru_crawler enable\r\n"), "OK\r\n");
         assert_eq!(stats(&mut c, "settings")["lru_crawler"], "yes");
+        assert!(stats(&mut c, "").contains_key("lru_crawler_starts"));
+    }
+}
+
+#[test]
+fn stats_has_memcached_fields_that_are_true_zeros_here() {
+    let server = Server::repcached(&[]);
+    let mut c = server.client();
+    let s = stats(&mut c, "");
+    for name in [
+        "hash_is_expanding",
+        "malloc_fails",
+        "log_worker_dropped",
+        "log_worker_written",
+        "log_watcher_skipped",
+        "log_watcher_sent",
+        "log_watchers",
+        "unexpected_napi_ids",
+        "round_robin_fallback",
+    ] {
+        assert_eq!(s.get(name).map(String::as_str), Some("0"), "{name}");
     }
 }

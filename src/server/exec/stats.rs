@@ -168,13 +168,32 @@ fn general(shared: &Shared, out: &mut Vec<u8>) {
     stat_u64(out, "conn_yields", get("conn_yields"));
     // The items' hash indexes; with the ring they make up -m (see `Store::fit_ring`).
     stat_u64(out, "hash_bytes", store.index_bytes);
-    // The sweeper is the store's LRU crawler (see `stats settings` lru_crawler_*).
-    stat_u64(
-        out,
-        "lru_crawler_running",
-        shared.tunables.crawl_running.load(Ordering::Relaxed) as u64,
-    );
-    stat_u64(out, "lru_crawler_starts", store.crawler_starts);
+    // Each shard's index grows in one step under its lock: never half expanded.
+    stat_u64(out, "hash_is_expanding", 0);
+    // The sweeper is the store's LRU crawler (see `stats settings` lru_crawler_*); memcached
+    // lists these only while its crawler is enabled.
+    if shared.tunables.lru_crawler.load(Ordering::Relaxed) {
+        stat_u64(
+            out,
+            "lru_crawler_running",
+            shared.tunables.crawl_running.load(Ordering::Relaxed) as u64,
+        );
+        stat_u64(out, "lru_crawler_starts", store.crawler_starts);
+    }
+    // True zeros, not estimates: a failed allocation aborts the process (none is survived and
+    // counted), there is no `watch` logger, and -N (NAPI ids) is not supported.
+    for name in [
+        "malloc_fails",
+        "log_worker_dropped",
+        "log_worker_written",
+        "log_watcher_skipped",
+        "log_watcher_sent",
+        "log_watchers",
+        "unexpected_napi_ids",
+        "round_robin_fallback",
+    ] {
+        stat_u64(out, name, 0);
+    }
     stat_u64(out, "bytes", store.bytes);
     stat_u64(out, "curr_items", store.curr_items);
     stat_u64(out, "total_items", store.total_items);
