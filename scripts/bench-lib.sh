@@ -89,7 +89,7 @@ start_memcached() {
 }
 
 # start_repcached MEM THREADS [EXTRA ARGS...]: sets SRV_PID and SRV_PORT. The client port is
-# chosen by the server (-p 0) and read from its "listening on tcp" line; EXTRA defaults to -X 0.
+# chosen by the server (-p -1) and read from its "listening on tcp" line; EXTRA defaults to -X 0.
 start_repcached() {
     local mem=$1 threads=$2
     shift 2
@@ -97,7 +97,7 @@ start_repcached() {
     ((${#extra[@]})) || extra=(-X 0)
     local logf
     logf=$(mktemp "$BENCH_OUT/logs/repcached-XXXXXX.log")
-    "$REPCACHED" -p 0 -U 0 -l 127.0.0.1 -t "$threads" -m "$mem" -c 4096 "${extra[@]}" >"$logf" 2>&1 &
+    "$REPCACHED" -p -1 -U 0 -l 127.0.0.1 -t "$threads" -m "$mem" -c 4096 "${extra[@]}" >"$logf" 2>&1 &
     SRV_PID=$!
     STARTED_PIDS+=("$SRV_PID")
     local deadline=$((SECONDS + START_TIMEOUT))

@@ -424,7 +424,7 @@ fn bad_files_stop_the_start() {
         ("/nonexistent/auth", vec!["/nonexistent/auth"]),
     ] {
         let out = Command::new(bin)
-            .args(["-p", "0", "-U", "0", "-X", "0", "-Y", file])
+            .args(["-p", "-1", "-U", "0", "-X", "0", "-Y", file])
             .output()
             .expect("run repcached");
         assert!(!out.status.success(), "{file}: started");

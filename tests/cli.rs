@@ -183,7 +183,7 @@ fn unknown_user_is_refused_when_root() {
             "-u",
             "no-such-user-repcached",
             "-p",
-            "0",
+            "-1",
             "-U",
             "0",
             "-l",
@@ -230,7 +230,7 @@ fn daemon_args<'a>(port: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 #[test]
 fn daemon_reports_an_unwritable_pid_file() {
     let pid_file = "/nonexistent-repcached-dir/x.pid";
-    let out = run(&daemon_args("0", &["-P", pid_file]));
+    let out = run(&daemon_args("-1", &["-P", pid_file]));
     assert_eq!(out.code, Some(1), "stderr {:?}", out.stderr);
     assert!(
         out.stderr
@@ -251,7 +251,7 @@ fn daemon_reports_an_unwritable_pid_file() {
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let pid_file = dir.join("x.pid");
     let pid_file = pid_file.to_str().unwrap();
-    let out = run(&daemon_args("0", &["-u", "nobody", "-P", pid_file]));
+    let out = run(&daemon_args("-1", &["-u", "nobody", "-P", pid_file]));
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(out.code, Some(1), "stderr {:?}", out.stderr);
     assert!(

@@ -637,7 +637,7 @@ fn without_tls_stats_and_refresh_certs_answer_like_memcached() {
 /// Runs the binary with `args` and returns (exit code, stderr); it must exit on its own.
 fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_repcached"))
-        .args(["-p", "0", "-l", "127.0.0.1", "-X", "0"])
+        .args(["-p", "-1", "-l", "127.0.0.1", "-X", "0"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

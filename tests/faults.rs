@@ -150,7 +150,7 @@ fn sigterm_during_the_initial_sync_wait_exits_within_3s() {
         });
     }
     let mut child = Command::new(env!("CARGO_BIN_EXE_repcached"))
-        .args(["-p", "0", "-U", "0", "-l", "127.0.0.1", "-X"])
+        .args(["-p", "-1", "-U", "0", "-l", "127.0.0.1", "-X"])
         .arg(free_port().to_string())
         .args(["-x", &peer, "--repl-sync-wait", "30"])
         .stdin(Stdio::null())

@@ -346,7 +346,7 @@ fn refuses_to_start_unauthenticated_off_loopback() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_repcached"))
         .args([
             "-p",
-            "0",
+            "-1",
             "-U",
             "0",
             "-l",

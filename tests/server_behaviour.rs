@@ -23,7 +23,7 @@ impl Drop for Node {
 /// Starts the binary on port 0 and reads the bound ports from its stderr.
 fn start(extra: &[&str]) -> Node {
     let mut child = Command::new(env!("CARGO_BIN_EXE_repcached"))
-        .args(["-p", "0", "-l", "127.0.0.1", "-X", "0"])
+        .args(["-p", "-1", "-l", "127.0.0.1", "-X", "0"])
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -26,11 +26,21 @@ pub(super) const VERSION_TEXT: &str =
     max_term_width = 100
 )]
 pub(super) struct Cli {
-    /// TCP port to listen on (default: 11211; 0 = any free port)
-    #[arg(short = 'p', long = "port", value_name = "NUM")]
+    /// TCP port to listen on (default: 11211; 0 = off, -1 = any free port)
+    #[arg(
+        short = 'p',
+        long = "port",
+        value_name = "NUM",
+        allow_negative_numbers = true
+    )]
     port: Option<String>,
-    /// UDP port to listen on (default: 0, off)
-    #[arg(short = 'U', long = "udp-port", value_name = "NUM")]
+    /// UDP port to listen on (default: 0, off; -1 = any free port)
+    #[arg(
+        short = 'U',
+        long = "udp-port",
+        value_name = "NUM",
+        allow_negative_numbers = true
+    )]
     udp_port: Option<String>,
     /// Interface to listen on, comma-separated, repeatable (default: 0.0.0.0)
     #[arg(short = 'l', long = "listen", value_name = "ADDR", action = ArgAction::Append)]
@@ -389,11 +399,11 @@ impl Cli {
         self.refuse_unsupported()?;
 
         let port = match &self.port {
-            Some(v) => parse_port(v, "-p")?,
+            Some(v) => parse_listen_port(v, "-p")?,
             None => d.port,
         };
         let udp_port = match &self.udp_port {
-            Some(v) => parse_port(v, "-U")?,
+            Some(v) => parse_listen_port(v, "-U")?,
             None => d.udp_port,
         };
         // memcached: "-U N" without "-p" also moves the TCP port to N.
@@ -687,6 +697,7 @@ impl Cli {
             repl_sync_wait,
             repl_tombstone_time,
             idle_timeout: subopts.idle_timeout,
+            lru_crawler: subopts.lru_crawler,
             read_buf_mem_limit: subopts.read_buf_mem_limit,
             lock_memory: self.lock_memory,
             enable_coredumps: self.enable_coredumps,
@@ -769,6 +780,24 @@ pub(super) fn parse_port(value: &str, flag: &str) -> Result<u16, ConfigError> {
         Ok(n) => Err(invalid(format!("ERROR: Invalid port number {n}."))),
         Err(_) => Err(invalid(format!(
             "invalid port '{value}' for {flag}: expected a number 0-65535"
+        ))),
+    }
+}
+
+/// -p and -U as memcached takes them: 0 = off, -1 = any free port (memcached writes the port
+/// it got to the file named by MEMCACHED_PORT_FILENAME).
+pub(super) fn parse_listen_port(value: &str, flag: &str) -> Result<i32, ConfigError> {
+    match value.trim().parse::<i64>() {
+        Ok(-1) => Ok(-1),
+        Ok(n) => parse_port(value, flag).map(i32::from).map_err(|e| {
+            if n < 0 {
+                invalid(format!("ERROR: Invalid port number {n}."))
+            } else {
+                e
+            }
+        }),
+        Err(_) => Err(invalid(format!(
+            "invalid port '{value}' for {flag}: expected a number -1-65535"
         ))),
     }
 }

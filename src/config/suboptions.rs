@@ -70,6 +70,9 @@ pub(super) struct SubOptions {
     pub(super) warm_lru_pct: i64,
     pub(super) temporary_ttl: bool,
     pub(super) lru_maintainer: bool,
+    /// `lru_crawler` / `no_lru_crawler` (`no_modern` too): what `stats settings` reports and
+    /// whether `lru_crawler crawl|metadump` are allowed until `lru_crawler enable|disable`.
+    pub(super) lru_crawler: bool,
     /// The sub-options repcached implements (the rest are only validated).
     pub(super) idle_timeout: u32,
     pub(super) read_buf_mem_limit: u64,
@@ -87,6 +90,7 @@ impl Default for SubOptions {
             warm_lru_pct: 40,
             temporary_ttl: false,
             lru_maintainer: true,
+            lru_crawler: true,
             idle_timeout: 0,
             read_buf_mem_limit: 0,
             tls: TlsSettings::default(),
@@ -159,7 +163,6 @@ impl SubOptions {
             "maxconns_fast"
             | "no_hashexpand"
             | "slab_reassign"
-            | "lru_crawler"
             | "track_sizes"
             | "no_inline_ascii_resp"
             | "inline_ascii_resp"
@@ -168,7 +171,6 @@ impl SubOptions {
             | "no_slab_reassign"
             | "no_slab_automove"
             | "no_maxconns_fast"
-            | "no_lru_crawler"
             | "no_drop_privileges"
             | "drop_privileges"
             | "resp_obj_mem_limit"
@@ -177,7 +179,14 @@ impl SubOptions {
             "ssl_session_cache" => self.tls.session_cache = true,
             "ssl_kernel_tls" => self.tls.kernel_tls = true,
             "lru_maintainer" => self.lru_maintainer = true,
-            "no_lru_maintainer" | "no_modern" => self.lru_maintainer = false,
+            "no_lru_maintainer" => self.lru_maintainer = false,
+            // memcached's no_modern: the 1.4 defaults, the crawler and the maintainer off.
+            "no_modern" => {
+                self.lru_maintainer = false;
+                self.lru_crawler = false;
+            }
+            "lru_crawler" => self.lru_crawler = true,
+            "no_lru_crawler" => self.lru_crawler = false,
             "hashpower" => {
                 let n = atoi(need("Missing numeric argument for hashpower")?);
                 if n < 12 {

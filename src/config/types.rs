@@ -51,10 +51,10 @@ pub struct AuthFile {
 /// Everything the server needs to start; built from the command line and `--config FILE`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// -p: TCP port (0 = pick a free one, used by tests).
-    pub port: u16,
-    /// -U: UDP port, 0 = off.
-    pub udp_port: u16,
+    /// -p: TCP port as memcached takes it: 0 = no TCP listener, -1 = any free port.
+    pub port: i32,
+    /// -U: UDP port, 0 = off, -1 = any free port.
+    pub udp_port: i32,
     /// -l: interfaces to listen on (already split on commas); `0.0.0.0` unless given.
     pub listen: Vec<String>,
     /// -m: memory limit in bytes.
@@ -120,6 +120,9 @@ pub struct Config {
     pub repl_tombstone_time: Duration,
     /// `-o idle_timeout=N`: close a client idle for more than N seconds (0 = never).
     pub idle_timeout: u32,
+    /// `-o no_lru_crawler` / `no_modern` turn it off: memcached's LRU crawler setting at start
+    /// (see server::tunables).
+    pub lru_crawler: bool,
     /// `-o read_buf_mem_limit=N` in bytes (given in megabytes; 0 = no limit): memcached's
     /// per-thread budget of 16 KiB buffers, from which it also takes its reply objects.
     pub read_buf_mem_limit: u64,
@@ -177,6 +180,7 @@ impl Default for Config {
             repl_sync_wait: Duration::from_secs(30),
             repl_tombstone_time: Duration::from_secs(24 * 3600),
             idle_timeout: 0,
+            lru_crawler: true,
             read_buf_mem_limit: 0,
             lock_memory: false,
             enable_coredumps: false,

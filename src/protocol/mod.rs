@@ -133,6 +133,32 @@ pub enum MetadumpScope {
     BadClass,
 }
 
+/// `lru_crawler` sub-commands other than metadump (memcached's process_lru_crawler_command);
+/// the argument errors that need no server state are answered by the parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LruCrawlerCommand {
+    Enable,
+    Disable,
+    /// `crawl <all|classes>`: reclaim expired items now.
+    Crawl(MetadumpScope),
+    /// `sleep <microseconds>` (the executor refuses more than a second, as memcached).
+    Sleep(u32),
+    /// `tocrawl <items>`.
+    Tocrawl(u32),
+}
+
+/// `slabs reassign|automove` (memcached's process_slabs_command).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlabsCommand {
+    /// `slabs reassign <src> <dst>`; None when they are not numbers (memcached looks at them
+    /// only when slab reassignment is on).
+    Reassign { classes: Option<(i32, i32)> },
+    /// `slabs automove <0|1|2>`.
+    Automove { level: u32, noreply: bool },
+    /// `slabs automove ratio <ratio>`, the ratio as f64 bits (Request is Eq).
+    AutomoveRatio { bits: u64, noreply: bool },
+}
+
 /// The form of a `shutdown` command; memcached refuses all of them unless started with `-A`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShutdownMode {
@@ -204,6 +230,8 @@ pub enum Request<'a> {
     Stats(StatsGroup<'a>),
     /// `lru_crawler metadump <all|hash|classes>`: one line of metadata per item.
     Metadump(MetadumpScope),
+    LruCrawler(LruCrawlerCommand),
+    Slabs(SlabsCommand),
     /// refresh_certs [noreply]: re-read the TLS certificate and key (memcached 1.6 with TLS).
     RefreshCerts {
         noreply: bool,

@@ -9,7 +9,10 @@
 
 use super::reply::ErrorKind;
 use super::tokens::{split_line, Tokens as LineTokens};
-use super::{Effect, Limits, MetadumpScope, Parsed, Request, ShutdownMode, StatsGroup, StoreMode};
+use super::{
+    Effect, Limits, LruCrawlerCommand, MetadumpScope, Parsed, Request, ShutdownMode, SlabsCommand,
+    StatsGroup, StoreMode,
+};
 use crate::numbers::{
     safe_strtol as strtol32, safe_strtoul as strtoul32, safe_strtoull as strtoull,
 };
@@ -74,6 +77,7 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
         b's' => match cmd {
             b"set" => l.update(StoreKind::Set, ntokens),
             b"stats" => l.stats(),
+            b"slabs" => l.slabs(),
             b"shutdown" => {
                 let mode = match (ntokens, toks.get(1)) {
                     (2, _) => ShutdownMode::Immediate,
@@ -117,10 +121,9 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
             b"lru_crawler" if ntokens == 4 && toks.get(1) == Some(b"metadump") => {
                 l.req(Request::Metadump(metadump_scope(toks.at(2))))
             }
+            b"lru_crawler" => l.lru_crawler(),
             // Known to memcached but not offered here; they still escape the HTTP check below.
-            b"bget" | b"lru_crawler" | b"watch" | b"lru" | b"extstore" | b"slabs" => {
-                error(ErrorKind::Error, consumed, false)
-            }
+            b"bget" | b"watch" | b"lru" | b"extstore" => error(ErrorKind::Error, consumed, false),
             // A browser talking to the cache port: memcached hangs up without a word.
             _ if toks.last().starts_with(b"HTTP/") => close(),
             _ => error(ErrorKind::Error, consumed, false),
@@ -461,6 +464,60 @@ impl<'a> Line<'a, '_> {
                 megabytes: u64::from(mb),
                 noreply,
             }),
+        }
+    }
+
+    /// lru_crawler crawl|tocrawl|sleep <arg>, lru_crawler enable|disable (metadump is
+    /// parsed before this).
+    fn lru_crawler(&self) -> Parsed<'a> {
+        let t = self.toks;
+        let cmd = match (t.ntokens(), t.get(1)) {
+            (4, Some(b"crawl")) => LruCrawlerCommand::Crawl(metadump_scope(t.at(2))),
+            (4, Some(sub @ (b"tocrawl" | b"sleep"))) => match strtoul32(t.at(2)) {
+                Some(n) if sub == b"sleep" => LruCrawlerCommand::Sleep(n),
+                Some(n) => LruCrawlerCommand::Tocrawl(n),
+                None => return self.err(ErrorKind::BadFormat, false),
+            },
+            (3, Some(b"enable")) => LruCrawlerCommand::Enable,
+            (3, Some(b"disable")) => LruCrawlerCommand::Disable,
+            _ => return self.err(ErrorKind::Error, false),
+        };
+        self.req(Request::LruCrawler(cmd))
+    }
+
+    /// slabs reassign <src> <dst>, slabs automove <0|1|2> | ratio <r> [noreply].
+    fn slabs(&self) -> Parsed<'a> {
+        let t = self.toks;
+        let ntokens = t.ntokens();
+        match t.get(1) {
+            Some(b"reassign") if ntokens == 5 => {
+                let classes = strtol32(t.at(2)).zip(strtol32(t.at(3)));
+                self.req(Request::Slabs(SlabsCommand::Reassign { classes }))
+            }
+            Some(b"automove") if ntokens >= 4 => {
+                let noreply = t.noreply();
+                if t.at(2) == b"ratio" {
+                    let ratio = (ntokens >= 5)
+                        .then(|| std::str::from_utf8(t.at(3)).ok())
+                        .flatten()
+                        .and_then(|r| r.parse::<f64>().ok());
+                    return match ratio {
+                        Some(r) => self.req(Request::Slabs(SlabsCommand::AutomoveRatio {
+                            bits: r.to_bits(),
+                            noreply,
+                        })),
+                        None => self.err(ErrorKind::Error, noreply),
+                    };
+                }
+                match strtoul32(t.at(2)) {
+                    Some(level @ 0..=2) => {
+                        self.req(Request::Slabs(SlabsCommand::Automove { level, noreply }))
+                    }
+                    Some(_) => self.err(ErrorKind::Error, noreply),
+                    None => self.err(ErrorKind::BadFormat, noreply),
+                }
+            }
+            _ => self.err(ErrorKind::Error, false),
         }
     }
 

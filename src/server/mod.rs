@@ -19,6 +19,7 @@
 mod acceptor;
 pub mod auth_guard;
 pub mod connection;
+pub mod detail;
 pub mod exec;
 pub mod metrics;
 pub mod pipeline;
@@ -26,6 +27,7 @@ pub mod session;
 pub mod shared;
 pub mod stats;
 pub mod tls;
+pub mod tunables;
 mod udp;
 mod workers;
 
@@ -254,11 +256,25 @@ pub async fn start_with_tls(
     let config = &shared.config;
 
     if !config.peers.is_empty() || config.repl_port != 0 {
-        let repl = Replicator::start(config, shared.store.clone())
-            .await
-            .map_err(|e| ServerError::Replication(e.to_string()))?;
-        repl.wait_initial_sync(config.repl_sync_wait).await;
-        let _ = shared.replicator.set(repl);
+        match Replicator::start(config, shared.store.clone()).await {
+            Ok(repl) => {
+                repl.wait_initial_sync(config.repl_sync_wait).await;
+                let _ = shared.replicator.set(repl);
+            }
+            // A node that names no peer only waits for peers to call: when its replication
+            // port is taken (another instance on this host has the default 11212), it serves
+            // its clients without the listener instead of not starting, as a second memcached
+            // on another -p would.
+            Err(crate::replication::ReplError::Bind { addr, source })
+                if config.peers.is_empty() && source.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                tracing::warn!(
+                    "replication listener disabled: {addr} is in use ({source}); serving \
+                     without replication (give -X PORT for a free port, or -X 0)"
+                );
+            }
+            Err(e) => return Err(ServerError::Replication(e.to_string())),
+        }
     }
 
     let workers = Arc::new(workers::Workers::spawn(config.threads, &shared)?);
@@ -266,26 +282,29 @@ pub async fn start_with_tls(
     let mut udp_addrs = Vec::new();
     let mut tasks = Vec::new();
     for host in listen_addrs(config) {
-        let addr = socket_addr(&host, config.port)?;
-        let listener = bind_tcp(addr, config.backlog)?;
-        let local = listener.local_addr()?;
-        eprintln!("repcached: listening on tcp {local}");
-        shared
-            .tcp_port
-            .store(local.port(), std::sync::atomic::Ordering::Relaxed);
-        tcp_addrs.push(local);
-        shared.listeners.lock().push(Listener {
-            fd: listener.as_raw_fd(),
-            addr: format!("tcp:{local}"),
-            udp: false,
-        });
-        tasks.push(tokio::spawn(acceptor::accept_loop(
-            shared.clone(),
-            listener,
-            workers.clone(),
-        )));
+        // memcached's -p/-U: 0 = no listener, -1 = any free port (bind port 0).
+        if config.port != 0 {
+            let addr = socket_addr(&host, listen_port(config.port))?;
+            let listener = bind_tcp(addr, config.backlog)?;
+            let local = listener.local_addr()?;
+            eprintln!("repcached: listening on tcp {local}");
+            shared
+                .tcp_port
+                .store(local.port(), std::sync::atomic::Ordering::Relaxed);
+            tcp_addrs.push(local);
+            shared.listeners.lock().push(Listener {
+                fd: listener.as_raw_fd(),
+                addr: format!("tcp:{local}"),
+                udp: false,
+            });
+            tasks.push(tokio::spawn(acceptor::accept_loop(
+                shared.clone(),
+                listener,
+                workers.clone(),
+            )));
+        }
         if config.udp_port != 0 {
-            let udp_addr = socket_addr(&host, config.udp_port)?;
+            let udp_addr = socket_addr(&host, listen_port(config.udp_port))?;
             let sock = UdpSocket::bind(udp_addr)
                 .await
                 .map_err(|e| ServerError::Bind {
@@ -333,6 +352,33 @@ pub async fn start_with_tls(
     })
 }
 
+/// The port to bind for memcached's -p/-U value (not 0): -1 = any free port.
+fn listen_port(port: i32) -> u16 {
+    u16::try_from(port).unwrap_or(0)
+}
+
+/// memcached's MEMCACHED_PORT_FILENAME: once every listener is bound, one line per listener,
+/// `TCP INET: PORT` (`UDP`, `INET6` as the case is), written to FILE.lck and renamed to FILE so
+/// that a reader never sees half of it (tests and scripts start the server with -p -1 and read
+/// the port it got from there).
+fn write_port_file(
+    path: &std::path::Path,
+    tcp: &[SocketAddr],
+    udp: &[SocketAddr],
+) -> std::io::Result<()> {
+    let mut text = String::new();
+    for (kind, addrs) in [("TCP", tcp), ("UDP", udp)] {
+        for a in addrs {
+            let family = if a.is_ipv4() { "INET" } else { "INET6" };
+            text.push_str(&format!("{kind} {family}: {}\n", a.port()));
+        }
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".lck");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
 fn bind_tcp(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> {
     let err = |source| ServerError::Bind {
         addr: addr.to_string(),
@@ -353,9 +399,26 @@ fn bind_tcp(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> 
 async fn sweeper(shared: Arc<Shared>) {
     let mut cursors = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_micros(crate::store::SWEEP_INTERVAL_US));
+    let tunables = &shared.tunables;
     loop {
-        tick.tick().await;
-        shared.store.sweep(&mut cursors, crate::store::SWEEP_SLICE);
+        tokio::select! {
+            _ = tick.tick() => {
+                shared.store.sweep(&mut cursors, crate::store::SWEEP_SLICE, false);
+            }
+            _ = tunables.crawl_request.notified() => {
+                // `lru_crawler crawl`: one whole pass over every shard's index, a slice at a
+                // time, yielding between slices.
+                let mut pass = Vec::new();
+                loop {
+                    shared.store.sweep(&mut pass, crate::store::SWEEP_SLICE, true);
+                    if pass.iter().all(|&(bucket, _)| bucket == 0) {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                tunables.crawl_running.store(false, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
     }
 }
 
@@ -471,6 +534,15 @@ pub fn run_notify(
                 _ = hup.recv() => tracing::info!("SIGHUP while starting: ignored"),
             }
         };
+        if let Some(path) = std::env::var_os("MEMCACHED_PORT_FILENAME") {
+            if let Err(e) = write_port_file(path.as_ref(), &handle.tcp_addrs, &handle.udp_addrs) {
+                // memcached reports it and serves on.
+                tracing::warn!(
+                    "cannot write the port file {}: {e}",
+                    std::path::Path::new(&path).display()
+                );
+            }
+        }
         ready();
         loop {
             tokio::select! {

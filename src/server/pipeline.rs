@@ -198,6 +198,8 @@ pub fn process(
         if requests > shared.config.reqs_per_event
             && (requests - 1) % shared.config.reqs_per_event.max(1) == 0
         {
+            // memcached yields the connection here (`conn_yields`): its -R budget is spent.
+            Stats::incr(&shared.stats.conn_yields);
             *written = out.len();
             held.release_all();
             *replies = 0;
@@ -481,6 +483,8 @@ fn process_binary(
         rbuf.advance(consumed.min(rbuf.len()));
         requests += 1;
         if requests % shared.config.reqs_per_event.max(1) == 0 {
+            // The -R budget is spent: memcached yields the connection (`conn_yields`).
+            Stats::incr(&shared.stats.conn_yields);
             session.written = out.len();
             session.held.release_all();
         }

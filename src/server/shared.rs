@@ -75,6 +75,10 @@ pub struct Shared {
     ascii_users: RwLock<Users>,
     /// The rate limit of failed-login log lines.
     pub auth_failure_log: auth_guard::FailureLog,
+    /// Run-time settings (`lru_crawler ...`, `slabs automove`).
+    pub tunables: super::tunables::Tunables,
+    /// `stats detail`.
+    pub detail: super::detail::Detail,
 }
 
 impl Shared {
@@ -116,6 +120,8 @@ impl Shared {
                     .unwrap_or_default(),
             ),
             auth_failure_log: auth_guard::FailureLog::default(),
+            tunables: super::tunables::Tunables::new(config.lru_crawler),
+            detail: Default::default(),
             config,
         }
     }

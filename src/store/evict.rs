@@ -204,7 +204,11 @@ impl Store {
     /// peer has (or whose time is up, or over their memory cap: see `shard::Tombstone`), looking
     /// at no more than `budget` index buckets per shard so a lock is never held for long.
     /// `cursors` carries each shard's position (and index generation) between calls.
-    pub fn sweep(&self, cursors: &mut Vec<(usize, u64)>, budget: usize) -> usize {
+    ///
+    /// Each reclaim is counted once, as memcached does: in `crawler_reclaimed` when the pass
+    /// plays its LRU crawler (`crawler`: `lru_crawler crawl`), else in `reclaimed`, like the
+    /// expired items memcached's LRU maintainer drops from its tails.
+    pub fn sweep(&self, cursors: &mut Vec<(usize, u64)>, budget: usize, crawler: bool) -> usize {
         cursors.resize(self.shards.len(), (0, 0));
         let now = unix_now();
         let tomb_acked = if self.sink.get().is_some() {
@@ -263,12 +267,15 @@ impl Store {
             }
         }
         let c = &self.counters;
-        c.reclaimed.fetch_add(reclaimed as u64, Ordering::Relaxed);
         c.crawler_starts.fetch_add(1, Ordering::Relaxed);
         c.crawler_items_checked
             .fetch_add(checked, Ordering::Relaxed);
-        c.crawler_reclaimed
-            .fetch_add(reclaimed as u64, Ordering::Relaxed);
+        let counter = if crawler {
+            &c.crawler_reclaimed
+        } else {
+            &c.reclaimed
+        };
+        counter.fetch_add(reclaimed as u64, Ordering::Relaxed);
         reclaimed
     }
 

@@ -366,7 +366,8 @@ impl Store {
                     entry.shard.add_tombstone(key, t);
                 }
                 entry.idx = None;
-                self.counters.reclaimed.fetch_add(1, Ordering::Relaxed);
+                // Not `reclaimed`: memcached counts that only when a write reuses the room of
+                // an expired item (here the tail walker), not when a get drops one.
                 if unfetched {
                     self.counters
                         .expired_unfetched

@@ -27,13 +27,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the repcached binary built by cargo with `-p 0 -U 0 -l 127.0.0.1 -X 0` plus `extra`,
+    /// Starts the repcached binary built by cargo with `-p -1 -U 0 -l 127.0.0.1 -X 0` plus `extra`,
     /// and learns its port from the line `repcached: listening on tcp 127.0.0.1:PORT`.
     pub fn repcached(extra: &[&str]) -> Server {
         let bin = env!("CARGO_BIN_EXE_repcached");
         let mut cmd = Command::new(bin);
         // -X 0: no replication listener, so parallel tests never fight over port 11212.
-        cmd.args(["-p", "0", "-U", "0", "-l", "127.0.0.1", "-X", "0"])
+        cmd.args(["-p", "-1", "-U", "0", "-l", "127.0.0.1", "-X", "0"])
             .args(extra);
         let (child, lines) = spawn(cmd);
         let deadline = Instant::now() + DEADLINE;

@@ -1,7 +1,7 @@
 """Fixtures for the interop suite: real server processes on free loopback ports.
 
 The system under test (SUT) is the binary named by $REPCACHED_BIN (default target/release/repcached).
-A repcached binary is started with `-p 0 -U 0 -l 127.0.0.1 -X 0` and its port is read from the stderr line
+A repcached binary is started with `-p -1 -U 0 -l 127.0.0.1 -X 0` and its port is read from the stderr line
 `repcached: listening on tcp 127.0.0.1:PORT`. When $REPCACHED_BIN names a memcached binary (so the
 suite can be validated against the reference itself), a free port is picked and passed with -p.
 The reference server is /usr/bin/memcached (or $MEMCACHED_BIN).
@@ -73,7 +73,7 @@ class Server:
         self.binary = binary
         self.args = args
         self.name = name
-        # For repcached: replaces the default `-p 0 -U 0 -l 127.0.0.1 -X 0` (a replicating node
+        # For repcached: replaces the default `-p -1 -U 0 -l 127.0.0.1 -X 0` (a replicating node
         # needs its own -X and -l); the listening line still gives the port.
         self.base_args = base_args
         # With -Z the readiness probe must speak TLS too.
@@ -124,7 +124,7 @@ class Server:
             argv += list(self.base_args)
         else:
             fixed_port = None
-            argv += ["-p", "0", "-U", "0", "-l", "127.0.0.1", "-X", "0"] + SUT_EXTRA
+            argv += ["-p", "-1", "-U", "0", "-l", "127.0.0.1", "-X", "0"] + SUT_EXTRA
         argv += self.args
         self.argv = argv
         self.proc = subprocess.Popen(

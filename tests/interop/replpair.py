@@ -18,7 +18,7 @@ REPL_DEADLINE = 15.0
 
 
 class Node(Server):
-    """One replicating node. `client_port` 0 lets it pick; `restart()` keeps both ports."""
+    """One replicating node. `client_port` 0 lets it pick (-p -1); `restart()` keeps both ports."""
 
     def __init__(self, name, host, repl_port, peer, client_port=0, extra_args=()):
         # Replication always listens on 127.0.0.1, whatever address the client port uses: a link
@@ -34,7 +34,7 @@ class Node(Server):
     def _base(self):
         peer_host, peer_port = self.peer
         return [
-            "-p", str(self.wanted_client_port), "-U", "0", "-l", self.host,
+            "-p", str(self.wanted_client_port or -1), "-U", "0", "-l", self.host,
             "-X", str(self.repl_port), "--repl-listen", "127.0.0.1",
             "-x", f"{peer_host}:{peer_port}",
         ]

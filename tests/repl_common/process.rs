@@ -41,7 +41,7 @@ impl Drop for Proc {
     }
 }
 
-/// Starts `repcached -p 0 -l 127.0.0.1 -X repl_port -x peer... extra...` and waits until it
+/// Starts `repcached -p -1 -l 127.0.0.1 -X repl_port -x peer... extra...` and waits until it
 /// reports its client port (which, with peers, is after the initial sync).
 pub fn spawn(repl_port: u16, peers: &[String], extra: &[&str]) -> Proc {
     spawn_env(repl_port, peers, extra, &[])
@@ -53,7 +53,7 @@ pub fn spawn_env(repl_port: u16, peers: &[String], extra: &[&str], env: &[(&str,
     cmd.envs(env.iter().copied());
     cmd.args([
         "-p",
-        "0",
+        "-1",
         "-U",
         "0",
         "-l",

@@ -672,10 +672,10 @@ fn closes_silently() {
     assert_eq!(p(&many), closed());
     assert_eq!(p(b"foo bar HTTP/1.1 baz\r\n"), err(ERROR, 22));
     assert_eq!(p(b"lru_crawler HTTP/1.1\r\n"), err(ERROR, 22));
-    // metadump takes exactly one argument; other lru_crawler sub-commands are not offered.
+    // metadump takes exactly one argument.
     assert_eq!(p(b"lru_crawler metadump\r\n"), err(ERROR, 22));
     assert_eq!(p(b"lru_crawler metadump all x\r\n"), err(ERROR, 28));
-    assert_eq!(p(b"lru_crawler crawl all\r\n"), err(ERROR, 23));
+    assert_eq!(p(b"lru_crawler crawl all x\r\n"), err(ERROR, 25));
     // ... but not on known command families.
     assert_eq!(p(b"set / HTTP/1.1\r\n"), err(ERROR, 16));
     // Over 2048 bytes without a newline.
@@ -883,4 +883,99 @@ fn refused_get_prefix_keeps_the_keys_before_the_bad_one() {
             touch: None,
         })
     );
+}
+
+#[test]
+fn lru_crawler_and_slabs_commands() {
+    use crate::protocol::{LruCrawlerCommand as L, SlabsCommand as S};
+    let lim = Limits::default();
+    let req = |line: &'static [u8]| match parse(line, &lim) {
+        Parsed::Request(r, n) if n == line.len() => r,
+        other => panic!("{:?}: {other:?}", String::from_utf8_lossy(line)),
+    };
+    let p = |line: &'static [u8]| parse(line, &lim);
+    let crawler = |c| Request::LruCrawler(c);
+    assert_eq!(
+        req(b"lru_crawler crawl all\r\n"),
+        crawler(L::Crawl(MetadumpScope::All))
+    );
+    assert_eq!(
+        req(b"lru_crawler crawl 1,2\r\n"),
+        crawler(L::Crawl(MetadumpScope::Classes(0b110)))
+    );
+    assert_eq!(
+        req(b"lru_crawler crawl 64\r\n"),
+        crawler(L::Crawl(MetadumpScope::BadClass))
+    );
+    assert_eq!(
+        req(b"lru_crawler sleep 2000000\r\n"),
+        crawler(L::Sleep(2_000_000))
+    );
+    assert_eq!(req(b"lru_crawler tocrawl 5\r\n"), crawler(L::Tocrawl(5)));
+    assert_eq!(req(b"lru_crawler enable\r\n"), crawler(L::Enable));
+    assert_eq!(req(b"lru_crawler disable\r\n"), crawler(L::Disable));
+    assert_eq!(
+        p(b"lru_crawler sleep x\r\n"),
+        err(BAD_FORMAT, b"lru_crawler sleep x\r\n".len())
+    );
+    assert_eq!(
+        p(b"lru_crawler tocrawl -1\r\n"),
+        err(BAD_FORMAT, b"lru_crawler tocrawl -1\r\n".len())
+    );
+    assert_eq!(
+        p(b"lru_crawler enable x\r\n"),
+        err(ERROR, b"lru_crawler enable x\r\n".len())
+    );
+    assert_eq!(
+        p(b"lru_crawler crawl\r\n"),
+        err(ERROR, b"lru_crawler crawl\r\n".len())
+    );
+    assert_eq!(
+        req(b"slabs reassign 1 -1\r\n"),
+        Request::Slabs(S::Reassign {
+            classes: Some((1, -1))
+        })
+    );
+    assert_eq!(
+        req(b"slabs reassign a 1\r\n"),
+        Request::Slabs(S::Reassign { classes: None })
+    );
+    assert_eq!(
+        req(b"slabs automove 2\r\n"),
+        Request::Slabs(S::Automove {
+            level: 2,
+            noreply: false
+        })
+    );
+    assert_eq!(
+        req(b"slabs automove 0 noreply\r\n"),
+        Request::Slabs(S::Automove {
+            level: 0,
+            noreply: true
+        })
+    );
+    assert_eq!(
+        req(b"slabs automove ratio 0.5\r\n"),
+        Request::Slabs(S::AutomoveRatio {
+            bits: 0.5f64.to_bits(),
+            noreply: false
+        })
+    );
+    assert_eq!(
+        p(b"slabs automove invalid\r\n"),
+        err(BAD_FORMAT, b"slabs automove invalid\r\n".len())
+    );
+    assert_eq!(
+        p(b"slabs automove 3\r\n"),
+        err(ERROR, b"slabs automove 3\r\n".len())
+    );
+    assert_eq!(
+        p(b"slabs automove ratio\r\n"),
+        err(ERROR, b"slabs automove ratio\r\n".len())
+    );
+    assert_eq!(
+        p(b"slabs reassign 1\r\n"),
+        err(ERROR, b"slabs reassign 1\r\n".len())
+    );
+    assert_eq!(p(b"slabs\r\n"), err(ERROR, b"slabs\r\n".len()));
 }

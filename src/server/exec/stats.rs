@@ -39,6 +39,7 @@ pub fn write(shared: &Shared, group: StatsGroup<'_>, out: &mut Vec<u8>) {
         StatsGroup::Reset => {
             shared.stats.reset();
             shared.store.reset_counters();
+            shared.detail.clear();
             if let Some(tls) = &shared.tls {
                 tls.reset_stats();
             }
@@ -46,11 +47,12 @@ pub fn write(shared: &Shared, group: StatsGroup<'_>, out: &mut Vec<u8>) {
             return;
         }
         StatsGroup::Detail(arg) => {
-            // Per-prefix detail statistics are not kept: on/off are accepted, dump is empty.
-            if arg == b"dump" {
-                out.extend_from_slice(b"END\r\n");
-            } else {
-                out.extend_from_slice(b"OK\r\n");
+            match arg {
+                b"dump" => shared.detail.dump(out),
+                on_off => {
+                    shared.detail.set_enabled(on_off == b"on");
+                    out.extend_from_slice(b"OK\r\n");
+                }
             }
             return;
         }
@@ -168,9 +170,32 @@ fn general(shared: &Shared, out: &mut Vec<u8>) {
     stat_u64(out, "conn_yields", get("conn_yields"));
     // The items' hash indexes; with the ring they make up -m (see `Store::fit_ring`).
     stat_u64(out, "hash_bytes", store.index_bytes);
-    // The sweeper is the store's LRU crawler (see `stats settings` lru_crawler_*).
-    stat_u64(out, "lru_crawler_running", 0);
-    stat_u64(out, "lru_crawler_starts", store.crawler_starts);
+    // Each shard's index grows in one step under its lock: never half expanded.
+    stat_u64(out, "hash_is_expanding", 0);
+    // The sweeper is the store's LRU crawler (see `stats settings` lru_crawler_*); memcached
+    // lists these only while its crawler is enabled.
+    if shared.tunables.lru_crawler.load(Ordering::Relaxed) {
+        stat_u64(
+            out,
+            "lru_crawler_running",
+            shared.tunables.crawl_running.load(Ordering::Relaxed) as u64,
+        );
+        stat_u64(out, "lru_crawler_starts", store.crawler_starts);
+    }
+    // True zeros, not estimates: a failed allocation aborts the process (none is survived and
+    // counted), there is no `watch` logger, and -N (NAPI ids) is not supported.
+    for name in [
+        "malloc_fails",
+        "log_worker_dropped",
+        "log_worker_written",
+        "log_watcher_skipped",
+        "log_watcher_sent",
+        "log_watchers",
+        "unexpected_napi_ids",
+        "round_robin_fallback",
+    ] {
+        stat_u64(out, name, 0);
+    }
     stat_u64(out, "bytes", store.bytes);
     stat_u64(out, "curr_items", store.curr_items);
     stat_u64(out, "total_items", store.total_items);
@@ -242,7 +267,7 @@ fn settings(shared: &Shared, out: &mut Vec<u8>) {
     stat_u64(out, "num_threads", c.threads as u64);
     stat_u64(out, "num_threads_per_udp", c.threads as u64);
     stat(out, "stat_key_prefix", ":");
-    stat(out, "detail_enabled", "no");
+    stat(out, "detail_enabled", yes_no(shared.detail.enabled()));
     stat_u64(out, "reqs_per_event", c.reqs_per_event as u64);
     stat(out, "cas_enabled", yes_no(!c.disable_cas));
     stat_u64(out, "tcp_backlog", c.backlog as u64);
@@ -256,11 +281,29 @@ fn settings(shared: &Shared, out: &mut Vec<u8>) {
     stat_u64(out, "item_size_max", c.item_size_max as u64);
     stat(out, "maxconns_fast", "yes");
     stat(out, "slab_reassign", "no");
-    stat_u64(out, "slab_automove", 0);
-    // The sweeper plays memcached's LRU crawler: always on, one slice per shard per tick.
-    stat(out, "lru_crawler", "yes");
-    stat_u64(out, "lru_crawler_sleep", crate::store::SWEEP_INTERVAL_US);
-    stat_u64(out, "lru_crawler_tocrawl", crate::store::SWEEP_SLICE as u64);
+    stat_u64(
+        out,
+        "slab_automove",
+        shared.tunables.slab_automove.load(Ordering::Relaxed) as u64,
+    );
+    // The sweeper plays memcached's LRU crawler; these are the values `lru_crawler` set (see
+    // server::tunables for what they change).
+    let t = &shared.tunables;
+    stat(
+        out,
+        "lru_crawler",
+        yes_no(t.lru_crawler.load(Ordering::Relaxed)),
+    );
+    stat_u64(
+        out,
+        "lru_crawler_sleep",
+        t.lru_crawler_sleep.load(Ordering::Relaxed) as u64,
+    );
+    stat_u64(
+        out,
+        "lru_crawler_tocrawl",
+        t.lru_crawler_tocrawl.load(Ordering::Relaxed) as u64,
+    );
     stat_u64(out, "tail_repair_time", 0);
     stat(out, "flush_enabled", yes_no(!c.disable_flush));
     stat(out, "dump_enabled", "yes");

@@ -4,13 +4,14 @@
 //! Runs synchronously: every store access locks one shard for the duration of one key's work
 //! and never awaits.
 
-use super::{dump, meta, stats as stats_report};
+use super::{admin, dump, meta, stats as stats_report};
 use crate::protocol::reply::{
     push_u64, write_value, BAD_FORMAT, DELETED, END, EXISTS, MEMLIMIT_ADJUST_FAILED,
     MEMLIMIT_TOO_SMALL, NON_NUMERIC, NOT_FOUND, NOT_STORED, OK, OUT_OF_MEMORY,
     OUT_OF_MEMORY_STORING, STORED, TOO_LARGE, TOUCHED, VERSION,
 };
 use crate::protocol::{tokens, Request, ShutdownMode, StoreMode};
+use crate::server::detail::Op as DetailOp;
 use crate::server::session::{Flow, HeldItems};
 use crate::server::shared::Shared;
 use crate::server::stats::Stats;
@@ -46,6 +47,7 @@ pub fn execute(
             with_cas,
         } => get(shared, keys, *with_cas, Some(*exptime), out),
         Request::Delete { key, noreply } => {
+            shared.detail.record(key, DetailOp::Delete);
             let deleted = shared.store.entry(key).delete();
             Stats::incr(if deleted {
                 &stats.delete_hits
@@ -174,7 +176,12 @@ pub fn execute(
             }
         }
         Request::Stats(group) => stats_report::write(shared, *group, out),
+        Request::Metadump(_) if !shared.tunables.lru_crawler.load(Ordering::Relaxed) => {
+            out.extend_from_slice(admin::CRAWLER_DISABLED)
+        }
         Request::Metadump(scope) => dump::metadump(&shared.store, *scope, !out.is_empty(), out),
+        Request::LruCrawler(cmd) => admin::lru_crawler(shared, *cmd, out),
+        Request::Slabs(cmd) => admin::slabs(shared, *cmd, out),
         Request::Meta(meta) => meta::execute(&shared.store, stats, meta, out, held),
     }
     Flow::Continue
@@ -204,6 +211,7 @@ fn store(
 ) -> &'static [u8] {
     let stats = &shared.stats;
     Stats::incr(&stats.cmd_set);
+    shared.detail.record(key, DetailOp::Set);
     let mut e = shared.store.entry(key);
     let exp = Expiry::from_client(exptime, e.now());
     let outcome = e.store(mode.into(), flags, exp, data, None, false);
@@ -294,6 +302,7 @@ pub fn get_until<'k>(
             }
         }
         drop(e);
+        shared.detail.record(key, DetailOp::Get { hit });
         match (touch.is_some(), hit) {
             (false, true) => {
                 Stats::incr(&stats.cmd_get);
