@@ -38,11 +38,11 @@ enum Start {
     Refused(String),
 }
 
-/// Runs `repcached -p 0 -U 0 -l 127.0.0.1 ARGS` until it prints its client listening line or
+/// Runs `repcached -p -1 -U 0 -l 127.0.0.1 ARGS` until it prints its client listening line or
 /// exits.
 fn start(args: &[&str]) -> Start {
     let mut child = Command::new(env!("CARGO_BIN_EXE_repcached"))
-        .args(["-p", "0", "-U", "0", "-l", "127.0.0.1"])
+        .args(["-p", "-1", "-U", "0", "-l", "127.0.0.1"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
