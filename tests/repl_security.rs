@@ -914,3 +914,66 @@ fn a_snapshot_item_whose_origin_is_not_the_links_node_is_refused() {
         "a snapshot item stamped with another node's id was applied"
     );
 }
+
+/// Review finding (issue 18 item 12, still open): a snapshot item's counter may carry a
+/// contribution "from" the receiving node itself with seq u64::MAX; the node's next local incr
+/// on that key computes `seq + 1`, which wraps to 0 in release builds (panics in debug), and the
+/// increment is silently lost: `incr` answers the old value for ever. Fails on today's main.
+#[test]
+#[ignore = "review finding: a peer-set seq u64::MAX freezes local incr (fails on main)"]
+fn a_peer_cannot_freeze_local_incr_with_a_huge_counter_seq() {
+    let secret = write_secret("seqwrap", "origin-test-secret-0123456789abcdef");
+    let s = secret.to_str().unwrap();
+    let a = spawn(free_port(), &[], &["--repl-secret-file", s]);
+    let mut ca = a.client();
+    let me = ca.stat_u64("", "repl_node_id") as u32;
+    let sec = Security::from_secret(&secure::load_secret(&secret).unwrap());
+    let target = a.repl_addr();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let v = Version::new(now_ms << 16, 4242);
+    let mut counter = repcached::store::Counter::new(10);
+    counter.merge_one(repcached::store::Contribution::new(me, u64::MAX, 0));
+    let snapshot = vec![Frame::SnapItem {
+        key: bytes::Bytes::from_static(b"ctr"),
+        value: bytes::Bytes::from_static(b"10"),
+        flags: 0,
+        exptime: 0,
+        version: v,
+        base: v,
+        touched: Version::ZERO,
+        counter: Some(counter),
+    }];
+    let peer = std::thread::spawn(move || {
+        fake_peer_with_snapshot(
+            &target,
+            sec,
+            "",
+            4242,
+            None,
+            snapshot,
+            vec![put("own-later", 4242)],
+            Duration::from_secs(3),
+        )
+    });
+    assert!(
+        wait_for(10, || ca.get("own-later").is_some()),
+        "the peer's record was not applied"
+    );
+    let _ = peer.join().unwrap();
+    let first = ca.cmd("incr ctr 5");
+    let second = a.client().cmd("incr ctr 5");
+    // Debug builds: `seq + 1` overflows and the connection's worker panics (empty replies).
+    // Release builds: it wraps, the increment is dropped and both answers are "10".
+    assert!(
+        !a.stderr_contains("panicked"),
+        "a peer's counter seq panicked the server: {first:?} then {second:?}"
+    );
+    assert_eq!(
+        (first.as_str(), second.as_str()),
+        ("15", "20"),
+        "local incr is frozen"
+    );
+}
