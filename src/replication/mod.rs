@@ -203,6 +203,8 @@ impl Replicator {
         let sh = Arc::new(Shared {
             store: store.clone(),
             node_id: store.node_id(),
+            plain_loopback_only: matches!(security, secure::Security::Plain)
+                && !config.repl_insecure,
             security,
             tls_peer_names: config.repl_tls_peer_names.clone(),
             budget: Arc::new(budget::HandshakeBudget::default()),
@@ -684,7 +686,7 @@ async fn dial_loop(sh: Arc<Shared>, slot: Slot, host: String, port: u16) {
         slot.set_state(LinkState::Connecting);
         let syncs_before =
             slot.full_syncs.load(Ordering::Relaxed) + slot.partial_syncs.load(Ordering::Relaxed);
-        match connect(&slot, &host, port).await {
+        match connect(&slot, &host, port, sh.plain_loopback_only).await {
             Err(e) => {
                 slot.set_error(format!("connect: {e}"));
                 slot.set_state(LinkState::Down);
@@ -732,8 +734,13 @@ async fn dial_loop(sh: Arc<Shared>, slot: Slot, host: String, port: u16) {
     }
 }
 
-async fn connect(slot: &Slot, host: &str, port: u16) -> std::io::Result<TcpStream> {
-    let addrs = resolve(host, port).await?;
+async fn connect(
+    slot: &Slot,
+    host: &str,
+    port: u16,
+    loopback_only: bool,
+) -> std::io::Result<TcpStream> {
+    let addrs = dialable(host, resolve(host, port).await?, loopback_only)?;
     if !addrs.is_empty() {
         *slot.resolved.lock() = addrs.clone();
     }
@@ -748,9 +755,51 @@ async fn connect(slot: &Slot, host: &str, port: u16) -> std::io::Result<TcpStrea
     Err(last)
 }
 
+/// The addresses a dialer may use. Without encryption (no secret, no certificates, no
+/// --repl-insecure) only loopback ones: the start-up check saw the name on loopback, but a name
+/// is resolved again at every dial and may point elsewhere by then, and a plaintext link would
+/// carry the whole cache in clear.
+fn dialable(
+    host: &str,
+    addrs: Vec<SocketAddr>,
+    loopback_only: bool,
+) -> std::io::Result<Vec<SocketAddr>> {
+    if !loopback_only {
+        return Ok(addrs);
+    }
+    let total = addrs.len();
+    let kept: Vec<SocketAddr> = addrs.into_iter().filter(|a| a.ip().is_loopback()).collect();
+    if kept.is_empty() && total > 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{host} now resolves off loopback; a plaintext link stays on loopback \
+                 (give a secret or certificates, or --repl-insecure)"
+            ),
+        ));
+    }
+    Ok(kept)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plaintext_dialer_uses_only_loopback_addresses() {
+        let lo: SocketAddr = "127.0.0.1:11212".parse().unwrap();
+        let lo6: SocketAddr = "[::1]:11212".parse().unwrap();
+        let off: SocketAddr = "192.0.2.7:11212".parse().unwrap();
+        assert_eq!(dialable("h", vec![off, lo], true).unwrap(), vec![lo]);
+        assert_eq!(dialable("h", vec![lo6], true).unwrap(), vec![lo6]);
+        let e = dialable("peer.example", vec![off], true).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        assert!(e
+            .to_string()
+            .contains("peer.example now resolves off loopback"));
+        // Encrypted (or --repl-insecure): every address.
+        assert_eq!(dialable("h", vec![off, lo], false).unwrap(), vec![off, lo]);
+    }
 
     #[test]
     fn peer_addresses() {

@@ -95,6 +95,9 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<Store>,
     pub(crate) node_id: u32,
     pub(crate) security: secure::Security,
+    /// Plaintext links without --repl-insecure: checked at start to stay on loopback, and
+    /// again at every dial (a peer's name may resolve elsewhere later).
+    pub(crate) plain_loopback_only: bool,
     /// --repl-tls-peer-name: certificate names that may dial in without being configured.
     pub(crate) tls_peer_names: Vec<String>,
     pub(crate) budget: Arc<budget::HandshakeBudget>,
