@@ -112,6 +112,20 @@ fn udp_ephemeral_without_p_moves_tcp_too() {
 }
 
 #[test]
+fn a_peerless_node_whose_client_port_is_the_replication_port_serves_on_it() {
+    // `repcached -p 11212` as a second instance on a host: the client port wins.
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port().to_string()
+    };
+    let mut p = spawn("same-port", &["-p", &port, "-X", &port]);
+    let lines = port_lines(&mut p);
+    assert_eq!(lines[0].1.to_string(), port);
+    assert!(version(lines[0].1).starts_with("VERSION "));
+    let _ = p.child.kill();
+}
+
+#[test]
 fn second_instance_serves_when_the_replication_port_is_taken() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let repl_port = taken.local_addr().unwrap().port().to_string();

@@ -255,7 +255,18 @@ pub async fn start_with_tls(
     let shared = Arc::new(Shared::new(config, tls));
     let config = &shared.config;
 
-    if !config.peers.is_empty() || config.repl_port != 0 {
+    // A peerless node whose client port is the replication port (a second instance started
+    // with -p 11212, say) serves its clients on it: the listener nobody asked for gives way.
+    let repl_clashes = config.peers.is_empty()
+        && config.repl_port != 0
+        && [config.port, config.udp_port].contains(&i32::from(config.repl_port));
+    if repl_clashes {
+        tracing::warn!(
+            "replication listener disabled: port {} is this node's client port and no peer is \
+             named; give -X PORT for another port",
+            config.repl_port
+        );
+    } else if !config.peers.is_empty() || config.repl_port != 0 {
         match Replicator::start(config, shared.store.clone()).await {
             Ok(repl) => {
                 repl.wait_initial_sync(config.repl_sync_wait).await;
