@@ -200,7 +200,11 @@ fn client_auth_refuses_a_plaintext_replication_listener_on_loopback() {
     stop(child);
 
     // A secret authenticates the link: it starts with its listener.
-    let secret = write(&dir, "secret", b"0123456789abcdef0123456789abcdef\n");
+    let secret = write(
+        &dir,
+        "secret",
+        b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
+    );
     let (child, lines) = serving(&["-Y", &users, "-X", &repl, "--repl-secret-file", &secret]);
     assert!(lines.iter().any(|l| l.contains("listening on repl")));
     stop(child);
@@ -253,12 +257,24 @@ fn repl_insecure_warns_at_start_and_shows_in_stats() {
 fn a_weak_replication_secret_is_refused() {
     let dir = temp_dir("weak");
     let repl = free_port().to_string();
+    let utf16_password: Vec<u8> = "password"
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
     for (name, content) in [
         ("one-byte", &b"x\n"[..]),
-        // 31 hex digits: 124 bits.
+        // 31 hex digits: 124 bits at most.
         ("short-hex", b"0123456789abcdef0123456789abcde\n"),
-        // 15 bytes that are neither hex nor base64: 120 bits.
-        ("short-raw", b"pass-word-12345\n"),
+        // The outside review's weak secrets, which all started a node: 16 bytes each, but few
+        // distinct ones.
+        ("password", b"Password1234567!\n"),
+        ("zeros", &[0u8; 16]),
+        ("dashes", b"----------------\n"),
+        ("utf16", &utf16_password),
+        // `openssl rand -hex 16` and `head -c 16 /dev/urandom | base64`: 128 bits of randomness,
+        // but under the estimate's bar unless every hex digit occurs; 32 bytes is the recipe.
+        ("hex16", b"d775f55e1741bf7fb335c6b965aa06af\n"),
+        ("base64-16", b"ABEiM0RVZneImaq7zN3u/w==\n"),
     ] {
         let secret = write(&dir, name, content);
         let err = refused(&["-X", &repl, "--repl-secret-file", &secret]);
@@ -266,10 +282,14 @@ fn a_weak_replication_secret_is_refused() {
             assert!(err.contains(words), "{name}: {words:?} missing from: {err}");
         }
     }
-    // What `openssl rand -hex 16` and `head -c 16 /dev/urandom | base64` make is enough.
+    // What `openssl rand -hex 32` and `head -c 32 /dev/urandom | base64` (the packaged recipe)
+    // make is enough.
     for (name, content) in [
-        ("hex", &b"00112233445566778899aabbccddeeff\n"[..]),
-        ("base64", b"ABEiM0RVZneImaq7zN3u/w==\n"),
+        (
+            "hex",
+            &b"5b2f0c1e9a7d43f8b6e1c0a29d8f7e6a4c3b2a1908f7e6d5c4b3a29180f7e6d5\n"[..],
+        ),
+        ("base64", b"q0jW8m3hV+e7ZkT2yPz5N1bX/4cRfLs9uAoD6gIiEnY=\n"),
     ] {
         let secret = write(&dir, name, content);
         let (child, _) = serving(&["-X", &repl, "--repl-secret-file", &secret]);
@@ -520,7 +540,7 @@ fn root_only_secret_and_certificate_files_work_with_dash_u() {
     let secret = write(
         &dir,
         "secret",
-        b"00112233445566778899aabbccddeeff00112233\n",
+        b"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
     );
     root_only(&secret);
 
