@@ -414,6 +414,91 @@ fn pipelined_ascii_guesses_get_three_answers_then_the_connection_closes() {
     ));
 }
 
+/// A connection to `server` from the loopback address `source` (127.0.0.0/8 holds many).
+fn connect_from(source: [u8; 4], server: std::net::SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let from = std::net::SocketAddr::from((source, 0));
+    socket.bind(&from.into()).unwrap();
+    socket
+        .connect_timeout(&server.into(), DEADLINE)
+        .expect("connect");
+    let stream: TcpStream = socket.into();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+fn ascii_login(user: &str, password: &str) -> Vec<u8> {
+    let block = format!("{user} {password}");
+    format!("set k 0 0 {}\r\n{block}\r\n", block.len()).into_bytes()
+}
+
+/// Review finding 5: closing a connection after three failures only costs a TCP connect. A
+/// source that keeps failing is blocked (backoff from 1 s), while another source logs in at
+/// once, and the log's rate limit is per source, so the flood does not hide the other's line.
+#[test]
+fn a_guessing_source_is_throttled_across_connections_and_others_are_not() {
+    let dir = temp_dir("guess-sources");
+    let users = write(&dir, "users", b"alice:wonderland\n");
+    let server = Server::repcached(&["-Y", &users]);
+    let started = Instant::now();
+    let mut answers = 0;
+    for i in 0..200 {
+        let mut stream = connect_from([127, 0, 0, 2], server.addr);
+        let guesses: Vec<u8> = (0..3)
+            .flat_map(|j| ascii_login("alice", &format!("guess{i:03}-{j}")))
+            .collect();
+        let writer = send_in_background(&stream, guesses);
+        let got = read_until_closed(&mut stream).expect("the server closes the connection");
+        let _ = writer.join();
+        answers += count(&got, AUTH_FAILURE);
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "bounded in time"
+        );
+    }
+    assert!(answers >= 200, "every connection got its answer: {answers}");
+
+    // Another address fails once and then logs in, at once, while 127.0.0.2 is throttled.
+    let mut other = connect_from([127, 0, 0, 3], server.addr);
+    other.set_read_timeout(Some(DEADLINE)).unwrap();
+    other.write_all(&ascii_login("alice", "typo")).unwrap();
+    let mut reply = vec![0u8; AUTH_FAILURE.len()];
+    other.read_exact(&mut reply).unwrap();
+    assert_eq!(reply, AUTH_FAILURE);
+    other
+        .write_all(&ascii_login("alice", "wonderland"))
+        .unwrap();
+    let mut reply = [0u8; 8];
+    other.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"STORED\r\n", "127.0.0.3 logs in");
+    other.write_all(b"get k\r\n").unwrap();
+
+    // The guesses actually checked: 600 were sent, the first 10 failures blocked the source.
+    let mut c = Client::connect(server.addr);
+    c.send(&ascii_login("alice", "wonderland")).unwrap();
+    c.expect(b"STORED\r\n", "login from 127.0.0.1");
+    let errors = ascii_stat(&mut c, "auth_errors");
+    assert!(errors <= 100, "{errors} guesses were checked");
+    let throttled = ascii_stat(&mut c, "auth_throttled");
+    let blocked = ascii_stat(&mut c, "auth_sources_blocked");
+    eprintln!(
+        "auth_errors {errors}, auth_throttled {throttled}, auth_sources_blocked {blocked}, \
+         {:?}",
+        started.elapsed()
+    );
+    assert!(throttled >= 100, "{throttled}");
+    assert!(blocked >= 1);
+    assert!(stderr_has(
+        &server,
+        &[
+            "auth failure: client 127.0.0.2 port",
+            ", source blocked for 1 s, connection closed",
+            "auth failure: client 127.0.0.3 port",
+        ]
+    ));
+}
+
 /// One binary request frame.
 fn bin_request(opcode: u8, key: &[u8], value: &[u8]) -> Vec<u8> {
     let mut f = vec![0x80, opcode];
