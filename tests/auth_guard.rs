@@ -596,6 +596,53 @@ fn pipelined_sasl_guesses_get_three_answers_then_the_connection_closes() {
     ));
 }
 
+/// The same budget for SASL (-S): a blocked source's right password is refused unchecked and
+/// closed, another source logs in.
+#[test]
+fn a_guessing_sasl_source_is_throttled_and_others_are_not() {
+    let dir = temp_dir("guess-sasl-sources");
+    let pwdb = write(&dir, "pwdb", b"alice:wonderland\n");
+    let server = Server::repcached(&["-S", "--sasl-pwdb", &pwdb]);
+    let login = |source: [u8; 4], password: &str| -> (u16, bool) {
+        let mut c = connect_from(source, server.addr);
+        c.set_read_timeout(Some(DEADLINE)).unwrap();
+        c.write_all(&bin_request(
+            0x21,
+            b"PLAIN",
+            format!("\0alice\0{password}").as_bytes(),
+        ))
+        .unwrap();
+        let status = read_frame(&mut c).0;
+        // Closed: EOF (or reset) on the next read.
+        c.write_all(&bin_request(0x0b, b"", b"")).ok();
+        let mut byte = [0u8; 1];
+        let closed = matches!(c.read(&mut byte), Ok(0) | Err(_));
+        (status, closed)
+    };
+    // Ten wrong guesses from 127.0.0.4 block it (the tenth closes its connection).
+    for i in 0..10 {
+        let (status, closed) = login([127, 0, 0, 4], &format!("guess{i}"));
+        assert_eq!(status, 0x20);
+        assert_eq!(closed, i == 9, "guess {i}");
+    }
+    let blocked_at = Instant::now();
+    let (status, closed) = login([127, 0, 0, 4], "wonderland");
+    // The block lasts 1 s; a machine too slow to try within it proves nothing either way.
+    if blocked_at.elapsed() < Duration::from_millis(900) {
+        assert_eq!((status, closed), (0x20, true), "blocked: refused unchecked");
+    } else {
+        eprintln!("skipped the blocked check: {:?}", blocked_at.elapsed());
+    }
+    assert_eq!(login([127, 0, 0, 5], "wonderland"), (0, false));
+    assert!(stderr_has(
+        &server,
+        &[
+            "auth failure: client 127.0.0.4 port",
+            "protocol sasl, source blocked for 1 s, connection closed",
+        ]
+    ));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Item 8: root-only secret and certificate files with -u.
 
