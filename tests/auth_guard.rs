@@ -1,8 +1,10 @@
 //! Guarantees around authentication that the operator cannot switch off by accident (issue 18,
 //! items 3, 5, 6, 8 and 9), against the real binary: a node whose clients must authenticate
 //! refuses a plaintext replication link, even on loopback; a weak replication secret is
-//! refused; password guessing costs a connection every few guesses and is logged and counted;
-//! root-only secret files work with -u; --repl-insecure says so at start and in `stats`.
+//! refused; password guessing costs a connection every few guesses, and a source (loopback
+//! addresses 127.0.0.x stand for hosts) that keeps failing is blocked while others log in, all
+//! logged per source and counted; root-only secret files work with -u; --repl-insecure says so
+//! at start and in `stats`.
 
 mod common;
 mod repl_common;
