@@ -316,8 +316,14 @@ fn a_cut_link_under_load_catches_up_from_the_backlog() {
 
 #[test]
 fn a_wrong_secret_is_rejected_with_a_log_line() {
-    let good = write_secret("good", "s3cret-shared-by-the-pair");
-    let bad = write_secret("bad", "not-the-secret-the-pair-shares");
+    let good = write_secret(
+        "good",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    );
+    let bad = write_secret(
+        "bad",
+        "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210",
+    );
     let pa = free_port();
     let a = spawn(pa, &[], &["--repl-secret-file", good.to_str().unwrap()]);
     let b = spawn(

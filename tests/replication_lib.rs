@@ -324,8 +324,14 @@ async fn a_restarted_node_gets_everything_back_by_full_resync() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_secret_is_rejected_and_nothing_is_applied() {
-    let good = write_secret("good", "correct horse battery staple");
-    let bad = write_secret("bad", "wrong horse battery staple");
+    let good = write_secret(
+        "good",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    );
+    let bad = write_secret(
+        "bad",
+        "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210",
+    );
     let a = start_node(NodeOpts {
         secret: Some(good.clone()),
         ..Default::default()
@@ -891,7 +897,7 @@ async fn a_record_from_the_far_future_is_refused_and_leaves_the_clock_alone() {
     use repcached::replication::secure::{self, Role, Security};
     use repcached::store::{Mutation, MutationKind, Version};
 
-    let secret = write_secret("clock", "clock-test-secret-0123456789");
+    let secret = write_secret("clock", "clock-test-secret-0123456789abcdef");
     let a = start_node(NodeOpts {
         secret: Some(secret.clone()),
         ..Default::default()

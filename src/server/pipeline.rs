@@ -247,13 +247,25 @@ fn authenticate(
                 consumed,
             } => {
                 Stats::incr(&shared.stats.auth_cmds);
+                if auth_guard::throttled(
+                    &shared.auth_guard,
+                    &shared.stats,
+                    session,
+                    Mechanism::Ascii,
+                ) {
+                    // Answered unchecked, then closed, as the last allowed failure is.
+                    out.truncate(unwritten);
+                    out.extend_from_slice(AUTH_FAILURE);
+                    rbuf.advance(consumed);
+                    return Some((Flow::Close, true));
+                }
                 if shared.check_ascii(user, password) {
                     session.authenticated = true;
                     (consumed, STORED)
                 } else {
                     Stats::incr(&shared.stats.auth_errors);
                     if auth_guard::failed(
-                        &shared.auth_failure_log,
+                        &shared.auth_guard,
                         &shared.stats,
                         session,
                         Mechanism::Ascii,
@@ -423,6 +435,21 @@ fn process_binary(
                 // A SASL login runs unauthenticated, so that a failed one shows as such even on
                 // a connection that had logged in before (it stays logged in: memcached's rule).
                 let login = matches!(req.command, binary::Command::SaslAuth { .. });
+                if login
+                    && auth_guard::throttled(
+                        &shared.auth_guard,
+                        &shared.stats,
+                        session,
+                        Mechanism::Sasl,
+                    )
+                {
+                    // Answered unchecked, then closed, as the last allowed failure is.
+                    Stats::incr(&shared.stats.auth_cmds);
+                    binary::encode_error(req.opcode, req.opaque, binary::Status::AuthError, out);
+                    session.written = out.len();
+                    session.held.release_all();
+                    return (Flow::Close, true);
+                }
                 let was_authenticated = login && std::mem::take(&mut session.authenticated);
                 let mut done = exec_binary::execute(
                     shared,
@@ -434,7 +461,7 @@ fn process_binary(
                 if login && !session.authenticated {
                     session.authenticated = was_authenticated;
                     if auth_guard::failed(
-                        &shared.auth_failure_log,
+                        &shared.auth_guard,
                         &shared.stats,
                         session,
                         Mechanism::Sasl,

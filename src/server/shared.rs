@@ -73,8 +73,8 @@ pub struct Shared {
     /// (a connection that has authenticated stays so, as in memcached).
     sasl_users: RwLock<Users>,
     ascii_users: RwLock<Users>,
-    /// The rate limit of failed-login log lines.
-    pub auth_failure_log: auth_guard::FailureLog,
+    /// Failed logins by source, and the rate limits of their log lines.
+    pub auth_guard: auth_guard::Guard,
     /// Run-time settings (`lru_crawler ...`, `slabs automove`).
     pub tunables: super::tunables::Tunables,
     /// `stats detail`.
@@ -119,7 +119,7 @@ impl Shared {
                     .map(|f| f.users.clone())
                     .unwrap_or_default(),
             ),
-            auth_failure_log: auth_guard::FailureLog::default(),
+            auth_guard: auth_guard::Guard::default(),
             tunables: super::tunables::Tunables::new(config.lru_crawler),
             detail: Default::default(),
             config,

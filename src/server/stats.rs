@@ -120,6 +120,8 @@ counters!(
     auth_cmds,
     auth_errors,
     auth_conns_closed,
+    auth_throttled,
+    auth_sources_blocked,
 );
 
 impl Stats {

@@ -159,6 +159,10 @@ fn general(shared: &Shared, out: &mut Vec<u8>) {
     stat_u64(out, "auth_errors", get("auth_errors"));
     // Not memcached's: connections closed after too many failed logins (see auth_guard).
     stat_u64(out, "auth_conns_closed", get("auth_conns_closed"));
+    // Not memcached's: login attempts refused unchecked because their source was blocked,
+    // and blocks of a source after too many failures (see auth_guard).
+    stat_u64(out, "auth_throttled", get("auth_throttled"));
+    stat_u64(out, "auth_sources_blocked", get("auth_sources_blocked"));
     stat_u64(out, "idle_kicks", get("idle_kicks"));
     stat_u64(out, "bytes_read", get("bytes_read"));
     stat_u64(out, "bytes_written", get("bytes_written"));
