@@ -314,7 +314,56 @@ fn cases() -> Vec<Case> {
         case("quit", vec![send("set a 0 0 1\r\nx\r\nquit\r\n"), expect("STORED\r\n"), Closed]),
         case("line_too_long_closes", vec![Send(vec![b'x'; 3000]), Closed]),
         case("http_request_closes", vec![send("GET / HTTP/1.1\r\n"), Closed]),
+        // ---- a long line (not get) that ends in "\n": answered when its "\n" is within what
+        // memcached buffered at the line's start, or its buffered part is at most 2048 bytes
+        // (then it reads on); closed when over 2048 bytes of it are buffered without the "\n".
+        // Its reads fill a 16 KiB buffer and stop at the end of a data block.
+        case(
+            "long_line_answered_after_earlier_traffic",
+            vec![
+                Send(b"mn\r\n".repeat(3000)),
+                Expect(b"MN\r\n".repeat(3000)),
+                Send(long_line(10_000)),
+                expect("ERROR\r\n"),
+            ],
+        ),
+        case(
+            "long_line_after_large_block_answered",
+            vec![
+                Send([set_block(20_000), long_line(15_000)].concat()),
+                expect("STORED\r\nERROR\r\n"),
+            ],
+        ),
+        case(
+            "long_line_2381_bytes_buffered_closes",
+            vec![
+                Send([b"touch a 0 noreply\r\n".repeat(737), long_line(3000)].concat()),
+                Closed,
+            ],
+        ),
+        case(
+            "long_line_1374_bytes_buffered_answered",
+            vec![
+                Send([b"touch a 0 noreply\r\n".repeat(790), long_line(3000)].concat()),
+                expect("ERROR\r\n"),
+            ],
+        ),
     ]
+}
+
+/// A line of `len` bytes (its "\r\n" included) that is no command.
+fn long_line(len: usize) -> Vec<u8> {
+    let mut line = vec![b'z'; len - 2];
+    line.extend_from_slice(b"\r\n");
+    line
+}
+
+/// `set a` with a data block of `len` bytes.
+fn set_block(len: usize) -> Vec<u8> {
+    let mut req = format!("set a 0 0 {len}\r\n").into_bytes();
+    req.resize(req.len() + len, b'v');
+    req.extend_from_slice(b"\r\n");
+    req
 }
 
 /// `set a` with a value of `len` bytes, answered by `reply`.

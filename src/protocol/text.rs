@@ -152,6 +152,26 @@ fn metadump_scope(arg: &[u8]) -> MetadumpScope {
     }
 }
 
+/// For input whose first line is a storage command (text or `ms`) waiting for its data block
+/// (`parse` said `Incomplete` with the line complete): how many bytes the line and its block
+/// take. memcached reads such a block straight from the socket and no further, so a server that
+/// wants to buffer exactly what memcached does reads no more than this.
+pub fn block_end(input: &[u8]) -> Option<usize> {
+    let (line, consumed) = split_line(input)?;
+    let toks = Tokens::new(line);
+    let len_at = match toks.get(0)? {
+        b"set" | b"add" | b"replace" | b"append" | b"prepend" | b"cas" => 4,
+        b"ms" => 2,
+        _ => return None,
+    };
+    let vlen = strtol32(toks.get(len_at)?)?;
+    if !(0..=i32::MAX - 2).contains(&vlen) {
+        return None;
+    }
+    // vlen is in 0..=i32::MAX - 2 here, so the cast is lossless.
+    Some(consumed + vlen as usize + 2)
+}
+
 /// Finds the first command line (see [`split_line`]) and the bytes it occupies. `None` while
 /// memcached would still wait.
 fn find_line<'a>(input: &'a [u8], limits: &Limits) -> Option<(&'a [u8], usize)> {

@@ -4,12 +4,12 @@
 //! close an idle connection (`-o idle_timeout`). The loop is generic over the transport, so a
 //! plaintext socket costs what it did before TLS (a TLS session, see tls.rs) existed.
 
-use super::pipeline::process;
+use super::pipeline::{process, read_limit};
 use super::session::{Flow, Proto, Session};
 use super::shared::{forget, is_idle, ConnInfo, Shared};
 use super::stats::Stats;
 use super::tls;
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -115,15 +115,22 @@ where
         if rbuf.is_empty() && rbuf.capacity() > SHRINK_ABOVE {
             rbuf = BytesMut::with_capacity(READ_CHUNK);
         }
-        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
-            rbuf.reserve(READ_CHUNK.max(rbuf.len()));
+        // Text reads take what memcached's would (see `read_limit`); the buffer always has room
+        // for that much, so the read size never depends on what the buffer held before.
+        let authenticating = shared.config.auth_file.is_some() && !session.authenticated;
+        let limit = read_limit(&session, &rbuf, authenticating);
+        // Room for at most a chunk: a data block announced but not yet sent reserves no more.
+        let want = limit.unwrap_or(READ_CHUNK).min(READ_CHUNK);
+        if rbuf.capacity() - rbuf.len() < want.max(READ_CHUNK / 4) {
+            rbuf.reserve(want.max(rbuf.len()));
         }
+        let mut limited = (&mut rbuf).limit(limit.unwrap_or(usize::MAX));
         let read = loop {
             tokio::select! {
                 // Input first: a busy connection never pays for the wake-up (the stop flag
                 // above still ends it).
                 biased;
-                r = stream.read_buf(&mut rbuf) => break Some(r),
+                r = stream.read_buf(&mut limited) => break Some(r),
                 () = info.kick.notified() => {
                     if shared.is_stopping() {
                         break None;

@@ -22,6 +22,34 @@ use bytes::{Buf, BytesMut};
 /// connection stays bounded.
 pub const FLUSH_AT: usize = 256 * 1024;
 
+/// How many bytes the next socket read may add to `rbuf`, `None` for no limit beyond the
+/// caller's chunk. A text connection reads the way memcached 1.6.18 does, because a client can
+/// see it: memcached closes a connection when a line without "\n" in its buffer is over 2048
+/// bytes (not get/gets), so whether a long line that does end in "\n" is answered or closes
+/// depends on how much of it was buffered when its start was reached. memcached's reads fill
+/// its 16 KiB buffer (`16384 - buffered`), a swallowed block is read at most 16 KiB at a time
+/// and no further than its end, and a data block being stored is read straight from the socket
+/// up to its end. So for a pipelined batch that is all in the socket, both servers see the same
+/// buffer at every line, whatever this connection's buffer held before.
+/// Before `-Y` authentication (`authenticating`) memcached reads the credentials block into its
+/// buffer like a line: only the 16 KiB rule applies.
+pub fn read_limit(session: &Session, rbuf: &[u8], authenticating: bool) -> Option<usize> {
+    if session.proto != Proto::Text {
+        return None;
+    }
+    if session.swallow > 0 && !authenticating {
+        return Some(session.swallow.min(MEMCACHED_READ_BUFFER));
+    }
+    // After `process`, a complete line left in the buffer waits for its data block.
+    if !authenticating && memchr::memchr(b'\n', rbuf).is_some() {
+        return text::block_end(rbuf).map(|end| end.saturating_sub(rbuf.len()).max(1));
+    }
+    // A multi-get line longer than the buffer: memcached grows its buffer; no limit.
+    MEMCACHED_READ_BUFFER
+        .checked_sub(rbuf.len())
+        .filter(|n| *n > 0)
+}
+
 /// Parses and executes the complete requests in `rbuf`, appending replies to `out`. Returns
 /// the flow and whether it stopped for want of input (false: it paused because `out` is large).
 /// Also used by the UDP front end for the requests of one datagram.

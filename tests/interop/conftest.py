@@ -41,6 +41,7 @@ FIXED_DIFF_SEEDS = [
     2435798085,  # binary batch 1652: incr/decr after a binary touch in the same batch (issue 19)
     2535282213,  # binary: digits appended to a number made one >= 2**63 (generator: NO_DIGITS)
     3656312592,  # binary: the same
+    3899614319,  # text batch 2834: a 10 KB line after earlier traffic; memcached answers, repcached closed (read size)
     3141592653,
     4000000007,
 ]

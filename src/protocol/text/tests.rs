@@ -979,3 +979,13 @@ fn lru_crawler_and_slabs_commands() {
     );
     assert_eq!(p(b"slabs\r\n"), err(ERROR, b"slabs\r\n".len()));
 }
+
+#[test]
+fn block_end_covers_line_and_data_block() {
+    assert_eq!(block_end(b"set a 0 0 5\r\nab"), Some(13 + 7));
+    assert_eq!(block_end(b"cas a 0 0 0 1 noreply\r\n"), Some(23 + 2));
+    assert_eq!(block_end(b"ms a 10 T0\r\n"), Some(12 + 12));
+    assert_eq!(block_end(b"set a 0 0 -1\r\n"), None);
+    assert_eq!(block_end(b"get a\r\n"), None);
+    assert_eq!(block_end(b"set a 0 0 5"), None);
+}
