@@ -273,6 +273,14 @@ async fn link_inner(
     if peer == me {
         return Err(LinkError::SelfConnect);
     }
+    // Authenticated: from now on items may carry this node's versions (the store's node table
+    // gains ids only here, and within a bounded share from snapshots: see `inbound`).
+    if !sh.store.admit_node(peer) {
+        return Err(LinkError::Identity(format!(
+            "its node id {peer:08x} is new and this node's table of 65,536 node ids is full \
+             (restart this node to clear it)"
+        )));
+    }
     slot.node_id.store(peer, Ordering::Relaxed);
     reader.limits = sh.limits;
     reader.skip_oversize = true;
