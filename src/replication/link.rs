@@ -255,10 +255,12 @@ async fn link_inner(
         (None, None) => sh.slot_for_incoming(peer, remote, peer_port, peer_ip),
     };
     *slot_used = Some(slot.clone());
-    if let Some(cert) = cert {
-        sh.check_node_claim(&slot, peer, cert)
-            .map_err(LinkError::Identity)?;
-    }
+    let take_over = match cert {
+        Some(cert) => sh
+            .check_node_claim(&slot, peer, cert, dir == Dir::Outgoing)
+            .map_err(LinkError::Identity)?,
+        None => false,
+    };
     if dir == Dir::Incoming {
         frame::encode(&hello, 0, &mut out);
         flush(&mut wr, &mut out).await?;
@@ -299,11 +301,22 @@ async fn link_inner(
     };
     let admitted = {
         let mut links = sh.links.lock();
+        // The node id was claimed by another peer's link, which a dialed certificate beats
+        // (`check_node_claim`): that link ends, and nothing of its progress is kept.
+        let usurper = if take_over { links.remove(&peer) } else { None };
         if links.len() >= MAX_LINKS && !links.contains_key(&peer) {
             return Err(LinkError::TooManyLinks);
         }
-        admit(&mut links, me, peer, link)
+        match usurper {
+            Some(old) => {
+                let _ = old.cancel.send(true);
+                links.insert(peer, link);
+                Admit::Replaces(old.done)
+            }
+            None => admit(&mut links, me, peer, link),
+        }
     };
+
     let _guard = LinkGuard {
         sh: sh.clone(),
         peer,
@@ -320,6 +333,11 @@ async fn link_inner(
                 let _ = timeout(HANDSHAKE_TIMEOUT, old_done.wait_for(|d| *d)).await;
             }
             Admit::Alone => {}
+        }
+        if take_over {
+            // The usurper has stopped: what it sent under this node id is not the owner's
+            // stream, so the owner's starts over (a full sync).
+            sh.clear_progress(peer);
         }
         session(sh, reader, wr, &slot, peer).await
     };
