@@ -8,8 +8,11 @@
 //!    In certificate mode the peer's certificate, not its HELLO, says which peer the link is:
 //!    the acceptor maps the certificate's names to a configured peer (or a
 //!    --repl-tls-peer-name) and refuses it otherwise, before its own HELLO; a node id claimed
-//!    in HELLO that another peer already speaks for is refused on both sides. Every record the
-//!    link then carries must originate at the node it speaks for (`inbound`).
+//!    in HELLO that another peer's live link speaks for is refused on both sides, unless this
+//!    node dialed the claimant at its configured address (`Shared::check_node_claim`). The
+//!    authenticated node id enters the store's node table. Every record the link then carries
+//!    must originate at the node it speaks for, and snapshot entries name origins within the
+//!    node table's bounds (`inbound`).
 //! 2. Admission: at most one link per pair of nodes survives (see `peers::admit`); a link that
 //!    replaces another waits until the old one has stopped, so that the progress it reads next is
 //!    final and no record is applied twice.
