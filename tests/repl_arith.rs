@@ -41,6 +41,10 @@ fn store_with_sink(id: u32, mem_limit: usize) -> (Store, Arc<Sink>) {
     });
     let sink = Arc::new(Sink::default());
     s.set_mutation_sink(sink.clone());
+    // The peers these tests play (as the replication link admits them on authentication).
+    for peer in 1..=9 {
+        assert!(s.admit_node(peer));
+    }
     (s, sink)
 }
 

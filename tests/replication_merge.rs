@@ -35,12 +35,22 @@ impl Rng {
     }
 }
 
+/// What the replication link does for the store, which these simulations bypass: it admits
+/// every node that authenticates, and learns the origins snapshots name (earlier incarnations
+/// of restarted nodes). The simulated nodes have ids 1..=`last`, restarted ones the next ids.
+fn admit_peers(s: &Store, last: u32) {
+    for id in 1..=last {
+        assert!(s.admit_node(id));
+    }
+}
+
 fn node(id: u32) -> (Arc<Store>, Arc<Queue>) {
     let s = Arc::new(Store::new(StoreConfig {
         node_id: id,
         shards: 4,
         ..Default::default()
     }));
+    admit_peers(&s, 2);
     let q = Arc::new(Queue(Mutex::new(VecDeque::new())));
     s.set_mutation_sink(q.clone());
     (s, q)
@@ -323,6 +333,7 @@ fn run_mesh(seeds: std::ops::RangeInclusive<u64>, snapshots: bool, arith: bool) 
                     (0..3).map(|_| Mutex::new(VecDeque::new())).collect(),
                 ));
                 s.set_mutation_sink(f.clone());
+                admit_peers(&s, 3);
                 (s, f)
             })
             .collect();
@@ -406,6 +417,7 @@ fn counter_node(id: u32, n: usize) -> CNode {
         (0..n).map(|_| Mutex::new(VecDeque::new())).collect(),
     ));
     store.set_mutation_sink(out.clone());
+    admit_peers(&store, id.max(n as u32));
     CNode {
         store,
         out,
@@ -542,6 +554,7 @@ fn run_counter_histories(seeds: std::ops::RangeInclusive<u64>, n: usize, exact: 
                     nodes[k] = counter_node(next_id, n);
                     for j in 0..n {
                         if j != k {
+                            assert!(nodes[j].store.admit_node(next_id));
                             nodes[j].out.0[k].lock().clear();
                             sync(&nodes, k, j);
                         }

@@ -8,8 +8,11 @@
 //!    In certificate mode the peer's certificate, not its HELLO, says which peer the link is:
 //!    the acceptor maps the certificate's names to a configured peer (or a
 //!    --repl-tls-peer-name) and refuses it otherwise, before its own HELLO; a node id claimed
-//!    in HELLO that another peer already speaks for is refused on both sides. Every record the
-//!    link then carries must originate at the node it speaks for (`inbound`).
+//!    in HELLO that another peer's live link speaks for is refused on both sides, unless this
+//!    node dialed the claimant at its configured address (`Shared::check_node_claim`). The
+//!    authenticated node id enters the store's node table. Every record the link then carries
+//!    must originate at the node it speaks for, and snapshot entries name origins within the
+//!    node table's bounds (`inbound`).
 //! 2. Admission: at most one link per pair of nodes survives (see `peers::admit`); a link that
 //!    replaces another waits until the old one has stopped, so that the progress it reads next is
 //!    final and no record is applied twice.
@@ -255,10 +258,12 @@ async fn link_inner(
         (None, None) => sh.slot_for_incoming(peer, remote, peer_port, peer_ip),
     };
     *slot_used = Some(slot.clone());
-    if let Some(cert) = cert {
-        sh.check_node_claim(&slot, peer, cert)
-            .map_err(LinkError::Identity)?;
-    }
+    let take_over = match cert {
+        Some(cert) => sh
+            .check_node_claim(&slot, peer, cert, dir == Dir::Outgoing)
+            .map_err(LinkError::Identity)?,
+        None => false,
+    };
     if dir == Dir::Incoming {
         frame::encode(&hello, 0, &mut out);
         flush(&mut wr, &mut out).await?;
@@ -272,6 +277,14 @@ async fn link_inner(
     // own handshake reflected back by a relay).
     if peer == me {
         return Err(LinkError::SelfConnect);
+    }
+    // Authenticated: from now on items may carry this node's versions (the store's node table
+    // gains ids only here, and within a bounded share from snapshots: see `inbound`).
+    if !sh.store.admit_node(peer) {
+        return Err(LinkError::Identity(format!(
+            "its node id {peer:08x} is new and this node's table of 65,536 node ids is full \
+             (restart this node to clear it)"
+        )));
     }
     slot.node_id.store(peer, Ordering::Relaxed);
     reader.limits = sh.limits;
@@ -291,11 +304,22 @@ async fn link_inner(
     };
     let admitted = {
         let mut links = sh.links.lock();
+        // The node id was claimed by another peer's link, which a dialed certificate beats
+        // (`check_node_claim`): that link ends, and nothing of its progress is kept.
+        let usurper = if take_over { links.remove(&peer) } else { None };
         if links.len() >= MAX_LINKS && !links.contains_key(&peer) {
             return Err(LinkError::TooManyLinks);
         }
-        admit(&mut links, me, peer, link)
+        match usurper {
+            Some(old) => {
+                let _ = old.cancel.send(true);
+                links.insert(peer, link);
+                Admit::Replaces(old.done)
+            }
+            None => admit(&mut links, me, peer, link),
+        }
     };
+
     let _guard = LinkGuard {
         sh: sh.clone(),
         peer,
@@ -312,6 +336,11 @@ async fn link_inner(
                 let _ = timeout(HANDSHAKE_TIMEOUT, old_done.wait_for(|d| *d)).await;
             }
             Admit::Alone => {}
+        }
+        if take_over {
+            // The usurper has stopped: what it sent under this node id is not the owner's
+            // stream, so the owner's starts over (a full sync).
+            sh.clear_progress(peer);
         }
         session(sh, reader, wr, &slot, peer).await
     };

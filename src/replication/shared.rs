@@ -241,30 +241,56 @@ impl Shared {
         Some(new_incoming_slot(&mut slots, name.clone()))
     }
 
-    /// Certificate mode: refuses node id `peer` for `slot` when another slot already speaks
-    /// for that node and `cert` is not valid for that slot's name too, so that a peer cannot
-    /// take over another peer's link, progress or records by claiming its id in HELLO.
+    /// Certificate mode: whether node id `peer`, claimed in HELLO by the link of `slot` whose
+    /// peer presented `cert`, may be that link's. Node ids are not in certificates, so a claim
+    /// only holds while its link lives: another slot that knows the id but whose link has ended
+    /// forgets it (else the first peer to claim an id, an impostor with a genuine certificate
+    /// for another peer among them, would keep it and lock its owner out). While the other
+    /// slot's link lives, the claim is refused, unless `dialed`: this node dialed `slot`'s
+    /// configured address and the certificate was checked against that name, which beats a
+    /// claim that only rests on what an incoming HELLO said; then `Ok(true)`: the other slot
+    /// forgets the id and the caller ends its link. A slot whose name `cert` is valid for is
+    /// the same identity and never conflicts.
     pub(crate) fn check_node_claim(
         &self,
         slot: &Slot,
         peer: u32,
         cert: &secure::PeerCert,
-    ) -> Result<(), String> {
+        dialed: bool,
+    ) -> Result<bool, String> {
+        let live = self.links.lock().contains_key(&peer);
         let slots = self.slots.lock();
+        let mut take_over = false;
         for s in slots.iter() {
             if Arc::ptr_eq(s, slot) || s.node_id.load(Ordering::Relaxed) != peer {
                 continue;
             }
             let host = slot_host(s);
-            if !cert.is_valid_for(&host) {
+            if cert.is_valid_for(&host) {
+                continue;
+            }
+            if live && !dialed {
                 return Err(format!(
-                    "its HELLO claims node id {peer:08x}, which belongs to peer {}, but its \
-                     certificate does not name {host}",
+                    "its HELLO claims node id {peer:08x}, which belongs to peer {} (linked \
+                     now), but its certificate does not name {host}",
                     s.addr.lock()
                 ));
             }
+            // Ids are random per start: another identity claiming one is rare enough to show.
+            tracing::warn!(
+                "replication: node id {peer:08x} moves from peer {} to {}{}",
+                s.addr.lock(),
+                slot.addr.lock(),
+                if live {
+                    " (dialed at its configured address: its link replaces the other)"
+                } else {
+                    ""
+                }
+            );
+            s.node_id.store(0, Ordering::Relaxed);
+            take_over |= live;
         }
-        Ok(())
+        Ok(take_over)
     }
 
     /// The slot an incoming link belongs to: the one that knows this node id, else a configured

@@ -207,9 +207,9 @@ pub(super) struct NodeIdx {
 impl NodeIdx {
     pub fn of(m: &Meta, nodes: &NodeTable) -> Option<NodeIdx> {
         Some(NodeIdx {
-            version: nodes.intern(m.version.node)?,
-            base: nodes.intern(m.base.node)?,
-            touched: nodes.intern(m.touched.node)?,
+            version: nodes.index(m.version.node)?,
+            base: nodes.index(m.base.node)?,
+            touched: nodes.index(m.touched.node)?,
         })
     }
 }
@@ -478,6 +478,7 @@ mod tests {
     #[test]
     fn optional_fields_round_trip() {
         let nodes = NodeTable::new(1);
+        assert!(nodes.admit(7) && nodes.admit(9));
         let v = Version::new(1_700_000_000_000 << 16, 7);
         let m = Meta {
             flags: 0xdead_beef,

@@ -223,6 +223,19 @@ impl Store {
         self.clock.node()
     }
 
+    /// Lets items carry versions of `node`, a node that authenticated on a replication link;
+    /// false if the node table is full (see `version::NodeTable`).
+    pub fn admit_node(&self, node: u32) -> bool {
+        self.space.nodes.admit(node)
+    }
+
+    /// Whether items may carry versions of `node`: this node, no node (0), a node admitted, or
+    /// one named in a peer's snapshot, learned now within its bounded share
+    /// (`version::MAX_LEARNED_NODES`). False: refuse whatever names it.
+    pub fn know_or_learn_node(&self, node: u32) -> bool {
+        self.space.nodes.learn(node)
+    }
+
     pub fn item_size_max(&self) -> usize {
         self.item_size_max
     }

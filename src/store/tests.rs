@@ -242,6 +242,8 @@ fn pair() -> (Store, Store, Arc<Collect>, Arc<Collect>) {
     let cb = Arc::new(Collect(parking_lot::Mutex::new(Vec::new())));
     a.set_mutation_sink(ca.clone());
     b.set_mutation_sink(cb.clone());
+    // As the replication link does once each has authenticated the other.
+    assert!(a.admit_node(2) && b.admit_node(1));
     (a, b, ca, cb)
 }
 
@@ -305,6 +307,7 @@ fn a_batch_of_records_applies_like_the_records_one_by_one() {
         node_id: 2,
         ..Default::default()
     });
+    assert!(one_by_one.admit_node(1));
     for m in &records {
         one_by_one.apply_remote(m);
     }
@@ -312,6 +315,7 @@ fn a_batch_of_records_applies_like_the_records_one_by_one() {
         node_id: 3,
         ..Default::default()
     });
+    assert!(batched.admit_node(1));
     let refs: Vec<MutationRef<'_>> = records.iter().map(|m| m.as_ref()).collect();
     let mut reported = vec![0; refs.len()];
     // In uneven pieces, as read buffers come.

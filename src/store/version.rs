@@ -97,39 +97,93 @@ impl HybridClock {
     }
 }
 
+/// Node ids learned from peers' snapshots (writes of nodes that never linked with this one:
+/// earlier incarnations of restarted peers, nodes gone from the mesh) are held to this many, so
+/// that made-up origins can never take the room that authenticated nodes need.
+pub const MAX_LEARNED_NODES: usize = 16_384;
+
 /// The node ids items' versions name, so that an item stores a 2-byte index instead of a
-/// 4-byte id (index 0 is this node). Grows as peers' writes arrive; bounded: a version from a
-/// 65,536th distinct node is refused (`intern` answers None).
+/// 4-byte id (index 0 is this node, index 1 node 0: no node, the id of `Version::ZERO` and of
+/// delayed flushes). Bounded to 65,536 ids and never shrinks, so what may add an id is
+/// restricted: a node that authenticated on a replication link ([`NodeTable::admit`]), or an
+/// origin named in a peer's snapshot, within [`MAX_LEARNED_NODES`] ([`NodeTable::learn`]).
+/// Writes only look ids up ([`NodeTable::index`]): a version naming an id not in the table
+/// cannot be stored.
 #[derive(Debug)]
 pub struct NodeTable {
     local: u32,
-    table: parking_lot::RwLock<(Vec<u32>, std::collections::HashMap<u32, u16>)>,
+    table: parking_lot::RwLock<Nodes>,
+}
+
+#[derive(Debug)]
+struct Nodes {
+    ids: Vec<u32>,
+    index: std::collections::HashMap<u32, u16>,
+    learned: usize,
 }
 
 impl NodeTable {
     pub fn new(local: u32) -> NodeTable {
+        let mut ids = vec![local];
+        let mut index = std::collections::HashMap::new();
+        if local != 0 {
+            ids.push(0);
+            index.insert(0, 1);
+        }
         NodeTable {
             local,
-            table: parking_lot::RwLock::new((vec![local], std::collections::HashMap::new())),
+            table: parking_lot::RwLock::new(Nodes {
+                ids,
+                index,
+                learned: 0,
+            }),
         }
     }
 
-    /// The index of `node`, adding it if it is new.
-    pub fn intern(&self, node: u32) -> Option<u16> {
+    /// The index of `node`, if the table holds it (never adds it).
+    pub fn index(&self, node: u32) -> Option<u16> {
         if node == self.local {
             return Some(0);
         }
-        if let Some(&i) = self.table.read().1.get(&node) {
-            return Some(i);
+        self.table.read().index.get(&node).copied()
+    }
+
+    /// Whether the table holds `node`.
+    pub fn knows(&self, node: u32) -> bool {
+        self.index(node).is_some()
+    }
+
+    /// Adds a node that authenticated on a replication link; false if the table is full.
+    pub fn admit(&self, node: u32) -> bool {
+        self.add(node, false)
+    }
+
+    /// Adds an origin named in a peer's snapshot, within [`MAX_LEARNED_NODES`]; false if that
+    /// share (or the table) is full.
+    pub fn learn(&self, node: u32) -> bool {
+        self.add(node, true)
+    }
+
+    fn add(&self, node: u32, learned: bool) -> bool {
+        if self.knows(node) {
+            return true;
         }
         let mut t = self.table.write();
-        if let Some(&i) = t.1.get(&node) {
-            return Some(i);
+        if t.index.contains_key(&node) {
+            return true;
         }
-        let i = u16::try_from(t.0.len()).ok()?;
-        t.0.push(node);
-        t.1.insert(node, i);
-        Some(i)
+        if learned && t.learned >= MAX_LEARNED_NODES {
+            return false;
+        }
+        let Ok(i) = u16::try_from(t.ids.len()) else {
+            return false;
+        };
+        t.ids.push(node);
+        t.index.insert(node, i);
+        if learned {
+            t.learned += 1;
+        }
+        true
     }
 
     /// The node id at `index` (0 for an index never handed out, which cannot happen).
@@ -139,7 +193,7 @@ impl NodeTable {
         }
         self.table
             .read()
-            .0
+            .ids
             .get(index as usize)
             .copied()
             .unwrap_or(0)
@@ -179,16 +233,31 @@ mod tests {
     }
 
     #[test]
-    fn node_table_is_bounded() {
+    fn node_table_is_bounded_and_only_admitted_or_learned_ids_enter_it() {
         let t = NodeTable::new(5);
-        assert_eq!(t.intern(5), Some(0));
-        assert_eq!(t.intern(9), Some(1));
-        assert_eq!(t.intern(9), Some(1));
-        assert_eq!(t.id(1), 9);
+        assert_eq!(t.index(5), Some(0));
+        assert_eq!(
+            t.index(0),
+            Some(1),
+            "no node (Version::ZERO, delayed flushes)"
+        );
+        assert_eq!(t.index(9), None, "a lookup never adds");
+        assert!(t.admit(9));
+        assert_eq!(t.index(9), Some(2));
+        assert!(t.admit(9));
+        assert_eq!(t.id(2), 9);
         assert_eq!(t.id(0), 5);
-        for n in 10..(10 + 65_534) {
-            assert!(t.intern(n).is_some());
+        for n in 0..MAX_LEARNED_NODES as u32 {
+            assert!(t.learn(1_000_000 + n));
         }
-        assert_eq!(t.intern(u32::MAX), None, "a 65,537th node is refused");
+        assert!(!t.learn(7), "the learned share is full");
+        assert!(t.learn(9), "known ids are still found");
+        assert!(t.admit(7), "authenticated nodes keep their room");
+        let mut n = 2_000_000;
+        while t.admit(n) {
+            n += 1;
+        }
+        assert_eq!(n - 2_000_000, 65_536 - 4 - MAX_LEARNED_NODES as u32);
+        assert_eq!(t.index(u32::MAX), None, "a 65,537th node is refused");
     }
 }

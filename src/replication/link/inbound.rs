@@ -199,7 +199,7 @@ pub(super) fn clock_ok(sh: &Shared, slot: &Slot, millis: u64, allowance: u64) ->
 /// any other origin is a forgery (a peer writing "as" another node, to win its conflicts or
 /// poison its counters): refused and counted. The stream moves on past it, like a record
 /// refused for its clock. (Snapshots carry the peer's whole store, other nodes' writes
-/// included, so their entries cannot be held to this rule; they are merged by version.)
+/// included, so their entries are held to [`snapshot_origins_ok`] instead.)
 /// A delayed flush_all is stamped at its flush time with node 0, which is no node's id (ids
 /// are never 0): on a Flush it speaks for no other node and is allowed.
 pub(super) fn origin_ok(sh: &Shared, slot: &Slot, peer: u32, m: &MutationRef<'_>) -> bool {
@@ -216,6 +216,68 @@ pub(super) fn origin_ok(sh: &Shared, slot: &Slot, peer: u32, m: &MutationRef<'_>
         );
     }
     false
+}
+
+/// Whether a snapshot entry (SNAP_ITEM, SNAP_TOMB, SNAP_FLUSH) may name the origin nodes
+/// `nodes` (its versions' nodes and its counter contributions') on the link of node `peer`.
+/// A snapshot carries the peer's whole store, so other nodes' writes are legitimate in it:
+/// a third node of the mesh, and nodes that never linked with this one (earlier incarnations of
+/// restarted nodes, which come back with a new id, whose writes the peer still holds). So an
+/// origin passes if it is the peer, no node (0), this node, a node that authenticated here, or
+/// an id the store can still learn within its bounded share (`MAX_LEARNED_NODES`); once that
+/// share is full, entries naming further unknown ids are refused and counted and the link goes
+/// on. The node table can thus never be filled by made-up origins: the room of nodes that
+/// authenticate is kept.
+fn snapshot_origins_ok(
+    sh: &Shared,
+    slot: &Slot,
+    peer: u32,
+    nodes: impl IntoIterator<Item = u32>,
+) -> bool {
+    for origin in nodes {
+        if origin == peer || origin == 0 || origin == sh.node_id {
+            continue;
+        }
+        if sh.store.know_or_learn_node(origin) {
+            continue;
+        }
+        let n = sh.totals.origin_rejected.fetch_add(1, Ordering::Relaxed);
+        if n % 10_000 == 0 {
+            tracing::warn!(
+                "replication: refused a snapshot entry from {} (node {peer:08x}) naming node \
+                 {origin:08x}: too many node ids this node has not seen authenticate \
+                 ({} at most)",
+                slot.addr.lock(),
+                crate::store::version::MAX_LEARNED_NODES
+            );
+        }
+        return false;
+    }
+    true
+}
+
+/// The origin nodes a snapshot frame names (None: not a snapshot entry).
+fn snapshot_origins(f: &Frame) -> Option<Vec<u32>> {
+    match f {
+        Frame::SnapItem {
+            version,
+            base,
+            touched,
+            counter,
+            ..
+        } => {
+            let mut v = vec![version.node, base.node, touched.node];
+            if let Some(c) = counter {
+                v.extend(c.contributions().iter().map(|c| c.node));
+            }
+            Some(v)
+        }
+        Frame::SnapTomb {
+            version, touched, ..
+        } => Some(vec![version.node, touched.node]),
+        Frame::SnapFlush { version, .. } => Some(vec![version.node]),
+        _ => None,
+    }
 }
 
 pub(super) fn count(sh: &Shared, slot: &Slot, outcome: ApplyOutcome) {
@@ -289,8 +351,12 @@ pub(super) async fn read_stream(
         // One look at the frame's versions: the skew check, and (for the failover barrier) how
         // recent the peer's writes applied here are.
         let stamp = newest_millis(&f);
-        let origin_refused = matches!(&f, Frame::Record { mutation, .. }
-            if !origin_ok(sh, slot, peer, &mutation.as_ref()));
+        let origin_refused = match &f {
+            Frame::Record { mutation, .. } => !origin_ok(sh, slot, peer, &mutation.as_ref()),
+            f => {
+                snapshot_origins(f).is_some_and(|nodes| !snapshot_origins_ok(sh, slot, peer, nodes))
+            }
+        };
         if origin_refused {
             count(sh, slot, ApplyOutcome::Rejected);
         } else if let Some((ms, allowance)) = stamp {
@@ -359,7 +425,7 @@ pub(super) async fn read_stream(
                     counter,
                 },
                 Inbound::Snapshot { .. },
-            ) => {
+            ) if !origin_refused => {
                 let outcome = store.apply_snapshot_item(
                     &key,
                     &value,
@@ -372,7 +438,7 @@ pub(super) async fn read_stream(
                 );
                 count(sh, slot, outcome);
             }
-            (Frame::SnapFlush { at, version }, Inbound::Snapshot { .. }) => {
+            (Frame::SnapFlush { at, version }, Inbound::Snapshot { .. }) if !origin_refused => {
                 let m = Mutation {
                     key: bytes::Bytes::new(),
                     version,
@@ -388,7 +454,7 @@ pub(super) async fn read_stream(
                     exptime,
                 },
                 Inbound::Snapshot { .. },
-            ) => {
+            ) if !origin_refused => {
                 if version != crate::store::Version::ZERO {
                     let m = Mutation {
                         key: key.clone(),
@@ -406,6 +472,11 @@ pub(super) async fn read_stream(
                     count(sh, slot, store.apply_remote(&m));
                 }
             }
+            // Refused for an origin (counted above): passed over, the snapshot goes on.
+            (
+                Frame::SnapItem { .. } | Frame::SnapTomb { .. } | Frame::SnapFlush { .. },
+                Inbound::Snapshot { .. },
+            ) => {}
             (Frame::SnapEnd { .. }, Inbound::Snapshot { run, start }) => {
                 let (run, last) = (*run, start.saturating_sub(1));
                 sh.set_progress(peer, run, last);
