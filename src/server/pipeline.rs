@@ -275,37 +275,36 @@ fn authenticate(
                 consumed,
             } => {
                 Stats::incr(&shared.stats.auth_cmds);
-                if auth_guard::throttled(
+                // A throttled source is answered unchecked; either way the failure that ends
+                // the budget is answered, then the connection closes and what follows in the
+                // input is never read.
+                let throttled = auth_guard::throttled(
                     &shared.auth_guard,
                     &shared.stats,
                     session,
                     Mechanism::Ascii,
-                ) {
-                    // Answered unchecked, then closed, as the last allowed failure is.
+                );
+                let close = if throttled {
+                    true
+                } else if shared.check_ascii(user, password) {
+                    session.authenticated = true;
+                    false
+                } else {
+                    Stats::incr(&shared.stats.auth_errors);
+                    auth_guard::failed(&shared.auth_guard, &shared.stats, session, Mechanism::Ascii)
+                };
+                if close {
                     out.truncate(unwritten);
                     out.extend_from_slice(AUTH_FAILURE);
                     rbuf.advance(consumed);
                     return Some((Flow::Close, true));
                 }
-                if shared.check_ascii(user, password) {
-                    session.authenticated = true;
-                    (consumed, STORED)
+                let reply = if session.authenticated {
+                    STORED
                 } else {
-                    Stats::incr(&shared.stats.auth_errors);
-                    if auth_guard::failed(
-                        &shared.auth_guard,
-                        &shared.stats,
-                        session,
-                        Mechanism::Ascii,
-                    ) {
-                        // Answered, then closed: what follows in the input is never read.
-                        out.truncate(unwritten);
-                        out.extend_from_slice(AUTH_FAILURE);
-                        rbuf.advance(consumed);
-                        return Some((Flow::Close, true));
-                    }
-                    (consumed, AUTH_FAILURE)
-                }
+                    AUTH_FAILURE
+                };
+                (consumed, reply)
             }
         };
         out.truncate(unwritten);
