@@ -77,6 +77,17 @@ impl FlushMarks {
     }
 }
 
+/// How a pass of the tail walker ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reclaim {
+    /// The room asked for is free at the head.
+    Room,
+    /// Nothing more can go (empty ring, only the caller's own item, -M and nothing dead).
+    Impossible,
+    /// The tail item's shard is held by another thread (only when the caller holds a shard).
+    Busy,
+}
+
 impl Store {
     pub(super) fn is_flushed(&self, it: &ItemRef<'_>, now: u32) -> bool {
         if !self.flush_active.load(Ordering::Relaxed) {
@@ -323,7 +334,7 @@ impl Store {
             return;
         }
         // Free a little more than asked so that eviction runs in batches, not per write.
-        let ok = self.reclaim(headroom + headroom / 2, None, None);
+        let ok = self.reclaim(headroom + headroom / 2, None, None) == Reclaim::Room;
         if !ok && !self.evict {
             self.space.died.store(false, Ordering::Relaxed);
         }
@@ -351,12 +362,20 @@ impl Store {
                 // -M: the last attempt to reclaim dead space failed and nothing died since.
                 return false;
             }
-            if let Some(_one) = self.evicting.try_lock() {
-                let ok = self.reclaim(need, Some((own, own_no)), keep);
-                if !ok && !self.evict {
-                    self.space.died.store(false, Ordering::Relaxed);
+            if let Some(one) = self.evicting.try_lock() {
+                match self.reclaim(need, Some((own, own_no)), keep) {
+                    Reclaim::Room => return true,
+                    Reclaim::Impossible => {
+                        if !self.evict {
+                            self.space.died.store(false, Ordering::Relaxed);
+                        }
+                        return false;
+                    }
+                    // The tail's shard is held by a write that may itself be waiting for the
+                    // evictor mutex: let it go, so that write can evict (its own shard is the
+                    // tail's) and finish, then try again.
+                    Reclaim::Busy => drop(one),
                 }
-                return ok;
             }
             // Another evictor is at work; it may be waiting for our shard, so never block.
             std::thread::yield_now();
@@ -366,13 +385,13 @@ impl Store {
 
     /// Moves the tail until `need` contiguous bytes are free at the head. Called with the
     /// evictor mutex held; `own` is a shard the caller already holds (then every other shard is
-    /// only try_locked). Returns whether the room is there.
+    /// only try_locked, and a busy one ends the call with [`Reclaim::Busy`]).
     fn reclaim(
         &self,
         need: usize,
         mut own: Option<(&mut Shard, usize)>,
         keep: Option<u32>,
-    ) -> bool {
+    ) -> Reclaim {
         let ring = &self.space.ring;
         let cap = ring.lock().cap();
         // Second chances given in this call, in bytes: past half the ring, accessed items are
@@ -384,16 +403,16 @@ impl Store {
             let (off, klen, len) = {
                 let log = ring.lock();
                 if log.fits(need) {
-                    return true;
+                    return Reclaim::Room;
                 }
                 let Some((off, klen, len)) = read_tail(ring, &log, &mut key) else {
-                    return false;
+                    return Reclaim::Impossible;
                 };
                 (off, klen, ring.padded(len))
             };
             walked += len;
             if walked > 2 * cap {
-                return false;
+                return Reclaim::Impossible;
             }
             let key = &key[..klen];
             let hash = hash_key(&self.hasher, key);
@@ -405,13 +424,13 @@ impl Store {
                 Some((s, no)) if *no == shard_no => s,
                 Some(_) => match self.shards[shard_no].try_lock() {
                     Some(g) => guard.insert(g),
-                    None => return false,
+                    None => return Reclaim::Busy,
                 },
                 None => guard.insert(self.shards[shard_no].lock()),
             };
             if shard.find(hash, key) == Some(pos) {
                 if is_own && keep == Some(pos) {
-                    return false;
+                    return Reclaim::Impossible;
                 }
                 let now = unix_now();
                 let it = shard.item(pos);
@@ -426,7 +445,7 @@ impl Store {
                             moved += len;
                             self.counters.moves_to_head.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(_) if !self.evict => return false,
+                        Err(_) if !self.evict => return Reclaim::Impossible,
                         Err(_) => self.evict_item(shard, hash, pos, now),
                     }
                 } else {

@@ -934,17 +934,28 @@ fn concurrent_writers_readers_and_eviction_on_a_small_ring() {
         item_size_max: 1024,
         ..Default::default()
     });
+    let stored = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for w in 0..3u64 {
             let s = &s;
+            let stored = &stored;
             scope.spawn(move || {
                 let mut rng = w + 11;
                 for n in 0..150u64 {
                     let i = n * 3 + w;
                     let len = (rand(&mut rng) % 600) as usize;
-                    s.entry(format!("c{i}").as_bytes())
-                        .put(&[&value_for(i, len)], 0, Expiry::Never, None)
-                        .unwrap();
+                    // Out of memory is a legitimate answer (memcached's too) when the tail's
+                    // shard stays busy through every retry; anything else is not.
+                    match s.entry(format!("c{i}").as_bytes()).put(
+                        &[&value_for(i, len)],
+                        0,
+                        Expiry::Never,
+                        None,
+                    ) {
+                        Ok(_) => stored.fetch_add(1, Ordering::Relaxed),
+                        Err(StoreError::OutOfMemory) => 0,
+                        Err(e) => panic!("put: {e:?}"),
+                    };
                     let back = (rand(&mut rng) % (i + 1)) / 3 * 3 + w;
                     let key = format!("c{back}");
                     let mut e = s.entry(key.as_bytes());
@@ -957,6 +968,8 @@ fn concurrent_writers_readers_and_eviction_on_a_small_ring() {
         }
     });
     assert!(s.stats().evictions > 0);
+    // Busy shards are retried, so a refusal is rare; most writes must land.
+    assert!(stored.load(Ordering::Relaxed) > 3 * 150 * 9 / 10);
 }
 
 #[test]
