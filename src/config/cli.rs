@@ -1,7 +1,8 @@
 //! The command line's flag table as clap sees it ([`Cli`]: every memcached flag, the
-//! replication and monitoring flags, the config-file flag), and clap's errors turned into our
-//! one-line messages. The values are checked elsewhere: [`super::validate`] turns a [`Cli`]
-//! into a [`Config`](super::Config), [`super::merge`] merges `--config FILE` with the command
+//! replication and monitoring flags, the config-file flag), clap's errors turned into our
+//! one-line messages, and how much of a [`Cli`] is checked ([`Checks`]). The values are
+//! checked elsewhere: [`super::validate`] turns a [`Cli`] into a [`Config`](super::Config), with
+//! one module per group of settings; [`super::merge`] merges `--config FILE` with the command
 //! line.
 
 use super::error::{invalid, ConfigError};
@@ -301,4 +302,13 @@ pub(super) fn clap_error(err: clap::Error) -> ConfigError {
             invalid(format!("{first} (see --help)"))
         }
     }
+}
+
+/// Which checks [`Cli::into_config`] makes.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Checks {
+    /// Everything: a complete command line.
+    All,
+    /// Only what one option can get wrong on its own (one config-file line).
+    OneOption,
 }

@@ -3,12 +3,11 @@
 //! against each other and `-U` with memcached's words, and the password files read (errors
 //! name the file and the line, never its content).
 
-use super::cli::Cli;
+use super::cli::{Checks, Cli};
 use super::error::{invalid, ConfigError};
 use super::suboptions::SubOptions;
 use super::types::*;
 use super::users::{Users, AUTH_FILE_MEMCACHED_ENTRIES};
-use super::validate::Checks;
 use std::path::{Path, PathBuf};
 
 /// The client protocol and logins: `-B` as `-S` or `-Y` force it, the SASL users, the `-Y` file.

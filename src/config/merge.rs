@@ -2,11 +2,10 @@
 //! (so that its mistakes name their line), then the file's options come first and the command
 //! line's after them, and a mistake of the file alone is blamed on the file.
 
-use super::cli::parse_cli;
+use super::cli::{parse_cli, Checks};
 use super::error::ConfigError;
 use super::file::parse_config_file;
 use super::types::Config;
-use super::validate::Checks;
 use std::ffi::OsString;
 
 /// Parses a command line (`args[0]` is the program name), reading `--config FILE` first

@@ -2,10 +2,9 @@
 //! connections (`-c`), worker threads (`-t`), requests per event (`-R`) and the listen
 //! backlog (`-b`), and the size and count parsers they share with other flags.
 
-use super::cli::Cli;
+use super::cli::{Checks, Cli};
 use super::error::{invalid, ConfigError};
 use super::types::*;
-use super::validate::Checks;
 
 /// `-m`, `-c`, `-t`, `-R`, `-b` and `-I` checked, defaults filled in. Sizes stay `u64` until
 /// the `Config` is assembled (where a size too large for this machine is refused).
@@ -109,11 +108,6 @@ pub(super) fn positive(value: &str, flag: &str, too_small: &str) -> Result<usize
             "invalid value '{value}' for {flag}: expected a number"
         ))),
     }
-}
-
-pub(super) fn to_usize(value: u64, flag: &str) -> Result<usize, ConfigError> {
-    usize::try_from(value)
-        .map_err(|_| invalid(format!("value for {flag} is too large for this machine")))
 }
 
 /// `N`, `Nk`, `Nm` or `Ng` (either case); a bare number is in units of `unit` bytes.

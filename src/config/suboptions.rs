@@ -1,91 +1,27 @@
 //! memcached's `-o` sub-options: each item validated with memcached's rules and messages, by
 //! family (`ssl_*` in [`tls`], the hash table, allocator, LRU and extstore tuning in
-//! [`tuning`]), and the checks that span items. The few that take effect here (idle_timeout,
-//! read_buf_mem_limit, sasl_pwdb, ssl_*, the LRU crawler switch) are kept.
+//! [`tuning`], value readers in [`values`]), and the checks that span items. The few that take
+//! effect here (idle_timeout, read_buf_mem_limit, sasl_pwdb, ssl_*, the LRU crawler switch)
+//! are kept.
 
 mod tls;
 mod tuning;
+mod values;
 
 pub(super) use tls::check_tls;
+pub(super) use values::{atof, atoi};
 
 use super::error::{invalid, ConfigError};
 use super::types::*;
-use crate::numbers;
 use std::path::PathBuf;
+use tuning::Tuning;
+use values::Arg;
 
-/// C `atoi` as memcached uses it for most `-o` values ([`numbers::atol`]): never fails, so
-/// "hashpower=abc" is "too low", not "bad".
-pub(super) fn atoi(value: &str) -> i64 {
-    numbers::atol(value.as_bytes())
-}
-
-/// C `atof`, close enough for memcached's range checks: the longest parseable prefix.
-pub(super) fn atof(value: &str) -> f64 {
-    let s = value.trim_start();
-    (1..=s.len())
-        .rev()
-        .filter(|&end| s.is_char_boundary(end))
-        .find_map(|end| s[..end].parse::<f64>().ok())
-        .unwrap_or(0.0)
-}
-
-/// memcached's `safe_strtoul` ([`numbers::safe_strtoul`]).
-pub(super) fn strtoul_ok(value: &str) -> bool {
-    numbers::safe_strtoul(value.as_bytes()).is_some()
-}
-
-pub(super) fn strtod_ok(value: &str) -> bool {
-    value.trim_end().parse::<f64>().is_ok()
-}
-
-/// One `-o` item split at its first `=`, with memcached's refusals of a missing or
-/// unparseable value.
-struct Arg<'a> {
-    name: &'a str,
-    value: Option<&'a str>,
-}
-
-impl<'a> Arg<'a> {
-    /// The value, or `missing` as the refusal.
-    fn need(&self, missing: &str) -> Result<&'a str, String> {
-        self.value.ok_or_else(|| missing.to_string())
-    }
-
-    /// The value, or memcached's usual "Missing NAME argument".
-    fn need_arg(&self) -> Result<&'a str, String> {
-        self.value
-            .ok_or_else(|| format!("Missing {} argument", self.name))
-    }
-
-    /// A value `safe_strtoul` reads.
-    fn need_u32(&self) -> Result<(), String> {
-        if strtoul_ok(self.need_arg()?) {
-            Ok(())
-        } else {
-            Err(format!("could not parse argument to {}", self.name))
-        }
-    }
-
-    /// A value `strtod` reads whole.
-    fn need_f64(&self) -> Result<(), String> {
-        if strtod_ok(self.need_arg()?) {
-            Ok(())
-        } else {
-            Err(format!("could not parse argument to {}", self.name))
-        }
-    }
-}
-
-/// State the cross-checks between memcached `-o` sub-options need.
-#[derive(Debug)]
+/// What the `-o` lists of a command line set (memcached's defaults when none is given).
+#[derive(Debug, Default)]
 pub(super) struct SubOptions {
-    pub(super) hot_lru_pct: i64,
-    pub(super) warm_lru_pct: i64,
-    pub(super) temporary_ttl: bool,
-    pub(super) lru_maintainer: bool,
-    /// `lru_crawler` / `no_lru_crawler` (`no_modern` too): what `stats settings` reports and
-    /// whether `lru_crawler crawl|metadump` are allowed until `lru_crawler enable|disable`.
-    pub(super) lru_crawler: bool,
+    /// The LRU state memcached's cross-checks need, and the crawler switch.
+    pub(super) tuning: Tuning,
     /// The sub-options repcached implements (the rest are only validated).
     pub(super) idle_timeout: u32,
     pub(super) read_buf_mem_limit: u64,
@@ -93,23 +29,6 @@ pub(super) struct SubOptions {
     pub(super) tls: TlsSettings,
     /// `sasl_pwdb=FILE`: repcached's own, the same as `--sasl-pwdb FILE`.
     pub(super) sasl_pwdb: Option<PathBuf>,
-}
-
-impl Default for SubOptions {
-    fn default() -> Self {
-        // memcached's defaults.
-        SubOptions {
-            hot_lru_pct: 20,
-            warm_lru_pct: 40,
-            temporary_ttl: false,
-            lru_maintainer: true,
-            lru_crawler: true,
-            idle_timeout: 0,
-            read_buf_mem_limit: 0,
-            tls: TlsSettings::default(),
-            sasl_pwdb: None,
-        }
-    }
 }
 
 impl SubOptions {
@@ -172,7 +91,7 @@ impl SubOptions {
                 true
             }
             _ if name.starts_with("ssl_") => tls::apply(&mut self.tls, &arg)?,
-            _ => self.tuning(&arg)? || self.lru(&arg)?,
+            _ => self.tuning.apply(&arg)? || self.tuning.lru(&arg)?,
         };
         if known {
             Ok(())
@@ -183,16 +102,6 @@ impl SubOptions {
 
     /// memcached's checks that span several sub-options.
     pub(super) fn check(&self) -> Result<(), ConfigError> {
-        if self.hot_lru_pct + self.warm_lru_pct > 80 {
-            return Err(invalid(
-                "hot_lru_pct + warm_lru_pct cannot be more than 80% combined",
-            ));
-        }
-        if self.temporary_ttl && !self.lru_maintainer {
-            return Err(invalid(
-                "temporary_ttl requires lru_maintainer to be enabled",
-            ));
-        }
-        Ok(())
+        self.tuning.check().map_err(invalid)
     }
 }

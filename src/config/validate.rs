@@ -1,24 +1,18 @@
-//! A parsed command line ([`Cli`]) checked and turned into a [`Config`]: the groups of
-//! settings (listeners, resources, `-o`, client protocol and logins, client TLS, memcached-only
-//! flags, replication) are checked in memcached's order, so that the first mistake reported is
-//! the one memcached would report; also the memcached flags repcached refuses or ignores.
+//! A parsed command line ([`Cli`]) checked and turned into a [`Config`]. The groups of settings
+//! (listeners, resources, `-o`, client protocol and logins, client TLS, memcached-only flags,
+//! replication; each in its own module) are checked one after another in a fixed order, which
+//! decides the mistake reported when a command line has several. Also here: the `-o` lists, and
+//! the memcached flags repcached refuses (`-s`, `-e`) or validates and ignores.
 
-use super::cli::Cli;
+use super::cli::{Checks, Cli};
 use super::error::{invalid, ConfigError};
-use super::resources::to_usize;
 use super::suboptions::{atof, atoi, check_tls, SubOptions};
 use super::types::*;
 
-/// Which checks [`Cli::into_config`] makes.
-#[derive(Clone, Copy, PartialEq)]
-pub(super) enum Checks {
-    /// Everything: a complete command line.
-    All,
-    /// Only what one option can get wrong on its own (one config-file line).
-    OneOption,
-}
-
 impl Cli {
+    /// Checks every group (only what one option can get wrong alone with
+    /// `Checks::OneOption`) and assembles the [`Config`]; warnings and ignored options are
+    /// recorded in it for the binary to log.
     pub(super) fn into_config(self, checks: Checks) -> Result<Config, ConfigError> {
         let d = Config::default();
         let mut ignored = Vec::new();
@@ -76,7 +70,7 @@ impl Cli {
             repl_sync_wait: repl.repl_sync_wait,
             repl_tombstone_time: repl.repl_tombstone_time,
             idle_timeout: subopts.idle_timeout,
-            lru_crawler: subopts.lru_crawler,
+            lru_crawler: subopts.tuning.lru_crawler,
             read_buf_mem_limit: subopts.read_buf_mem_limit,
             lock_memory: self.lock_memory,
             enable_coredumps: self.enable_coredumps,
@@ -161,4 +155,10 @@ impl Cli {
         }
         Ok(())
     }
+}
+
+/// A size checked as `u64` in bytes, refused when this machine cannot address it.
+fn to_usize(value: u64, flag: &str) -> Result<usize, ConfigError> {
+    usize::try_from(value)
+        .map_err(|_| invalid(format!("value for {flag} is too large for this machine")))
 }

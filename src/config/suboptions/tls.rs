@@ -3,7 +3,7 @@
 
 use super::super::error::{invalid, ConfigError};
 use super::super::types::*;
-use super::Arg;
+use super::values::Arg;
 use crate::numbers;
 use std::path::PathBuf;
 

@@ -2,11 +2,36 @@
 //! extstore, buffers): validated with memcached's rules and messages, and, apart from the LRU
 //! state their cross-checks and `stats settings` need, without effect here.
 
-use super::{atof, atoi, strtoul_ok, Arg, SubOptions};
+use super::values::{atof, atoi, strtoul_ok, Arg};
 
-impl SubOptions {
+/// The LRU settings memcached's cross-checks need, and the crawler switch.
+#[derive(Debug)]
+pub(in crate::config) struct Tuning {
+    hot_lru_pct: i64,
+    warm_lru_pct: i64,
+    temporary_ttl: bool,
+    lru_maintainer: bool,
+    /// `lru_crawler` / `no_lru_crawler` (`no_modern` too): what `stats settings` reports and
+    /// whether `lru_crawler crawl|metadump` are allowed until `lru_crawler enable|disable`.
+    pub(in crate::config) lru_crawler: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        // memcached's defaults.
+        Tuning {
+            hot_lru_pct: 20,
+            warm_lru_pct: 40,
+            temporary_ttl: false,
+            lru_maintainer: true,
+            lru_crawler: true,
+        }
+    }
+}
+
+impl Tuning {
     /// One hash table, slab allocator, extstore or buffer item. `Ok(false)`: none of them.
-    pub(super) fn tuning(&mut self, arg: &Arg) -> Result<bool, String> {
+    pub(super) fn apply(&mut self, arg: &Arg) -> Result<bool, String> {
         let name = arg.name;
         match name {
             // Plain switches: a value, if any, is ignored like getsubopt's caller does.
@@ -94,7 +119,7 @@ impl SubOptions {
     }
 
     /// The LRU and crawler items; the LRU percentages are kept for the cross-checks of
-    /// [`SubOptions::check`], the crawler switch for `stats settings`. `Ok(false)`: none of
+    /// [`Tuning::check`], the crawler switch for `stats settings`. `Ok(false)`: none of
     /// them.
     pub(super) fn lru(&mut self, arg: &Arg) -> Result<bool, String> {
         let name = arg.name;
@@ -142,5 +167,16 @@ impl SubOptions {
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// memcached's checks that span several LRU items.
+    pub(super) fn check(&self) -> Result<(), &'static str> {
+        if self.hot_lru_pct + self.warm_lru_pct > 80 {
+            return Err("hot_lru_pct + warm_lru_pct cannot be more than 80% combined");
+        }
+        if self.temporary_ttl && !self.lru_maintainer {
+            return Err("temporary_ttl requires lru_maintainer to be enabled");
+        }
+        Ok(())
     }
 }
