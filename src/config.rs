@@ -9,12 +9,18 @@
 //! can log them. The `ssl_*` sub-options and `-Z` do take effect ([`TlsSettings`]).
 
 mod cli;
+mod client_auth;
 mod error;
 mod file;
+mod merge;
+mod network;
+mod replication;
+mod resources;
 mod secrets;
 mod suboptions;
 mod types;
 mod users;
+mod validate;
 
 pub use error::ConfigError;
 pub use secrets::{
@@ -32,7 +38,7 @@ impl Config {
     where
         I: IntoIterator<Item = OsString>,
     {
-        cli::config_from_args(args)
+        merge::config_from_args(args)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Unit tests of the command line and config file parsing.
 
-use super::cli::{parse_size, split_list};
 use super::file::strip_comment;
+use super::network::split_list;
+use super::resources::parse_size;
 use super::suboptions::{atof, atoi};
 use super::*;
 use std::path::Path;

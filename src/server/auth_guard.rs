@@ -3,7 +3,7 @@
 //!
 //! - a connection: after [`MAX_AUTH_FAILURES`] failed attempts it is closed, so guessing needs a
 //!   new TCP connection (and, with -Z, a TLS handshake) every few guesses;
-//! - a source (an IPv4 address, an IPv6 /64, or all Unix-socket clients together): after
+//! - a source (an IPv4 address or an IPv6 /64, see [`Source`]): after
 //!   [`SOURCE_FAILURE_BUDGET`] failures within [`SOURCE_WINDOW`] the source is blocked, first for
 //!   [`FIRST_BLOCK`], then twice as long at each new block up to [`MAX_BLOCK`]. While it is
 //!   blocked its login attempts are not checked: each is answered as a failure and its
@@ -84,7 +84,8 @@ impl Mechanism {
 }
 
 /// Where failures are counted: an address for IPv4, a /64 for IPv6 (one host usually holds a
-/// whole /64), and one source for every client whose address is not IP (Unix sockets).
+/// whole /64), and one source for every client whose address is not IP (none can log in
+/// today: -s, Unix sockets, is refused, and -S and -Y refuse UDP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
     V4([u8; 4]),

@@ -2,10 +2,13 @@
 //! own single-threaded event loop, see workers.rs), replication, the sweeper and the idle
 //! check on the main runtime, and stops them in order.
 //!
-//! Module graph (each imports only modules listed after it): mod.rs -> acceptor -> workers ->
-//! connection -> pipeline -> exec/text -> exec/{meta,stats} -> shared -> auth_guard -> session,
-//! stats, tls; udp -> pipeline. Everything below depends on `protocol` and `store`, never the
-//! reverse.
+//! Layers, each importing only from the layers below it: this file (start, stop, `run`; with
+//! its start-up helpers `listen` and `repl_setup`) → the front ends (`acceptor` → `workers` →
+//! `connection`; `udp`; beside them `metrics`) → `pipeline` → the executors (`exec/*`) → the
+//! state every connection shares (`shared` over `auth_guard`, `session`, `stats`, `tls`,
+//! `tunables`, `detail`). The server imports `protocol`, `store`, `replication` and `config`;
+//! none of them imports the server. The file-level graph is in docs/ARCHITECTURE.md and
+//! `python3 tools/modgraph.py` prints it.
 //!
 //! [`start`] binds everything and returns a handle (tests bind port 0 and read the addresses
 //! from it); [`run`] is the binary's entry point: runtime, signals, graceful stop. With -Z the
@@ -20,9 +23,12 @@ mod acceptor;
 pub mod auth_guard;
 pub mod connection;
 pub mod detail;
+mod error;
 pub mod exec;
+mod listen;
 pub mod metrics;
 pub mod pipeline;
+mod repl_setup;
 pub mod session;
 pub mod shared;
 pub mod stats;
@@ -31,39 +37,18 @@ pub mod tunables;
 mod udp;
 mod workers;
 
-use shared::Listener;
+pub use error::ServerError;
 pub use shared::{ConnInfo, Shared};
 
 use crate::config::Config;
-use crate::replication::Replicator;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpSocket, UdpSocket};
 use tokio::task::JoinHandle;
 
 /// How long a stopping server waits for its clients to take the replies of the requests it
 /// executed (a client that does not read must not hold the shutdown).
 const CLIENT_DRAIN: Duration = Duration::from_secs(2);
-
-/// Why the server could not start or stopped abnormally.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    #[error("failed to listen on {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Config(String),
-    #[error("replication: {0}")]
-    Replication(String),
-    #[error(transparent)]
-    Tls(#[from] tls::TlsError),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
 
 /// A running server: its bound addresses and a way to stop it.
 pub struct ServerHandle {
@@ -119,88 +104,6 @@ impl ServerHandle {
     }
 }
 
-fn listen_addrs(config: &Config) -> Vec<String> {
-    if config.listen.is_empty() {
-        vec!["0.0.0.0".to_string()]
-    } else {
-        config.listen.clone()
-    }
-}
-
-/// Splits `HOST`, `HOST:PORT`, `[V6]` or `[V6]:PORT` (memcached's -l accepts a port too).
-fn split_host_port(spec: &str) -> (&str, Option<u16>) {
-    if let Some(rest) = spec.strip_prefix('[') {
-        if let Some((host, tail)) = rest.split_once(']') {
-            return (host, tail.strip_prefix(':').and_then(|p| p.parse().ok()));
-        }
-    }
-    match spec.split_once(':') {
-        Some((host, port)) if !port.contains(':') => (host, port.parse().ok()),
-        _ => (spec, None),
-    }
-}
-
-/// Resolves a listen spec; a port inside the spec wins over `default_port`.
-fn socket_addr(spec: &str, default_port: u16) -> Result<SocketAddr, ServerError> {
-    use std::net::ToSocketAddrs;
-    let (host, port) = split_host_port(spec);
-    let port = port.unwrap_or(default_port);
-    (host, port)
-        .to_socket_addrs()
-        .map_err(|e| ServerError::Bind {
-            addr: format!("{host}:{port}"),
-            source: e,
-        })?
-        .next()
-        .ok_or_else(|| ServerError::Config(format!("cannot resolve listen address {host}")))
-}
-
-/// Whether replication may run without a secret: every address involved is loopback
-/// (127.0.0.0/8 or ::1, with or without a port or brackets).
-fn replication_is_local(config: &Config) -> bool {
-    use std::net::ToSocketAddrs;
-    let resolves_to_loopback = |host: &str, port: u16| {
-        (host, port)
-            .to_socket_addrs()
-            .map(|mut addrs| addrs.all(|a| a.ip().is_loopback()))
-            .unwrap_or(false)
-    };
-    let listen = config
-        .repl_listen
-        .clone()
-        .or_else(|| config.listen.first().cloned())
-        .unwrap_or_else(|| "0.0.0.0".into());
-    let (listen_host, _) = split_host_port(&listen);
-    let listener_local = config.repl_port == 0 || resolves_to_loopback(listen_host, 0);
-    listener_local
-        && config.peers.iter().all(|p| {
-            crate::replication::parse_peer(p)
-                .map(|(host, port)| resolves_to_loopback(&host, port))
-                .unwrap_or(false)
-        })
-}
-
-/// Why clients must authenticate, if they must: -Y, -S, or -Z with client certificates
-/// required (`ssl_verify_mode` 2 or 3). -Z alone only encrypts: any local process may use the
-/// client port, so a loopback replication link gives it nothing more.
-fn client_auth_required(config: &Config) -> Option<&'static str> {
-    use crate::config::VerifyMode;
-    if config.auth_file.is_some() {
-        Some("-Y")
-    } else if config.sasl.is_some() {
-        Some("-S")
-    } else if config.tls.enabled
-        && matches!(
-            config.tls.verify_mode,
-            VerifyMode::Require | VerifyMode::Once
-        )
-    {
-        Some("-Z with ssl_verify_mode 2 or 3")
-    } else {
-        None
-    }
-}
-
 /// Binds every listener, starts replication and the background sweeper, and serves until the
 /// runtime is dropped. Must be called inside a tokio runtime.
 pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
@@ -215,142 +118,24 @@ pub async fn start_with_tls(
     tls: Option<tls::ClientTls>,
 ) -> Result<ServerHandle, ServerError> {
     let mut config = config;
-    let secured =
-        config.repl_secret_file.is_some() || config.repl_tls_cert.is_some() || config.repl_insecure;
-    if !secured
-        && !replication_is_local(&config)
-        && config.peers.is_empty()
-        && config.repl_port != 0
-    {
-        // Nobody configured replication: don't expose an unauthenticated listener by default.
-        tracing::warn!(
-            "replication listener disabled: it would listen off loopback without \
-             --repl-secret-file (give a secret, --repl-insecure, or -X 0 to silence this)"
-        );
-        config.repl_port = 0;
-    }
-    let replicates = !config.peers.is_empty() || config.repl_port != 0;
-    let plain = config.repl_secret_file.is_none() && config.repl_tls_cert.is_none();
-    if replicates && plain {
-        if let Some(why) = client_auth_required(&config) {
-            if !config.repl_insecure {
-                return Err(ServerError::Config(format!(
-                    "clients must authenticate ({why}), so the replication link must too, on \
-                     loopback as well: give it a secret (--repl-secret-file FILE; make one with \
-                     `{}`) or certificates (--repl-tls-cert, --repl-tls-key, --repl-tls-ca), or \
-                     run without a replication listener and peers (-X 0); --repl-insecure \
-                     accepts an unauthenticated link anyway",
-                    crate::config::MAKE_SECRET
-                )));
-            }
-        }
-        if config.repl_insecure {
-            tracing::warn!(
-                "--repl-insecure: the replication link is neither authenticated nor encrypted; \
-                 whoever reaches the replication port reads and writes the whole cache"
-            );
-        }
-    }
+    repl_setup::check_link_security(&mut config)?;
     crate::store::start_coarse_clock();
     let shared = Arc::new(Shared::new(config, tls));
-    let config = &shared.config;
+    repl_setup::start_replication(&shared).await?;
 
-    // A peerless node whose client port is the replication port (a second instance started
-    // with -p 11212, say) serves its clients on it: the listener nobody asked for gives way.
-    let repl_clashes = config.peers.is_empty()
-        && config.repl_port != 0
-        && [config.port, config.udp_port].contains(&i32::from(config.repl_port));
-    if repl_clashes {
-        tracing::warn!(
-            "replication listener disabled: port {} is this node's client port and no peer is \
-             named; give -X PORT for another port",
-            config.repl_port
-        );
-    } else if !config.peers.is_empty() || config.repl_port != 0 {
-        match Replicator::start(config, shared.store.clone()).await {
-            Ok(repl) => {
-                repl.wait_initial_sync(config.repl_sync_wait).await;
-                let _ = shared.replicator.set(repl);
-            }
-            // A node that names no peer only waits for peers to call: when its replication
-            // port is taken (another instance on this host has the default 11212), it serves
-            // its clients without the listener instead of not starting, as a second memcached
-            // on another -p would.
-            Err(crate::replication::ReplError::Bind { addr, source })
-                if config.peers.is_empty() && source.kind() == std::io::ErrorKind::AddrInUse =>
-            {
-                tracing::warn!(
-                    "replication listener disabled: {addr} is in use ({source}); serving \
-                     without replication (give -X PORT for a free port, or -X 0)"
-                );
-            }
-            Err(e) => return Err(ServerError::Replication(e.to_string())),
-        }
-    }
-
-    let workers = Arc::new(workers::Workers::spawn(config.threads, &shared)?);
-    let mut tcp_addrs = Vec::new();
-    let mut udp_addrs = Vec::new();
-    let mut tasks = Vec::new();
-    for host in listen_addrs(config) {
-        // memcached's -p/-U: 0 = no listener, -1 = any free port (bind port 0).
-        if config.port != 0 {
-            let addr = socket_addr(&host, listen_port(config.port))?;
-            let listener = bind_tcp(addr, config.backlog)?;
-            let local = listener.local_addr()?;
-            eprintln!("repcached: listening on tcp {local}");
-            shared
-                .tcp_port
-                .store(local.port(), std::sync::atomic::Ordering::Relaxed);
-            tcp_addrs.push(local);
-            shared.listeners.lock().push(Listener {
-                fd: listener.as_raw_fd(),
-                addr: format!("tcp:{local}"),
-                udp: false,
-            });
-            tasks.push(tokio::spawn(acceptor::accept_loop(
-                shared.clone(),
-                listener,
-                workers.clone(),
-            )));
-        }
-        if config.udp_port != 0 {
-            let udp_addr = socket_addr(&host, listen_port(config.udp_port))?;
-            let sock = UdpSocket::bind(udp_addr)
-                .await
-                .map_err(|e| ServerError::Bind {
-                    addr: udp_addr.to_string(),
-                    source: e,
-                })?;
-            let local = sock.local_addr()?;
-            eprintln!("repcached: listening on udp {local}");
-            shared
-                .udp_port
-                .store(local.port(), std::sync::atomic::Ordering::Relaxed);
-            udp_addrs.push(local);
-            shared.listeners.lock().push(Listener {
-                fd: sock.as_raw_fd(),
-                addr: format!("udp:{local}"),
-                udp: true,
-            });
-            tasks.push(tokio::spawn(udp::serve(shared.clone(), sock)));
-        }
-    }
+    let workers = Arc::new(workers::Workers::spawn(shared.config.threads, &shared)?);
+    let listen::ClientListeners {
+        tcp_addrs,
+        udp_addrs,
+        mut tasks,
+    } = listen::bind_clients(&shared, &workers).await?;
     let mut metrics_addr = None;
-    if let Some(addr) = &config.metrics_listen {
-        let listener = tokio::net::TcpListener::bind(addr.as_str())
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: addr.clone(),
-                source,
-            })?;
-        let local = listener.local_addr()?;
-        eprintln!("repcached: metrics on http://{local}/metrics");
-        metrics_addr = Some(local);
-        tasks.push(tokio::spawn(metrics::serve(shared.clone(), listener)));
+    if let Some((addr, task)) = listen::bind_metrics(&shared).await? {
+        metrics_addr = Some(addr);
+        tasks.push(task);
     }
     tasks.push(tokio::spawn(sweeper(shared.clone())));
-    if config.idle_timeout > 0 {
+    if shared.config.idle_timeout > 0 {
         tasks.push(tokio::spawn(idle_checker(shared.clone())));
     }
     Ok(ServerHandle {
@@ -361,49 +146,6 @@ pub async fn start_with_tls(
         workers,
         tasks,
     })
-}
-
-/// The port to bind for memcached's -p/-U value (not 0): -1 = any free port.
-fn listen_port(port: i32) -> u16 {
-    u16::try_from(port).unwrap_or(0)
-}
-
-/// memcached's MEMCACHED_PORT_FILENAME: once every listener is bound, one line per listener,
-/// `TCP INET: PORT` (`UDP`, `INET6` as the case is), written to FILE.lck and renamed to FILE so
-/// that a reader never sees half of it (tests and scripts start the server with -p -1 and read
-/// the port it got from there).
-fn write_port_file(
-    path: &std::path::Path,
-    tcp: &[SocketAddr],
-    udp: &[SocketAddr],
-) -> std::io::Result<()> {
-    let mut text = String::new();
-    for (kind, addrs) in [("TCP", tcp), ("UDP", udp)] {
-        for a in addrs {
-            let family = if a.is_ipv4() { "INET" } else { "INET6" };
-            text.push_str(&format!("{kind} {family}: {}\n", a.port()));
-        }
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".lck");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
-}
-
-fn bind_tcp(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> {
-    let err = |source| ServerError::Bind {
-        addr: addr.to_string(),
-        source,
-    };
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(err)?;
-    socket.set_reuseaddr(true).map_err(err)?;
-    socket.bind(addr).map_err(err)?;
-    socket.listen(backlog.max(1)).map_err(err)
 }
 
 /// Reclaims expired items and old tombstones in the background, a bounded slice per tick.
@@ -546,7 +288,9 @@ pub fn run_notify(
             }
         };
         if let Some(path) = std::env::var_os("MEMCACHED_PORT_FILENAME") {
-            if let Err(e) = write_port_file(path.as_ref(), &handle.tcp_addrs, &handle.udp_addrs) {
+            if let Err(e) =
+                listen::write_port_file(path.as_ref(), &handle.tcp_addrs, &handle.udp_addrs)
+            {
                 // memcached reports it and serves on.
                 tracing::warn!(
                     "cannot write the port file {}: {e}",
