@@ -1,8 +1,8 @@
 //! The accept loop (main runtime): refuses connections over `-c`, registers the rest for
 //! `stats conns`, does the TLS handshake off the workers, and hands each connection to a worker.
 
+use super::counters::Stats;
 use super::shared::{forget, ConnInfo, Shared};
-use super::stats::Stats;
 use super::workers::Workers;
 use crate::protocol::reply::TOO_MANY_CONNECTIONS;
 use std::os::fd::AsRawFd;

@@ -4,10 +4,10 @@
 //! close an idle connection (`-o idle_timeout`). The loop is generic over the transport, so a
 //! plaintext socket costs what it did before TLS (a TLS session, see tls.rs) existed.
 
+use super::counters::Stats;
 use super::pipeline::{process, read_limit};
 use super::session::{Flow, Proto, Session};
 use super::shared::{forget, is_idle, ConnInfo, Shared};
-use super::stats::Stats;
 use super::tls;
 use bytes::{BufMut, BytesMut};
 use std::sync::atomic::Ordering;

@@ -19,6 +19,7 @@
 mod acceptor;
 pub mod auth_guard;
 pub mod connection;
+pub mod counters;
 pub mod detail;
 pub mod exec;
 pub mod metrics;

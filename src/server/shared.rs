@@ -3,8 +3,8 @@
 //! configuration, the counters and TLS, and nothing of connections, workers or executors.
 
 use super::auth_guard;
+use super::counters::Stats;
 use super::session;
-use super::stats::Stats;
 use super::tls;
 use crate::config::{Config, Users};
 use crate::protocol::Limits;

@@ -15,9 +15,9 @@ use crate::protocol::binary::{
     encode_success, encode_version, BinRequest, Command, Status, StoreMode,
 };
 use crate::protocol::reply::VERSION;
+use crate::server::counters::Stats;
 use crate::server::session::{Flow, HeldItems};
 use crate::server::shared::Shared;
-use crate::server::stats::Stats;
 use crate::store::{ArithError, Expiry, StoreError, StoreOutcome, WriteMode};
 
 /// What the connection does after one binary request.

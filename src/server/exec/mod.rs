@@ -8,5 +8,5 @@ pub mod admin;
 pub mod binary;
 pub mod dump;
 pub mod meta;
-pub mod stats;
+pub mod stats_cmd;
 pub mod text;

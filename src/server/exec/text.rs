@@ -4,17 +4,17 @@
 //! Runs synchronously: every store access locks one shard for the duration of one key's work
 //! and never awaits.
 
-use super::{admin, dump, meta, stats as stats_report};
+use super::{admin, dump, meta, stats_cmd};
 use crate::protocol::reply::{
     push_u64, write_value, BAD_FORMAT, DELETED, END, EXISTS, MEMLIMIT_ADJUST_FAILED,
     MEMLIMIT_TOO_SMALL, NON_NUMERIC, NOT_FOUND, NOT_STORED, OK, OUT_OF_MEMORY,
     OUT_OF_MEMORY_STORING, STORED, TOO_LARGE, TOUCHED, VERSION,
 };
 use crate::protocol::{tokens, Request, ShutdownMode, StoreMode};
+use crate::server::counters::Stats;
 use crate::server::detail::Op as DetailOp;
 use crate::server::session::{Flow, HeldItems};
 use crate::server::shared::Shared;
-use crate::server::stats::Stats;
 use crate::store::{ArithError, Expiry, StoreError, StoreOutcome, WriteMode};
 use std::sync::atomic::Ordering;
 
@@ -175,7 +175,7 @@ pub fn execute(
                 out.extend_from_slice(reply);
             }
         }
-        Request::Stats(group) => stats_report::write(shared, *group, out),
+        Request::Stats(group) => stats_cmd::write(shared, *group, out),
         Request::Metadump(_) if !shared.tunables.lru_crawler.load(Ordering::Relaxed) => {
             out.extend_from_slice(admin::CRAWLER_DISABLED)
         }
