@@ -33,7 +33,7 @@ mod udp;
 mod workers;
 
 use shared::Listener;
-pub use shared::{ConnInfo, Shared};
+pub use shared::{ConnInfo, ServerState};
 
 use crate::config::Config;
 use crate::replication::Replicator;
@@ -68,7 +68,7 @@ pub enum ServerError {
 
 /// A running server: its bound addresses and a way to stop it.
 pub struct ServerHandle {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<ServerState>,
     pub tcp_addrs: Vec<SocketAddr>,
     pub udp_addrs: Vec<SocketAddr>,
     /// Where the Prometheus endpoint listens (`--metrics-listen`), if on.
@@ -253,7 +253,7 @@ pub async fn start_with_tls(
         }
     }
     crate::store::start_coarse_clock();
-    let shared = Arc::new(Shared::new(config, tls));
+    let shared = Arc::new(ServerState::new(config, tls));
     let config = &shared.config;
 
     // A peerless node whose client port is the replication port (a second instance started
@@ -408,7 +408,7 @@ fn bind_tcp(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> 
 }
 
 /// Reclaims expired items and old tombstones in the background, a bounded slice per tick.
-async fn sweeper(shared: Arc<Shared>) {
+async fn sweeper(shared: Arc<ServerState>) {
     let mut cursors = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_micros(crate::store::SWEEP_INTERVAL_US));
     let tunables = &shared.tunables;
@@ -437,7 +437,7 @@ async fn sweeper(shared: Arc<Shared>) {
 /// `-o idle_timeout`: once a second, wakes the connections idle for longer than the timeout
 /// (memcached's conn_timeout thread does the same); each decides and closes itself, so that
 /// a request arriving meanwhile wins. Nothing of this runs on the workers' hot path.
-async fn idle_checker(shared: Arc<Shared>) {
+async fn idle_checker(shared: Arc<ServerState>) {
     let timeout = shared.config.idle_timeout;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -468,7 +468,7 @@ pub struct Reload {
 /// SIGHUP: applies the -x peers, -v and the -S/-Y users of a freshly read configuration; a
 /// configuration that no longer parses (a bad password file included) leaves everything as it
 /// is.
-async fn reload(shared: &Shared, reload: Option<&Reload>) {
+async fn reload(shared: &ServerState, reload: Option<&Reload>) {
     let Some(reload) = reload else {
         tracing::info!("SIGHUP: nothing to reload");
         return;

@@ -4,11 +4,11 @@
 //! `cachedump`.
 
 use crate::protocol::StatsGroup;
-use crate::server::shared::Shared;
+use crate::server::shared::ServerState;
 use crate::server::stats::{self, Snapshot};
 
 /// The snapshot a listing group reports; None for the groups that act or refuse.
-pub fn snapshot(shared: &Shared, group: StatsGroup<'_>) -> Option<Snapshot> {
+pub fn snapshot(shared: &ServerState, group: StatsGroup<'_>) -> Option<Snapshot> {
     Some(match group {
         StatsGroup::General => stats::general(shared),
         StatsGroup::Settings => stats::settings(shared),
@@ -28,7 +28,7 @@ pub fn snapshot(shared: &Shared, group: StatsGroup<'_>) -> Option<Snapshot> {
 }
 
 /// `stats reset`: the server's, the store's, `stats detail`'s and TLS's counters.
-pub fn reset(shared: &Shared) {
+pub fn reset(shared: &ServerState) {
     shared.stats.reset();
     shared.store.reset_counters();
     shared.detail.clear();
@@ -38,7 +38,7 @@ pub fn reset(shared: &Shared) {
 }
 
 /// Appends the reply to `stats <group>`.
-pub fn write(shared: &Shared, group: StatsGroup<'_>, out: &mut Vec<u8>) {
+pub fn write(shared: &ServerState, group: StatsGroup<'_>, out: &mut Vec<u8>) {
     if let Some(snapshot) = snapshot(shared, group) {
         snapshot.write_text(out);
         out.extend_from_slice(b"END\r\n");

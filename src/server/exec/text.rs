@@ -14,13 +14,13 @@ use crate::protocol::{tokens, Request, ShutdownMode, StoreMode};
 use crate::server::counters::Stats;
 use crate::server::detail::Op as DetailOp;
 use crate::server::session::{Flow, HeldItems};
-use crate::server::shared::Shared;
+use crate::server::shared::ServerState;
 use crate::store::{ArithError, Expiry, StoreError, StoreOutcome, WriteMode};
 use std::sync::atomic::Ordering;
 
 /// `held` tracks the items an unwritten reply still references (see [`HeldItems`]).
 pub fn execute(
-    shared: &Shared,
+    shared: &ServerState,
     req: &Request<'_>,
     out: &mut Vec<u8>,
     held: &mut HeldItems,
@@ -202,7 +202,7 @@ impl From<StoreMode> for WriteMode {
 }
 
 fn store(
-    shared: &Shared,
+    shared: &ServerState,
     mode: StoreMode,
     key: &[u8],
     flags: u32,
@@ -244,7 +244,7 @@ fn store(
     }
 }
 
-fn get(shared: &Shared, keys: &[u8], with_cas: bool, touch: Option<i64>, out: &mut Vec<u8>) {
+fn get(shared: &ServerState, keys: &[u8], with_cas: bool, touch: Option<i64>, out: &mut Vec<u8>) {
     get_until(shared, keys, with_cas, touch, out, usize::MAX);
 }
 
@@ -253,7 +253,7 @@ fn get(shared: &Shared, keys: &[u8], with_cas: bool, touch: Option<i64>, out: &m
 /// connection writes what it has and fetches the rest afterwards, so a multi-get costs
 /// bounded memory whatever its keys and values.
 pub fn get_until<'k>(
-    shared: &Shared,
+    shared: &ServerState,
     keys: &'k [u8],
     with_cas: bool,
     touch: Option<i64>,

@@ -19,7 +19,7 @@ pub use http::{MAX_REQUEST, READ_DEADLINE};
 pub use lag::LAG_BUCKETS_MS;
 pub use replication::PEER_STATES;
 
-use crate::server::shared::Shared;
+use crate::server::shared::ServerState;
 use crate::server::stats;
 use lag::Lag;
 use prometheus::Families;
@@ -32,7 +32,7 @@ use tokio::sync::Semaphore;
 pub const MAX_CONNS: usize = 16;
 
 /// Accepts scrapes until the task is aborted; samples the replication lag once a second.
-pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
+pub async fn serve(shared: Arc<ServerState>, listener: TcpListener) {
     let lag = Arc::new(Lag::default());
     let sampler = tokio::spawn(sample_lag(shared.clone(), lag.clone()));
     let _abort = AbortOnDrop(sampler);
@@ -66,7 +66,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn sample_lag(shared: Arc<Shared>, lag: Arc<Lag>) {
+async fn sample_lag(shared: Arc<ServerState>, lag: Arc<Lag>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
@@ -85,7 +85,7 @@ async fn sample_lag(shared: Arc<Shared>, lag: Arc<Lag>) {
 }
 
 /// Every family, as the endpoint serves them.
-fn families(shared: &Shared, lag: &Lag) -> Families {
+fn families(shared: &ServerState, lag: &Lag) -> Families {
     let general = stats::general(shared);
     let slabs = stats::slabs(shared);
     let items = stats::items(shared);
@@ -100,7 +100,7 @@ fn families(shared: &Shared, lag: &Lag) -> Families {
     f
 }
 
-fn render(shared: &Shared, lag: &Lag) -> String {
+fn render(shared: &ServerState, lag: &Lag) -> String {
     let mut out = String::with_capacity(16 * 1024);
     families(shared, lag).write(&mut out);
     out

@@ -1,10 +1,10 @@
 //! `stats conns`: listening sockets and client connections, by fd, as memcached lists them.
 
 use super::{Name, Snapshot, Value};
-use crate::server::shared::Shared;
+use crate::server::shared::ServerState;
 use std::sync::atomic::Ordering;
 
-pub fn conns(shared: &Shared) -> Snapshot {
+pub fn conns(shared: &ServerState) -> Snapshot {
     let now = crate::store::unix_now();
     // Listeners have run no command: memcached counts their idle time from the start.
     let since_start = now.saturating_sub(shared.started_unix) as u64;

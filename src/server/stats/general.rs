@@ -2,7 +2,7 @@
 
 use super::{Snapshot, Value};
 use crate::protocol::reply::VERSION;
-use crate::server::shared::Shared;
+use crate::server::shared::ServerState;
 use std::sync::atomic::Ordering;
 
 /// (user, system) CPU time of the process.
@@ -23,7 +23,7 @@ fn rusage() -> (Value, Value) {
     (time(ru.ru_utime), time(ru.ru_stime))
 }
 
-pub fn general(shared: &Shared) -> Snapshot {
+pub fn general(shared: &ServerState) -> Snapshot {
     let now = crate::store::unix_now();
     let (user, system) = rusage();
     let c = &shared.stats;

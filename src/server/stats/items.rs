@@ -2,7 +2,7 @@
 //! class 1, so that tools that iterate `items:<class>:` and `<class>:` find a consistent picture.
 
 use super::{Name, Snapshot, Value};
-use crate::server::shared::Shared;
+use crate::server::shared::ServerState;
 use std::sync::atomic::Ordering;
 
 /// The one class the store reports.
@@ -12,7 +12,7 @@ const CLASS: u32 = 1;
 const PAGE_SIZE: u64 = 1024 * 1024;
 
 /// `stats items`: nothing while the store is empty, as in memcached.
-pub fn items(shared: &Shared) -> Snapshot {
+pub fn items(shared: &ServerState) -> Snapshot {
     let st = shared.store.stats();
     let mut s = Snapshot::default();
     if st.curr_items == 0 {
@@ -58,7 +58,7 @@ pub fn items(shared: &Shared) -> Snapshot {
 }
 
 /// `stats slabs`: the class's lines only while the store holds items, as in memcached.
-pub fn slabs(shared: &Shared) -> Snapshot {
+pub fn slabs(shared: &ServerState) -> Snapshot {
     let st = shared.store.stats();
     let c = &shared.stats;
     let load = |counter: &crate::server::counters::StripedCounter| counter.load(Ordering::Relaxed);

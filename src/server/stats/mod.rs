@@ -18,7 +18,7 @@ pub use items::{items, slabs};
 pub use settings::settings;
 
 use crate::protocol::reply::push_u64;
-use crate::server::shared::Shared;
+use crate::server::shared::ServerState;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -171,7 +171,7 @@ impl Snapshot {
 
 /// `stats replication`: replication's per-peer rows (`peerN:field`), as its owner words them;
 /// empty without replication.
-pub fn replication(shared: &Shared) -> Snapshot {
+pub fn replication(shared: &ServerState) -> Snapshot {
     let mut s = Snapshot::default();
     if let Some(repl) = shared.replicator() {
         s.extend_text(repl.replication_stats());

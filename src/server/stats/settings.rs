@@ -1,10 +1,10 @@
 //! `stats settings`, in memcached 1.6's order, then TLS's and replication's settings.
 
 use super::{Snapshot, Value};
-use crate::server::shared::Shared;
+use crate::server::shared::ServerState;
 use std::sync::atomic::Ordering;
 
-pub fn settings(shared: &Shared) -> Snapshot {
+pub fn settings(shared: &ServerState) -> Snapshot {
     let c = &shared.config;
     let t = &shared.tunables;
     let mut s = Snapshot::default();

@@ -6,11 +6,11 @@
 use crate::protocol::binary::{encode_stat, encode_stats_end};
 use crate::protocol::StatsGroup;
 use crate::server::exec::stats_cmd;
-use crate::server::shared::Shared;
+use crate::server::shared::ServerState;
 use std::io::Write;
 
 /// Appends the reply to `stat <key>`; false when memcached answers "Not found" instead.
-pub fn write(shared: &Shared, opaque: u32, key: &[u8], out: &mut Vec<u8>) -> bool {
+pub fn write(shared: &ServerState, opaque: u32, key: &[u8], out: &mut Vec<u8>) -> bool {
     // memcached compares prefixes here (strncmp): "resetall" resets, "settingsx" lists settings.
     let group = if key.is_empty() {
         StatsGroup::General
