@@ -398,3 +398,81 @@ const LRU_SETTINGS: &[(&str, &str, &str)] = &[
         "Set idle age of WARM LRU to COLD age * this",
     ),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(f: &Families) -> String {
+        let mut out = String::new();
+        f.write(&mut out);
+        out
+    }
+
+    #[test]
+    fn groups_like_gomemcache() {
+        let mut s = Snapshot::default();
+        s.count("pid", 1);
+        s.push(Name::Slab(1, "chunk_size"), Value::Count(96));
+        s.push(Name::Item(1, "number"), Value::Count(3));
+        s.push(
+            Name::Owned("repl_last_error".into()),
+            Value::Text("a b".into()),
+        );
+        s.push(Name::Owned("peer0:addr".into()), Value::Text("x".into()));
+        s.push(Name::Conn(5, "state"), Value::Word("conn_read"));
+        let g = Grouped::new(&[&s]);
+        assert_eq!(g.stats.len(), 1);
+        assert_eq!(g.stats["pid"], &Value::Count(1));
+        assert_eq!(g.slabs[&1]["chunk_size"], &Value::Count(96));
+        assert_eq!(g.items[&1]["number"], &Value::Count(3));
+        // Served although we never report it (see NUMBER_TEMP).
+        assert_eq!(g.items[&1]["number_temp"], &Value::Count(0));
+    }
+
+    #[test]
+    fn exporter_names_and_values() {
+        let mut s = Snapshot::default();
+        s.field("version", Value::Word("1.6.18-x"));
+        s.field(
+            "rusage_user",
+            Value::CpuTime {
+                secs: 2,
+                micros: 500_000,
+            },
+        );
+        s.count("cmd_set", 10);
+        for (name, n) in [("cas_misses", 1), ("cas_hits", 2), ("cas_badval", 3)] {
+            s.count(name, n);
+        }
+        s.count("curr_items", 4);
+        s.push(Name::Slab(1, "cmd_set"), Value::Count(10));
+        s.push(Name::Slab(1, "cas_hits"), Value::Count(2));
+        s.push(Name::Slab(1, "cas_badval"), Value::Count(3));
+        let mut settings = Snapshot::default();
+        settings.count("maxconns", 1024);
+        settings.field("lru_crawler", Value::YesNo(true));
+        settings.field("lru_maintainer_thread", Value::YesNo(false));
+        settings.field("hot_max_factor", Value::Word("0.20"));
+        let mut f = Families::default();
+        families(&Grouped::new(&[&s]), &settings_fields(&settings), &mut f);
+        let text = rendered(&f);
+        for line in [
+            "memcached_up 1\n",
+            "memcached_version{version=\"1.6.18-x\"} 1\n",
+            "memcached_process_user_cpu_seconds_total 2.5\n",
+            "memcached_commands_total{command=\"set\",status=\"hit\"} 4\n",
+            "memcached_commands_total{command=\"cas\",status=\"badval\"} 3\n",
+            "memcached_current_items 4\n",
+            "memcached_slab_commands_total{slab=\"1\",command=\"set\",status=\"hit\"} 5\n",
+            "memcached_max_connections 1024\n",
+            "memcached_lru_crawler_enabled 1\n",
+            "memcached_lru_crawler_maintainer_thread 0\n",
+            "memcached_lru_crawler_hot_max_factor 0.2\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from\n{text}");
+        }
+        // A field that is absent gives no sample.
+        assert!(!text.contains("memcached_items_total"));
+    }
+}

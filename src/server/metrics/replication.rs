@@ -340,3 +340,44 @@ pub const PEER_STATES: [&str; 6] = [
     "down",
     "clock_skew",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_rows_and_families() {
+        let mut rows = Snapshot::default();
+        rows.extend_text(
+            [
+                ("peer0:addr", "127.0.0.1:11212"),
+                ("peer0:node_id", "7"),
+                ("peer0:state", "synced"),
+                ("peer0:lag_ms", "12"),
+                ("peer0:max_clock_skew_ms", "-"),
+                ("peer1:addr", "h:1"),
+                ("other", "1"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let peers = peer_rows(&rows);
+        assert_eq!(peers.len(), 2);
+        assert_eq!(peers[&0]["lag_ms"].text(), "12");
+        let mut general = Fields::new();
+        let three = Value::Count(3);
+        general.insert("repl_peers", &three);
+        let mut f = Families::default();
+        families(&general, &rows, &mut f);
+        let mut text = String::new();
+        f.write(&mut text);
+        for line in [
+            "repcached_repl_peers 3\n",
+            "repcached_repl_peer_lag_milliseconds{peer=\"127.0.0.1:11212\"} 12\n",
+            "repcached_repl_peer_state{peer=\"127.0.0.1:11212\",node_id=\"7\",state=\"synced\"} 1\n",
+            "repcached_repl_peer_state{peer=\"h:1\",node_id=\"0\",state=\"down\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from\n{text}");
+        }
+        assert!(!text.contains("repcached_repl_peer_max_clock_skew_milliseconds"));
+    }
+}

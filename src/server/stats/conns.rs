@@ -1,6 +1,6 @@
 //! `stats conns`: listening sockets and client connections, by fd, as memcached lists them.
 
-use super::{Name, Snapshot, Value};
+use super::snapshot::{Name, Snapshot, Value};
 use crate::server::shared::ServerState;
 use std::sync::atomic::Ordering;
 

@@ -1,6 +1,6 @@
 //! `stats` (the general group), in memcached 1.6's order, then TLS's and replication's fields.
 
-use super::{Snapshot, Value};
+use super::snapshot::{Snapshot, Value};
 use crate::protocol::reply::VERSION;
 use crate::server::shared::ServerState;
 use std::sync::atomic::Ordering;

@@ -1,6 +1,6 @@
 //! `stats settings`, in memcached 1.6's order, then TLS's and replication's settings.
 
-use super::{Snapshot, Value};
+use super::snapshot::{Snapshot, Value};
 use crate::server::shared::ServerState;
 use std::sync::atomic::Ordering;
 
