@@ -1,8 +1,8 @@
 //! The accept loop (main runtime): refuses connections over `-c`, registers the rest for
 //! `stats conns`, does the TLS handshake off the workers, and hands each connection to a worker.
 
-use super::shared::{forget, ConnInfo, Shared};
-use super::stats::Stats;
+use super::counters::Stats;
+use super::shared::{forget, ConnInfo, ServerState};
 use super::workers::Workers;
 use crate::protocol::reply::TOO_MANY_CONNECTIONS;
 use std::os::fd::AsRawFd;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
-pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, workers: Arc<Workers>) {
+pub async fn accept_loop(shared: Arc<ServerState>, listener: TcpListener, workers: Arc<Workers>) {
     let listen = listener
         .local_addr()
         .map(|a| format!("tcp:{a}"))

@@ -29,8 +29,8 @@
 //! of this source's lines suppressed since its last one. Leaf module: it knows the counters and the
 //! session, not the server.
 
+use super::counters::Stats;
 use super::session::Session;
-use super::stats::Stats;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -489,7 +489,9 @@ mod tests {
     fn a_blocked_source_is_throttled_and_counted() {
         let guard = Guard::default();
         let stats = Stats::default();
-        let load = |c: &crate::server::stats::Counter| c.load(std::sync::atomic::Ordering::Relaxed);
+        let load = |c: &crate::server::counters::StripedCounter| {
+            c.load(std::sync::atomic::Ordering::Relaxed)
+        };
         let session = |port: u16| Session {
             peer: format!("tcp:127.0.0.2:{port}"),
             ..Session::default()

@@ -4,10 +4,10 @@
 //! close an idle connection (`-o idle_timeout`). The loop is generic over the transport, so a
 //! plaintext socket costs what it did before TLS (a TLS session, see tls.rs) existed.
 
+use super::counters::Stats;
 use super::pipeline::{process, read_limit};
 use super::session::{Flow, Proto, Session};
-use super::shared::{forget, is_idle, ConnInfo, Shared};
-use super::stats::Stats;
+use super::shared::{forget, is_idle, ConnInfo, ServerState};
 use super::tls;
 use bytes::{BufMut, BytesMut};
 use std::sync::atomic::Ordering;
@@ -20,7 +20,7 @@ const READ_CHUNK: usize = 16 * 1024;
 const SHRINK_ABOVE: usize = 256 * 1024;
 
 /// Runs one client connection on the worker that adopted it.
-pub async fn handle(shared: Arc<Shared>, mut stream: TcpStream, info: Arc<ConnInfo>, fd: i32) {
+pub async fn handle(shared: Arc<ServerState>, mut stream: TcpStream, info: Arc<ConnInfo>, fd: i32) {
     let flow = serve(&shared, &mut stream, &info).await;
     drop(stream);
     forget(&shared, fd);
@@ -31,7 +31,7 @@ pub async fn handle(shared: Arc<Shared>, mut stream: TcpStream, info: Arc<ConnIn
 
 /// [`handle`] for a TLS session whose handshake is done.
 pub async fn handle_tls(
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     mut stream: tls::TlsStream,
     info: Arc<ConnInfo>,
     fd: i32,
@@ -47,7 +47,7 @@ pub async fn handle_tls(
 
 /// Serves one connection until the client leaves, an I/O error, a closing request, the
 /// server stopping or the idle timeout.
-async fn serve<S>(shared: &Shared, stream: &mut S, info: &ConnInfo) -> Flow
+async fn serve<S>(shared: &ServerState, stream: &mut S, info: &ConnInfo) -> Flow
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

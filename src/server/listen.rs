@@ -4,7 +4,7 @@
 //! names the ports bound.
 
 use super::error::ServerError;
-use super::shared::{Listener, Shared};
+use super::shared::{Listener, ServerState};
 use super::workers::Workers;
 use super::{acceptor, metrics, udp};
 use std::net::SocketAddr;
@@ -25,7 +25,7 @@ pub(super) struct ClientListeners {
 /// stderr and recorded in `shared` (ports for `stats`, sockets for `stats conns`), and starts
 /// their accept loops (handing connections to `workers`) and UDP servers.
 pub(super) async fn bind_clients(
-    shared: &Arc<Shared>,
+    shared: &Arc<ServerState>,
     workers: &Arc<Workers>,
 ) -> Result<ClientListeners, ServerError> {
     let config = &shared.config;
@@ -82,7 +82,7 @@ pub(super) async fn bind_clients(
 /// With `--metrics-listen`: binds the Prometheus endpoint and starts serving it; its address
 /// and task.
 pub(super) async fn bind_metrics(
-    shared: &Arc<Shared>,
+    shared: &Arc<ServerState>,
 ) -> Result<Option<(SocketAddr, JoinHandle<()>)>, ServerError> {
     let Some(addr) = &shared.config.metrics_listen else {
         return Ok(None);

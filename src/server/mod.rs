@@ -22,6 +22,7 @@
 mod acceptor;
 pub mod auth_guard;
 pub mod connection;
+pub mod counters;
 pub mod detail;
 mod error;
 pub mod exec;
@@ -38,7 +39,7 @@ mod udp;
 mod workers;
 
 pub use error::ServerError;
-pub use shared::{ConnInfo, Shared};
+pub use shared::{ConnInfo, ServerState};
 
 use crate::config::Config;
 use std::net::SocketAddr;
@@ -52,7 +53,7 @@ const CLIENT_DRAIN: Duration = Duration::from_secs(2);
 
 /// A running server: its bound addresses and a way to stop it.
 pub struct ServerHandle {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<ServerState>,
     pub tcp_addrs: Vec<SocketAddr>,
     pub udp_addrs: Vec<SocketAddr>,
     /// Where the Prometheus endpoint listens (`--metrics-listen`), if on.
@@ -120,7 +121,7 @@ pub async fn start_with_tls(
     let mut config = config;
     repl_setup::check_link_security(&mut config)?;
     crate::store::start_coarse_clock();
-    let shared = Arc::new(Shared::new(config, tls));
+    let shared = Arc::new(ServerState::new(config, tls));
     repl_setup::start_replication(&shared).await?;
 
     let workers = Arc::new(workers::Workers::spawn(shared.config.threads, &shared)?);
@@ -149,7 +150,7 @@ pub async fn start_with_tls(
 }
 
 /// Reclaims expired items and old tombstones in the background, a bounded slice per tick.
-async fn sweeper(shared: Arc<Shared>) {
+async fn sweeper(shared: Arc<ServerState>) {
     let mut cursors = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_micros(crate::store::SWEEP_INTERVAL_US));
     let tunables = &shared.tunables;
@@ -178,7 +179,7 @@ async fn sweeper(shared: Arc<Shared>) {
 /// `-o idle_timeout`: once a second, wakes the connections idle for longer than the timeout
 /// (memcached's conn_timeout thread does the same); each decides and closes itself, so that
 /// a request arriving meanwhile wins. Nothing of this runs on the workers' hot path.
-async fn idle_checker(shared: Arc<Shared>) {
+async fn idle_checker(shared: Arc<ServerState>) {
     let timeout = shared.config.idle_timeout;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -209,7 +210,7 @@ pub struct Reload {
 /// SIGHUP: applies the -x peers, -v and the -S/-Y users of a freshly read configuration; a
 /// configuration that no longer parses (a bad password file included) leaves everything as it
 /// is.
-async fn reload(shared: &Shared, reload: Option<&Reload>) {
+async fn reload(shared: &ServerState, reload: Option<&Reload>) {
     let Some(reload) = reload else {
         tracing::info!("SIGHUP: nothing to reload");
         return;

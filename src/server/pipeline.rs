@@ -4,11 +4,11 @@
 //! UDP front end alike; it does no I/O.
 
 use super::auth_guard::{self, Mechanism};
+use super::counters::Stats;
 use super::exec::binary as exec_binary;
 use super::exec::text::{self as exec, get_until};
 use super::session::{Flow, HeldItems, Proto, Session, MEMCACHED_READ_BUFFER};
-use super::shared::Shared;
-use super::stats::Stats;
+use super::shared::ServerState;
 use crate::config::BindingProtocol;
 use crate::protocol::auth::{self, Step};
 use crate::protocol::binary::{self, Close, ErrorKind as BinErrorKind, Sasl};
@@ -59,7 +59,7 @@ pub fn read_limit(session: &Session, rbuf: &[u8], authenticating: bool) -> Optio
 /// silent close throw away what is queued but unwritten. `written` tracks where the last such
 /// point was in `out` (see [`Session`]), so pipelined clients see exactly memcached's bytes.
 pub fn process(
-    shared: &Shared,
+    shared: &ServerState,
     session: &mut Session,
     rbuf: &mut BytesMut,
     out: &mut Vec<u8>,
@@ -251,7 +251,7 @@ pub fn process(
 /// survives ("get a\r\nset ... foo bar\r\n" answers STORED alone). Before authentication all
 /// of `out` is such replies: each one replaces what is queued since the last write point.
 fn authenticate(
-    shared: &Shared,
+    shared: &ServerState,
     session: &mut Session,
     rbuf: &mut BytesMut,
     out: &mut Vec<u8>,
@@ -328,7 +328,7 @@ fn authenticate(
 /// Whether `req` would queue more replies than the connection's budget allows, and then what
 /// memcached does: a get is answered `SERVER_ERROR out of memory writing get response`
 /// (`Continue`), anything else closes the connection. Counted in `response_obj_oom`.
-fn over_reply_limit(shared: &Shared, req: &Request<'_>, replies: &mut usize) -> Option<Flow> {
+fn over_reply_limit(shared: &ServerState, req: &Request<'_>, replies: &mut usize) -> Option<Flow> {
     let slots = shared.reply_slots?;
     let (cost, is_get) = match req {
         Request::Get { keys, .. } | Request::GetAndTouch { keys, .. } => {
@@ -353,7 +353,7 @@ fn over_reply_limit(shared: &Shared, req: &Request<'_>, replies: &mut usize) -> 
 /// Executes `req`; a multi-get stops once `out` reaches [`FLUSH_AT`] and returns the keys it
 /// has not fetched yet, so that no single request makes a reply larger than that plus one item.
 fn execute_bounded<'r>(
-    shared: &Shared,
+    shared: &ServerState,
     req: &Request<'r>,
     out: &mut Vec<u8>,
     held: &mut HeldItems,
@@ -368,7 +368,7 @@ fn execute_bounded<'r>(
 
 /// Fetches `keys` of the get-family request `req` until `out` reaches `until` bytes.
 fn get_slice<'k>(
-    shared: &Shared,
+    shared: &ServerState,
     req: &Request<'_>,
     keys: &'k [u8],
     out: &mut Vec<u8>,
@@ -418,7 +418,7 @@ fn is_write_point(req: &Request<'_>) -> bool {
 /// and quit, and after every error that discards nothing; an error that discards bytes waits
 /// for the next write; a silent close loses what is queued since the last write point.
 fn process_binary(
-    shared: &Shared,
+    shared: &ServerState,
     session: &mut Session,
     rbuf: &mut BytesMut,
     out: &mut Vec<u8>,

@@ -5,7 +5,7 @@
 
 use super::error::ServerError;
 use super::listen::split_host_port;
-use super::shared::Shared;
+use super::shared::ServerState;
 use crate::config::Config;
 use crate::replication::Replicator;
 
@@ -52,7 +52,7 @@ pub(super) fn check_link_security(config: &mut Config) -> Result<(), ServerError
 
 /// Starts replication when there are peers or a replication port, waits for the initial sync
 /// (`--repl-sync-wait`) and hands the [`Replicator`] to `shared`.
-pub(super) async fn start_replication(shared: &Shared) -> Result<(), ServerError> {
+pub(super) async fn start_replication(shared: &ServerState) -> Result<(), ServerError> {
     let config = &shared.config;
     // A peerless node whose client port is the replication port (a second instance started
     // with -p 11212, say) serves its clients on it: the listener nobody asked for gives way.

@@ -1,10 +1,10 @@
-//! State shared by every connection of one server ([`Shared`]) and what `stats conns` knows of
+//! State shared by every connection of one server ([`ServerState`]) and what `stats conns` knows of
 //! each connection ([`ConnInfo`]). Below everything else in the server: it knows the store, the
 //! configuration, the counters and TLS, and nothing of connections, workers or executors.
 
 use super::auth_guard;
+use super::counters::Stats;
 use super::session;
-use super::stats::Stats;
 use super::tls;
 use crate::config::{Config, Users};
 use crate::protocol::Limits;
@@ -49,7 +49,7 @@ pub(super) struct Listener {
 }
 
 /// State shared by every connection of one server.
-pub struct Shared {
+pub struct ServerState {
     pub store: Arc<Store>,
     pub stats: Stats,
     pub config: Config,
@@ -81,8 +81,8 @@ pub struct Shared {
     pub detail: super::detail::Detail,
 }
 
-impl Shared {
-    pub(super) fn new(config: Config, tls: Option<tls::ClientTls>) -> Shared {
+impl ServerState {
+    pub(super) fn new(config: Config, tls: Option<tls::ClientTls>) -> ServerState {
         let node_id = random_node_id();
         let store = Store::new(StoreConfig {
             mem_limit: config.memory_limit,
@@ -93,7 +93,7 @@ impl Shared {
             node_id,
             ..StoreConfig::default()
         });
-        Shared {
+        ServerState {
             store: Arc::new(store),
             stats: Stats::default(),
             limits: Limits {
@@ -187,7 +187,7 @@ fn random_node_id() -> u32 {
 }
 
 /// A connection is gone: drop it from `stats conns` and the connection count.
-pub fn forget(shared: &Shared, fd: i32) {
+pub fn forget(shared: &ServerState, fd: i32) {
     shared.conns.lock().remove(&fd);
     shared.stats.curr_connections.sub(1);
 }

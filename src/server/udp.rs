@@ -4,7 +4,7 @@
 
 use super::pipeline::process;
 use super::session::{Flow, Session};
-use super::shared::Shared;
+use super::shared::ServerState;
 use bytes::BytesMut;
 use std::sync::Arc;
 use tokio::net::UdpSocket;
@@ -12,7 +12,7 @@ use tokio::net::UdpSocket;
 const HEADER: usize = 8;
 const MAX_DATAGRAM: usize = 1400;
 
-pub async fn serve(shared: Arc<Shared>, socket: UdpSocket) {
+pub async fn serve(shared: Arc<ServerState>, socket: UdpSocket) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut out = Vec::new();
     loop {

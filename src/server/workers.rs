@@ -4,7 +4,7 @@
 //! machine those extra wake-ups cost more than the requests themselves.
 
 use super::connection;
-use super::shared::{forget, ConnInfo, Shared};
+use super::shared::{forget, ConnInfo, ServerState};
 use super::tls;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,7 +36,7 @@ pub struct Workers {
 impl Workers {
     /// Starts `n` worker threads. They stop on [`Workers::shutdown`], or when the `Workers`
     /// is dropped (with the server).
-    pub fn spawn(n: usize, shared: &Arc<Shared>) -> std::io::Result<Workers> {
+    pub fn spawn(n: usize, shared: &Arc<ServerState>) -> std::io::Result<Workers> {
         let mut lanes = Vec::with_capacity(n.max(1));
         let mut threads = Vec::with_capacity(n.max(1));
         let (stop, _) = watch::channel(false);
@@ -114,7 +114,7 @@ impl Workers {
     /// Hands a connection to the next worker, round robin (memcached does the same).
     pub fn dispatch(
         &self,
-        shared: &Shared,
+        shared: &ServerState,
         stream: tokio::net::TcpStream,
         info: Arc<ConnInfo>,
         fd: i32,
@@ -133,7 +133,7 @@ impl Workers {
     /// [`Workers::dispatch`] for a TLS session whose handshake is done.
     pub fn dispatch_tls(
         &self,
-        shared: &Shared,
+        shared: &ServerState,
         stream: tls::TlsStream,
         info: Arc<ConnInfo>,
         fd: i32,
@@ -141,7 +141,7 @@ impl Workers {
         self.send(shared, Transport::Tls(Box::new(stream)), info, fd);
     }
 
-    fn send(&self, shared: &Shared, stream: Transport, info: Arc<ConnInfo>, fd: i32) {
+    fn send(&self, shared: &ServerState, stream: Transport, info: Arc<ConnInfo>, fd: i32) {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
         if self.lanes[i].send(Handoff { stream, info, fd }).is_err() {
             forget(shared, fd);
@@ -151,7 +151,7 @@ impl Workers {
 
 /// Moves a TLS session's socket to this worker's reactor and serves it here. Must run on the
 /// worker's runtime.
-fn adopt_tls(shared: &Arc<Shared>, mut stream: tls::TlsStream, info: Arc<ConnInfo>, fd: i32) {
+fn adopt_tls(shared: &Arc<ServerState>, mut stream: tls::TlsStream, info: Arc<ConnInfo>, fd: i32) {
     match stream.get_mut().0.rehome() {
         Ok(()) => {
             tokio::spawn(connection::handle_tls(shared.clone(), stream, info, fd));

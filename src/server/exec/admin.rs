@@ -5,13 +5,13 @@
 //! with slab reassignment off (`stats settings` says `slab_reassign no`).
 
 use crate::protocol::{LruCrawlerCommand, MetadumpScope, SlabsCommand};
-use crate::server::shared::Shared;
+use crate::server::shared::ServerState;
 use std::sync::atomic::Ordering;
 
 pub const CRAWLER_DISABLED: &[u8] = b"CLIENT_ERROR lru crawler disabled\r\n";
 const OK: &[u8] = b"OK\r\n";
 
-pub fn lru_crawler(shared: &Shared, cmd: LruCrawlerCommand, out: &mut Vec<u8>) {
+pub fn lru_crawler(shared: &ServerState, cmd: LruCrawlerCommand, out: &mut Vec<u8>) {
     let t = &shared.tunables;
     let reply: &[u8] = match cmd {
         // memcached cannot start its crawler thread twice.
@@ -54,7 +54,7 @@ pub fn lru_crawler(shared: &Shared, cmd: LruCrawlerCommand, out: &mut Vec<u8>) {
     out.extend_from_slice(reply);
 }
 
-pub fn slabs(shared: &Shared, cmd: SlabsCommand, out: &mut Vec<u8>) {
+pub fn slabs(shared: &ServerState, cmd: SlabsCommand, out: &mut Vec<u8>) {
     let t = &shared.tunables;
     let (reply, noreply): (&[u8], bool) = match cmd {
         SlabsCommand::Reassign { .. } => (b"CLIENT_ERROR slab reassignment disabled\r\n", false),

@@ -15,9 +15,9 @@ use crate::protocol::binary::{
     encode_success, encode_version, BinRequest, Command, Status, StoreMode,
 };
 use crate::protocol::reply::VERSION;
+use crate::server::counters::Stats;
 use crate::server::session::{Flow, HeldItems};
-use crate::server::shared::Shared;
-use crate::server::stats::Stats;
+use crate::server::shared::ServerState;
 use crate::store::{ArithError, Expiry, StoreError, StoreOutcome, WriteMode};
 
 /// What the connection does after one binary request.
@@ -46,7 +46,7 @@ fn error(req: &BinRequest<'_>, status: Status, out: &mut Vec<u8>) -> Done {
 /// Executes one request; `held` tracks the items an unwritten get reply still references,
 /// `authenticated` the connection's SASL state.
 pub fn execute(
-    shared: &Shared,
+    shared: &ServerState,
     req: &BinRequest<'_>,
     out: &mut Vec<u8>,
     held: &mut HeldItems,
@@ -173,7 +173,7 @@ pub fn execute(
 
 /// SASL PLAIN's message: `[authzid] NUL authcid NUL password`; the authorization id, when
 /// given, must be the user itself.
-fn plain_ok(shared: &Shared, data: &[u8]) -> bool {
+fn plain_ok(shared: &ServerState, data: &[u8]) -> bool {
     let mut parts = data.splitn(3, |&b| b == 0);
     let (Some(authz), Some(user), Some(password)) = (parts.next(), parts.next(), parts.next())
     else {
@@ -185,7 +185,7 @@ fn plain_ok(shared: &Shared, data: &[u8]) -> bool {
 /// get/getq/getk/getkq, gat/gatq/gatk/gatkq and touch (`touch` holds the new expiry).
 #[allow(clippy::too_many_arguments)]
 fn fetch(
-    shared: &Shared,
+    shared: &ServerState,
     req: &BinRequest<'_>,
     key: &[u8],
     touch: Option<u32>,
@@ -253,7 +253,7 @@ fn fetch(
 /// `complete_update_bin`.
 #[allow(clippy::too_many_arguments)]
 fn store(
-    shared: &Shared,
+    shared: &ServerState,
     req: &BinRequest<'_>,
     mode: WriteMode,
     key: &[u8],
@@ -311,7 +311,7 @@ fn store(
 
 /// delete/deleteq: a non-zero header CAS must match the item's.
 fn delete(
-    shared: &Shared,
+    shared: &ServerState,
     req: &BinRequest<'_>,
     key: &[u8],
     quiet: bool,
@@ -349,7 +349,7 @@ fn delete(
 /// initial value unless the expiration is 0xffffffff.
 #[allow(clippy::too_many_arguments)]
 fn counter(
-    shared: &Shared,
+    shared: &ServerState,
     req: &BinRequest<'_>,
     incr: bool,
     key: &[u8],

@@ -1,12 +1,12 @@
 //! Request executors: synchronous, against the store, appending memcached's exact replies to
 //! a connection's reply buffer. `text` runs the text commands and dispatches meta requests to
-//! `meta`, `stats` to `stats`, the key dumps to `dump` and the operator's `lru_crawler` and
+//! `meta`, `stats` to `stats_cmd`, the key dumps to `dump` and the operator's `lru_crawler` and
 //! `slabs` commands to `admin`; `binary` runs the binary protocol and
-//! reads `stats` for its `stat` command; none of them imports another back.
+//! reads `stats_cmd` for its `stat` command; none of them imports another back.
 
 pub mod admin;
 pub mod binary;
 pub mod dump;
 pub mod meta;
-pub mod stats;
+pub mod stats_cmd;
 pub mod text;

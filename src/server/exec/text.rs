@@ -4,23 +4,23 @@
 //! Runs synchronously: every store access locks one shard for the duration of one key's work
 //! and never awaits.
 
-use super::{admin, dump, meta, stats as stats_report};
+use super::{admin, dump, meta, stats_cmd};
 use crate::protocol::reply::{
     push_u64, write_value, BAD_FORMAT, DELETED, END, EXISTS, MEMLIMIT_ADJUST_FAILED,
     MEMLIMIT_TOO_SMALL, NON_NUMERIC, NOT_FOUND, NOT_STORED, OK, OUT_OF_MEMORY,
     OUT_OF_MEMORY_STORING, STORED, TOO_LARGE, TOUCHED, VERSION,
 };
 use crate::protocol::{tokens, Request, ShutdownMode, StoreMode};
+use crate::server::counters::Stats;
 use crate::server::detail::Op as DetailOp;
 use crate::server::session::{Flow, HeldItems};
-use crate::server::shared::Shared;
-use crate::server::stats::Stats;
+use crate::server::shared::ServerState;
 use crate::store::{ArithError, Expiry, StoreError, StoreOutcome, WriteMode};
 use std::sync::atomic::Ordering;
 
 /// `held` tracks the items an unwritten reply still references (see [`HeldItems`]).
 pub fn execute(
-    shared: &Shared,
+    shared: &ServerState,
     req: &Request<'_>,
     out: &mut Vec<u8>,
     held: &mut HeldItems,
@@ -175,7 +175,7 @@ pub fn execute(
                 out.extend_from_slice(reply);
             }
         }
-        Request::Stats(group) => stats_report::write(shared, *group, out),
+        Request::Stats(group) => stats_cmd::write(shared, *group, out),
         Request::Metadump(_) if !shared.tunables.lru_crawler.load(Ordering::Relaxed) => {
             out.extend_from_slice(admin::CRAWLER_DISABLED)
         }
@@ -202,7 +202,7 @@ impl From<StoreMode> for WriteMode {
 }
 
 fn store(
-    shared: &Shared,
+    shared: &ServerState,
     mode: StoreMode,
     key: &[u8],
     flags: u32,
@@ -244,7 +244,7 @@ fn store(
     }
 }
 
-fn get(shared: &Shared, keys: &[u8], with_cas: bool, touch: Option<i64>, out: &mut Vec<u8>) {
+fn get(shared: &ServerState, keys: &[u8], with_cas: bool, touch: Option<i64>, out: &mut Vec<u8>) {
     get_until(shared, keys, with_cas, touch, out, usize::MAX);
 }
 
@@ -253,7 +253,7 @@ fn get(shared: &Shared, keys: &[u8], with_cas: bool, touch: Option<i64>, out: &m
 /// connection writes what it has and fetches the rest afterwards, so a multi-get costs
 /// bounded memory whatever its keys and values.
 pub fn get_until<'k>(
-    shared: &Shared,
+    shared: &ServerState,
     keys: &'k [u8],
     with_cas: bool,
     touch: Option<i64>,

@@ -2,7 +2,7 @@
 
 use crate::protocol::meta::base64_encode;
 use crate::protocol::reply::push_u64;
-use crate::server::stats::Stats;
+use crate::server::counters::Stats;
 use crate::store::item::FETCHED;
 use crate::store::item::KEY_BINARY;
 use crate::store::Store;

@@ -15,8 +15,8 @@ mod get;
 mod update;
 
 use crate::protocol::meta::{MetaCommand, MetaRequest};
+use crate::server::counters::Stats;
 use crate::server::session::HeldItems;
-use crate::server::stats::Stats;
 use crate::store::Store;
 
 /// Runs one meta request and appends its reply (possibly nothing, with `q`) to `out`.

@@ -1,8 +1,8 @@
 use super::debug::slab_class;
 use super::*;
 use crate::protocol::{meta, Limits, Parsed, Request};
+use crate::server::counters::Stats;
 use crate::server::session::HeldItems;
-use crate::server::stats::Stats;
 use crate::store::Store;
 use crate::store::StoreConfig;
 

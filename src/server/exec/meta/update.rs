@@ -9,8 +9,8 @@ use crate::protocol::reply::{
     push_u64, BAD_CHUNK, NON_NUMERIC, OPAQUE_TOO_LONG, OUT_OF_MEMORY, OUT_OF_MEMORY_STORING,
     TOO_LARGE,
 };
+use crate::server::counters::Stats;
 use crate::server::session::HeldItems;
-use crate::server::stats::Stats;
 use crate::store::item::KEY_BINARY;
 use crate::store::{ArithError, Expiry, Store, StoreError, StoreOutcome, WriteMode};
 

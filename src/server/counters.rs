@@ -1,4 +1,6 @@
-//! Server-wide counters with memcached's `stats` field names.
+//! The server's striped counters (`Stats`: one [`StripedCounter`] per memcached `stats` field
+//! that the server counts itself; the store counts its own). `server::stats` reads them into the
+//! typed snapshot that `stats`, binary `stat` and `/metrics` render.
 //!
 //! Every request bumps two or three counters. One shared atomic per counter would bounce its
 //! cache line between the worker threads on every request (memcached keeps per-thread stats for
@@ -17,7 +19,7 @@ struct Stripe(AtomicU64);
 
 /// A counter that threads update on their own cache line.
 #[derive(Debug, Default)]
-pub struct Counter {
+pub struct StripedCounter {
     stripes: [Stripe; STRIPES],
 }
 
@@ -34,7 +36,7 @@ fn stripe_index() -> usize {
     })
 }
 
-impl Counter {
+impl StripedCounter {
     #[inline]
     pub fn add(&self, n: u64) {
         self.stripes[stripe_index()]
@@ -69,7 +71,7 @@ macro_rules! counters {
         /// Per-command and connection counters; field names are memcached's stat names.
         #[derive(Debug, Default)]
         pub struct Stats {
-            $(pub $name: Counter,)*
+            $(pub $name: StripedCounter,)*
         }
 
         impl Stats {
@@ -131,12 +133,12 @@ impl Stats {
 
     /// Adds one to a counter.
     #[inline]
-    pub fn incr(counter: &Counter) {
+    pub fn incr(counter: &StripedCounter) {
         counter.add(1);
     }
 
     #[inline]
-    pub fn add(counter: &Counter, n: u64) {
+    pub fn add(counter: &StripedCounter, n: u64) {
         counter.add(n);
     }
 }
