@@ -1,5 +1,7 @@
-//! Executes text-protocol requests against the store and appends memcached's exact replies;
-//! hands meta requests to [`super::meta`] and `stats` to [`super::stats`].
+//! Executes text-protocol requests and appends memcached's exact replies: item commands are
+//! lowered to `protocol::command` and run by [`super::apply`] (this file only encodes their
+//! outcome and records `stats detail`); meta requests go to [`super::meta`], `stats` to
+//! [`super::stats`]; the server commands are `server_command`.
 //!
 //! Runs synchronously: every store access locks one shard for the duration of one key's work
 //! and never awaits.
@@ -93,11 +95,34 @@ pub fn execute(
                 out.extend_from_slice(if touched { TOUCHED } else { NOT_FOUND });
             }
         }
+        Request::Stats(group) => stats_report::write(shared, *group, out),
+        Request::Metadump(_) if !shared.tunables.lru_crawler.load(Ordering::Relaxed) => {
+            out.extend_from_slice(admin::CRAWLER_DISABLED)
+        }
+        Request::Metadump(scope) => dump::metadump(&shared.store, *scope, !out.is_empty(), out),
+        Request::LruCrawler(cmd) => admin::lru_crawler(shared, *cmd, out),
+        Request::Slabs(cmd) => admin::slabs(shared, *cmd, out),
+        Request::Meta(meta) => meta::execute(&shared.store, stats, meta, out, held),
+        Request::FlushAll { .. }
+        | Request::Version
+        | Request::Verbosity { .. }
+        | Request::Quit
+        | Request::RefreshCerts { .. }
+        | Request::Shutdown(_)
+        | Request::CacheMemlimit { .. } => return server_command(shared, req, out),
+    }
+    Flow::Continue
+}
+
+/// The commands about the server rather than an item: flush_all, version, verbosity, quit,
+/// refresh_certs, shutdown, cache_memlimit.
+fn server_command(shared: &Shared, req: &Request<'_>, out: &mut Vec<u8>) -> Flow {
+    match req {
         Request::FlushAll { delay, noreply } => {
             let reply: &[u8] = if shared.config.disable_flush {
                 b"CLIENT_ERROR flush_all not allowed\r\n"
             } else {
-                Stats::incr(&stats.cmd_flush);
+                Stats::incr(&shared.stats.cmd_flush);
                 shared.store.flush_all(*delay);
                 OK
             };
@@ -156,14 +181,8 @@ pub fn execute(
                 out.extend_from_slice(reply);
             }
         }
-        Request::Stats(group) => stats_report::write(shared, *group, out),
-        Request::Metadump(_) if !shared.tunables.lru_crawler.load(Ordering::Relaxed) => {
-            out.extend_from_slice(admin::CRAWLER_DISABLED)
-        }
-        Request::Metadump(scope) => dump::metadump(&shared.store, *scope, !out.is_empty(), out),
-        Request::LruCrawler(cmd) => admin::lru_crawler(shared, *cmd, out),
-        Request::Slabs(cmd) => admin::slabs(shared, *cmd, out),
-        Request::Meta(meta) => meta::execute(&shared.store, stats, meta, out, held),
+        // Every other request is dispatched by `execute`.
+        _ => {}
     }
     Flow::Continue
 }
