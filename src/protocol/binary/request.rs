@@ -46,7 +46,7 @@ pub enum Command<'a> {
         with_key: bool,
     },
     /// set, add, replace and their quiet forms (the CAS is in [`BinRequest::cas`]); `mode` is
-    /// only ever Set, Add or Replace here (see [`super::lower::store`]).
+    /// only ever Set, Add or Replace here (the header CAS rule is `lower::store`'s).
     Store {
         mode: StoreMode,
         key: &'a [u8],

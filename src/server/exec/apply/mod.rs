@@ -13,21 +13,5 @@ pub mod delete;
 pub mod fetch;
 pub mod store;
 
-use crate::protocol::StoreMode;
-use crate::store::WriteMode;
-
-/// The one place protocol's store modes meet the store's own type (protocol and store never
-/// import each other).
-fn write_mode(mode: StoreMode) -> WriteMode {
-    match mode {
-        StoreMode::Set => WriteMode::Set,
-        StoreMode::Add => WriteMode::Add,
-        StoreMode::Replace => WriteMode::Replace,
-        StoreMode::Append => WriteMode::Append,
-        StoreMode::Prepend => WriteMode::Prepend,
-        StoreMode::Cas(unique) => WriteMode::Cas(unique),
-    }
-}
-
 #[cfg(test)]
 mod tests;

@@ -1,12 +1,11 @@
 //! Storage commands: set/add/replace/append/prepend/cas of every protocol, and the storage
 //! commands the parsers refused after reading (too large, bad data chunk).
 
-use super::write_mode;
 use crate::protocol::command::StoreCommand;
 use crate::protocol::StoreMode;
 use crate::server::stats::Stats;
 use crate::store::item::KEY_BINARY;
-use crate::store::{Entry, Expiry, Store, StoreError, StoreOutcome};
+use crate::store::{Entry, Expiry, Store, StoreError, StoreOutcome, WriteMode};
 
 /// Runs `cmd` on the locked entry of its key (memcached's `do_store_item` and what its callers
 /// count). A failed `set` (any failed write with `alloc_first`) unlinks the old value under
@@ -71,4 +70,17 @@ pub fn refused_too_large(store: &Store, stats: &Stats, unlink: Option<&[u8]>, co
 /// still counts the set.
 pub fn refused_bad_chunk(stats: &Stats) {
     Stats::incr(&stats.cmd_set);
+}
+
+/// The one place protocol's store modes meet the store's own type (protocol and store never
+/// import each other).
+fn write_mode(mode: StoreMode) -> WriteMode {
+    match mode {
+        StoreMode::Set => WriteMode::Set,
+        StoreMode::Add => WriteMode::Add,
+        StoreMode::Replace => WriteMode::Replace,
+        StoreMode::Append => WriteMode::Append,
+        StoreMode::Prepend => WriteMode::Prepend,
+        StoreMode::Cas(unique) => WriteMode::Cas(unique),
+    }
 }
