@@ -12,8 +12,9 @@
 //! and answers "need more bytes" until a frame is complete, and a frame it waits for is never
 //! longer than [`max_frame_len`].
 //!
-//! What stays with the executor, because it is connection state rather than framing (all of it
-//! pinned by the recorded table in `tests/data/binary_reference.txt`):
+//! [`lower`] turns the item commands into the typed commands of `protocol::command`. What stays
+//! with the executor, because it is connection state rather than framing (all of it pinned by
+//! the recorded table in `tests/data/binary_reference.txt`, replayed by `tests/binary_reference.rs`):
 //! - memcached queues replies and flushes them when the input runs dry at a request boundary,
 //!   after noop and quit, and after every error reply that discards nothing; an error that
 //!   discards bytes (too large, unknown opcode with a body) waits for the next flush;
@@ -25,10 +26,11 @@
 //!   one "Not stored."; a non-zero header CAS makes any store a compare-and-swap;
 //! - flush when flushing is disabled (-F) is "Auth failure." without a close.
 
+pub mod lower;
 mod request;
 mod response;
 
-pub use request::{parse, BinError, BinRequest, Close, Command, ErrorKind, Sasl, StoreMode};
+pub use request::{parse, BinError, BinRequest, Close, Command, ErrorKind, Sasl};
 pub use response::{
     encode_counter, encode_error, encode_hit, encode_miss, encode_response, encode_sasl_continue,
     encode_sasl_mechs, encode_sasl_ok, encode_stat, encode_stats_end, encode_success,

@@ -4,15 +4,18 @@
 //! [`Parsed`]: a complete request borrowing from that buffer and how many bytes it used, a
 //! request for more bytes, or an error: its [`ErrorKind`] (whose `reply()` is memcached's exact
 //! bytes, in [`reply`]) and its [`Effect`], the side effects memcached applies for it, as data
-//! for the executor. One `Request` type serves the text and meta formats so that the executor
-//! has a single dispatch. `tokens` is the one line splitter and tokenizer; the C number rules
+//! for the executor. One `Request` type serves the text and meta formats; every protocol lowers
+//! the requests that touch an item to the typed commands of [`command`], which one executor
+//! runs. `tokens` is the one line splitter and tokenizer; the C number rules
 //! live in [`crate::numbers`]. Nothing here imports the server or the store.
 
+pub use command::StoreMode;
 pub use reply::ErrorKind;
 use std::borrow::Cow;
 
 pub mod auth;
 pub mod binary;
+pub mod command;
 pub mod meta;
 pub mod reply;
 pub mod text;
@@ -82,18 +85,6 @@ pub enum Effect<'a> {
         with_cas: bool,
         touch: Option<i64>,
     },
-}
-
-/// The storage commands of the text protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreMode {
-    Set,
-    Add,
-    Replace,
-    Append,
-    Prepend,
-    /// Compare-and-swap against the given unique.
-    Cas(u64),
 }
 
 /// Which `stats` listing was asked for.

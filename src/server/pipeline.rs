@@ -4,11 +4,12 @@
 //! UDP front end alike; it does no I/O.
 
 use super::auth_guard::{self, Mechanism};
-use super::counters::Stats;
+use super::exec::apply;
 use super::exec::binary as exec_binary;
 use super::exec::text::{self as exec, get_until};
 use super::session::{Flow, HeldItems, Proto, Session, MEMCACHED_READ_BUFFER};
 use super::shared::ServerState;
+use super::counters::Stats;
 use crate::config::BindingProtocol;
 use crate::protocol::auth::{self, Step};
 use crate::protocol::binary::{self, Close, ErrorKind as BinErrorKind, Sasl};
@@ -91,31 +92,18 @@ pub fn process(
             return done;
         }
     }
-    let Session {
-        swallow,
-        written,
-        held,
-        block_from_socket,
-        replies,
-        proto: _,
-        authenticated: _,
-        auth_failures: _,
-        peer: _,
-    } = session;
     let mut requests = 0usize;
     loop {
-        if *swallow > 0 {
-            let n = (*swallow).min(rbuf.len());
+        if session.swallow > 0 {
+            let n = session.swallow.min(rbuf.len());
             rbuf.advance(n);
-            *swallow -= n;
-            if *swallow > 0 {
-                *block_from_socket = true;
+            session.swallow -= n;
+            if session.swallow > 0 {
+                session.block_from_socket = true;
                 return (Flow::Continue, true);
             }
-            if std::mem::take(block_from_socket) {
-                *written = out.len();
-                held.release_all();
-                *replies = 0;
+            if std::mem::take(&mut session.block_from_socket) {
+                session.write_point(out.len());
             }
         }
         if rbuf.is_empty() {
@@ -124,40 +112,13 @@ pub fn process(
         let mut resume = None;
         let (consumed, flow) = match text::parse(rbuf, &shared.limits) {
             Parsed::Request(req, n) => {
-                let flow = match over_reply_limit(shared, &req, replies) {
-                    Some(Flow::Continue) => {
-                        out.extend_from_slice(OUT_OF_MEMORY_GET);
-                        Flow::Continue
-                    }
-                    Some(flow) => {
-                        // memcached has no room for even an error: it drops what it queued.
-                        out.truncate(*written);
-                        flow
-                    }
-                    None => {
-                        let (flow, rest) = execute_bounded(shared, &req, out, held);
-                        if let Some(rest) = rest {
-                            resume = resumed_get(&req, rest, rbuf);
-                            if resume.is_none() {
-                                // No room to rewrite the line: finish it in one piece.
-                                get_slice(shared, &req, rest, out, usize::MAX);
-                            }
-                        }
-                        flow
-                    }
-                };
-                let from_socket = std::mem::take(block_from_socket) || n > MEMCACHED_READ_BUFFER;
-                if is_write_point(&req) || from_socket {
-                    *written = out.len();
-                    held.release_all();
-                    *replies = 0;
-                }
+                let flow = text_request(shared, session, &req, n, out, &mut resume, rbuf);
                 (n, flow)
             }
             Parsed::Incomplete => {
                 // A complete line still waiting means its data block is being read.
                 if memchr::memchr(b'\n', rbuf).is_some() {
-                    *block_from_socket = true;
+                    session.block_from_socket = true;
                 }
                 return (Flow::Continue, true);
             }
@@ -165,50 +126,21 @@ pub fn process(
                 kind,
                 noreply,
                 consumed,
-                swallow: s,
+                swallow,
                 effect,
             } => {
                 let close = effect == Effect::Close;
-                match effect {
-                    Effect::None => {}
-                    Effect::Close => out.truncate(*written),
-                    Effect::TooLarge { unlink, counts_set } => {
-                        Stats::incr(&shared.stats.store_too_large);
-                        if counts_set {
-                            Stats::incr(&shared.stats.cmd_set);
-                        }
-                        if let Some(key) = unlink {
-                            shared.store.entry(&key).delete();
-                        }
-                    }
-                    Effect::RefusedGet {
-                        keys,
-                        with_cas,
-                        touch,
-                    } => {
-                        // The keys before the bad one were fetched and touched; only the
-                        // replies go, with everything queued and not yet written.
-                        let mut scratch = Vec::new();
-                        let mut rest = Some(keys);
-                        while let Some(keys) = rest {
-                            scratch.clear();
-                            rest = get_until(shared, keys, with_cas, touch, &mut scratch, FLUSH_AT);
-                        }
-                        out.truncate(*written);
-                    }
-                }
+                apply_effect(shared, session, effect, out);
                 if !noreply {
                     out.extend_from_slice(kind.reply());
                 }
-                *swallow = s;
-                if consumed + s > MEMCACHED_READ_BUFFER {
-                    *block_from_socket = true;
+                session.swallow = swallow;
+                if consumed + swallow > MEMCACHED_READ_BUFFER {
+                    session.block_from_socket = true;
                 }
                 // A bad data chunk read from the socket ends its read like a stored one.
-                if s == 0 && std::mem::take(block_from_socket) {
-                    *written = out.len();
-                    held.release_all();
-                    *replies = 0;
+                if swallow == 0 && std::mem::take(&mut session.block_from_socket) {
+                    session.write_point(out.len());
                 }
                 (consumed, if close { Flow::Close } else { Flow::Continue })
             }
@@ -228,9 +160,7 @@ pub fn process(
         {
             // memcached yields the connection here (`conn_yields`): its -R budget is spent.
             Stats::incr(&shared.stats.conn_yields);
-            *written = out.len();
-            held.release_all();
-            *replies = 0;
+            session.write_point(out.len());
         }
         if flow != Flow::Continue {
             return (flow, true);
@@ -238,6 +168,75 @@ pub fn process(
         if out.len() >= FLUSH_AT {
             // Let the caller write before more replies pile up.
             return (Flow::Continue, false);
+        }
+    }
+}
+
+/// Executes one parsed text request of `n` input bytes within the reply budget and keeps the
+/// write points. A multi-get stopped half way sets `resume` (see [`resumed_get`]).
+fn text_request(
+    shared: &ServerState,
+    session: &mut Session,
+    req: &Request<'_>,
+    n: usize,
+    out: &mut Vec<u8>,
+    resume: &mut Option<(usize, Vec<u8>)>,
+    rbuf: &[u8],
+) -> Flow {
+    let flow = match over_reply_limit(shared, req, &mut session.replies) {
+        Some(Flow::Continue) => {
+            out.extend_from_slice(OUT_OF_MEMORY_GET);
+            Flow::Continue
+        }
+        Some(flow) => {
+            // memcached has no room for even an error: it drops what it queued.
+            out.truncate(session.written);
+            flow
+        }
+        None => {
+            let (flow, rest) = execute_bounded(shared, req, out, &mut session.held);
+            if let Some(rest) = rest {
+                *resume = resumed_get(req, rest, rbuf);
+                if resume.is_none() {
+                    // No room to rewrite the line: finish it in one piece.
+                    get_slice(shared, req, rest, out, usize::MAX);
+                }
+            }
+            flow
+        }
+    };
+    let from_socket = std::mem::take(&mut session.block_from_socket) || n > MEMCACHED_READ_BUFFER;
+    if is_write_point(req) || from_socket {
+        session.write_point(out.len());
+    }
+    flow
+}
+
+/// Applies what memcached does for a refused text request besides answering it.
+fn apply_effect(shared: &ServerState, session: &Session, effect: Effect<'_>, out: &mut Vec<u8>) {
+    match effect {
+        Effect::None => {}
+        Effect::Close => out.truncate(session.written),
+        Effect::TooLarge { unlink, counts_set } => apply::store::refused_too_large(
+            &shared.store,
+            &shared.stats,
+            unlink.as_deref(),
+            counts_set,
+        ),
+        Effect::RefusedGet {
+            keys,
+            with_cas,
+            touch,
+        } => {
+            // The keys before the bad one were fetched and touched; only the replies go, with
+            // everything queued and not yet written.
+            let mut scratch = Vec::new();
+            let mut rest = Some(keys);
+            while let Some(keys) = rest {
+                scratch.clear();
+                rest = get_until(shared, keys, with_cas, touch, &mut scratch, FLUSH_AT);
+            }
+            out.truncate(session.written);
         }
     }
 }
@@ -436,8 +435,7 @@ fn process_binary(
             // memcached read the rest of the discarded bytes straight from the socket, so its
             // buffer is empty when they end: a write point.
             if std::mem::take(&mut session.block_from_socket) {
-                session.written = out.len();
-                session.held.release_all();
+                session.write_point(out.len());
             }
         }
         if rbuf.is_empty() {
@@ -473,8 +471,7 @@ fn process_binary(
                     // Answered unchecked, then closed, as the last allowed failure is.
                     Stats::incr(&shared.stats.auth_cmds);
                     binary::encode_error(req.opcode, req.opaque, binary::Status::AuthError, out);
-                    session.written = out.len();
-                    session.held.release_all();
+                    session.write_point(out.len());
                     return (Flow::Close, true);
                 }
                 let was_authenticated = login && std::mem::take(&mut session.authenticated);
@@ -500,18 +497,14 @@ fn process_binary(
                 let from_socket =
                     std::mem::take(&mut session.block_from_socket) || n > MEMCACHED_READ_BUFFER;
                 if done.flush || from_socket {
-                    session.written = out.len();
-                    session.held.release_all();
+                    session.write_point(out.len());
                 }
                 (n, done.flow)
             }
             Err(e) => {
                 e.encode(out);
                 if e.kind == BinErrorKind::TooLarge {
-                    Stats::incr(&shared.stats.store_too_large);
-                }
-                if let Some(key) = e.unlink {
-                    shared.store.entry(key).delete();
+                    apply::store::refused_too_large(&shared.store, &shared.stats, e.unlink, false);
                 }
                 session.swallow = e.swallow;
                 if e.consumed + e.swallow > MEMCACHED_READ_BUFFER {
@@ -525,8 +518,7 @@ fn process_binary(
                     Close::AfterReply => Flow::Close,
                     Close::No => {
                         if e.swallow == 0 {
-                            session.written = out.len();
-                            session.held.release_all();
+                            session.write_point(out.len());
                         }
                         Flow::Continue
                     }
@@ -539,8 +531,7 @@ fn process_binary(
         if requests % shared.config.reqs_per_event.max(1) == 0 {
             // The -R budget is spent: memcached yields the connection (`conn_yields`).
             Stats::incr(&shared.stats.conn_yields);
-            session.written = out.len();
-            session.held.release_all();
+            session.write_point(out.len());
         }
         if flow != Flow::Continue {
             return (flow, true);

@@ -60,6 +60,14 @@ impl Session {
         self.block_from_socket = false;
         self.replies = 0;
     }
+
+    /// memcached's write point: what is queued up to `at` (the reply buffer's length) will be
+    /// written as it is, its items released, the reply budget renewed.
+    pub(super) fn write_point(&mut self, at: usize) {
+        self.written = at;
+        self.held.release_all();
+        self.replies = 0;
+    }
 }
 
 /// memcached's read buffer: a command line and data block larger than this cannot have been

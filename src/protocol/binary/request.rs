@@ -4,6 +4,7 @@
 
 use super::{item_too_large, opcode as op, Header, Limits, Status, HEADER_LEN, MAX_BODY_LEN};
 use super::{MAX_SASL_MECH_LEN, REQUEST_MAGIC};
+use crate::protocol::StoreMode;
 
 /// The connection's SASL state, which memcached checks between the framing checks and the
 /// per-command ones (so it decides, for instance, whether an unknown opcode gets "Unknown
@@ -16,15 +17,6 @@ pub enum Sasl {
     Required,
     /// `-S` and this connection has authenticated.
     Authenticated,
-}
-
-/// set/add/replace. A non-zero CAS in the header turns any of them into a compare-and-swap
-/// (memcached switches to `NREAD_CAS` whatever the opcode).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreMode {
-    Set,
-    Add,
-    Replace,
 }
 
 /// A request memcached would execute. Keys, values and SASL data borrow from the input.
@@ -53,7 +45,8 @@ pub enum Command<'a> {
         quiet: bool,
         with_key: bool,
     },
-    /// set, add, replace and their quiet forms (the CAS is in [`BinRequest::cas`]).
+    /// set, add, replace and their quiet forms (the CAS is in [`BinRequest::cas`]); `mode` is
+    /// only ever Set, Add or Replace here (the header CAS rule is `lower::store`'s).
     Store {
         mode: StoreMode,
         key: &'a [u8],
@@ -218,17 +211,16 @@ impl BinError<'_> {
     }
 }
 
+/// What [`parse`] answers: see there.
+pub type ParseResult<'a> = Result<Option<(BinRequest<'a>, usize)>, BinError<'a>>;
+
 /// Parses one request from the front of `buf`.
 ///
 /// `Ok(None)`: more bytes are needed (never more than [`super::max_frame_len`] in all).
 /// `Ok(Some((request, consumed)))`: execute `request`, then drop `consumed` bytes; `consumed`
 /// can be less than the frame's declared length (stat, touch and gat read only extras and key).
 /// `Err(e)`: a refusal, see [`BinError`].
-pub fn parse<'a>(
-    buf: &'a [u8],
-    limits: &Limits,
-    sasl: Sasl,
-) -> Result<Option<(BinRequest<'a>, usize)>, BinError<'a>> {
+pub fn parse<'a>(buf: &'a [u8], limits: &Limits, sasl: Sasl) -> ParseResult<'a> {
     let Some(h) = Header::decode(buf) else {
         return Ok(None);
     };
@@ -264,14 +256,22 @@ pub fn parse<'a>(
     if key_len > limits.max_key_len {
         return Err(refuse.err(ErrorKind::KeyTooLong, Close::AfterReply));
     }
-    // Bytes of the body after extras and key (the value, for the commands that have one).
-    let value_len = body_len - ext_len - key_len;
-    let bad_layout = refuse.err(ErrorKind::BadLayout, Close::AfterReply);
+    let f = Frame {
+        h: &h,
+        buf,
+        extras,
+        key,
+        fixed,
+        value_len: body_len - ext_len - key_len,
+        quiet: is_quiet(h.opcode),
+        refuse,
+    };
+    let bad_layout = f.refuse.err(ErrorKind::BadLayout, Close::AfterReply);
     // Commands that read nothing past the key: done here.
     let done = |command| accept(&h, command, fixed);
     let empty = ext_len == 0 && key_len == 0 && body_len == 0;
-    let key_only = ext_len == 0 && key_len > 0 && value_len == 0;
-    let quiet = is_quiet(h.opcode);
+    let key_only = ext_len == 0 && key_len > 0 && f.value_len == 0;
+    let quiet = f.quiet;
     match h.opcode {
         op::VERSION | op::NOOP | op::QUIT | op::QUITQ | op::SASL_LIST_MECHS if !empty => {
             Err(bad_layout)
@@ -280,8 +280,8 @@ pub fn parse<'a>(
         op::NOOP => done(Command::Noop),
         op::QUIT | op::QUITQ => done(Command::Quit { quiet }),
         op::FLUSH | op::FLUSHQ => match extras {
-            [] if key_len == 0 && value_len == 0 => done(Command::Flush { delay: 0, quiet }),
-            &[a, b, c, d] if key_len == 0 && value_len == 0 => done(Command::Flush {
+            [] if key_len == 0 && f.value_len == 0 => done(Command::Flush { delay: 0, quiet }),
+            &[a, b, c, d] if key_len == 0 && f.value_len == 0 => done(Command::Flush {
                 delay: u32::from_be_bytes([a, b, c, d]),
                 quiet,
             }),
@@ -294,143 +294,192 @@ pub fn parse<'a>(
         }),
         op::DELETE | op::DELETEQ if key_only => done(Command::Delete { key, quiet }),
         op::GET | op::GETQ | op::GETK | op::GETKQ | op::DELETE | op::DELETEQ => Err(bad_layout),
-        op::INCREMENT | op::INCREMENTQ | op::DECREMENT | op::DECREMENTQ => {
-            let Ok(ext) = <&[u8; 20]>::try_from(extras) else {
-                return Err(bad_layout);
-            };
-            if key_len == 0 || value_len != 0 {
-                return Err(bad_layout);
-            }
-            let [d0, d1, d2, d3, d4, d5, d6, d7, i0, i1, i2, i3, i4, i5, i6, i7, e0, e1, e2, e3] =
-                *ext;
-            let initial = u64::from_be_bytes([i0, i1, i2, i3, i4, i5, i6, i7]);
-            let exptime = u32::from_be_bytes([e0, e1, e2, e3]);
-            done(Command::Counter {
-                incr: matches!(h.opcode, op::INCREMENT | op::INCREMENTQ),
-                key,
-                delta: u64::from_be_bytes([d0, d1, d2, d3, d4, d5, d6, d7]),
-                initial: (exptime != u32::MAX).then_some(initial),
-                exptime,
-                quiet,
-            })
-        }
-        // Only the extras length and a key are required: a longer body is left in the input
-        // and read as the next request, as memcached does.
-        op::TOUCH | op::GAT | op::GATQ | op::GATK | op::GATKQ => {
-            let &[a, b, c, d] = extras else {
-                return Err(bad_layout);
-            };
-            if key_len == 0 {
-                return Err(bad_layout);
-            }
-            let exptime = u32::from_be_bytes([a, b, c, d]);
-            if h.opcode == op::TOUCH {
-                done(Command::Touch { key, exptime })
-            } else {
-                done(Command::Gat {
-                    key,
-                    exptime,
-                    quiet,
-                    with_key: matches!(h.opcode, op::GATK | op::GATKQ),
-                })
-            }
-        }
-        // Likewise only the key (the group name, possibly empty) is read.
+        op::INCREMENT | op::INCREMENTQ | op::DECREMENT | op::DECREMENTQ => f.counter(),
+        op::TOUCH | op::GAT | op::GATQ | op::GATK | op::GATKQ => f.touch(),
+        // Only the key (the group name, possibly empty) is read: a longer body is left in the
+        // input and read as the next request, as memcached does.
         op::STAT if ext_len == 0 => done(Command::Stat { key }),
         op::STAT => Err(bad_layout),
-        op::SET | op::SETQ | op::ADD | op::ADDQ | op::REPLACE | op::REPLACEQ => {
-            let &[f0, f1, f2, f3, e0, e1, e2, e3] = extras else {
-                return Err(bad_layout);
-            };
-            if key_len == 0 {
-                return Err(bad_layout);
-            }
-            let flags = u32::from_be_bytes([f0, f1, f2, f3]);
-            let mode = match h.opcode {
-                op::SET | op::SETQ => StoreMode::Set,
-                op::ADD | op::ADDQ => StoreMode::Add,
-                _ => StoreMode::Replace,
-            };
-            if item_too_large(limits, key_len, flags, value_len) {
-                refuse.swallow = value_len;
-                let mut e = refuse.err(ErrorKind::TooLarge, Close::No);
-                e.unlink = (mode == StoreMode::Set).then_some(key);
-                return Err(e);
-            }
-            let Some(value) = buf.get(fixed..fixed + value_len) else {
-                return Ok(None);
-            };
-            let command = Command::Store {
-                mode,
-                key,
-                flags,
-                exptime: u32::from_be_bytes([e0, e1, e2, e3]),
-                value,
-                quiet,
-            };
-            accept(&h, command, fixed + value_len)
-        }
-        op::APPEND | op::APPENDQ | op::PREPEND | op::PREPENDQ => {
-            if ext_len != 0 || key_len == 0 {
-                return Err(bad_layout);
-            }
-            if item_too_large(limits, key_len, 0, value_len) {
-                refuse.swallow = value_len;
-                return Err(refuse.err(ErrorKind::TooLarge, Close::No));
-            }
-            let Some(value) = buf.get(fixed..fixed + value_len) else {
-                return Ok(None);
-            };
-            let command = Command::Concat {
-                append: matches!(h.opcode, op::APPEND | op::APPENDQ),
-                key,
-                value,
-                quiet,
-            };
-            accept(&h, command, fixed + value_len)
-        }
+        op::SET | op::SETQ | op::ADD | op::ADDQ | op::REPLACE | op::REPLACEQ => f.store(limits),
+        op::APPEND | op::APPENDQ | op::PREPEND | op::PREPENDQ => f.concat(limits),
         op::SASL_LIST_MECHS | op::SASL_AUTH | op::SASL_STEP if sasl == Sasl::Disabled => {
-            // memcached checks the layout first, then finds SASL off and discards the value.
-            if h.opcode != op::SASL_LIST_MECHS && (ext_len != 0 || key_len == 0) {
-                return Err(bad_layout);
-            }
-            refuse.swallow = value_len;
-            Err(refuse.err(ErrorKind::UnknownCommand, Close::No))
+            f.sasl_disabled()
         }
         op::SASL_LIST_MECHS => done(Command::SaslListMechs),
-        op::SASL_AUTH | op::SASL_STEP => {
-            if ext_len != 0 || key_len == 0 {
-                return Err(bad_layout);
-            }
-            refuse.swallow = value_len;
-            if key_len > MAX_SASL_MECH_LEN {
-                return Err(refuse.err(ErrorKind::SaslMechTooLong, Close::No));
-            }
-            // memcached reads the data into an item and refuses chunked ones, i.e. anything
-            // past half an item page; we apply the same bound.
-            let half = Limits {
-                item_size_max: limits.item_size_max / 2,
-                ..*limits
-            };
-            if item_too_large(&half, key_len, 0, value_len) {
-                return Err(refuse.err(ErrorKind::SaslNoMemory, Close::No));
-            }
-            let Some(data) = buf.get(fixed..fixed + value_len) else {
-                return Ok(None);
-            };
-            let command = if h.opcode == op::SASL_AUTH {
-                Command::SaslAuth { mech: key, data }
-            } else {
-                Command::SaslStep { mech: key, data }
-            };
-            accept(&h, command, fixed + value_len)
-        }
+        op::SASL_AUTH | op::SASL_STEP => f.sasl(limits),
         _ => {
             // Unknown opcode: memcached swallows the whole declared body on top of the extras
             // and key it has already read.
+            let mut refuse = f.refuse;
             refuse.swallow = body_len;
             Err(refuse.err(ErrorKind::UnknownCommand, Close::No))
         }
+    }
+}
+
+/// A frame whose header, extras and key are in and passed the checks every opcode shares:
+/// the per-command layout checks.
+struct Frame<'a, 'h> {
+    h: &'h Header,
+    buf: &'a [u8],
+    extras: &'a [u8],
+    key: &'a [u8],
+    /// Where the key ends in `buf`.
+    fixed: usize,
+    /// Bytes of the body after extras and key (the value, for the commands that have one).
+    value_len: usize,
+    quiet: bool,
+    refuse: Refuse<'h>,
+}
+
+impl<'a> Frame<'a, '_> {
+    fn bad_layout(&self) -> ParseResult<'a> {
+        Err(self.refuse.err(ErrorKind::BadLayout, Close::AfterReply))
+    }
+
+    /// The value after extras and key, `None` until it is all in.
+    fn value(&self) -> Option<&'a [u8]> {
+        self.buf.get(self.fixed..self.fixed + self.value_len)
+    }
+
+    /// A refusal that discards the value first.
+    fn refuse_value(&self, kind: ErrorKind) -> BinError<'a> {
+        let mut refuse = self.refuse;
+        refuse.swallow = self.value_len;
+        refuse.err(kind, Close::No)
+    }
+
+    fn counter(&self) -> ParseResult<'a> {
+        let Ok(ext) = <&[u8; 20]>::try_from(self.extras) else {
+            return self.bad_layout();
+        };
+        if self.key.is_empty() || self.value_len != 0 {
+            return self.bad_layout();
+        }
+        let [d0, d1, d2, d3, d4, d5, d6, d7, i0, i1, i2, i3, i4, i5, i6, i7, e0, e1, e2, e3] = *ext;
+        let initial = u64::from_be_bytes([i0, i1, i2, i3, i4, i5, i6, i7]);
+        let exptime = u32::from_be_bytes([e0, e1, e2, e3]);
+        let command = Command::Counter {
+            incr: matches!(self.h.opcode, op::INCREMENT | op::INCREMENTQ),
+            key: self.key,
+            delta: u64::from_be_bytes([d0, d1, d2, d3, d4, d5, d6, d7]),
+            initial: (exptime != u32::MAX).then_some(initial),
+            exptime,
+            quiet: self.quiet,
+        };
+        accept(self.h, command, self.fixed)
+    }
+
+    /// touch and gat: only the extras and a key are required; a longer body is left in the
+    /// input and read as the next request, as memcached does.
+    fn touch(&self) -> ParseResult<'a> {
+        let &[a, b, c, d] = self.extras else {
+            return self.bad_layout();
+        };
+        if self.key.is_empty() {
+            return self.bad_layout();
+        }
+        let exptime = u32::from_be_bytes([a, b, c, d]);
+        let key = self.key;
+        let command = if self.h.opcode == op::TOUCH {
+            Command::Touch { key, exptime }
+        } else {
+            Command::Gat {
+                key,
+                exptime,
+                quiet: self.quiet,
+                with_key: matches!(self.h.opcode, op::GATK | op::GATKQ),
+            }
+        };
+        accept(self.h, command, self.fixed)
+    }
+
+    fn store(&self, limits: &Limits) -> ParseResult<'a> {
+        let &[f0, f1, f2, f3, e0, e1, e2, e3] = self.extras else {
+            return self.bad_layout();
+        };
+        if self.key.is_empty() {
+            return self.bad_layout();
+        }
+        let flags = u32::from_be_bytes([f0, f1, f2, f3]);
+        let mode = match self.h.opcode {
+            op::SET | op::SETQ => StoreMode::Set,
+            op::ADD | op::ADDQ => StoreMode::Add,
+            _ => StoreMode::Replace,
+        };
+        if item_too_large(limits, self.key.len(), flags, self.value_len) {
+            let mut e = self.refuse_value(ErrorKind::TooLarge);
+            e.unlink = (mode == StoreMode::Set).then_some(self.key);
+            return Err(e);
+        }
+        let Some(value) = self.value() else {
+            return Ok(None);
+        };
+        let command = Command::Store {
+            mode,
+            key: self.key,
+            flags,
+            exptime: u32::from_be_bytes([e0, e1, e2, e3]),
+            value,
+            quiet: self.quiet,
+        };
+        accept(self.h, command, self.fixed + self.value_len)
+    }
+
+    fn concat(&self, limits: &Limits) -> ParseResult<'a> {
+        if !self.extras.is_empty() || self.key.is_empty() {
+            return self.bad_layout();
+        }
+        if item_too_large(limits, self.key.len(), 0, self.value_len) {
+            return Err(self.refuse_value(ErrorKind::TooLarge));
+        }
+        let Some(value) = self.value() else {
+            return Ok(None);
+        };
+        let command = Command::Concat {
+            append: matches!(self.h.opcode, op::APPEND | op::APPENDQ),
+            key: self.key,
+            value,
+            quiet: self.quiet,
+        };
+        accept(self.h, command, self.fixed + self.value_len)
+    }
+
+    /// memcached checks the layout first, then finds SASL off and discards the value.
+    fn sasl_disabled(&self) -> ParseResult<'a> {
+        if self.h.opcode != op::SASL_LIST_MECHS && (!self.extras.is_empty() || self.key.is_empty())
+        {
+            return self.bad_layout();
+        }
+        Err(self.refuse_value(ErrorKind::UnknownCommand))
+    }
+
+    fn sasl(&self, limits: &Limits) -> ParseResult<'a> {
+        if !self.extras.is_empty() || self.key.is_empty() {
+            return self.bad_layout();
+        }
+        if self.key.len() > MAX_SASL_MECH_LEN {
+            return Err(self.refuse_value(ErrorKind::SaslMechTooLong));
+        }
+        // memcached reads the data into an item and refuses chunked ones, i.e. anything
+        // past half an item page; we apply the same bound.
+        let half = Limits {
+            item_size_max: limits.item_size_max / 2,
+            ..*limits
+        };
+        if item_too_large(&half, self.key.len(), 0, self.value_len) {
+            return Err(self.refuse_value(ErrorKind::SaslNoMemory));
+        }
+        let Some(data) = self.value() else {
+            return Ok(None);
+        };
+        let mech = self.key;
+        let command = if self.h.opcode == op::SASL_AUTH {
+            Command::SaslAuth { mech, data }
+        } else {
+            Command::SaslStep { mech, data }
+        };
+        accept(self.h, command, self.fixed + self.value_len)
     }
 }
 
@@ -463,11 +512,7 @@ pub(super) fn is_quiet(opcode: u8) -> bool {
     )
 }
 
-fn accept<'a>(
-    h: &Header,
-    command: Command<'a>,
-    consumed: usize,
-) -> Result<Option<(BinRequest<'a>, usize)>, BinError<'a>> {
+fn accept<'a>(h: &Header, command: Command<'a>, consumed: usize) -> ParseResult<'a> {
     Ok(Some((
         BinRequest {
             opcode: h.opcode,
@@ -480,6 +525,7 @@ fn accept<'a>(
 }
 
 /// Builds refusals for one header.
+#[derive(Clone, Copy)]
 struct Refuse<'h> {
     h: &'h Header,
     consumed: usize,

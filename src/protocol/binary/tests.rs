@@ -1,14 +1,14 @@
 //! Table tests: request bytes to parse outcomes (the refusals as memcached 1.6.18 answered
-//! them over a socket; `reference` replays the recorded bytes of `tests/data/
-//! binary_reference.txt`), reply helpers to exact bytes (`encode`), and no-panic /
-//! bounded-body properties over random input (`props`).
+//! them over a socket; the recorded bytes of `tests/data/binary_reference.txt` are replayed
+//! against the server by `tests/binary_reference.rs`), reply helpers to exact bytes (`encode`),
+//! and no-panic / bounded-body properties over random input (`props`).
 
 use super::opcode as op;
 use super::*;
+use crate::protocol::StoreMode;
 
 mod encode;
 mod props;
-mod reference;
 
 pub(super) const OPAQUE: u32 = 0xdead_beef;
 

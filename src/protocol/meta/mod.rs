@@ -7,10 +7,12 @@
 //! executor, because memcached has already changed the item by then and so must we.
 //!
 //! `types` holds what a parsed command looks like, `parse` the command line rules, `flags` the
-//! flag pre-parser, `base64` memcached's key encoding.
+//! flag pre-parser, `base64` memcached's key encoding, `lower` the typed commands a meta
+//! command means.
 
 mod base64;
 mod flags;
+mod lower;
 mod parse;
 pub mod types;
 

@@ -10,15 +10,18 @@
 
 mod stat;
 
+use super::apply::{self, arith::ArithOutcome, delete::DeleteOutcome};
 use crate::protocol::binary::{
     encode_counter, encode_error, encode_hit, encode_miss, encode_sasl_mechs, encode_sasl_ok,
-    encode_success, encode_version, BinRequest, Command, Status, StoreMode,
+    encode_success, encode_version, lower, BinRequest, Command, Status,
 };
+use crate::protocol::command::{ArithCommand, DeleteCommand, StoreCommand};
 use crate::protocol::reply::VERSION;
-use crate::server::counters::Stats;
+use crate::protocol::StoreMode;
 use crate::server::session::{Flow, HeldItems};
 use crate::server::shared::ServerState;
-use crate::store::{ArithError, Expiry, StoreError, StoreOutcome, WriteMode};
+use crate::server::counters::Stats;
+use crate::store::{StoreError, StoreOutcome};
 
 /// What the connection does after one binary request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,14 +78,8 @@ pub fn execute(
             value,
             quiet,
         } => {
-            let write = match (req.cas, mode) {
-                (0, StoreMode::Set) => WriteMode::Set,
-                (0, StoreMode::Add) => WriteMode::Add,
-                (0, StoreMode::Replace) => WriteMode::Replace,
-                // memcached turns any store with a CAS in the header into a compare-and-swap.
-                (cas, _) => WriteMode::Cas(cas),
-            };
-            store(shared, req, write, key, flags, exptime, value, quiet, out)
+            let cmd = lower::store(req.cas, mode, key, flags, exptime, value);
+            store(shared, req, &cmd, quiet, out)
         }
         Command::Concat {
             append,
@@ -90,14 +87,13 @@ pub fn execute(
             value,
             quiet,
         } => {
-            let write = if append {
-                WriteMode::Append
-            } else {
-                WriteMode::Prepend
-            };
-            store(shared, req, write, key, 0, 0, value, quiet, out)
+            let cmd = lower::concat(req.cas, append, key, value);
+            store(shared, req, &cmd, quiet, out)
         }
-        Command::Delete { key, quiet } => delete(shared, req, key, quiet, out),
+        Command::Delete { key, quiet } => {
+            let cmd = lower::delete(req.cas, key);
+            delete(shared, req, &cmd, quiet, out)
+        }
         Command::Counter {
             incr,
             key,
@@ -105,9 +101,10 @@ pub fn execute(
             initial,
             exptime,
             quiet,
-        } => counter(
-            shared, req, incr, key, delta, initial, exptime, quiet, out, held,
-        ),
+        } => {
+            let cmd = lower::counter(req.cas, incr, key, delta, initial, exptime);
+            counter(shared, req, &cmd, quiet, out, held)
+        }
         Command::Quit { quiet } => {
             if !quiet {
                 encode_success(req.opcode, req.opaque, 0, out);
@@ -194,11 +191,8 @@ fn fetch(
     out: &mut Vec<u8>,
     held: &mut HeldItems,
 ) -> Done {
-    let stats = &shared.stats;
     let mut e = shared.store.entry(key);
-    // The reply is the item as found (a touch changes neither its value nor its CAS), so it is
-    // encoded before the touch, which may end the item's life.
-    let hit = e.item().map(|it| {
+    let hit = apply::fetch::fetch(&mut e, &shared.stats, touch.map(i64::from), |it| {
         encode_hit(
             req.opcode,
             req.opaque,
@@ -207,43 +201,24 @@ fn fetch(
             key,
             it.value(),
             out,
-        );
-        it.cas()
+        )
     });
-    if hit.is_some() {
-        e.bump();
-        if let Some(exptime) = touch {
-            let exp = Expiry::from_client(i64::from(exptime), e.now());
-            e.touch(exp);
-        }
-    }
     drop(e);
-    let (cmds, hits, misses) = if touch.is_some() {
-        (&stats.cmd_touch, &stats.touch_hits, &stats.touch_misses)
-    } else {
-        (&stats.cmd_get, &stats.get_hits, &stats.get_misses)
-    };
-    Stats::incr(cmds);
     match hit {
         Some(cas) => {
-            Stats::incr(hits);
             // Every hit's reply holds the item until it is written, touch's too (memcached's
             // process_bin_get_or_touch keeps `resp->item` for all of them), so a later incr/decr
             // in the same batch writes a new value instead of padding in place.
             held.hold(key, cas);
             NEXT
         }
+        None if quiet => NEXT,
         None => {
-            Stats::incr(misses);
-            if quiet {
-                NEXT
-            } else {
-                encode_miss(req.opcode, req.opaque, key, out);
-                // The …K misses carry the key and are queued like a hit.
-                Done {
-                    flow: Flow::Continue,
-                    flush: !with_key,
-                }
+            encode_miss(req.opcode, req.opaque, key, out);
+            // The …K misses carry the key and are queued like a hit.
+            Done {
+                flow: Flow::Continue,
+                flush: !with_key,
             }
         }
     }
@@ -251,38 +226,14 @@ fn fetch(
 
 /// set/add/replace (CAS when the header has one), append/prepend: memcached's
 /// `complete_update_bin`.
-#[allow(clippy::too_many_arguments)]
 fn store(
     shared: &ServerState,
     req: &BinRequest<'_>,
-    mode: WriteMode,
-    key: &[u8],
-    flags: u32,
-    exptime: u32,
-    value: &[u8],
+    cmd: &StoreCommand<'_>,
     quiet: bool,
     out: &mut Vec<u8>,
 ) -> Done {
-    let stats = &shared.stats;
-    Stats::incr(&stats.cmd_set);
-    let mut e = shared.store.entry(key);
-    let exp = Expiry::from_client(i64::from(exptime), e.now());
-    // append/prepend compare a non-zero header CAS too.
-    let compare = (req.cas != 0).then_some(req.cas);
-    let outcome = e.store(mode, flags, exp, value, compare, false);
-    if let (StoreOutcome::Error(_), WriteMode::Set) = (outcome, mode) {
-        // memcached unlinks the old value when a set fails, so no stale data survives it.
-        e.delete();
-    }
-    drop(e);
-    if let WriteMode::Cas(_) = mode {
-        match outcome {
-            StoreOutcome::Stored(_) => Stats::incr(&stats.cas_hits),
-            StoreOutcome::Exists => Stats::incr(&stats.cas_badval),
-            StoreOutcome::NotFound => Stats::incr(&stats.cas_misses),
-            _ => {}
-        }
-    }
+    let outcome = apply::store::store(&mut shared.store.entry(cmd.key), &shared.stats, cmd);
     let status = match outcome {
         StoreOutcome::Stored(cas) => {
             if !quiet {
@@ -292,125 +243,60 @@ fn store(
         }
         StoreOutcome::Exists => Status::KeyExists,
         StoreOutcome::NotFound => Status::KeyNotFound,
-        StoreOutcome::NotStored => match mode {
-            WriteMode::Add => Status::KeyExists,
-            WriteMode::Replace => Status::KeyNotFound,
+        StoreOutcome::NotStored => match cmd.mode {
+            StoreMode::Add => Status::KeyExists,
+            StoreMode::Replace => Status::KeyNotFound,
             _ => Status::NotStored,
         },
-        StoreOutcome::Error(StoreError::TooLarge) => {
-            Stats::incr(&stats.store_too_large);
-            Status::TooLarge
-        }
-        StoreOutcome::Error(StoreError::OutOfMemory) => {
-            Stats::incr(&stats.store_no_memory);
-            Status::OutOfMemory
-        }
+        StoreOutcome::Error(StoreError::TooLarge) => Status::TooLarge,
+        StoreOutcome::Error(StoreError::OutOfMemory) => Status::OutOfMemory,
     };
     error(req, status, out)
 }
 
-/// delete/deleteq: a non-zero header CAS must match the item's.
+/// delete/deleteq.
 fn delete(
     shared: &ServerState,
     req: &BinRequest<'_>,
-    key: &[u8],
+    cmd: &DeleteCommand<'_>,
     quiet: bool,
     out: &mut Vec<u8>,
 ) -> Done {
-    let stats = &shared.stats;
-    let mut e = shared.store.entry(key);
-    let status = match e.item().map(|it| it.cas()) {
-        None => Some(Status::KeyNotFound),
-        Some(have) if req.cas != 0 && req.cas != have => Some(Status::KeyExists),
-        Some(_) => {
-            e.delete();
-            None
-        }
-    };
-    drop(e);
-    match status {
-        None => {
-            Stats::incr(&stats.delete_hits);
+    match apply::delete::delete(&mut shared.store.entry(cmd.key), &shared.stats, cmd) {
+        DeleteOutcome::Deleted | DeleteOutcome::Invalidated => {
             if !quiet {
                 encode_success(req.opcode, req.opaque, 0, out);
             }
             NEXT
         }
-        Some(status) => {
-            if status == Status::KeyNotFound {
-                Stats::incr(&stats.delete_misses);
-            }
-            error(req, status, out)
-        }
+        DeleteOutcome::NotFound => error(req, Status::KeyNotFound, out),
+        DeleteOutcome::Exists => error(req, Status::KeyExists, out),
     }
 }
 
-/// increment/decrement: memcached's `process_bin_arithmetic`. A miss creates the item with the
-/// initial value unless the expiration is 0xffffffff.
-#[allow(clippy::too_many_arguments)]
+/// increment/decrement: memcached's `process_bin_arithmetic`.
 fn counter(
     shared: &ServerState,
     req: &BinRequest<'_>,
-    incr: bool,
-    key: &[u8],
-    delta: u64,
-    initial: Option<u64>,
-    exptime: u32,
+    cmd: &ArithCommand<'_>,
     quiet: bool,
     out: &mut Vec<u8>,
     held: &HeldItems,
 ) -> Done {
-    let stats = &shared.stats;
-    let (hits, misses) = if incr {
-        (&stats.incr_hits, &stats.incr_misses)
-    } else {
-        (&stats.decr_hits, &stats.decr_misses)
-    };
-    let mut e = shared.store.entry(key);
-    let result = match e.item() {
-        None => match initial {
-            None => {
-                drop(e);
-                Stats::incr(misses);
-                return error(req, Status::KeyNotFound, out);
-            }
-            Some(initial) => {
-                let exp = Expiry::from_client(i64::from(exptime), e.now());
-                let digits = initial.to_string();
-                match e.store(WriteMode::Add, 0, exp, digits.as_bytes(), None, false) {
-                    StoreOutcome::Stored(cas) => Ok((initial, cas)),
-                    StoreOutcome::Error(StoreError::OutOfMemory | StoreError::TooLarge) => {
-                        Err(Status::OutOfMemory)
-                    }
-                    _ => Err(Status::NotStored),
-                }
-            }
-        },
-        // memcached refuses an empty value before it compares the CAS.
-        Some(it) if req.cas != 0 && !it.value().is_empty() && it.cas() != req.cas => {
-            Err(Status::KeyExists)
-        }
-        Some(it) => {
-            let in_place = !held.holds(key, it.cas());
-            let r = e.arith_with(incr, delta, in_place);
-            if r.is_ok() {
-                Stats::incr(hits);
-            }
-            r.map_err(|err| match err {
-                ArithError::NotFound => Status::KeyNotFound,
-                ArithError::NonNumeric => Status::DeltaBadValue,
-                ArithError::Store(_) => Status::OutOfMemory,
-            })
-        }
-    };
+    let mut e = shared.store.entry(cmd.key);
+    let outcome = apply::arith::arith(&mut e, &shared.stats, cmd, held);
     drop(e);
-    match result {
-        Ok((value, cas)) => {
+    let status = match outcome {
+        ArithOutcome::Done { value, cas, .. } => {
             if !quiet {
                 encode_counter(req.opcode, req.opaque, cas, value, out);
             }
-            NEXT
+            return NEXT;
         }
-        Err(status) => error(req, status, out),
-    }
+        ArithOutcome::NotFound => Status::KeyNotFound,
+        ArithOutcome::Exists => Status::KeyExists,
+        ArithOutcome::NonNumeric => Status::DeltaBadValue,
+        ArithOutcome::NoMemory | ArithOutcome::CreateFailed => Status::OutOfMemory,
+    };
+    error(req, status, out)
 }

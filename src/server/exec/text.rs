@@ -1,21 +1,25 @@
-//! Executes text-protocol requests against the store and appends memcached's exact replies;
-//! hands meta requests to [`super::meta`] and `stats` to [`super::stats`].
+//! Executes text-protocol requests and appends memcached's exact replies: item commands are
+//! lowered to `protocol::command` and run by [`super::apply`] (this file only encodes their
+//! outcome and records `stats detail`); meta requests go to [`super::meta`], `stats` to
+//! [`super::stats`]; the server commands are `server_command`.
 //!
 //! Runs synchronously: every store access locks one shard for the duration of one key's work
 //! and never awaits.
 
+use super::apply::{self, arith::ArithOutcome, delete::DeleteOutcome};
 use super::{admin, dump, meta, stats_cmd};
+use crate::protocol::command::{ArithCommand, DeleteCommand, StoreCommand};
 use crate::protocol::reply::{
     push_u64, write_value, BAD_FORMAT, DELETED, END, EXISTS, MEMLIMIT_ADJUST_FAILED,
     MEMLIMIT_TOO_SMALL, NON_NUMERIC, NOT_FOUND, NOT_STORED, OK, OUT_OF_MEMORY,
     OUT_OF_MEMORY_STORING, STORED, TOO_LARGE, TOUCHED, VERSION,
 };
 use crate::protocol::{tokens, Request, ShutdownMode, StoreMode};
-use crate::server::counters::Stats;
 use crate::server::detail::Op as DetailOp;
 use crate::server::session::{Flow, HeldItems};
 use crate::server::shared::ServerState;
-use crate::store::{ArithError, Expiry, StoreError, StoreOutcome, WriteMode};
+use crate::server::counters::Stats;
+use crate::store::{StoreError, StoreOutcome};
 use std::sync::atomic::Ordering;
 
 /// `held` tracks the items an unwritten reply still references (see [`HeldItems`]).
@@ -48,14 +52,13 @@ pub fn execute(
         } => get(shared, keys, *with_cas, Some(*exptime), out),
         Request::Delete { key, noreply } => {
             shared.detail.record(key, DetailOp::Delete);
-            let deleted = shared.store.entry(key).delete();
-            Stats::incr(if deleted {
-                &stats.delete_hits
-            } else {
-                &stats.delete_misses
-            });
+            let cmd = DeleteCommand::new(key);
+            let outcome = apply::delete::delete(&mut shared.store.entry(key), stats, &cmd);
             if !noreply {
-                out.extend_from_slice(if deleted { DELETED } else { NOT_FOUND });
+                out.extend_from_slice(match outcome {
+                    DeleteOutcome::Deleted => DELETED,
+                    _ => NOT_FOUND,
+                });
             }
         }
         Request::Arith {
@@ -64,29 +67,21 @@ pub fn execute(
             delta,
             noreply,
         } => {
-            let mut e = shared.store.entry(key);
-            let in_place = !e.item().is_some_and(|it| held.holds(key, it.cas()));
-            let result = e.arith_with(*incr, *delta, in_place);
-            drop(e);
-            let (hits, misses) = if *incr {
-                (&stats.incr_hits, &stats.incr_misses)
-            } else {
-                (&stats.decr_hits, &stats.decr_misses)
-            };
-            Stats::incr(if matches!(result, Err(ArithError::NotFound)) {
-                misses
-            } else {
-                hits
-            });
+            let cmd = ArithCommand::new(key, *incr, *delta);
+            let outcome = apply::arith::arith(&mut shared.store.entry(key), stats, &cmd, held);
             if !noreply {
-                match result {
-                    Ok((value, _)) => {
+                match outcome {
+                    ArithOutcome::Done { value, .. } => {
                         push_u64(out, value);
                         out.extend_from_slice(b"\r\n");
                     }
-                    Err(ArithError::NotFound) => out.extend_from_slice(NOT_FOUND),
-                    Err(ArithError::NonNumeric) => out.extend_from_slice(NON_NUMERIC),
-                    Err(ArithError::Store(_)) => out.extend_from_slice(OUT_OF_MEMORY),
+                    ArithOutcome::NonNumeric => out.extend_from_slice(NON_NUMERIC),
+                    ArithOutcome::NoMemory | ArithOutcome::CreateFailed => {
+                        out.extend_from_slice(OUT_OF_MEMORY)
+                    }
+                    ArithOutcome::NotFound | ArithOutcome::Exists => {
+                        out.extend_from_slice(NOT_FOUND)
+                    }
                 }
             }
         }
@@ -95,28 +90,39 @@ pub fn execute(
             exptime,
             noreply,
         } => {
-            let mut e = shared.store.entry(key);
-            let exp = Expiry::from_client(*exptime, e.now());
-            let touched = e.touch(exp);
-            if touched {
-                e.bump();
-            }
-            drop(e);
-            Stats::incr(&stats.cmd_touch);
-            Stats::incr(if touched {
-                &stats.touch_hits
-            } else {
-                &stats.touch_misses
-            });
+            let touched = apply::fetch::touch(&mut shared.store.entry(key), stats, *exptime);
             if !noreply {
                 out.extend_from_slice(if touched { TOUCHED } else { NOT_FOUND });
             }
         }
+        Request::Stats(group) => stats_cmd::write(shared, *group, out),
+        Request::Metadump(_) if !shared.tunables.lru_crawler.load(Ordering::Relaxed) => {
+            out.extend_from_slice(admin::CRAWLER_DISABLED)
+        }
+        Request::Metadump(scope) => dump::metadump(&shared.store, *scope, !out.is_empty(), out),
+        Request::LruCrawler(cmd) => admin::lru_crawler(shared, *cmd, out),
+        Request::Slabs(cmd) => admin::slabs(shared, *cmd, out),
+        Request::Meta(meta) => meta::execute(&shared.store, stats, meta, out, held),
+        Request::FlushAll { .. }
+        | Request::Version
+        | Request::Verbosity { .. }
+        | Request::Quit
+        | Request::RefreshCerts { .. }
+        | Request::Shutdown(_)
+        | Request::CacheMemlimit { .. } => return server_command(shared, req, out),
+    }
+    Flow::Continue
+}
+
+/// The commands about the server rather than an item: flush_all, version, verbosity, quit,
+/// refresh_certs, shutdown, cache_memlimit.
+fn server_command(shared: &ServerState, req: &Request<'_>, out: &mut Vec<u8>) -> Flow {
+    match req {
         Request::FlushAll { delay, noreply } => {
             let reply: &[u8] = if shared.config.disable_flush {
                 b"CLIENT_ERROR flush_all not allowed\r\n"
             } else {
-                Stats::incr(&stats.cmd_flush);
+                Stats::incr(&shared.stats.cmd_flush);
                 shared.store.flush_all(*delay);
                 OK
             };
@@ -175,30 +181,10 @@ pub fn execute(
                 out.extend_from_slice(reply);
             }
         }
-        Request::Stats(group) => stats_cmd::write(shared, *group, out),
-        Request::Metadump(_) if !shared.tunables.lru_crawler.load(Ordering::Relaxed) => {
-            out.extend_from_slice(admin::CRAWLER_DISABLED)
-        }
-        Request::Metadump(scope) => dump::metadump(&shared.store, *scope, !out.is_empty(), out),
-        Request::LruCrawler(cmd) => admin::lru_crawler(shared, *cmd, out),
-        Request::Slabs(cmd) => admin::slabs(shared, *cmd, out),
-        Request::Meta(meta) => meta::execute(&shared.store, stats, meta, out, held),
+        // Every other request is dispatched by `execute`.
+        _ => {}
     }
     Flow::Continue
-}
-
-/// The text protocol's store commands are the store's write modes, one for one.
-impl From<StoreMode> for WriteMode {
-    fn from(mode: StoreMode) -> WriteMode {
-        match mode {
-            StoreMode::Set => WriteMode::Set,
-            StoreMode::Add => WriteMode::Add,
-            StoreMode::Replace => WriteMode::Replace,
-            StoreMode::Append => WriteMode::Append,
-            StoreMode::Prepend => WriteMode::Prepend,
-            StoreMode::Cas(unique) => WriteMode::Cas(unique),
-        }
-    }
 }
 
 fn store(
@@ -209,38 +195,15 @@ fn store(
     exptime: i64,
     data: &[u8],
 ) -> &'static [u8] {
-    let stats = &shared.stats;
-    Stats::incr(&stats.cmd_set);
     shared.detail.record(key, DetailOp::Set);
-    let mut e = shared.store.entry(key);
-    let exp = Expiry::from_client(exptime, e.now());
-    let outcome = e.store(mode.into(), flags, exp, data, None, false);
-    if let (StoreOutcome::Error(_), StoreMode::Set) = (outcome, mode) {
-        // memcached unlinks the old value when a set fails, so no stale data survives it.
-        e.delete();
-    }
-    drop(e);
-    if let StoreMode::Cas(_) = mode {
-        match outcome {
-            StoreOutcome::Stored(_) => Stats::incr(&stats.cas_hits),
-            StoreOutcome::Exists => Stats::incr(&stats.cas_badval),
-            StoreOutcome::NotFound => Stats::incr(&stats.cas_misses),
-            _ => {}
-        }
-    }
-    match outcome {
+    let cmd = StoreCommand::new(mode, key, flags, exptime, data);
+    match apply::store::store(&mut shared.store.entry(key), &shared.stats, &cmd) {
         StoreOutcome::Stored(_) => STORED,
         StoreOutcome::NotStored => NOT_STORED,
         StoreOutcome::Exists => EXISTS,
         StoreOutcome::NotFound => NOT_FOUND,
-        StoreOutcome::Error(StoreError::TooLarge) => {
-            Stats::incr(&stats.store_too_large);
-            TOO_LARGE
-        }
-        StoreOutcome::Error(StoreError::OutOfMemory) => {
-            Stats::incr(&stats.store_no_memory);
-            OUT_OF_MEMORY_STORING
-        }
+        StoreOutcome::Error(StoreError::TooLarge) => TOO_LARGE,
+        StoreOutcome::Error(StoreError::OutOfMemory) => OUT_OF_MEMORY_STORING,
     }
 }
 
@@ -280,47 +243,17 @@ pub fn get_until<'k>(
         let end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
         let key = &rest[..end];
         rest = &rest[end..];
-        let mut e = shared.store.entry(key);
-        let hit = match e.item() {
-            Some(it) => {
-                write_value(
-                    out,
-                    it.key(),
-                    it.flags(),
-                    it.value(),
-                    with_cas.then_some(it.cas()),
-                );
-                true
-            }
-            None => false,
-        };
-        if hit {
-            e.bump();
-            if let Some(exptime) = touch {
-                let exp = Expiry::from_client(exptime, e.now());
-                e.touch(exp);
-            }
-        }
-        drop(e);
+        let hit = apply::fetch::fetch(&mut shared.store.entry(key), stats, touch, |it| {
+            write_value(
+                out,
+                it.key(),
+                it.flags(),
+                it.value(),
+                with_cas.then_some(it.cas()),
+            )
+        })
+        .is_some();
         shared.detail.record(key, DetailOp::Get { hit });
-        match (touch.is_some(), hit) {
-            (false, true) => {
-                Stats::incr(&stats.cmd_get);
-                Stats::incr(&stats.get_hits);
-            }
-            (false, false) => {
-                Stats::incr(&stats.cmd_get);
-                Stats::incr(&stats.get_misses);
-            }
-            (true, true) => {
-                Stats::incr(&stats.cmd_touch);
-                Stats::incr(&stats.touch_hits);
-            }
-            (true, false) => {
-                Stats::incr(&stats.cmd_touch);
-                Stats::incr(&stats.touch_misses);
-            }
-        }
     }
     out.extend_from_slice(END);
     None

@@ -5,8 +5,9 @@ use super::common::{
 };
 use crate::protocol::meta::{MetaCmd, MAX_OPAQUE_LEN};
 use crate::protocol::reply::{push_u64, OPAQUE_TOO_LONG};
-use crate::server::counters::Stats;
+use crate::server::exec::apply;
 use crate::server::session::HeldItems;
+use crate::server::counters::Stats;
 use crate::store::item::{FETCHED, KEY_BINARY, STALE, TOKEN_SENT};
 use crate::store::{Expiry, Store};
 
@@ -27,8 +28,7 @@ pub(super) fn get(
         created = e.put(&[], 0, Expiry::Never, None).is_ok() && e.item().is_some();
     }
     let Some(it) = e.item() else {
-        Stats::incr(&stats.cmd_get);
-        Stats::incr(&stats.get_misses);
+        apply::fetch::count(stats, false, false);
         out.extend_from_slice(b"EN");
         if !push_opaque_and_key(out, cmd) {
             out.truncate(start);
@@ -135,11 +135,5 @@ pub(super) fn get(
         fetch_bump(&mut e, bits, last_access);
     }
     commit_exptime(&mut e, orig_exptime, exptime);
-    if ttl_set {
-        Stats::incr(&stats.cmd_touch);
-        Stats::incr(&stats.touch_hits);
-    } else {
-        Stats::incr(&stats.cmd_get);
-        Stats::incr(&stats.get_hits);
-    }
+    apply::fetch::count(stats, ttl_set, true);
 }
