@@ -4,12 +4,12 @@
 //! UDP front end alike; it does no I/O.
 
 use super::auth_guard::{self, Mechanism};
+use super::counters::Stats;
 use super::exec::apply;
 use super::exec::binary as exec_binary;
 use super::exec::text::{self as exec, get_until};
 use super::session::{Flow, HeldItems, Proto, Session, MEMCACHED_READ_BUFFER};
 use super::shared::ServerState;
-use super::counters::Stats;
 use crate::config::BindingProtocol;
 use crate::protocol::auth::{self, Step};
 use crate::protocol::binary::{self, Close, ErrorKind as BinErrorKind, Sasl};

@@ -18,9 +18,9 @@ use crate::protocol::binary::{
 use crate::protocol::command::{ArithCommand, DeleteCommand, StoreCommand};
 use crate::protocol::reply::VERSION;
 use crate::protocol::StoreMode;
+use crate::server::counters::Stats;
 use crate::server::session::{Flow, HeldItems};
 use crate::server::shared::ServerState;
-use crate::server::counters::Stats;
 use crate::store::{StoreError, StoreOutcome};
 
 /// What the connection does after one binary request.

@@ -15,10 +15,10 @@ use crate::protocol::reply::{
     OUT_OF_MEMORY_STORING, STORED, TOO_LARGE, TOUCHED, VERSION,
 };
 use crate::protocol::{tokens, Request, ShutdownMode, StoreMode};
+use crate::server::counters::Stats;
 use crate::server::detail::Op as DetailOp;
 use crate::server::session::{Flow, HeldItems};
 use crate::server::shared::ServerState;
-use crate::server::counters::Stats;
 use crate::store::{StoreError, StoreOutcome};
 use std::sync::atomic::Ordering;
 

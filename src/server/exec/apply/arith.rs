@@ -1,8 +1,8 @@
 //! incr/decr of every protocol (memcached's `do_add_delta` and what its callers count).
 
 use crate::protocol::command::ArithCommand;
-use crate::server::session::HeldItems;
 use crate::server::counters::Stats;
+use crate::server::session::HeldItems;
 use crate::store::{ArithError, Entry, Expiry};
 
 /// What an incr/decr did.

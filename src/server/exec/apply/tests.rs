@@ -10,8 +10,8 @@ use crate::protocol::binary::lower;
 use crate::protocol::command::{ArithCommand, DeleteCommand, StoreCommand};
 use crate::protocol::meta::MetaCmd;
 use crate::protocol::{meta, Limits, Parsed, Request, StoreMode};
-use crate::server::session::HeldItems;
 use crate::server::counters::Stats;
+use crate::server::session::HeldItems;
 use crate::store::{Expiry, Store, StoreConfig, StoreError, StoreOutcome, WriteMode};
 use std::sync::atomic::Ordering;
 

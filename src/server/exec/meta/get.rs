@@ -5,9 +5,9 @@ use super::common::{
 };
 use crate::protocol::meta::{MetaCmd, MAX_OPAQUE_LEN};
 use crate::protocol::reply::{push_u64, OPAQUE_TOO_LONG};
+use crate::server::counters::Stats;
 use crate::server::exec::apply;
 use crate::server::session::HeldItems;
-use crate::server::counters::Stats;
 use crate::store::item::{FETCHED, KEY_BINARY, STALE, TOKEN_SENT};
 use crate::store::{Expiry, Store};
 

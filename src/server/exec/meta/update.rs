@@ -9,9 +9,9 @@ use crate::protocol::reply::{
     push_u64, BAD_CHUNK, NON_NUMERIC, OPAQUE_TOO_LONG, OUT_OF_MEMORY, OUT_OF_MEMORY_STORING,
     TOO_LARGE,
 };
+use crate::server::counters::Stats;
 use crate::server::exec::apply::{self, arith::ArithOutcome, delete::DeleteOutcome};
 use crate::server::session::HeldItems;
-use crate::server::counters::Stats;
 use crate::store::{Store, StoreError, StoreOutcome};
 
 pub(super) fn set(store: &Store, stats: &Stats, cmd: &MetaCmd<'_>, out: &mut Vec<u8>) {
