@@ -6,7 +6,7 @@
 use super::super::budget::Permit;
 use super::super::frame::{self, Frame, PROTO_VERSION};
 use super::super::peers::{LinkState, Slot};
-use super::super::secure::{self, LinkWriter, Role};
+use super::super::secure::{self, LinkReader, LinkWriter, Role};
 use super::super::shared::{parse_peer, Shared};
 use super::io::*;
 use bytes::BytesMut;
@@ -47,36 +47,8 @@ pub(super) async fn authenticate(
     let me = sh.node_id;
 
     // 1. The secure channel, then HELLO inside it.
-    let role = match dir {
-        Dir::Outgoing => Role::Dialer,
-        Dir::Incoming => Role::Acceptor,
-    };
-    // The dialer checks the acceptor's certificate against the name it dialed.
-    let server_name = slot
-        .as_ref()
-        .and_then(|s| parse_peer(&s.addr.lock()).ok())
-        .map(|(host, _)| host)
-        .unwrap_or_default();
-    let handshake = async {
-        tokio::time::timeout_at(
-            deadline,
-            secure::establish(stream, role, &sh.security, &server_name),
-        )
-        .await
-    };
-    let evicted = async {
-        match &permit {
-            Some(p) => p.cancel.notified().await,
-            None => std::future::pending().await,
-        }
-    };
-    let (rd, mut wr) = tokio::select! {
-        r = handshake => match r {
-            Err(_) => return Err(LinkError::Timeout("in handshake")),
-            Ok(r) => r?,
-        },
-        _ = evicted => return Err(LinkError::Evicted),
-    };
+    let (rd, mut wr) =
+        open_channel(sh, stream, dir, slot.as_ref(), deadline, permit.as_ref()).await?;
     let mut reader = FrameReader {
         rd,
         buf: BytesMut::new(),
@@ -168,6 +140,47 @@ pub(super) async fn authenticate(
         slot,
         take_over,
     })
+}
+
+/// The secure channel (`secure::establish`), bounded by `deadline` and, for a connection the
+/// listener charged to the budget, ended when the budget evicts it.
+async fn open_channel(
+    sh: &Shared,
+    stream: TcpStream,
+    dir: Dir,
+    slot: Option<&Slot>,
+    deadline: Instant,
+    permit: Option<&Permit>,
+) -> Result<(LinkReader, LinkWriter), LinkError> {
+    let role = match dir {
+        Dir::Outgoing => Role::Dialer,
+        Dir::Incoming => Role::Acceptor,
+    };
+    // The dialer checks the acceptor's certificate against the name it dialed.
+    let server_name = slot
+        .and_then(|s| parse_peer(&s.addr.lock()).ok())
+        .map(|(host, _)| host)
+        .unwrap_or_default();
+    let handshake = async {
+        tokio::time::timeout_at(
+            deadline,
+            secure::establish(stream, role, &sh.security, &server_name),
+        )
+        .await
+    };
+    let evicted = async {
+        match permit {
+            Some(p) => p.cancel.notified().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = handshake => match r {
+            Err(_) => Err(LinkError::Timeout("in handshake")),
+            Ok(r) => Ok(r?),
+        },
+        _ = evicted => Err(LinkError::Evicted),
+    }
 }
 
 /// PSYNC both ways ("I have applied your run R up to offset O"), then SYNC_MODE both ways
