@@ -83,7 +83,7 @@ fn apply_buffered_records(
     if used > 0 {
         reader.buf.advance(used);
         reader.received += used as u64;
-        // Recorded right after applying, with no await in between (see `read_stream`).
+        // Recorded right after applying, with no await in between (see `apply_record`).
         sh.set_progress(peer, run, *last);
         stream_passed(slot, *last);
     }

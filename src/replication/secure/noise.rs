@@ -109,7 +109,7 @@ pub(super) async fn noise_handshake(
     }
     // The responder has not yet seen proof that the initiator holds the key (its first message
     // can be a replay): that proof is the first transport message, which the link reads before
-    // it sends anything of its own (see link.rs).
+    // it sends anything of its own (see `link::handshake`).
     let state = Arc::new(
         hs.into_stateless_transport_mode()
             .map_err(|_| SecureError::Noise)?,
