@@ -203,8 +203,8 @@ pub(super) fn record_body<'a>(
 
 /// Decodes the RECORD frame at the front of `buf` without copying its key or value:
 /// `Ok(None)` if `buf` does not start with a whole RECORD frame (more bytes needed, or another
-/// type of frame: [`decode`] deals with those), else the record and the bytes it took. A
-/// receiver applies a whole read buffer of records this way, then advances past them.
+/// type of frame: [`decode`](super::decode) deals with those), else the record and the bytes
+/// it took. A receiver applies a whole read buffer of records this way, then advances past them.
 pub fn decode_record<'a>(
     buf: &'a [u8],
     limits: &Limits,
