@@ -2,8 +2,8 @@
 //! failures reach the log.
 //!
 //! A connection counts against the handshake budget from accept until it has authenticated (or
-//! failed); authenticated links have their own cap in `mod.rs`. Budgets are per *source*: an
-//! IPv4 address, or an IPv6 /64 (one host usually holds a whole /64, so counting single IPv6
+//! failed); authenticated links have their own cap (`shared::MAX_LINKS`). Budgets are per *source*:
+//! an IPv4 address, or an IPv6 /64 (one host usually holds a whole /64, so counting single IPv6
 //! addresses would give it billions of budgets). Sources that are not configured peers share
 //! `UNAUTH_TOTAL` slots and have `UNAUTH_PER_SOURCE` each; the exact address of a configured peer
 //! has its own `UNAUTH_PER_SOURCE` slots outside the total.

@@ -25,10 +25,14 @@
 //!    offset; silence for 3 s means the peer is dead. On shutdown the writer sends what is queued,
 //!    a BYE, and waits briefly for the ack.
 //!
-//! Files: `io` (constants, errors, the frame reader, the bounded writer), `inbound` (what the
-//! peer sends), `outbound` (what this node sends); this file runs the handshake, admission and
-//! the session that joins the two halves.
+//! Files: `io` (constants, errors, the frame reader, the bounded writer), `handshake` (phases 1
+//! and 3: what the nodes agree on before the stream), `inbound` (the stream read: what the peer
+//! sends, frame by frame), `checks` (what each of its frames must pass), `outbound` (the stream
+//! written: what this node sends); this file runs the phases in order, admission, and the
+//! session that joins the two halves, and counts and logs how a link ended.
 
+mod checks;
+mod handshake;
 mod inbound;
 mod io;
 mod outbound;
@@ -36,11 +40,10 @@ mod outbound;
 pub use io::{Dir, LinkError};
 
 use super::budget::Permit;
-use super::frame::{self, Frame, PROTO_VERSION};
 use super::peers::{admit, ActiveLink, Admit, LinkState, Slot};
-use super::secure::{self, LinkWriter, Role};
-use super::shared::{canonical_ip, parse_peer, Shared, MAX_LINKS};
-use bytes::BytesMut;
+use super::secure::LinkWriter;
+use super::shared::{canonical_ip, Shared, MAX_LINKS};
+use handshake::{authenticate, negotiate_sync, Authenticated};
 use inbound::read_stream;
 use io::*;
 use outbound::write_stream;
@@ -49,7 +52,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
-use tokio::time::{timeout, Instant};
+use tokio::time::timeout;
 
 /// Removes the registry entry (if still ours) and signals that the link has stopped.
 struct LinkGuard {
@@ -171,125 +174,15 @@ async fn link_inner(
     slot_used: &mut Option<Slot>,
     permit: Option<Permit>,
 ) -> Result<(), LinkError> {
-    let _ = stream.set_nodelay(true);
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let me = sh.node_id;
-
-    // 1. The secure channel, then HELLO inside it.
-    let role = match dir {
-        Dir::Outgoing => Role::Dialer,
-        Dir::Incoming => Role::Acceptor,
-    };
-    // The dialer checks the acceptor's certificate against the name it dialed.
-    let server_name = slot
-        .as_ref()
-        .and_then(|s| parse_peer(&s.addr.lock()).ok())
-        .map(|(host, _)| host)
-        .unwrap_or_default();
-    let handshake = async {
-        tokio::time::timeout_at(
-            deadline,
-            secure::establish(stream, role, &sh.security, &server_name),
-        )
-        .await
-    };
-    let evicted = async {
-        match &permit {
-            Some(p) => p.cancel.notified().await,
-            None => std::future::pending().await,
-        }
-    };
-    let (rd, mut wr) = tokio::select! {
-        r = handshake => match r {
-            Err(_) => return Err(LinkError::Timeout("in handshake")),
-            Ok(r) => r?,
-        },
-        _ = evicted => return Err(LinkError::Evicted),
-    };
-    let mut reader = FrameReader {
-        rd,
-        buf: BytesMut::new(),
-        limits: HANDSHAKE_LIMITS,
-        skip_oversize: false,
-        discard: 0,
-        skipped: 0,
-        received: 0,
-        deadline: Some(deadline),
-    };
-    let mut out = BytesMut::new();
-    let hello = Frame::Hello {
-        version: PROTO_VERSION,
-        node: me,
-        listen_port: sh.listen_port,
-        listen_ip: sh.listen_ip,
-    };
-    // The acceptor speaks only after the dialer's HELLO decrypted: with Noise that message is
-    // the dialer's proof of the key (its handshake message alone could be a replay).
-    if dir == Dir::Outgoing {
-        frame::encode(&hello, 0, &mut out);
-        flush(&mut wr, &mut out).await?;
-    }
-    let (peer, peer_port, peer_ip) = match reader.next(HANDSHAKE_TIMEOUT, "in handshake").await? {
-        Frame::Hello {
-            version,
-            node,
-            listen_port,
-            listen_ip,
-        } => {
-            if version != PROTO_VERSION {
-                return Err(LinkError::Version(version));
-            }
-            (node, listen_port, listen_ip)
-        }
-        _ => return Err(LinkError::Protocol("expected HELLO".into())),
-    };
-    let cert = reader.rd.peer_certificate();
-    let slot = match (slot, cert) {
-        (Some(s), _) => s,
-        (None, Some(cert)) => sh
-            .slot_for_certificate(cert, peer, remote, peer_port, peer_ip)
-            .ok_or_else(|| {
-                LinkError::Identity(
-                    "its certificate names no configured peer (-x) and no \
-                     --repl-tls-peer-name"
-                        .into(),
-                )
-            })?,
-        (None, None) => sh.slot_for_incoming(peer, remote, peer_port, peer_ip),
-    };
-    *slot_used = Some(slot.clone());
-    let take_over = match cert {
-        Some(cert) => sh
-            .check_node_claim(&slot, peer, cert, dir == Dir::Outgoing)
-            .map_err(LinkError::Identity)?,
-        None => false,
-    };
-    if dir == Dir::Incoming {
-        frame::encode(&hello, 0, &mut out);
-        flush(&mut wr, &mut out).await?;
-    }
-    // Authenticated: the connection no longer counts against the handshake budget.
-    drop(permit);
-    if !sh.links.lock().contains_key(&peer) {
-        slot.set_state(LinkState::Handshake);
-    }
-    // An authenticated peer with our own id is this node reached through its own address (or its
-    // own handshake reflected back by a relay).
-    if peer == me {
-        return Err(LinkError::SelfConnect);
-    }
-    // Authenticated: from now on items may carry this node's versions (the store's node table
-    // gains ids only here, and within a bounded share from snapshots: see `inbound`).
-    if !sh.store.admit_node(peer) {
-        return Err(LinkError::Identity(format!(
-            "its node id {peer:08x} is new and this node's table of 65,536 node ids is full \
-             (restart this node to clear it)"
-        )));
-    }
-    slot.node_id.store(peer, Ordering::Relaxed);
-    reader.limits = sh.limits;
-    reader.skip_oversize = true;
-    reader.deadline = None;
+    // 1. The secure channel, then HELLO inside it: who the peer is.
+    let Authenticated {
+        reader,
+        wr,
+        peer,
+        slot,
+        take_over,
+    } = authenticate(sh, stream, dir, slot, remote, slot_used, permit).await?;
 
     // 2. Admission: one link per pair of nodes.
     let (cancel_tx, mut cancel_rx) = watch::channel(false);
@@ -357,54 +250,14 @@ async fn session(
     slot: &Slot,
     peer: u32,
 ) -> Result<(), LinkError> {
-    // 3. PSYNC both ways.
-    let backlog = &sh.backlog;
-    let (want_run, want_offset) = sh.progress(peer).unwrap_or((0, 0));
-    let mut out = BytesMut::new();
-    frame::encode(
-        &Frame::Psync {
-            run: backlog.run(),
-            next: backlog.next_offset(),
-            want_run,
-            want_offset,
-        },
-        0,
-        &mut out,
-    );
-    flush(&mut wr, &mut out).await?;
-    let (p_want_run, p_want_offset) = match reader.next(HANDSHAKE_TIMEOUT, "in handshake").await? {
-        Frame::Psync {
-            want_run,
-            want_offset,
-            ..
-        } => (want_run, want_offset),
-        _ => return Err(LinkError::Protocol("expected PSYNC".into())),
-    };
-    let could_resume = p_want_run == backlog.run() && backlog.can_resume_after(p_want_offset);
-    // Both directions resync the same way: if either side needs a snapshot, both send one.
-    // Items are then compared on both nodes (the same winner everywhere); a snapshot one way
-    // and a record stream the other could merge the same counter differently on each side.
-    frame::encode(
-        &Frame::SyncMode {
-            full: !could_resume,
-        },
-        0,
-        &mut out,
-    );
-    flush(&mut wr, &mut out).await?;
-    let peer_full = match reader.next(HANDSHAKE_TIMEOUT, "in handshake").await? {
-        Frame::SyncMode { full } => full,
-        _ => return Err(LinkError::Protocol("expected SYNC_MODE".into())),
-    };
-    let partial = could_resume && !peer_full;
+    // 3. PSYNC and SYNC_MODE both ways: resume or full sync.
+    let resume = negotiate_sync(sh, &mut reader, &mut wr, peer).await?;
     *slot.settle_candidate.lock() = None;
-    slot.peer_ack
-        .store(if partial { p_want_offset } else { 0 }, Ordering::Relaxed);
+    slot.peer_ack.store(resume.unwrap_or(0), Ordering::Relaxed);
     slot.set_state(LinkState::Syncing);
     let (ctrl_tx, ctrl_rx) = mpsc::channel(4);
     // The writer runs as its own task: it can use the other core, and a reader busy applying a
     // long snapshot never delays our heartbeats.
-    let resume = partial.then_some(p_want_offset);
     let mut writer = AbortOnDrop(tokio::spawn(write_stream(
         sh.clone(),
         wr,

@@ -1,7 +1,7 @@
 //! State shared by the replication listener, the dialers and every link of this node, the
 //! error type, and small helpers (peer address parsing, clocks) the links and the replicator
 //! both use. It imports nothing of the links or the replicator, so the module graph stays
-//! one-way: mod.rs -> link.rs -> shared.rs.
+//! one-way: replicator, listener, dialer -> link -> shared.
 
 use super::backlog::Backlog;
 use super::budget;
@@ -418,5 +418,22 @@ pub fn parse_peer(s: &str) -> Result<(String, u16), ReplError> {
             .parse::<IpAddr>()
             .map(|ip| (ip.to_string(), DEFAULT_PORT))
             .map_err(|_| bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_addresses() {
+        assert_eq!(parse_peer("host").unwrap(), ("host".into(), 11212));
+        assert_eq!(parse_peer("host:1234").unwrap(), ("host".into(), 1234));
+        assert_eq!(parse_peer("[::1]:99").unwrap(), ("::1".into(), 99));
+        assert_eq!(parse_peer("[::1]").unwrap(), ("::1".into(), 11212));
+        assert_eq!(parse_peer("::1").unwrap(), ("::1".into(), 11212));
+        assert!(parse_peer("host:x").is_err());
+        assert!(parse_peer("").is_err());
+        assert!(parse_peer(":5").is_err());
     }
 }

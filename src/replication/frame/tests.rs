@@ -1,5 +1,8 @@
 //! Frame codec tests: round trips, limits, malformed input.
+use super::format::T_BYE;
 use super::*;
+use crate::store::{Contribution, Counter, Mutation, MutationKind, Version};
+use bytes::{Bytes, BytesMut};
 
 const LIM: Limits = Limits {
     item_size_max: 1024,

@@ -25,7 +25,7 @@ pub(super) const BATCH_BYTES: usize = 256 * 1024;
 /// with 100-byte values a chunk of 16 held the lock about 4 µs (p99 5 µs) on the 2-core test
 /// machine, one of 64 about 15 µs, a whole shard of a 1M-item cache 4 ms.
 pub(super) const SNAPSHOT_CHUNK: usize = 16;
-/// A full snapshot rests this long after each `BATCH_BYTES` it writes (see `write_stream`).
+/// A full snapshot rests this long after each `BATCH_BYTES` it writes (see `send_snapshot`).
 pub(super) const SNAPSHOT_PAUSE: Duration = Duration::from_millis(1);
 /// Most bytes copied from the backlog under its lock at a time (the lock also serves writers).
 pub(super) const READ_BYTES: usize = 16 * 1024;
