@@ -1,8 +1,5 @@
-//! Helpers for the replication tests: in-process nodes (Store + Replicator over loopback TCP),
-//! a TCP proxy that can cut or freeze a link, content dumps and polling with a deadline.
-#![allow(dead_code)]
-
-pub mod process;
+//! In-process replication nodes (a Store and a Replicator over loopback TCP), a TCP proxy that
+//! can cut, freeze or delay a link, content dumps, and async polling with a deadline.
 
 use parking_lot::Mutex;
 use repcached::config::Config;

@@ -4,9 +4,7 @@
 //! the auth file read again on SIGHUP (and kept when the new one is bad); bad files at start;
 //! SASL PLAIN (`-S`) attempts in the same counters.
 
-mod common;
-
-use common::{Client, Server, DEADLINE};
+use crate::harness::{Client, Server, DEADLINE};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;

@@ -4,10 +4,8 @@
 //! runs through a proxy the test cuts; `--repl-backlog-size 64k` (the minimum) makes a few
 //! hundred kilobytes of writes during the cut overflow the backlog.
 
-mod repl_common;
-
-use repl_common::process::*;
-use repl_common::Proxy;
+use crate::harness::Proxy;
+use crate::harness::*;
 
 struct Pair {
     _rt: tokio::runtime::Runtime,

@@ -4,8 +4,7 @@
 //! do; the wire cases speak as an authenticated but hostile peer (it holds the secret) to an
 //! in-process node and watch its `repl_protocol_errors`.
 
-mod repl_common;
-
+use crate::harness::*;
 use bytes::{Bytes, BytesMut};
 use repcached::replication::frame::{self, Frame, Limits, PROTO_VERSION};
 use repcached::replication::secure::{self, LinkReader, LinkWriter, Role, Security};
@@ -13,7 +12,6 @@ use repcached::store::{
     unix_now, ApplyOutcome, Contribution, Counter, Expiry, Mutation, MutationKind, MutationSink,
     Store, StoreConfig, Version, MAX_SEQ,
 };
-use repl_common::*;
 use std::sync::Arc;
 use std::time::Duration;
 

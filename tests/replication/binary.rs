@@ -2,9 +2,7 @@
 //! a replicated pair of real processes, what a binary client writes on one node is read in text
 //! on the other with the same value, flags, CAS id and TTL, and the other way round.
 
-mod repl_common;
-
-use repl_common::process::*;
+use crate::harness::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;

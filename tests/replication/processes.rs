@@ -1,10 +1,8 @@
 //! Process-level replication tests: real repcached processes on loopback, replication ports
 //! given with -X, peers with -x, clients speaking the text protocol.
 
-mod repl_common;
-
-use repl_common::process::*;
-use repl_common::{write_secret, Proxy};
+use crate::harness::*;
+use crate::harness::{write_secret, Proxy};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -530,11 +528,11 @@ fn replicated_incr_decr_keep_both_nodes_byte_identical() {
 
     // A read and a decrement in one batch on B: the read's reply is not yet written when the
     // decrement runs.
-    cb.send(b"get ctr\r\ndecr ctr 990\r\n");
-    assert_eq!(cb.read_line(), "VALUE ctr 0 4");
-    assert_eq!(cb.read_line(), "999");
-    assert_eq!(cb.read_line(), "END");
-    assert_eq!(cb.read_line(), "9");
+    cb.send(b"get ctr\r\ndecr ctr 990\r\n").unwrap();
+    assert_eq!(cb.reply_line(), "VALUE ctr 0 4");
+    assert_eq!(cb.reply_line(), "999");
+    assert_eq!(cb.reply_line(), "END");
+    assert_eq!(cb.reply_line(), "9");
     assert!(
         same(&mut ca, &mut cb, "9   "),
         "get+decr in one batch on B: A {:?}, B {:?}",
@@ -543,10 +541,10 @@ fn replicated_incr_decr_keep_both_nodes_byte_identical() {
     );
 
     // The same on A, with a meta read holding the item.
-    ca.send(b"mg ctr v\r\nincr ctr 5\r\n");
-    assert_eq!(ca.read_line(), "VA 4");
-    assert_eq!(ca.read_line(), "9");
-    assert_eq!(ca.read_line(), "14");
+    ca.send(b"mg ctr v\r\nincr ctr 5\r\n").unwrap();
+    assert_eq!(ca.reply_line(), "VA 4");
+    assert_eq!(ca.reply_line(), "9");
+    assert_eq!(ca.reply_line(), "14");
     assert!(
         same(&mut ca, &mut cb, "14  "),
         "mg+incr in one batch on A: A {:?}, B {:?}",

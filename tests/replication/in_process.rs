@@ -1,10 +1,8 @@
 //! Library-level replication tests: several Store + Replicator pairs in one process, talking over
 //! real loopback TCP (through a cuttable proxy where a test needs to break the link).
 
-mod repl_common;
-
+use crate::harness::*;
 use repcached::store::{parse_counter, Expiry};
-use repl_common::*;
 use std::time::Duration;
 
 fn opts_peer(peer: &Node) -> NodeOpts {

@@ -3,9 +3,7 @@
 //! RLIMIT_DATA set on the running server with prlimit(2)). Each answers memcached's
 //! MEMLIMIT_ADJUST_FAILED, changes nothing, and the server goes on serving, writes included.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 
 const ADJUST_FAILED: &[u8] = b"MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust\r\n";
 

@@ -6,11 +6,8 @@
 //! logged per source and counted; root-only secret files work with -u; --repl-insecure says so
 //! at start and in `stats`.
 
-mod common;
-mod repl_common;
-
-use common::{Client, Server};
-use repl_common::process::{free_port, spawn, synced, wait_for};
+use crate::harness::{free_port, spawn, synced, wait_for};
+use crate::harness::{Client, Server};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -119,7 +116,7 @@ fn client_port(lines: &[String]) -> u16 {
 }
 
 fn text_stats(port: u16, group: &str) -> std::collections::HashMap<String, String> {
-    repl_common::process::Client::connect(port).stats(group)
+    Client::connect(port).stats(group)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -189,7 +186,7 @@ fn client_auth_refuses_a_plaintext_replication_listener_on_loopback() {
         "{lines:?}"
     );
     let port = client_port(&lines);
-    let mut c = repl_common::process::Client::connect(port);
+    let mut c = Client::connect(port);
     assert_eq!(c.set("k", "alice wonderland"), "STORED");
     assert_eq!(
         c.stats("settings").get("repl_port").map(String::as_str),
@@ -228,7 +225,7 @@ fn repl_insecure_warns_at_start_and_shows_in_stats() {
     assert_eq!(warnings.len(), 1, "{lines:?}");
     assert!(lines.iter().any(|l| l.contains("listening on repl")));
     let port = client_port(&lines);
-    let mut c = repl_common::process::Client::connect(port);
+    let mut c = Client::connect(port);
     assert_eq!(c.set("k", "alice wonderland"), "STORED");
     assert_eq!(
         c.stats("settings").get("repl_insecure").map(String::as_str),

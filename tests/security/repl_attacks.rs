@@ -3,10 +3,8 @@
 //! a peer certified by another CA. (The clock-poisoning peer is in replication_lib.rs: it needs
 //! the library's channel to speak as an authenticated peer.)
 
-mod repl_common;
-
-use repl_common::process::*;
-use repl_common::write_secret;
+use crate::harness::write_secret;
+use crate::harness::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

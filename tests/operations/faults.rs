@@ -3,9 +3,7 @@
 //! clients, a multi-get past the connection's output limit, clients that never read, and the
 //! listening sockets in `stats conns`. Every wait polls with a deadline.
 
-mod repl_common;
-
-use repl_common::process::*;
+use crate::harness::*;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -81,8 +79,8 @@ fn multi_get(c: &mut Client, keys: &[String]) -> HashSet<String> {
         assert_eq!(parts[0], "VALUE", "unexpected reply {first}");
         found.insert(parts[1].to_string());
         // Values are "ok": one data line, then the next header.
-        assert_eq!(c.read_line(), "ok");
-        first = c.read_line();
+        assert_eq!(c.reply_line(), "ok");
+        first = c.reply_line();
     }
 }
 

@@ -3,9 +3,7 @@
 //! (t/strtol-testing.t), `slabs reassign`, and `stats detail on|off|dump` with real per-prefix
 //! counters (t/stats-detail.t); `conn_yields` under -R (t/issue_61.t).
 
-mod common;
-
-use common::{Client, Server};
+use crate::harness::{Client, Server};
 use std::time::{Duration, Instant};
 
 fn ask(c: &mut Client, cmd: &str) -> String {

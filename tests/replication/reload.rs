@@ -1,9 +1,7 @@
 //! SIGHUP: the node re-reads --config and applies added and removed -x peers without a restart
 //! or a dropped client; a configuration that no longer parses is not applied. Real processes.
 
-mod repl_common;
-
-use repl_common::process::*;
+use crate::harness::*;
 use std::time::Duration;
 
 fn hup(pid: u32) {

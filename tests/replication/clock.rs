@@ -4,9 +4,7 @@
 //! (scripts/wait-synced) fails and says why; inside the bound the pair converges and the barrier
 //! holds. Needs libfaketime (Debian `libfaketime`, installed by scripts/install-test-deps).
 
-mod repl_common;
-
-use repl_common::process::*;
+use crate::harness::*;
 use std::process::Command;
 
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";

@@ -2,10 +2,8 @@
 //! node acknowledged before it was started, and times out (naming the peer) while the link is
 //! frozen. Real processes; the link runs through a proxy the test can freeze.
 
-mod repl_common;
-
-use repl_common::process::*;
-use repl_common::Proxy;
+use crate::harness::Proxy;
+use crate::harness::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
 

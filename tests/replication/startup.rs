@@ -3,9 +3,7 @@
 //! node serve clients within 5 s (the initial-sync wait is 30 s by default); next to a healthy
 //! peer it still syncs first. Real processes on loopback; the broken peers are in-test sockets.
 
-mod repl_common;
-
-use repl_common::process::*;
+use crate::harness::*;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -3,9 +3,7 @@
 //! certificates per ssl_verify_mode, refresh_certs, and memcached's TLS stats and start-up
 //! errors. Certificates are made fresh by each test (rcgen) in its own temporary directory.
 
-mod common;
-
-use common::{Client, Server, DEADLINE};
+use crate::harness::{Client, Server, DEADLINE};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,

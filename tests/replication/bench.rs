@@ -2,10 +2,8 @@
 //! `cargo test --release --test replication_bench -- --ignored --nocapture`.
 //! Library level: two Store + Replicator pairs in one process over loopback TCP.
 
-mod repl_common;
-
+use crate::harness::*;
 use repcached::store::Expiry;
-use repl_common::*;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

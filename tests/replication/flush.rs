@@ -2,9 +2,7 @@
 //! (writes on both nodes keep crossing), and at its time it removes, on both nodes, what was
 //! written before it and nothing written after. Real processes.
 
-mod repl_common;
-
-use repl_common::process::*;
+use crate::harness::*;
 
 fn pair() -> (Proc, Proc) {
     let pb = free_port();

@@ -9,15 +9,13 @@
 //! The SASL cases were recorded on a server started with -S whose users the table never names
 //! (every attempt fails); they run against repcached -S with a password file of another user.
 
-mod common;
-
-use common::Server;
+use crate::harness::Server;
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-const TABLE: &str = include_str!("data/binary_reference.txt");
+const TABLE: &str = include_str!("../data/binary_reference.txt");
 
 struct Step {
     send: Vec<u8>,

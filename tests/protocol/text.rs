@@ -5,9 +5,7 @@
 //! Every case starts from an empty cache (`flush_all`) on a fresh connection; all cases run and
 //! every mismatch is reported together.
 
-mod common;
-
-use common::{Client, Server};
+use crate::harness::{Client, Server};
 
 /// One step of a case.
 enum Step {
@@ -501,7 +499,7 @@ fn text_protocol_reference_memcached() {
         Some(server) => run_table(server),
         None => eprintln!(
             "{} is not installed: reference run skipped",
-            common::MEMCACHED
+            crate::harness::MEMCACHED
         ),
     }
 }

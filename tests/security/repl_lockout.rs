@@ -2,10 +2,8 @@
 //! peer in while silent sockets flood its replication port, from the peer's own address and
 //! from others: a handshake that makes progress wins over one that sends nothing.
 
-mod repl_common;
-
-use repl_common::process::*;
-use repl_common::write_secret;
+use crate::harness::write_secret;
+use crate::harness::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -3,8 +3,6 @@
 //! random moments (sometimes replaced by a full snapshot, as after a long break). Once every
 //! record is delivered, both stores must hold exactly the same items.
 
-mod repl_common;
-
 use parking_lot::Mutex;
 use repcached::store::{
     unix_now, Counter, Expiry, Mutation, MutationKind, MutationSink, SnapshotEntry, Store,
