@@ -7,6 +7,7 @@
 
 pub mod binary;
 pub mod client;
+pub mod flood;
 pub mod nodes;
 pub mod peer;
 pub mod server;

@@ -3,7 +3,8 @@
 //! a peer certified by another CA. (The clock-poisoning peer is in replication_lib.rs: it needs
 //! the library's channel to speak as an authenticated peer.)
 
-use crate::harness::write_secret;
+use crate::harness::flood::{flood, Flood};
+use crate::harness::peer::{now_ms, put, security, snap_item, FakePeer};
 use crate::harness::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -12,9 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use repcached::replication::frame::{self, Frame, Limits, PROTO_VERSION};
-use repcached::replication::secure::{self, Role, Security};
-use repcached::store::{Mutation, MutationKind, Version};
+use repcached::replication::frame::Frame;
+use repcached::replication::secure::Security;
+use repcached::store::Version;
 
 /// Copies bytes from `from` to `to` until either side closes, appending them to `log`.
 fn pipe(mut from: TcpStream, mut to: TcpStream, log: Option<Arc<Mutex<Vec<u8>>>>) {
@@ -277,89 +278,15 @@ fn mutual_tls_links_peers_of_one_ca_encrypts_and_refuses_others() {
     assert_eq!(r.client().get("tls-a"), None);
 }
 
-/// Holds `per_source` connections from each source address to `target` open until `stop`;
-/// each sends a partial preamble and then nothing. Like a patient attacker, it reopens a
-/// connection at once when the server timed it out (it was held a while), after 200 ms when
-/// the server closed it at once, and every 10 ms while the port is closed (so that a restarted
-/// node's listener is flooded as soon as it opens). `connects` counts the handshakes opened.
-fn flood(
-    target: SocketAddr,
-    sources: Vec<&'static str>,
-    per_source: usize,
-    stop: Arc<AtomicBool>,
-    connects: Arc<AtomicUsize>,
-) -> Vec<std::thread::JoinHandle<()>> {
-    struct Slot {
-        conn: Option<TcpStream>,
-        opened: Instant,
-        next_try: Instant,
-    }
-    sources
-        .into_iter()
-        .map(|src| {
-            let (stop, connects) = (stop.clone(), connects.clone());
-            std::thread::spawn(move || {
-                let connect = || -> Option<TcpStream> {
-                    let s =
-                        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-                            .ok()?;
-                    let from: SocketAddr = format!("{src}:0").parse().ok()?;
-                    s.bind(&from.into()).ok()?;
-                    s.connect_timeout(&target.into(), Duration::from_secs(1))
-                        .ok()?;
-                    let mut t: TcpStream = s.into();
-                    let _ = t.write_all(b"RCR");
-                    t.set_nonblocking(true).ok()?;
-                    Some(t)
-                };
-                let now = Instant::now();
-                let mut slots: Vec<Slot> = (0..per_source)
-                    .map(|_| Slot {
-                        conn: None,
-                        opened: now,
-                        next_try: now,
-                    })
-                    .collect();
-                // Bounded in time as well as by `stop`.
-                let deadline = Instant::now() + Duration::from_secs(60);
-                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    let now = Instant::now();
-                    for slot in slots.iter_mut() {
-                        if let Some(c) = &mut slot.conn {
-                            let mut b = [0u8; 64];
-                            let alive = match c.read(&mut b) {
-                                Ok(0) => false,
-                                Ok(_) => true,
-                                Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
-                            };
-                            if alive {
-                                continue;
-                            }
-                            slot.conn = None;
-                            let held = now.duration_since(slot.opened) > Duration::from_secs(1);
-                            slot.next_try = if held {
-                                now
-                            } else {
-                                now + Duration::from_millis(200)
-                            };
-                        }
-                        if now >= slot.next_try {
-                            slot.conn = connect();
-                            slot.opened = now;
-                            match slot.conn {
-                                Some(_) => {
-                                    connects.fetch_add(1, Ordering::Relaxed);
-                                }
-                                None => slot.next_try = now + Duration::from_millis(10),
-                            }
-                        }
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            })
-        })
-        .collect()
-}
+/// Like a patient attacker, each socket sends a partial preamble and then nothing, and is
+/// reopened at once when the server timed it out (it was held a while), after 200 ms when the
+/// server closed it at once.
+const PATIENT: Flood = Flood {
+    partial: b"RCR",
+    partial_on_odd_slots_only: false,
+    held: Duration::from_secs(1),
+    retry: Duration::from_millis(200),
+};
 
 #[test]
 fn a_pair_relinks_within_5s_of_a_restart_under_a_half_open_handshake_flood() {
@@ -392,11 +319,21 @@ fn a_pair_relinks_within_5s_of_a_restart_under_a_half_open_handshake_flood() {
             "127.0.0.10",
             "127.0.0.11",
         ];
-        threads.extend(flood(target, attackers, 30, stop.clone(), connects.clone()));
-        threads.extend(flood(
+        for src in attackers {
+            threads.push(flood(
+                target,
+                src.into(),
+                30,
+                PATIENT,
+                stop.clone(),
+                connects.clone(),
+            ));
+        }
+        threads.push(flood(
             target,
-            vec!["127.0.0.1"],
+            "127.0.0.1".into(),
             10,
+            PATIENT,
             stop.clone(),
             connects.clone(),
         ));
@@ -485,139 +422,6 @@ fn peers_whose_links_leave_from_another_source_address_are_matched_to_their_slot
     }
 }
 
-/// A hand-driven peer built from the library's own channel and frame codec (a real peer never
-/// lies in HELLO nor forges an origin): it dials `target` with `sec`, says HELLO as `node`
-/// (advertising `listen`), and if the node answers, completes a full sync of nothing and sends
-/// `records` (offsets from 1). It returns the frames the node sent it, by name, until the node
-/// closed the link or `hold` passed.
-fn fake_peer(
-    target: &str,
-    sec: Security,
-    server_name: &str,
-    node: u32,
-    listen: Option<SocketAddr>,
-    records: Vec<Mutation>,
-    hold: Duration,
-) -> Vec<String> {
-    fake_peer_with_snapshot(
-        target,
-        sec,
-        server_name,
-        node,
-        listen,
-        Vec::new(),
-        records,
-        hold,
-    )
-}
-
-/// [`fake_peer`], sending `snapshot` frames between FULLSYNC and SNAPEND.
-#[allow(clippy::too_many_arguments)]
-fn fake_peer_with_snapshot(
-    target: &str,
-    sec: Security,
-    server_name: &str,
-    node: u32,
-    listen: Option<SocketAddr>,
-    snapshot: Vec<Frame>,
-    records: Vec<Mutation>,
-    hold: Duration,
-) -> Vec<String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let mut got = Vec::new();
-        let stream = tokio::net::TcpStream::connect(target).await.unwrap();
-        let Ok((mut rd, mut wr)) = secure::establish(stream, Role::Dialer, &sec, server_name).await
-        else {
-            return got;
-        };
-        let limits = Limits {
-            item_size_max: 1 << 20,
-        };
-        let mut inbuf = bytes::BytesMut::new();
-        let deadline = tokio::time::Instant::now() + hold;
-        let send = |f: Frame| {
-            let mut out = bytes::BytesMut::new();
-            frame::encode(&f, repcached::store::unix_now(), &mut out);
-            out
-        };
-        let hello = send(Frame::Hello {
-            version: PROTO_VERSION,
-            node,
-            listen_port: listen.map(|a| a.port()).unwrap_or(0),
-            listen_ip: listen.map(|a| a.ip()),
-        });
-        if wr.write_all(&hello).await.is_err() {
-            return got;
-        }
-        loop {
-            // Every whole frame buffered, answered as a peer would.
-            while let Ok(Some((f, n))) =
-                frame::decode(&inbuf, &limits, repcached::store::unix_now())
-            {
-                let _ = inbuf.split_to(n);
-                let name = format!("{f:?}");
-                let name = name.split([' ', '{', '(']).next().unwrap_or("").to_string();
-                let mut out = bytes::BytesMut::new();
-                match f {
-                    Frame::Hello { .. } => out.extend_from_slice(&send(Frame::Psync {
-                        run: 7,
-                        next: records.len() as u64 + 1,
-                        want_run: 0,
-                        want_offset: 0,
-                    })),
-                    Frame::Psync { .. } => {
-                        out.extend_from_slice(&send(Frame::SyncMode { full: true }))
-                    }
-                    Frame::SyncMode { .. } => {
-                        out.extend_from_slice(&send(Frame::FullSync { run: 7, start: 1 }));
-                        for f in &snapshot {
-                            out.extend_from_slice(&send(f.clone()));
-                        }
-                        out.extend_from_slice(&send(Frame::SnapEnd {
-                            items: snapshot.len() as u64,
-                        }));
-                        for (i, m) in records.iter().enumerate() {
-                            out.extend_from_slice(&send(Frame::Record {
-                                offset: i as u64 + 1,
-                                mutation: m.clone(),
-                            }));
-                        }
-                    }
-                    _ => {}
-                }
-                got.push(name);
-                if !out.is_empty() && wr.write_all(&out).await.is_err() {
-                    return got;
-                }
-            }
-            match tokio::time::timeout_at(deadline, rd.read_buf(&mut inbuf)).await {
-                Ok(Ok(1..)) => {}
-                _ => return got,
-            }
-        }
-    })
-}
-
-fn put(key: &str, origin: u32) -> Mutation {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    Mutation {
-        key: bytes::Bytes::copy_from_slice(key.as_bytes()),
-        version: Version::new(now_ms << 16, origin),
-        kind: MutationKind::Put {
-            flags: 0,
-            exptime: 0,
-            value: bytes::Bytes::from_static(b"injected"),
-        },
-    }
-}
-
 #[test]
 fn certificates_without_both_extended_key_usages_are_not_peers() {
     // The CA also signs client certificates (-Z clients): clientAuth only, no name. And a
@@ -661,15 +465,11 @@ fn certificates_without_both_extended_key_usages_are_not_peers() {
     );
     assert!(a.stderr_contains("needs both serverAuth and clientAuth extended key usage"));
     // A hand-driven client-certificate peer that claims B's slot gets nothing at all.
-    let got = fake_peer(
-        &a.repl_addr(),
-        pki.security("client"),
-        "127.0.0.1",
-        4242,
-        Some(format!("127.0.0.1:{ps}").parse().unwrap()),
-        vec![put("injected-by-fake", 4242)],
-        Duration::from_secs(2),
-    );
+    let got = FakePeer::new(pki.security("client"), 4242)
+        .server_name("127.0.0.1")
+        .listen(&format!("127.0.0.1:{ps}"))
+        .records(vec![put("injected-by-fake", 4242)])
+        .run(&a.repl_addr());
     assert!(got.is_empty(), "a client certificate received {got:?}");
     let (mut ca, mut cr, mut cs) = (a.client(), r.client(), s.client());
     assert_eq!(cr.get("secret-of-a"), None);
@@ -693,15 +493,10 @@ fn a_peer_certificate_naming_no_peer_of_the_node_is_refused() {
         &strs(&pki.args("a", &pki)),
     );
     assert_eq!(a.client().set("secret-of-a", "1"), "STORED");
-    let got = fake_peer(
-        &a.repl_addr(),
-        pki.security("other"),
-        "127.0.0.1",
-        4242,
-        None,
-        vec![put("injected-by-fake", 4242)],
-        Duration::from_secs(2),
-    );
+    let got = FakePeer::new(pki.security("other"), 4242)
+        .server_name("127.0.0.1")
+        .records(vec![put("injected-by-fake", 4242)])
+        .run(&a.repl_addr());
     assert!(got.is_empty(), "an unknown certificate received {got:?}");
     let o = spawn(po, &[a.repl_addr()], &strs(&pki.args("other", &pki)));
     assert_eq!(o.client().set("injected-by-o", "1"), "STORED");
@@ -782,15 +577,11 @@ fn a_peer_claiming_another_peers_node_id_in_hello_does_not_get_its_slot() {
     let c_id: u32 = c.client().stats("")["repl_node_id"].parse().unwrap();
     assert_eq!(a.client().set("secret-of-a", "1"), "STORED");
 
-    let got = fake_peer(
-        &a.repl_addr(),
-        pki.security("m"),
-        "127.0.0.1",
-        c_id,
-        Some(format!("127.0.0.3:{pc}").parse().unwrap()),
-        vec![put("forged-as-c", c_id)],
-        Duration::from_secs(2),
-    );
+    let got = FakePeer::new(pki.security("m"), c_id)
+        .server_name("127.0.0.1")
+        .listen(&format!("127.0.0.3:{pc}"))
+        .records(vec![put("forged-as-c", c_id)])
+        .run(&a.repl_addr());
     assert!(got.is_empty(), "the impostor was answered: {got:?}");
     assert!(a.client().stat_u64("", "repl_identity_refused") >= 1);
     assert!(a.stderr_contains("belongs to peer"));
@@ -807,15 +598,10 @@ fn a_peer_claiming_another_peers_node_id_in_hello_does_not_get_its_slot() {
 
     // Control: with its own node id the same certificate is a peer (so the claim was what
     // was refused), and its writes apply.
-    let got = fake_peer(
-        &a.repl_addr(),
-        pki.security("m"),
-        "127.0.0.1",
-        4242,
-        None,
-        vec![put("from-m", 4242)],
-        Duration::from_secs(2),
-    );
+    let got = FakePeer::new(pki.security("m"), 4242)
+        .server_name("127.0.0.1")
+        .records(vec![put("from-m", 4242)])
+        .run(&a.repl_addr());
     assert!(got.iter().any(|f| f == "Hello"), "{got:?}");
     let mut ca = a.client();
     assert!(wait_for(10, || ca.get("from-m").is_some()));
@@ -829,22 +615,17 @@ fn a_record_whose_origin_is_not_the_links_node_is_refused_and_counted() {
     let secret = write_secret("origin", "origin-test-secret-0123456789abcdef");
     let s = secret.to_str().unwrap();
     let a = spawn(free_port(), &[], &["--repl-secret-file", s]);
-    let sec = Security::from_secret(&secure::load_secret(&secret).unwrap());
+    let sec = security(&secret);
     let target = a.repl_addr();
     let peer = std::thread::spawn(move || {
-        fake_peer(
-            &target,
-            sec,
-            "",
-            4242,
-            None,
-            vec![
+        FakePeer::new(sec, 4242)
+            .records(vec![
                 put("own-write", 4242),
                 put("forged-write", 5555),
                 put("own-later", 4242),
-            ],
-            Duration::from_secs(3),
-        )
+            ])
+            .hold(Duration::from_secs(3))
+            .run(&target)
     });
     let mut ca = a.client();
     assert!(
@@ -874,24 +655,11 @@ fn a_snapshot_item_whose_origin_is_not_the_links_node_is_refused() {
     let secret = write_secret("snaporigin", "origin-test-secret-0123456789abcdef");
     let s = secret.to_str().unwrap();
     let a = spawn(free_port(), &[], &["--repl-secret-file", s]);
-    let sec = Security::from_secret(&secure::load_secret(&secret).unwrap());
+    let sec = security(&secret);
     let target = a.repl_addr();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let now_ms = now_ms();
     let item = |key: String, node: u32| {
-        let v = Version::new(now_ms << 16, node);
-        Frame::SnapItem {
-            key: bytes::Bytes::from(key),
-            value: bytes::Bytes::from_static(b"injected"),
-            flags: 0,
-            exptime: 0,
-            version: v,
-            base: v,
-            touched: Version::ZERO,
-            counter: None,
-        }
+        snap_item(key, b"injected", Version::new(now_ms << 16, node), None)
     };
     let share = repcached::store::version::MAX_LEARNED_NODES as u32;
     let mut snapshot: Vec<Frame> = (0..share)
@@ -899,16 +667,11 @@ fn a_snapshot_item_whose_origin_is_not_the_links_node_is_refused() {
         .collect();
     snapshot.push(item("forged-snap".into(), 5555));
     let peer = std::thread::spawn(move || {
-        fake_peer_with_snapshot(
-            &target,
-            sec,
-            "",
-            4242,
-            None,
-            snapshot,
-            vec![put("own-later", 4242)],
-            Duration::from_secs(5),
-        )
+        FakePeer::new(sec, 4242)
+            .snapshot(snapshot)
+            .records(vec![put("own-later", 4242)])
+            .hold(Duration::from_secs(5))
+            .run(&target)
     });
     let mut ca = a.client();
     assert!(
@@ -941,36 +704,18 @@ fn a_peer_cannot_freeze_local_incr_with_a_huge_counter_seq() {
     let a = spawn(free_port(), &[], &["--repl-secret-file", s]);
     let mut ca = a.client();
     let me = ca.stat_u64("", "repl_node_id") as u32;
-    let sec = Security::from_secret(&secure::load_secret(&secret).unwrap());
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let sec = security(&secret);
+    let now_ms = now_ms();
     let snapshot = |key: &'static [u8], seq: u64| {
         let v = Version::new(now_ms << 16, 4242);
         let mut counter = repcached::store::Counter::new(10);
         counter.merge_one(repcached::store::Contribution::new(me, seq, 0));
-        vec![Frame::SnapItem {
-            key: bytes::Bytes::from_static(key),
-            value: bytes::Bytes::from_static(b"10"),
-            flags: 0,
-            exptime: 0,
-            version: v,
-            base: v,
-            touched: Version::ZERO,
-            counter: Some(counter),
-        }]
+        vec![snap_item(key, b"10", v, Some(counter))]
     };
-    let _ = fake_peer_with_snapshot(
-        &a.repl_addr(),
-        Security::from_secret(&secure::load_secret(&secret).unwrap()),
-        "",
-        4242,
-        None,
-        snapshot(b"huge", u64::MAX),
-        vec![put("after-huge", 4242)],
-        Duration::from_secs(2),
-    );
+    let _ = FakePeer::new(security(&secret), 4242)
+        .snapshot(snapshot(b"huge", u64::MAX))
+        .records(vec![put("after-huge", 4242)])
+        .run(&a.repl_addr());
     assert!(
         wait_for(5, || ca.stat_u64("", "repl_protocol_errors") >= 1),
         "a counter seq of u64::MAX did not close the link as a protocol error"
@@ -980,16 +725,11 @@ fn a_peer_cannot_freeze_local_incr_with_a_huge_counter_seq() {
     let target = a.repl_addr();
     let snap = snapshot(b"ctr", repcached::store::MAX_SEQ);
     let peer = std::thread::spawn(move || {
-        fake_peer_with_snapshot(
-            &target,
-            sec,
-            "",
-            4242,
-            None,
-            snap,
-            vec![put("own-later", 4242)],
-            Duration::from_secs(3),
-        )
+        FakePeer::new(sec, 4242)
+            .snapshot(snap)
+            .records(vec![put("own-later", 4242)])
+            .hold(Duration::from_secs(3))
+            .run(&target)
     });
     assert!(
         wait_for(10, || ca.get("own-later").is_some()),
@@ -1063,15 +803,11 @@ fn a_peer_cannot_claim_a_node_id_before_its_owner_links() {
     // M claims C's id and holds its link while C is unreachable.
     let (target, m_sec) = (a.repl_addr(), pki.security("m"));
     let m = std::thread::spawn(move || {
-        fake_peer(
-            &target,
-            m_sec,
-            "127.0.0.1",
-            c_id,
-            None,
-            vec![put("forged-as-c", c_id)],
-            Duration::from_secs(12),
-        )
+        FakePeer::new(m_sec, c_id)
+            .server_name("127.0.0.1")
+            .records(vec![put("forged-as-c", c_id)])
+            .hold(Duration::from_secs(12))
+            .run(&target)
     });
     let mut ca = a.client();
     assert!(
@@ -1094,15 +830,10 @@ fn a_peer_cannot_claim_a_node_id_before_its_owner_links() {
     let got = m.join().unwrap();
     assert!(got.iter().any(|f| f == "Hello"), "{got:?}");
     // Now that C's link lives, a claim of its id by M is refused.
-    let got = fake_peer(
-        &a.repl_addr(),
-        pki.security("m"),
-        "127.0.0.1",
-        c_id,
-        None,
-        vec![put("forged-again", c_id)],
-        Duration::from_secs(2),
-    );
+    let got = FakePeer::new(pki.security("m"), c_id)
+        .server_name("127.0.0.1")
+        .records(vec![put("forged-again", c_id)])
+        .run(&a.repl_addr());
     assert!(got.is_empty(), "the impostor was answered: {got:?}");
     assert!(ca.stat_u64("", "repl_identity_refused") >= 1);
     assert_eq!(ca.get("forged-again"), None);
@@ -1130,38 +861,21 @@ fn forged_snapshot_origins_cannot_fill_the_node_table() {
     let secret = write_secret("nodetable", "origin-test-secret-0123456789abcdef");
     let s = secret.to_str().unwrap();
     let a = spawn(free_port(), &[], &["--repl-secret-file", s]);
-    let sec = Security::from_secret(&secure::load_secret(&secret).unwrap());
+    let sec = security(&secret);
     let target = a.repl_addr();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let now_ms = now_ms();
     let snapshot = (0..65_536u32)
         .map(|i| {
             let v = Version::new(now_ms << 16, 1_000_000 + i);
-            Frame::SnapItem {
-                key: bytes::Bytes::from(format!("n{i}")),
-                value: bytes::Bytes::from_static(b"x"),
-                flags: 0,
-                exptime: 0,
-                version: v,
-                base: v,
-                touched: Version::ZERO,
-                counter: None,
-            }
+            snap_item(format!("n{i}"), b"x", v, None)
         })
         .collect();
     let peer = std::thread::spawn(move || {
-        fake_peer_with_snapshot(
-            &target,
-            sec,
-            "",
-            4242,
-            None,
-            snapshot,
-            vec![put("own-later", 4242)],
-            Duration::from_secs(8),
-        )
+        FakePeer::new(sec, 4242)
+            .snapshot(snapshot)
+            .records(vec![put("own-later", 4242)])
+            .hold(Duration::from_secs(8))
+            .run(&target)
     });
     let mut ca = a.client();
     let applied = wait_for(10, || ca.get("own-later").is_some());

@@ -2,108 +2,14 @@
 //! peer in while silent sockets flood its replication port, from the peer's own address and
 //! from others: a handshake that makes progress wins over one that sends nothing.
 
+use crate::harness::flood::{flood, raise_nofile, Flood};
 use crate::harness::write_secret;
 use crate::harness::*;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Raises this process's open-file limit to its hard limit (the flood holds ~1000 sockets).
-fn raise_nofile() {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    #[allow(unsafe_code)]
-    // SAFETY: getrlimit and setrlimit only write/read the local struct passed by reference.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
-            r.rlim_cur = r.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-        }
-    }
-}
-
-/// Holds `per_source` sockets from `src` to `target` that never send more than `partial` (a
-/// piece of a preamble, or nothing) on every second slot. A slot the server
-/// closed is reopened at once when it had been held a while (the server timed it out), after
-/// 1 s when it was closed at once (evicted or refused), so the flood keeps its pressure for as
-/// long as `stop` is unset (at most 60 s).
-fn silent_flood(
-    target: SocketAddr,
-    src: String,
-    per_source: usize,
-    partial: &'static [u8],
-    stop: Arc<AtomicBool>,
-    connects: Arc<AtomicUsize>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let connect = |i: usize| -> Option<TcpStream> {
-            let s =
-                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
-            let from: SocketAddr = format!("{src}:0").parse().ok()?;
-            s.bind(&from.into()).ok()?;
-            s.connect_timeout(&target.into(), Duration::from_secs(1))
-                .ok()?;
-            let mut t: TcpStream = s.into();
-            if i % 2 == 1 {
-                let _ = t.write_all(partial);
-            }
-            t.set_nonblocking(true).ok()?;
-            Some(t)
-        };
-        struct Slot {
-            conn: Option<TcpStream>,
-            opened: Instant,
-            next_try: Instant,
-        }
-        let now = Instant::now();
-        let mut slots: Vec<Slot> = (0..per_source)
-            .map(|_| Slot {
-                conn: None,
-                opened: now,
-                next_try: now,
-            })
-            .collect();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-            let now = Instant::now();
-            for (i, slot) in slots.iter_mut().enumerate() {
-                if let Some(c) = &mut slot.conn {
-                    let mut b = [0u8; 64];
-                    let alive = match c.read(&mut b) {
-                        Ok(0) => false,
-                        Ok(_) => true,
-                        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
-                    };
-                    if alive {
-                        continue;
-                    }
-                    slot.conn = None;
-                    let held = now.duration_since(slot.opened) >= Duration::from_millis(900);
-                    slot.next_try = if held {
-                        now
-                    } else {
-                        now + Duration::from_secs(1)
-                    };
-                }
-                if now >= slot.next_try {
-                    slot.conn = connect(i);
-                    slot.opened = now;
-                    match slot.conn {
-                        Some(_) => {
-                            connects.fetch_add(1, Ordering::Relaxed);
-                        }
-                        None => slot.next_try = now + Duration::from_millis(10),
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    })
-}
 
 #[test]
 fn an_unconfigured_peer_links_within_5s_through_a_silent_flood_from_its_own_address_and_16_others()
@@ -121,20 +27,28 @@ fn an_unconfigured_peer_links_within_5s_through_a_silent_flood_from_its_own_addr
     // (512, eight times the shared pool), held and reopened when closed.
     let stop = Arc::new(AtomicBool::new(false));
     let connects = Arc::new(AtomicUsize::new(0));
-    let mut threads = vec![silent_flood(
+    // A slot the server closed is reopened at once when it had been held a while (the server
+    // timed it out), after 1 s when it was closed at once (evicted or refused).
+    let silent = |partial| Flood {
+        partial,
+        partial_on_odd_slots_only: true,
+        held: Duration::from_millis(900),
+        retry: Duration::from_secs(1),
+    };
+    let mut threads = vec![flood(
         target,
         "127.0.0.1".into(),
         500,
-        b"RCRP",
+        silent(b"RCRP"),
         stop.clone(),
         connects.clone(),
     )];
     for n in 2..18 {
-        threads.push(silent_flood(
+        threads.push(flood(
             target,
             format!("127.0.0.{n}"),
             32,
-            b"",
+            silent(b""),
             stop.clone(),
             connects.clone(),
         ));
