@@ -31,7 +31,7 @@ pub struct Server {
     /// Every stderr line the server printed so far.
     pub stderr: Arc<Mutex<Vec<String>>>,
     /// The stderr lines not yet taken by [`Server::stderr_lines`].
-    new_lines: mpsc::Receiver<String>,
+    new_lines: Mutex<mpsc::Receiver<String>>,
     pub name: String,
 }
 
@@ -103,7 +103,7 @@ impl Server {
             repl_port,
             udp_port,
             stderr,
-            new_lines: lines,
+            new_lines: Mutex::new(lines),
             name: "repcached".into(),
         }
     }
@@ -133,7 +133,7 @@ impl Server {
                 repl_port: 0,
                 udp_port: None,
                 stderr,
-                new_lines: lines,
+                new_lines: Mutex::new(lines),
                 name: "memcached".into(),
             };
             if server.try_ready() {
@@ -191,6 +191,11 @@ impl Server {
         self.child.id()
     }
 
+    /// The exit status once the process has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
     /// True while the process runs.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -199,7 +204,7 @@ impl Server {
     /// The stderr lines printed since the last call (lines read while waiting for the
     /// listening line are not among them).
     pub fn stderr_lines(&self) -> Vec<String> {
-        self.new_lines.try_iter().collect()
+        self.new_lines.lock().unwrap().try_iter().collect()
     }
 
     /// Whether any stderr line so far contains `needle`.

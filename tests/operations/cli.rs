@@ -2,6 +2,7 @@
 //! codes and messages. Every case must exit on its own; the one daemon that starts on purpose
 //! (`-d`) is stopped by the test that starts it.
 
+use crate::harness::is_root;
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -171,10 +172,7 @@ fn bad_config_files_exit_one() {
 
 #[test]
 fn unknown_user_is_refused_when_root() {
-    // SAFETY: geteuid has no preconditions, touches no memory and cannot fail.
-    #[allow(unsafe_code)]
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
+    if !is_root() {
         // Not root: -u is ignored and the server would start; nothing to check here.
         return;
     }
@@ -239,10 +237,7 @@ fn daemon_reports_an_unwritable_pid_file() {
         out.stderr
     );
 
-    // SAFETY: geteuid takes no arguments and cannot fail.
-    #[allow(unsafe_code)]
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
+    if !is_root() {
         return;
     }
     // Root's 0700 directory: writable before -u drops privileges, not after.

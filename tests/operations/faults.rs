@@ -14,10 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn sigterm(pid: u32) {
-    // SAFETY: kill(2) has no memory effects; the pid is a child this test spawned.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    signal(pid, libc::SIGTERM);
 }
 
 /// One pipelining writer: batches of `set` without waiting, then reads the batch's replies.

@@ -9,21 +9,7 @@ const ADJUST_FAILED: &[u8] = b"MEMLIMIT_ADJUST_FAILED out of bounds or unable to
 
 /// One general stat, read with `stats` on `c`.
 fn stat(c: &mut Client, name: &str) -> u64 {
-    c.send(b"stats\r\n").expect("send stats");
-    let mut found = None;
-    loop {
-        let line = c.read_line();
-        assert!(!line.is_empty(), "connection ended inside stats");
-        if line == b"END\r\n" {
-            break;
-        }
-        let text = String::from_utf8_lossy(&line);
-        let mut parts = text.split_whitespace();
-        if parts.nth(1) == Some(name) {
-            found = parts.next().and_then(|v| v.parse().ok());
-        }
-    }
-    found.unwrap_or_else(|| panic!("no stat {name}"))
+    c.stat("", name).parse().unwrap()
 }
 
 /// `n` sets pipelined in batches, every reply STORED (enough keys to grow the hash index,

@@ -11,26 +11,11 @@ fn ask(c: &mut Client, cmd: &str) -> String {
     String::from_utf8_lossy(&c.read_line()).into_owned()
 }
 
-/// `stats settings` (or another group) as name -> value.
-fn stats(c: &mut Client, group: &str) -> std::collections::HashMap<String, String> {
-    c.send(format!("stats {group}\r\n").as_bytes()).unwrap();
-    let mut out = std::collections::HashMap::new();
-    loop {
-        let line = String::from_utf8_lossy(&c.read_line()).into_owned();
-        if line == "END\r\n" {
-            return out;
-        }
-        let mut parts = line.trim_end().splitn(3, ' ');
-        let (_, name, value) = (parts.next(), parts.next(), parts.next());
-        out.insert(name.unwrap().to_string(), value.unwrap_or("").to_string());
-    }
-}
-
 #[test]
 fn lru_crawler_commands_answer_as_memcached_and_change_the_settings() {
     let server = Server::repcached(&[]);
     let mut c = server.client();
-    let s = stats(&mut c, "settings");
+    let s = c.stats("settings");
     assert_eq!(s["lru_crawler"], "yes");
     assert_eq!(s["lru_crawler_sleep"], "100", "memcached's default");
     assert_eq!(s["lru_crawler_tocrawl"], "0", "memcached's default");
@@ -66,7 +51,7 @@ fn lru_crawler_commands_answer_as_memcached_and_change_the_settings() {
         ask(&mut c, "lru_crawler enable\r\n"),
         "ERROR failed to start lru crawler thread\r\n"
     );
-    let s = stats(&mut c, "settings");
+    let s = c.stats("settings");
     assert_eq!(
         (
             s["lru_crawler_sleep"].as_str(),
@@ -76,7 +61,7 @@ fn lru_crawler_commands_answer_as_memcached_and_change_the_settings() {
     );
 
     assert_eq!(ask(&mut c, "lru_crawler disable\r\n"), "OK\r\n");
-    assert_eq!(stats(&mut c, "settings")["lru_crawler"], "no");
+    assert_eq!(c.stats("settings")["lru_crawler"], "no");
     assert_eq!(
         ask(&mut c, "lru_crawler crawl all\r\n"),
         "CLIENT_ERROR lru crawler disabled\r\n"
@@ -86,7 +71,7 @@ fn lru_crawler_commands_answer_as_memcached_and_change_the_settings() {
         "CLIENT_ERROR lru crawler disabled\r\n"
     );
     assert_eq!(ask(&mut c, "lru_crawler enable\r\n"), "OK\r\n");
-    assert_eq!(stats(&mut c, "settings")["lru_crawler"], "yes");
+    assert_eq!(c.stats("settings")["lru_crawler"], "yes");
 }
 
 #[test]
@@ -105,15 +90,15 @@ fn lru_crawler_crawl_runs_a_pass_and_reports_it() {
     }
     // Wait (bounded) until the 1-second items have expired, without touching them.
     let deadline = Instant::now() + Duration::from_secs(10);
-    let start = stats(&mut c, "")["time"].parse::<u64>().unwrap();
-    while stats(&mut c, "")["time"].parse::<u64>().unwrap() < start + 3 {
+    let start = c.stats("")["time"].parse::<u64>().unwrap();
+    while c.stats("")["time"].parse::<u64>().unwrap() < start + 3 {
         assert!(Instant::now() < deadline, "server clock stands still");
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(ask(&mut c, "lru_crawler crawl 1\r\n"), "OK\r\n");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let s = stats(&mut c, "");
+        let s = c.stats("");
         if s["lru_crawler_running"] == "0" {
             // The periodic sweep (once a second, counted in `reclaimed` like memcached's LRU
             // maintainer) may have been first; the crawl counts in `crawler_reclaimed`. Each
@@ -132,7 +117,7 @@ fn lru_crawler_crawl_runs_a_pass_and_reports_it() {
 fn slabs_commands_answer_as_memcached() {
     let server = Server::repcached(&[]);
     let mut c = server.client();
-    assert_eq!(stats(&mut c, "settings")["slab_automove"], "0");
+    assert_eq!(c.stats("settings")["slab_automove"], "0");
     assert_eq!(
         ask(&mut c, "slabs automove invalid\r\n"),
         "CLIENT_ERROR bad command line format\r\n"
@@ -141,11 +126,11 @@ fn slabs_commands_answer_as_memcached() {
     assert_eq!(ask(&mut c, "slabs automove ratio\r\n"), "ERROR\r\n");
     assert_eq!(ask(&mut c, "slabs automove ratio 0.5\r\n"), "OK\r\n");
     assert_eq!(ask(&mut c, "slabs automove 2\r\n"), "OK\r\n");
-    assert_eq!(stats(&mut c, "settings")["slab_automove"], "2");
+    assert_eq!(c.stats("settings")["slab_automove"], "2");
     c.send(b"slabs automove 1 noreply\r\n").unwrap();
-    assert_eq!(stats(&mut c, "settings")["slab_automove"], "1");
+    assert_eq!(c.stats("settings")["slab_automove"], "1");
     // A ring has no slab pages: memcached's reply with slab reassignment off.
-    assert_eq!(stats(&mut c, "settings")["slab_reassign"], "no");
+    assert_eq!(c.stats("settings")["slab_reassign"], "no");
     for cmd in ["slabs reassign 1 2\r\n", "slabs reassign x y\r\n"] {
         assert_eq!(
             ask(&mut c, cmd),
@@ -173,7 +158,7 @@ fn stats_detail_counts_per_prefix() {
     };
     assert!(dump(&mut c).is_empty());
     assert_eq!(ask(&mut c, "stats detail on\r\n"), "OK\r\n");
-    assert_eq!(stats(&mut c, "settings")["detail_enabled"], "yes");
+    assert_eq!(c.stats("settings")["detail_enabled"], "yes");
     assert_eq!(ask(&mut c, "set foo:123 0 0 6\r\nfooval\r\n"), "STORED\r\n");
     assert_eq!(ask(&mut c, "set nodelimiter 0 0 1\r\nx\r\n"), "STORED\r\n");
     assert_eq!(dump(&mut c), ["PREFIX foo get 0 hit 0 set 1 del 0\r\n"]);
@@ -192,7 +177,7 @@ fn stats_detail_counts_per_prefix() {
     assert_eq!(ask(&mut c, "stats reset\r\n"), "RESET\r\n");
     assert!(dump(&mut c).is_empty());
     assert_eq!(ask(&mut c, "stats detail off\r\n"), "OK\r\n");
-    assert_eq!(stats(&mut c, "settings")["detail_enabled"], "no");
+    assert_eq!(c.stats("settings")["detail_enabled"], "no");
     assert_eq!(ask(&mut c, "delete foo:123\r\n"), "DELETED\r\n");
     assert!(dump(&mut c).is_empty(), "nothing counted while off");
 }
@@ -206,7 +191,7 @@ fn conn_yields_counts_spent_request_budgets() {
     for _ in 0..6 {
         assert_eq!(c.read_line(), b"STORED\r\n");
     }
-    let yields: u64 = stats(&mut c, "")["conn_yields"].parse().unwrap();
+    let yields: u64 = c.stats("")["conn_yields"].parse().unwrap();
     assert!(yields >= 5, "{yields}");
 }
 
@@ -215,16 +200,16 @@ fn no_lru_crawler_and_no_modern_start_with_the_crawler_off() {
     for opt in ["no_lru_crawler", "no_modern"] {
         let server = Server::repcached(&["-o", opt]);
         let mut c = server.client();
-        assert_eq!(stats(&mut c, "settings")["lru_crawler"], "no", "{opt}");
+        assert_eq!(c.stats("settings")["lru_crawler"], "no", "{opt}");
         // memcached lists the crawler's stats only while it is enabled.
-        assert!(!stats(&mut c, "").contains_key("lru_crawler_starts"));
+        assert!(!c.stats("").contains_key("lru_crawler_starts"));
         assert_eq!(
             ask(&mut c, "lru_crawler crawl 1\r\n"),
             "CLIENT_ERROR lru crawler disabled\r\n"
         );
         assert_eq!(ask(&mut c, "lru_crawler enable\r\n"), "OK\r\n");
-        assert_eq!(stats(&mut c, "settings")["lru_crawler"], "yes");
-        assert!(stats(&mut c, "").contains_key("lru_crawler_starts"));
+        assert_eq!(c.stats("settings")["lru_crawler"], "yes");
+        assert!(c.stats("").contains_key("lru_crawler_starts"));
     }
 }
 
@@ -232,7 +217,7 @@ fn no_lru_crawler_and_no_modern_start_with_the_crawler_off() {
 fn stats_has_memcached_fields_that_are_true_zeros_here() {
     let server = Server::repcached(&[]);
     let mut c = server.client();
-    let s = stats(&mut c, "");
+    let s = c.stats("");
     for name in [
         "hash_is_expanding",
         "malloc_fails",

@@ -2,62 +2,18 @@
 //! shutdown paths, large values, data swallowed across reads, numeric stats, idle timeout,
 //! listeners in `stats conns`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use crate::harness::{signal, Server};
+use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Node {
-    child: Child,
-    port: u16,
-    udp_port: Option<u16>,
+/// Starts the binary on port 0 (UDP only if `extra` asks) and reads the bound ports from its
+/// stderr.
+fn start(extra: &[&str]) -> Server {
+    Server::launch(&["-p", "-1", "-l", "127.0.0.1", "-X", "0"], extra)
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the binary on port 0 and reads the bound ports from its stderr.
-fn start(extra: &[&str]) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_repcached"))
-        .args(["-p", "-1", "-l", "127.0.0.1", "-X", "0"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn repcached");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let wants_udp = extra.contains(&"-U");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (mut port, mut udp_port) = (None, None);
-    while Instant::now() < deadline && (port.is_none() || (wants_udp && udp_port.is_none())) {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
-            let parse = |l: &str| l.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
-            if line.starts_with("repcached: listening on tcp") {
-                port = parse(&line);
-            } else if line.starts_with("repcached: listening on udp") {
-                udp_port = parse(&line);
-            }
-        }
-    }
-    Node {
-        child,
-        port: port.expect("server did not report its port"),
-        udp_port,
-    }
-}
-
-fn connect(node: &Node) -> TcpStream {
+fn connect(node: &Server) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", node.port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s
@@ -169,7 +125,7 @@ fn shutdown_command_needs_dash_a() {
     let mut s = connect(&node);
     s.write_all(b"shutdown\r\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while node.child.try_wait().unwrap().is_none() {
+    while node.try_wait().is_none() {
         assert!(
             Instant::now() < deadline,
             "server did not exit after shutdown"
@@ -183,14 +139,10 @@ fn sigterm_stops_the_server_cleanly() {
     let mut node = start(&[]);
     let mut s = connect(&node);
     assert_eq!(ask(&mut s, b"set k 0 0 1\r\nv\r\n", b"\r\n"), b"STORED\r\n");
-    // SAFETY: kill(2) takes plain integers and touches no memory; the pid is our own child,
-    // not yet reaped, so it cannot name another process.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::kill(node.child.id() as i32, libc::SIGTERM) };
-    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    signal(node.pid(), libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(status) = node.child.try_wait().unwrap() {
+        if let Some(status) = node.try_wait() {
             assert!(status.success(), "exit status {status:?}");
             break;
         }

@@ -4,16 +4,16 @@
 //! do; the wire cases speak as an authenticated but hostile peer (it holds the secret) to an
 //! in-process node and watch its `repl_protocol_errors`.
 
+use crate::harness::peer::{security, PeerLink};
 use crate::harness::*;
 use bytes::{Bytes, BytesMut};
-use repcached::replication::frame::{self, Frame, Limits, PROTO_VERSION};
-use repcached::replication::secure::{self, LinkReader, LinkWriter, Role, Security};
+use repcached::replication::frame::{self, Frame, Limits};
+use repcached::replication::secure::Security;
 use repcached::store::{
     unix_now, ApplyOutcome, Contribution, Counter, Expiry, Mutation, MutationKind, MutationSink,
     Store, StoreConfig, Version, MAX_SEQ,
 };
 use std::sync::Arc;
-use std::time::Duration;
 
 /// What the store published: for a delta its seq, for anything else None.
 #[derive(Default)]
@@ -192,74 +192,17 @@ fn frames_with_a_sequence_number_past_max_seq_are_malformed() {
     }
 }
 
-/// A hostile but authenticated peer's end of one link.
-struct Fake {
-    rd: LinkReader,
-    wr: LinkWriter,
-    buf: BytesMut,
-}
-
 const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const ME: u32 = 4242;
 
-impl Fake {
-    async fn connect(node: &Node, sec: &Security) -> Fake {
-        let stream = tokio::net::TcpStream::connect(node.addr).await.unwrap();
-        let (rd, wr) = secure::establish(stream, Role::Dialer, sec, "127.0.0.1")
-            .await
-            .expect("the hostile peer holds the secret");
-        let mut f = Fake {
-            rd,
-            wr,
-            buf: BytesMut::new(),
-        };
-        f.send(Frame::Hello {
-            version: PROTO_VERSION,
-            node: ME,
-            listen_port: 0,
-            listen_ip: None,
-        })
-        .await;
-        assert!(matches!(f.next().await, Some(Frame::Hello { .. })));
-        f
-    }
-
-    async fn send(&mut self, f: Frame) {
-        let mut out = BytesMut::new();
-        frame::encode(&f, unix_now(), &mut out);
-        // The node may already have closed the link: the caller checks what it did.
-        let _ = self.wr.write_all(&out).await;
-    }
-
-    /// The node's next frame, or None once it closed the link.
-    async fn next(&mut self) -> Option<Frame> {
-        let limits = Limits {
-            item_size_max: 1 << 20,
-        };
-        loop {
-            if let Some((f, n)) = frame::decode(&self.buf, &limits, unix_now()).unwrap() {
-                let _ = self.buf.split_to(n);
-                return Some(f);
-            }
-            match tokio::time::timeout(Duration::from_secs(10), self.rd.read_buf(&mut self.buf))
-                .await
-            {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return None,
-            }
-        }
-    }
-
-    /// Reads until the node closes the link (bounded: 10 s without a byte ends it too).
-    async fn closed(&mut self) -> bool {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while tokio::time::Instant::now() < deadline {
-            if self.next().await.is_none() {
-                return true;
-            }
-        }
-        false
-    }
+/// A hostile but authenticated peer's end of one link to `node`, past HELLO.
+async fn connect(node: &Node, sec: &Security) -> PeerLink {
+    let mut p = PeerLink::dial(&node.addr.to_string(), sec, "127.0.0.1")
+        .await
+        .expect("the hostile peer holds the secret");
+    p.hello(ME, None).await;
+    assert!(matches!(p.next().await, Some(Frame::Hello { .. })));
+    p
 }
 
 fn protocol_errors(n: &Node) -> u64 {
@@ -274,7 +217,7 @@ async fn offsets_at_the_top_of_the_range_never_wrap_and_close_the_link_as_a_prot
         ..Default::default()
     })
     .await;
-    let sec = Security::from_secret(&secure::load_secret(&secret).unwrap());
+    let sec = security(&secret);
     let put = |key: &'static str| Mutation {
         key: Bytes::from_static(key.as_bytes()),
         version: Version::new(a.store.clock().tick().hlc, ME),
@@ -287,7 +230,7 @@ async fn offsets_at_the_top_of_the_range_never_wrap_and_close_the_link_as_a_prot
 
     // 1. PSYNC asking to resume A's own run after offset u64::MAX: `offset + 1` in the backlog
     //    panicked the link (debug) or wrapped (release). A must just answer "full sync".
-    let mut p = Fake::connect(&a, &sec).await;
+    let mut p = connect(&a, &sec).await;
     let Some(Frame::Psync { run, .. }) = p.next().await else {
         panic!("no PSYNC from the node");
     };
@@ -321,7 +264,7 @@ async fn offsets_at_the_top_of_the_range_never_wrap_and_close_the_link_as_a_prot
 
     // 2. A new link resumes "from u64::MAX + 1": `have + 1` wrapped to 0 in release, so a
     //    CONTINUE from 0 was taken (and panicked the link in debug). It is a protocol error.
-    let mut p = Fake::connect(&a, &sec).await;
+    let mut p = connect(&a, &sec).await;
     let Some(Frame::Psync { want_offset, .. }) = p.next().await else {
         panic!("no PSYNC from the node");
     };
@@ -344,7 +287,7 @@ async fn offsets_at_the_top_of_the_range_never_wrap_and_close_the_link_as_a_prot
     );
 
     // 3. A delta whose seq is past MAX_SEQ: refused at decode, a protocol error too.
-    let mut p = Fake::connect(&a, &sec).await;
+    let mut p = connect(&a, &sec).await;
     assert!(matches!(p.next().await, Some(Frame::Psync { .. })));
     p.send(Frame::Psync {
         run: 8,

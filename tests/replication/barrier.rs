@@ -2,38 +2,16 @@
 //! node acknowledged before it was started, and times out (naming the peer) while the link is
 //! frozen. Real processes; the link runs through a proxy the test can freeze.
 
-use crate::harness::Proxy;
 use crate::harness::*;
-use std::process::Command;
-use std::time::{Duration, Instant};
-
-fn wait_synced(port: u16, timeout_s: u32) -> (bool, String, Duration) {
-    let t0 = Instant::now();
-    let out = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/wait-synced"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-t", &timeout_s.to_string()])
-        .output()
-        .expect("run scripts/wait-synced");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        t0.elapsed(),
-    )
-}
 
 #[test]
 fn the_barrier_returns_only_once_the_peer_has_the_writes() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let pb = free_port();
-    let b = spawn(pb, &[], &[]);
-    let proxy = rt.block_on(Proxy::start(format!("127.0.0.1:{pb}").parse().unwrap()));
-    let a = spawn(free_port(), &[proxy.addr.to_string()], &[]);
-    assert!(wait_for(10, || synced(&a) && synced(&b)));
+    let ProxiedPair {
+        rt: _rt,
+        proxy,
+        a,
+        b,
+    } = proxied_pair(&[]);
     let (mut ca, mut cb) = (a.client(), b.client());
 
     // Quiet pair: the barrier holds at once.

@@ -80,13 +80,7 @@ fn ttl(c: &mut Client, key: &str) -> Option<i64> {
 }
 
 fn pair() -> (Proc, Proc) {
-    let b = spawn(free_port(), &[], &[]);
-    let a = spawn(free_port(), &[b.repl_addr()], &[]);
-    assert!(
-        wait_for(20, || synced(&a) && synced(&b)),
-        "pair never synced"
-    );
-    (a, b)
+    crate::harness::pair(Link::AToB, &[], 20)
 }
 
 #[test]

@@ -5,7 +5,6 @@
 //! holds. Needs libfaketime (Debian `libfaketime`, installed by scripts/install-test-deps).
 
 use crate::harness::*;
-use std::process::Command;
 
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
@@ -22,19 +21,6 @@ fn faked(offset: &'static str) -> [(&'static str, &'static str); 3] {
         ("FAKETIME", offset),
         ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
     ]
-}
-
-fn wait_synced(port: u16, timeout_s: u32) -> (bool, String) {
-    let out = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/wait-synced"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-t", &timeout_s.to_string()])
-        .output()
-        .expect("run scripts/wait-synced");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// A started with B's clock `offset` off: (A, B, A's metrics port), A dialing B.
@@ -125,7 +111,7 @@ fn a_clock_an_hour_ahead_takes_the_link_to_clock_skew_and_the_barrier_fails() {
     assert_eq!(cb.set("from_b", "1"), "STORED");
     assert_eq!(ca.set("from_a", "1"), "STORED");
     for (p, name) in [(&b, "B"), (&a, "A")] {
-        let (ok, err) = wait_synced(p.port, 2);
+        let (ok, err, _) = wait_synced(p.port, 2);
         assert!(
             !ok,
             "the barrier on {name} passed while the peer's clock is an hour off"
@@ -160,7 +146,7 @@ fn a_clock_thirty_seconds_ahead_is_inside_the_bound_and_converges() {
     assert_eq!(ca.set("both", "from_a"), "STORED");
     assert_eq!(cb.set("both", "from_b"), "STORED");
     for p in [&a, &b] {
-        let (ok, err) = wait_synced(p.port, 10);
+        let (ok, err, _) = wait_synced(p.port, 10);
         assert!(ok, "{err}");
     }
     let keys: Vec<String> = (0..50)
@@ -206,7 +192,7 @@ fn once_the_clock_is_back_inside_the_bound_the_link_recovers_and_resyncs() {
     // Written on A while B's clock is off: not applied by B.
     let mut ca = a.client();
     assert_eq!(ca.set("during", "1"), "STORED");
-    let (ok, err) = wait_synced(a.port, 1);
+    let (ok, err, _) = wait_synced(a.port, 1);
     assert!(!ok && err.contains("clock skew"), "{err}");
     assert_eq!(b.client().get("during"), None);
 
@@ -218,12 +204,12 @@ fn once_the_clock_is_back_inside_the_bound_the_link_recovers_and_resyncs() {
         a.client().stats("replication"),
         b.client().stats("replication")
     );
-    let (ok, err) = wait_synced(a.port, 10);
+    let (ok, err, _) = wait_synced(a.port, 10);
     assert!(ok, "{err}");
     assert_eq!(b.client().get("during").as_deref(), Some("1"));
     let mut cb = b.client();
     assert_eq!(cb.set("after", "2"), "STORED");
-    let (ok, err) = wait_synced(b.port, 10);
+    let (ok, err, _) = wait_synced(b.port, 10);
     assert!(ok, "{err}");
     assert_eq!(ca.get("after").as_deref(), Some("2"));
     assert!(offset_ms(&a).abs() < 5_000, "{}", offset_ms(&a));

@@ -4,38 +4,12 @@
 //! runs through a proxy the test cuts; `--repl-backlog-size 64k` (the minimum) makes a few
 //! hundred kilobytes of writes during the cut overflow the backlog.
 
-use crate::harness::Proxy;
 use crate::harness::*;
 
-struct Pair {
-    _rt: tokio::runtime::Runtime,
-    proxy: Proxy,
-    a: Proc,
-    b: Proc,
-}
-
-fn pair(extra: &[&str]) -> Pair {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let pb = free_port();
+fn pair(extra: &[&str]) -> ProxiedPair {
     let mut args = vec!["--repl-backlog-size", "64k"];
     args.extend_from_slice(extra);
-    let b = spawn(pb, &[], &args);
-    let proxy = rt.block_on(Proxy::start(format!("127.0.0.1:{pb}").parse().unwrap()));
-    let a = spawn(free_port(), &[proxy.addr.to_string()], &args);
-    assert!(
-        wait_for(10, || synced(&a) && synced(&b)),
-        "pair never synced"
-    );
-    Pair {
-        _rt: rt,
-        proxy,
-        a,
-        b,
-    }
+    proxied_pair(&args)
 }
 
 /// Enough writes to push every earlier record out of a 64k backlog.

@@ -5,11 +5,7 @@
 use crate::harness::*;
 
 fn pair() -> (Proc, Proc) {
-    let pb = free_port();
-    let b = spawn(pb, &[], &[]);
-    let a = spawn(free_port(), &[b.repl_addr()], &[]);
-    assert!(wait_for(10, || synced(&a) && synced(&b)), "no link");
-    (a, b)
+    crate::harness::pair(Link::AToB, &[], 10)
 }
 
 /// A write on each node is readable on the other, and nothing was counted stale.

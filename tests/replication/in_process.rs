@@ -890,9 +890,9 @@ async fn a_touch_racing_writes_on_the_other_node_converges_by_full_resync() {
 /// while the peer's sane records still apply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_from_the_far_future_is_refused_and_leaves_the_clock_alone() {
-    use bytes::{Bytes, BytesMut};
-    use repcached::replication::frame::{self, Frame, Limits, PROTO_VERSION};
-    use repcached::replication::secure::{self, Role, Security};
+    use crate::harness::peer::{now_ms, security, PeerLink};
+    use bytes::Bytes;
+    use repcached::replication::frame::Frame;
     use repcached::store::{Mutation, MutationKind, Version};
 
     let secret = write_secret("clock", "clock-test-secret-0123456789abcdef");
@@ -901,60 +901,30 @@ async fn a_record_from_the_far_future_is_refused_and_leaves_the_clock_alone() {
         ..Default::default()
     })
     .await;
-    let sec = Security::from_secret(&secure::load_secret(&secret).unwrap());
-    let stream = tokio::net::TcpStream::connect(a.addr).await.unwrap();
-    let (mut rd, mut wr) = secure::establish(stream, Role::Dialer, &sec, "127.0.0.1")
+    let mut link = PeerLink::dial(&a.addr.to_string(), &security(&secret), "127.0.0.1")
         .await
         .expect("the hostile peer holds the secret");
-    let mut inbuf = BytesMut::new();
-    let limits = Limits {
-        item_size_max: 1 << 20,
-    };
-    macro_rules! next_frame {
-        () => {
-            loop {
-                let now = repcached::store::unix_now();
-                if let Some((f, n)) = frame::decode(&inbuf, &limits, now).unwrap() {
-                    let _ = inbuf.split_to(n);
-                    break f;
-                }
-                assert!(
-                    rd.read_buf(&mut inbuf).await.unwrap() > 0,
-                    "node closed the link"
-                );
-            }
-        };
-    }
-    macro_rules! send {
-        ($f:expr) => {{
-            let mut out = BytesMut::new();
-            frame::encode(&$f, repcached::store::unix_now(), &mut out);
-            wr.write_all(&out).await.unwrap();
-        }};
-    }
     let me = 4242;
-    send!(Frame::Hello {
-        version: PROTO_VERSION,
-        node: me,
-        listen_port: 0,
-        listen_ip: None,
-    });
-    assert!(matches!(next_frame!(), Frame::Hello { .. }));
-    send!(Frame::Psync {
-        run: 7,
-        next: 3,
-        want_run: 0,
-        want_offset: 0,
-    });
-    assert!(matches!(next_frame!(), Frame::Psync { .. }));
-    send!(Frame::SyncMode { full: true });
-    assert!(matches!(next_frame!(), Frame::SyncMode { .. }));
-    send!(Frame::FullSync { run: 7, start: 1 });
-    send!(Frame::SnapEnd { items: 0 });
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    assert!(link.hello(me, None).await);
+    let frame = link.next().await.expect("node closed the link");
+    assert!(matches!(frame, Frame::Hello { .. }));
+    assert!(
+        link.send(Frame::Psync {
+            run: 7,
+            next: 3,
+            want_run: 0,
+            want_offset: 0,
+        })
+        .await
+    );
+    let frame = link.next().await.expect("node closed the link");
+    assert!(matches!(frame, Frame::Psync { .. }));
+    assert!(link.send(Frame::SyncMode { full: true }).await);
+    let frame = link.next().await.expect("node closed the link");
+    assert!(matches!(frame, Frame::SyncMode { .. }));
+    assert!(link.send(Frame::FullSync { run: 7, start: 1 }).await);
+    assert!(link.send(Frame::SnapEnd { items: 0 }).await);
+    let now_ms = now_ms();
     let put = |key: &'static str, hlc: u64| Mutation {
         key: Bytes::from_static(key.as_bytes()),
         version: Version::new(hlc, me),
@@ -982,10 +952,13 @@ async fn a_record_from_the_far_future_is_refused_and_leaves_the_clock_alone() {
         (4, put("poison-10min", (now_ms + 600_000) << 16)),
         (5, put("after", now_ms << 16)),
     ] {
-        send!(Frame::Record {
-            offset,
-            mutation: m,
-        });
+        assert!(
+            link.send(Frame::Record {
+                offset,
+                mutation: m,
+            })
+            .await
+        );
     }
     assert!(
         eventually(10, || a.get("fine").is_some()).await,

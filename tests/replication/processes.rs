@@ -8,14 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn pair() -> (Proc, Proc) {
-    let (pa, pb) = (free_port(), free_port());
-    let a = spawn(pa, &[format!("127.0.0.1:{pb}")], &[]);
-    let b = spawn(pb, &[format!("127.0.0.1:{pa}")], &[]);
-    assert!(
-        wait_for(10, || synced(&a) && synced(&b)),
-        "pair never synced"
-    );
-    (a, b)
+    crate::harness::pair(Link::Mutual, &[], 10)
 }
 
 /// Sets a key on `from` and returns how long until `to` answers it.
@@ -377,11 +370,7 @@ fn sigterm_sends_what_is_queued_before_exiting() {
     for i in 0..2000 {
         assert_eq!(ca.set(&format!("last{i}"), "v"), "STORED");
     }
-    // SAFETY: kill(2) takes plain integers and touches no memory; the pid is our own child,
-    // not yet reaped, so it cannot name another process.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::kill(a.pid() as i32, libc::SIGTERM) };
-    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    signal(a.pid(), libc::SIGTERM);
     a.wait_exit(Duration::from_secs(10));
     let mut cb = b.client();
     for i in 0..2000 {

@@ -5,10 +5,7 @@ use crate::harness::*;
 use std::time::Duration;
 
 fn hup(pid: u32) {
-    // SAFETY: kill(2) has no memory effects; the pid is a child this test spawned.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::kill(pid as i32, libc::SIGHUP) };
-    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    signal(pid, libc::SIGHUP);
 }
 
 fn peer_rows(p: &Proc) -> Vec<(String, String)> {

@@ -22,9 +22,9 @@ fn start_next_to(peer: &str) -> (Proc, Duration) {
     (p, t0.elapsed())
 }
 
-/// A fake peer: a listener whose accepted connections go to `on_accept`, until the returned
+/// A broken peer: a listener whose accepted connections go to `on_accept`, until the returned
 /// flag is set (or a minute passes).
-fn fake_peer(on_accept: impl Fn(TcpStream) + Send + 'static) -> (String, Arc<AtomicBool>) {
+fn broken_peer(on_accept: impl Fn(TcpStream) + Send + 'static) -> (String, Arc<AtomicBool>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
     l.set_nonblocking(true).unwrap();
@@ -64,7 +64,7 @@ fn next_to_a_refused_peer_the_node_serves_at_once() {
 
 #[test]
 fn next_to_a_peer_that_accepts_then_closes_the_node_serves_within_5s() {
-    let (addr, stop) = fake_peer(drop);
+    let (addr, stop) = broken_peer(drop);
     let (p, took) = start_next_to(&addr);
     stop.store(true, Ordering::Relaxed);
     println!("accept-then-close peer: first request served after {took:?}");
@@ -77,7 +77,7 @@ fn next_to_a_blackholed_peer_the_node_serves_within_5s() {
     // Accepts and holds every connection, never reading or writing.
     let held = Arc::new(Mutex::new(Vec::new()));
     let h2 = held.clone();
-    let (addr, stop) = fake_peer(move |c| h2.lock().unwrap().push(c));
+    let (addr, stop) = broken_peer(move |c| h2.lock().unwrap().push(c));
     let (p, took) = start_next_to(&addr);
     stop.store(true, Ordering::Relaxed);
     println!("blackholed peer: first request served after {took:?}");

@@ -4,7 +4,7 @@
 //! the auth file read again on SIGHUP (and kept when the new one is bad); bad files at start;
 //! SASL PLAIN (`-S`) attempts in the same counters.
 
-use crate::harness::{Client, Server, DEADLINE};
+use crate::harness::{ascii_login, binary, signal, Server, DEADLINE};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -308,23 +308,6 @@ fn binary_request_is_closed() {
     c.closed().expect("closed");
 }
 
-fn stat(c: &mut Client, group: &str, name: &str) -> String {
-    c.send(format!("stats {group}\r\n").as_bytes()).unwrap();
-    let mut found = None;
-    loop {
-        let line = c.read_line();
-        assert!(!line.is_empty(), "stats ended early");
-        let line = String::from_utf8_lossy(&line).trim_end().to_string();
-        if line == "END" {
-            return found.unwrap_or_else(|| panic!("no STAT {name}"));
-        }
-        let mut words = line.split(' ');
-        if words.nth(1) == Some(name) {
-            found = words.next().map(str::to_string);
-        }
-    }
-}
-
 #[test]
 fn stats_count_attempts_and_failures() {
     let file = TempFile::new("stats", AUTH.as_bytes());
@@ -341,26 +324,21 @@ fn stats_count_attempts_and_failures() {
     }
     c.send(b"set k 0 0 7\r\nfoo bar\r\n").unwrap();
     c.expect(b"STORED\r\n", "login");
-    assert_eq!(stat(&mut c, "", "auth_cmds"), "3");
-    assert_eq!(stat(&mut c, "", "auth_errors"), "2");
-    assert_eq!(stat(&mut c, "settings", "auth_enabled_ascii"), file.path());
-    assert_eq!(stat(&mut c, "settings", "auth_enabled_sasl"), "no");
-    assert_eq!(stat(&mut c, "settings", "binding_protocol"), "ascii");
+    assert_eq!(c.stat("", "auth_cmds"), "3");
+    assert_eq!(c.stat("", "auth_errors"), "2");
+    assert_eq!(c.stat("settings", "auth_enabled_ascii"), file.path());
+    assert_eq!(c.stat("settings", "auth_enabled_sasl"), "no");
+    assert_eq!(c.stat("settings", "binding_protocol"), "ascii");
 }
 
 fn login(server: &Server, user_pass: &str) -> Vec<u8> {
     let mut c = server.client();
-    c.send(format!("set a 0 0 {}\r\n{user_pass}\r\n", user_pass.len()).as_bytes())
-        .unwrap();
+    c.send(&ascii_login(user_pass)).unwrap();
     c.read_line()
 }
 
 fn hangup(server: &Server) {
-    // SAFETY: kill(2) has no memory effects; the pid is a child this test spawned and still
-    // holds (it is reaped only when `server` drops).
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::kill(server.pid() as i32, libc::SIGHUP) };
-    assert_eq!(rc, 0);
+    signal(server.pid(), libc::SIGHUP);
 }
 
 /// Polls `login` until it answers `want` or the deadline passes.
@@ -434,30 +412,6 @@ fn bad_files_stop_the_start() {
     }
 }
 
-/// One binary frame: (status, key, value).
-fn read_frame(c: &mut Client) -> (u16, Vec<u8>, Vec<u8>) {
-    let h = c.read_n(24);
-    assert_eq!(h.len(), 24, "short header {h:?}");
-    let key_len = u16::from_be_bytes([h[2], h[3]]) as usize;
-    let ext_len = h[4] as usize;
-    let status = u16::from_be_bytes([h[6], h[7]]);
-    let body_len = u32::from_be_bytes([h[8], h[9], h[10], h[11]]) as usize;
-    let body = c.read_n(body_len);
-    let key = body[ext_len..ext_len + key_len].to_vec();
-    (status, key, body[ext_len + key_len..].to_vec())
-}
-
-fn bin_request(opcode: u8, key: &[u8], value: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x80, opcode];
-    f.extend_from_slice(&(key.len() as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0, 0]);
-    f.extend_from_slice(&((key.len() + value.len()) as u32).to_be_bytes());
-    f.extend_from_slice(&[0; 12]);
-    f.extend_from_slice(key);
-    f.extend_from_slice(value);
-    f
-}
-
 /// SASL PLAIN (-S) attempts count in the same `auth_cmds`/`auth_errors` as memcached's.
 #[test]
 fn sasl_attempts_are_counted() {
@@ -466,16 +420,16 @@ fn sasl_attempts_are_counted() {
     let sut = Server::repcached(&["-S", "-o", &opt]);
     let mut c = sut.client();
     for (data, status) in [(&b"\0alice\0wrong"[..], 0x20), (b"\0alice\0secret", 0)] {
-        c.send(&bin_request(0x21, b"PLAIN", data)).unwrap();
-        assert_eq!(read_frame(&mut c).0, status);
+        c.send(&binary::request(0x21, b"PLAIN", data)).unwrap();
+        assert_eq!(binary::read_frame(&mut c).0, status);
     }
     // A step with nothing to continue is a failed exchange too.
-    c.send(&bin_request(0x22, b"PLAIN", b"x")).unwrap();
-    assert_eq!(read_frame(&mut c).0, 0x20);
-    c.send(&bin_request(0x10, b"", b"")).unwrap();
+    c.send(&binary::request(0x22, b"PLAIN", b"x")).unwrap();
+    assert_eq!(binary::read_frame(&mut c).0, 0x20);
+    c.send(&binary::request(0x10, b"", b"")).unwrap();
     let mut stats = std::collections::HashMap::new();
     for _ in 0..1000 {
-        let (status, key, value) = read_frame(&mut c);
+        let (status, key, value) = binary::read_frame(&mut c);
         assert_eq!(status, 0);
         if key.is_empty() {
             break;

@@ -6,24 +6,15 @@
 //! logged per source and counted; root-only secret files work with -u; --repl-insecure says so
 //! at start and in `stats`.
 
+use crate::harness::{ascii_login, binary, is_root, temp_dir, Client, Server};
 use crate::harness::{free_port, spawn, synced, wait_for};
-use crate::harness::{Client, Server};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(15);
 const AUTH_FAILURE: &[u8] = b"CLIENT_ERROR authentication failure\r\n";
-
-/// A private temporary directory for this test's files.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("repcached-authguard-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn write(dir: &std::path::Path, name: &str, content: &[u8]) -> String {
     let path = dir.join(name);
@@ -124,7 +115,7 @@ fn text_stats(port: u16, group: &str) -> std::collections::HashMap<String, Strin
 
 #[test]
 fn client_auth_refuses_a_plaintext_replication_listener_on_loopback() {
-    let dir = temp_dir("bypass");
+    let dir = temp_dir("authguard-bypass");
     let users = write(&dir, "users", b"alice:wonderland\n");
     let pwdb = write(&dir, "pwdb", b"alice:wonderland\n");
     let repl = free_port().to_string();
@@ -214,7 +205,7 @@ fn client_auth_refuses_a_plaintext_replication_listener_on_loopback() {
 
 #[test]
 fn repl_insecure_warns_at_start_and_shows_in_stats() {
-    let dir = temp_dir("insecure");
+    let dir = temp_dir("authguard-insecure");
     let users = write(&dir, "users", b"alice:wonderland\n");
     let repl = free_port().to_string();
     let (child, lines) = serving(&["-Y", &users, "-X", &repl, "--repl-insecure"]);
@@ -254,7 +245,7 @@ fn repl_insecure_warns_at_start_and_shows_in_stats() {
 
 #[test]
 fn a_weak_replication_secret_is_refused() {
-    let dir = temp_dir("weak");
+    let dir = temp_dir("authguard-weak");
     let repl = free_port().to_string();
     let utf16_password: Vec<u8> = "password"
         .encode_utf16()
@@ -360,26 +351,9 @@ fn stderr_has(server: &Server, needles: &[&str]) -> bool {
     }
 }
 
-fn ascii_stat(c: &mut Client, name: &str) -> u64 {
-    c.send(b"stats\r\n").unwrap();
-    let mut found = None;
-    loop {
-        let line = String::from_utf8(c.read_line()).unwrap();
-        assert!(!line.is_empty(), "stats ended early");
-        let line = line.trim_end();
-        if line == "END" {
-            return found.unwrap_or_else(|| panic!("no STAT {name}"));
-        }
-        let mut words = line.split(' ');
-        if words.nth(1) == Some(name) {
-            found = words.next().and_then(|v| v.parse().ok());
-        }
-    }
-}
-
 #[test]
 fn pipelined_ascii_guesses_get_three_answers_then_the_connection_closes() {
-    let dir = temp_dir("guess-ascii");
+    let dir = temp_dir("authguard-guess-ascii");
     let users = write(&dir, "users", b"alice:wonderland\n");
     let server = Server::repcached(&["-Y", &users]);
     let mut stream = TcpStream::connect(server.addr).unwrap();
@@ -400,9 +374,9 @@ fn pipelined_ascii_guesses_get_three_answers_then_the_connection_closes() {
     let mut c = server.client();
     c.send(b"set k 0 0 16\r\nalice wonderland\r\n").unwrap();
     c.expect(b"STORED\r\n", "login");
-    assert_eq!(ascii_stat(&mut c, "auth_cmds"), 4);
-    assert_eq!(ascii_stat(&mut c, "auth_errors"), 3);
-    assert_eq!(ascii_stat(&mut c, "auth_conns_closed"), 1);
+    assert_eq!(c.stat("", "auth_cmds").parse::<u64>().unwrap(), 4);
+    assert_eq!(c.stat("", "auth_errors").parse::<u64>().unwrap(), 3);
+    assert_eq!(c.stat("", "auth_conns_closed").parse::<u64>().unwrap(), 1);
     // fail2ban's line: the client's address, and the close.
     assert!(stderr_has(
         &server,
@@ -427,17 +401,12 @@ fn connect_from(source: [u8; 4], server: std::net::SocketAddr) -> TcpStream {
     stream
 }
 
-fn ascii_login(user: &str, password: &str) -> Vec<u8> {
-    let block = format!("{user} {password}");
-    format!("set k 0 0 {}\r\n{block}\r\n", block.len()).into_bytes()
-}
-
 /// Review finding 5: closing a connection after three failures only costs a TCP connect. A
 /// source that keeps failing is blocked (backoff from 1 s), while another source logs in at
 /// once, and the log's rate limit is per source, so the flood does not hide the other's line.
 #[test]
 fn a_guessing_source_is_throttled_across_connections_and_others_are_not() {
-    let dir = temp_dir("guess-sources");
+    let dir = temp_dir("authguard-guess-sources");
     let users = write(&dir, "users", b"alice:wonderland\n");
     let server = Server::repcached(&["-Y", &users]);
     let started = Instant::now();
@@ -445,7 +414,7 @@ fn a_guessing_source_is_throttled_across_connections_and_others_are_not() {
     for i in 0..200 {
         let mut stream = connect_from([127, 0, 0, 2], server.addr);
         let guesses: Vec<u8> = (0..3)
-            .flat_map(|j| ascii_login("alice", &format!("guess{i:03}-{j}")))
+            .flat_map(|j| ascii_login(&format!("alice guess{i:03}-{j}")))
             .collect();
         let writer = send_in_background(&stream, guesses);
         let got = read_until_closed(&mut stream).expect("the server closes the connection");
@@ -461,13 +430,11 @@ fn a_guessing_source_is_throttled_across_connections_and_others_are_not() {
     // Another address fails once and then logs in, at once, while 127.0.0.2 is throttled.
     let mut other = connect_from([127, 0, 0, 3], server.addr);
     other.set_read_timeout(Some(DEADLINE)).unwrap();
-    other.write_all(&ascii_login("alice", "typo")).unwrap();
+    other.write_all(&ascii_login("alice typo")).unwrap();
     let mut reply = vec![0u8; AUTH_FAILURE.len()];
     other.read_exact(&mut reply).unwrap();
     assert_eq!(reply, AUTH_FAILURE);
-    other
-        .write_all(&ascii_login("alice", "wonderland"))
-        .unwrap();
+    other.write_all(&ascii_login("alice wonderland")).unwrap();
     let mut reply = [0u8; 8];
     other.read_exact(&mut reply).unwrap();
     assert_eq!(&reply, b"STORED\r\n", "127.0.0.3 logs in");
@@ -475,12 +442,12 @@ fn a_guessing_source_is_throttled_across_connections_and_others_are_not() {
 
     // The guesses actually checked: 600 were sent, the first 10 failures blocked the source.
     let mut c = Client::connect(server.addr);
-    c.send(&ascii_login("alice", "wonderland")).unwrap();
+    c.send(&ascii_login("alice wonderland")).unwrap();
     c.expect(b"STORED\r\n", "login from 127.0.0.1");
-    let errors = ascii_stat(&mut c, "auth_errors");
+    let errors = c.stat("", "auth_errors").parse::<u64>().unwrap();
     assert!(errors <= 100, "{errors} guesses were checked");
-    let throttled = ascii_stat(&mut c, "auth_throttled");
-    let blocked = ascii_stat(&mut c, "auth_sources_blocked");
+    let throttled = c.stat("", "auth_throttled").parse::<u64>().unwrap();
+    let blocked = c.stat("", "auth_sources_blocked").parse::<u64>().unwrap();
     eprintln!(
         "auth_errors {errors}, auth_throttled {throttled}, auth_sources_blocked {blocked}, \
          {:?}",
@@ -498,63 +465,19 @@ fn a_guessing_source_is_throttled_across_connections_and_others_are_not() {
     ));
 }
 
-/// One binary request frame.
-fn bin_request(opcode: u8, key: &[u8], value: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x80, opcode];
-    f.extend_from_slice(&(key.len() as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0, 0]);
-    f.extend_from_slice(&((key.len() + value.len()) as u32).to_be_bytes());
-    f.extend_from_slice(&[0; 12]);
-    f.extend_from_slice(key);
-    f.extend_from_slice(value);
-    f
-}
-
-/// Reads one binary response frame: (status, key, value).
-fn read_frame(c: &mut TcpStream) -> (u16, Vec<u8>, Vec<u8>) {
-    let mut header = [0u8; 24];
-    c.read_exact(&mut header).expect("frame header");
-    let body = u32::from_be_bytes([header[8], header[9], header[10], header[11]]) as usize;
-    let mut frame = header.to_vec();
-    frame.resize(24 + body, 0);
-    c.read_exact(&mut frame[24..]).expect("frame body");
-    frames(&frame).remove(0)
-}
-
-/// Splits binary response frames: (status, key, value) each.
-fn frames(mut bytes: &[u8]) -> Vec<(u16, Vec<u8>, Vec<u8>)> {
-    let mut out = Vec::new();
-    while bytes.len() >= 24 {
-        let key_len = u16::from_be_bytes([bytes[2], bytes[3]]) as usize;
-        let ext_len = bytes[4] as usize;
-        let status = u16::from_be_bytes([bytes[6], bytes[7]]);
-        let body = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
-        assert!(bytes.len() >= 24 + body, "cut frame");
-        let b = &bytes[24..24 + body];
-        out.push((
-            status,
-            b[ext_len..ext_len + key_len].to_vec(),
-            b[ext_len + key_len..].to_vec(),
-        ));
-        bytes = &bytes[24 + body..];
-    }
-    assert!(bytes.is_empty(), "trailing bytes");
-    out
-}
-
 #[test]
 fn pipelined_sasl_guesses_get_three_answers_then_the_connection_closes() {
-    let dir = temp_dir("guess-sasl");
+    let dir = temp_dir("authguard-guess-sasl");
     let pwdb = write(&dir, "pwdb", b"alice:wonderland\n");
     let server = Server::repcached(&["-S", "--sasl-pwdb", &pwdb]);
     let mut stream = TcpStream::connect(server.addr).unwrap();
     let guesses: Vec<u8> = (0..20_000)
-        .flat_map(|i| bin_request(0x21, b"PLAIN", format!("\0alice\0guess{i:05}").as_bytes()))
+        .flat_map(|i| binary::request(0x21, b"PLAIN", format!("\0alice\0guess{i:05}").as_bytes()))
         .collect();
     let writer = send_in_background(&stream, guesses);
     let got = read_until_closed(&mut stream).expect("the connection stays open");
     let _ = writer.join();
-    let answers = frames(&got);
+    let answers = binary::frames(&got);
     assert!(
         (1..=3).contains(&answers.len()),
         "{} answers",
@@ -565,13 +488,13 @@ fn pipelined_sasl_guesses_get_three_answers_then_the_connection_closes() {
     // Log in and read the counters.
     let mut c = TcpStream::connect(server.addr).unwrap();
     c.set_read_timeout(Some(DEADLINE)).unwrap();
-    c.write_all(&bin_request(0x21, b"PLAIN", b"\0alice\0wonderland"))
+    c.write_all(&binary::request(0x21, b"PLAIN", b"\0alice\0wonderland"))
         .unwrap();
-    assert_eq!(read_frame(&mut c).0, 0, "login");
-    c.write_all(&bin_request(0x10, b"", b"")).unwrap();
+    assert_eq!(binary::read_frame(&mut c).0, 0, "login");
+    c.write_all(&binary::request(0x10, b"", b"")).unwrap();
     let mut stats = std::collections::HashMap::new();
     loop {
-        let (status, key, value) = read_frame(&mut c);
+        let (status, key, value) = binary::read_frame(&mut c);
         assert_eq!(status, 0);
         if key.is_empty() {
             break;
@@ -599,21 +522,21 @@ fn pipelined_sasl_guesses_get_three_answers_then_the_connection_closes() {
 /// closed, another source logs in.
 #[test]
 fn a_guessing_sasl_source_is_throttled_and_others_are_not() {
-    let dir = temp_dir("guess-sasl-sources");
+    let dir = temp_dir("authguard-guess-sasl-sources");
     let pwdb = write(&dir, "pwdb", b"alice:wonderland\n");
     let server = Server::repcached(&["-S", "--sasl-pwdb", &pwdb]);
     let login = |source: [u8; 4], password: &str| -> (u16, bool) {
         let mut c = connect_from(source, server.addr);
         c.set_read_timeout(Some(DEADLINE)).unwrap();
-        c.write_all(&bin_request(
+        c.write_all(&binary::request(
             0x21,
             b"PLAIN",
             format!("\0alice\0{password}").as_bytes(),
         ))
         .unwrap();
-        let status = read_frame(&mut c).0;
+        let status = binary::read_frame(&mut c).0;
         // Closed: EOF (or reset) on the next read.
-        c.write_all(&bin_request(0x0b, b"", b"")).ok();
+        c.write_all(&binary::request(0x0b, b"", b"")).ok();
         let mut byte = [0u8; 1];
         let closed = matches!(c.read(&mut byte), Ok(0) | Err(_));
         (status, closed)
@@ -651,20 +574,13 @@ fn root_only(path: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions, touches no memory and cannot fail.
-    #[allow(unsafe_code)]
-    let euid = unsafe { libc::geteuid() };
-    euid == 0
-}
-
 #[test]
 fn root_only_secret_and_certificate_files_work_with_dash_u() {
     if !is_root() {
         eprintln!("skipped: needs root to drop privileges with -u");
         return;
     }
-    let dir = temp_dir("dash-u");
+    let dir = temp_dir("authguard-dash-u");
     // The directory is root's too, and closed to others: nobody could not even look inside.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
