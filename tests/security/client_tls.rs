@@ -342,7 +342,7 @@ fn rustls_client_pipelines_large_values_and_sees_tls_stats() {
     c.wait_stat("ssl_handshake_errors", "0");
 }
 
-/// `-Y` over TLS: the same login as in plaintext (tests/ascii_auth.rs has the byte table).
+/// `-Y` over TLS: the same login as in plaintext (tests/security/ascii_auth.rs has the byte table).
 #[test]
 fn ascii_authentication_over_tls() {
     let pki = Pki::new("asciiauth");

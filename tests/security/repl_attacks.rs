@@ -1,6 +1,6 @@
 //! Attacks on the replication port, tried against real repcached processes on loopback: a relay
 //! between two nodes' listeners, a capture of a link's bytes, a flood of half-open handshakes,
-//! a peer certified by another CA. (The clock-poisoning peer is in replication_lib.rs: it needs
+//! a peer certified by another CA. (The clock-poisoning peer is in replication/in_process.rs: it needs
 //! the library's channel to speak as an authenticated peer.)
 
 use crate::harness::flood::{flood, Flood};
