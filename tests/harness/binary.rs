@@ -5,11 +5,26 @@ use std::io::Read;
 
 /// One binary request frame: no extras, opaque 0, CAS 0.
 pub fn request(opcode: u8, key: &[u8], value: &[u8]) -> Vec<u8> {
+    request_with(opcode, &[], key, value, 0, 0)
+}
+
+/// One binary request frame with `extras`, `opaque` and `cas`.
+pub fn request_with(
+    opcode: u8,
+    extras: &[u8],
+    key: &[u8],
+    value: &[u8],
+    opaque: u32,
+    cas: u64,
+) -> Vec<u8> {
+    let body = extras.len() + key.len() + value.len();
     let mut f = vec![0x80, opcode];
     f.extend_from_slice(&(key.len() as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0, 0]);
-    f.extend_from_slice(&((key.len() + value.len()) as u32).to_be_bytes());
-    f.extend_from_slice(&[0; 12]);
+    f.extend_from_slice(&[extras.len() as u8, 0, 0, 0]);
+    f.extend_from_slice(&(body as u32).to_be_bytes());
+    f.extend_from_slice(&opaque.to_be_bytes());
+    f.extend_from_slice(&cas.to_be_bytes());
+    f.extend_from_slice(extras);
     f.extend_from_slice(key);
     f.extend_from_slice(value);
     f

@@ -10,6 +10,7 @@ pub mod client;
 pub mod flood;
 pub mod nodes;
 pub mod peer;
+pub mod pki;
 pub mod server;
 
 pub use client::Client;
@@ -24,4 +25,9 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 /// The `-Y` login: a `set` whose data block is "USER PASSWORD" (the key is ignored).
 pub fn ascii_login(user_pass: &str) -> Vec<u8> {
     format!("set k 0 0 {}\r\n{user_pass}\r\n", user_pass.len()).into_bytes()
+}
+
+/// Borrows a list of owned arguments (built with `format!`) as the `&[&str]` the launchers take.
+pub fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }

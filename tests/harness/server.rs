@@ -56,13 +56,20 @@ impl Server {
     /// printed its `listening on tcp` line (and its `listening on udp` line when `extra` asks
     /// for UDP with `-U`).
     pub fn launch(base: &[&str], extra: &[&str]) -> Server {
+        Server::try_launch(base, extra).unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// [`Server::launch`], or the stderr lines of a process that exited without serving.
+    pub fn try_launch(base: &[&str], extra: &[&str]) -> Result<Server, String> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_repcached"));
         cmd.args(base).args(extra);
         let wants_udp = extra.contains(&"-U");
         Server::wait_listening(cmd, 0, wants_udp)
     }
 
-    fn wait_listening(cmd: Command, repl_port: u16, wants_udp: bool) -> Server {
+    /// Waits for the listening lines; Err(stderr) when the process exits first. Panics when it
+    /// neither serves nor exits in time.
+    fn wait_listening(cmd: Command, repl_port: u16, wants_udp: bool) -> Result<Server, String> {
         let (mut child, stderr, lines) = spawn_logged(cmd);
         let deadline = Instant::now() + START;
         let port_of = |l: &str| {
@@ -84,19 +91,25 @@ impl Server {
                         udp_port = port_of(&line);
                     }
                 }
-                Err(_) => {
-                    let _ = child.kill();
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = child.wait().ok();
+                    return Err(format!(
+                        "repcached exited ({status:?}) before it served; stderr:\n{}",
+                        stderr.lock().unwrap().join("\n")
+                    ));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
                     panic!(
-                        "repcached never printed its listening lines (exit: {status:?}); \
-                         stderr:\n{}",
+                        "repcached neither served nor exited; stderr:\n{}",
                         stderr.lock().unwrap().join("\n")
                     );
                 }
             }
         }
         let addr = addr.expect("tcp address");
-        Server {
+        Ok(Server {
             child,
             addr,
             port: addr.port(),
@@ -105,7 +118,7 @@ impl Server {
             stderr,
             new_lines: Mutex::new(lines),
             name: "repcached".into(),
-        }
+        })
     }
 
     /// Starts /usr/bin/memcached on a free port, or returns None when it is not installed.
@@ -270,6 +283,47 @@ fn spawn_logged(mut cmd: Command) -> (Child, Arc<Mutex<Vec<String>>>, mpsc::Rece
     (child, all, rx)
 }
 
+/// What a run of the binary printed, and its exit code.
+pub struct Exit {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs repcached with `args` and waits at most [`DEADLINE`] for it to exit on its own; a run
+/// that does not exit is killed and fails the test (it would mean a bad command line started a
+/// server).
+pub fn run_to_exit(args: &[&str]) -> Exit {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_repcached"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn repcached");
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("repcached {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    let _ = child.stdout.take().unwrap().read_to_string(&mut stdout);
+    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+    Exit {
+        code: status.code(),
+        stdout,
+        stderr,
+    }
+}
+
 /// Starts `repcached -p -1 -U 0 -l 127.0.0.1 -X repl_port -x peer... extra...` and waits until
 /// it reports its client port (which, with peers, is after the initial sync).
 pub fn spawn(repl_port: u16, peers: &[String], extra: &[&str]) -> Server {
@@ -286,7 +340,7 @@ pub fn spawn_env(repl_port: u16, peers: &[String], extra: &[&str], env: &[(&str,
         cmd.args(["-x", p]);
     }
     cmd.args(extra);
-    Server::wait_listening(cmd, repl_port, false)
+    Server::wait_listening(cmd, repl_port, false).unwrap_or_else(|err| panic!("{err}"))
 }
 
 /// How the two nodes of a [`pair`] name each other.

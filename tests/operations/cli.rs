@@ -2,63 +2,12 @@
 //! codes and messages. Every case must exit on its own; the one daemon that starts on purpose
 //! (`-d`) is stopped by the test that starts it.
 
-use crate::harness::is_root;
-use std::io::Read;
-use std::process::{Command, Stdio};
+use crate::harness::{is_root, run_to_exit};
 use std::time::{Duration, Instant};
-
-struct Outcome {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs the binary and waits at most a few seconds; a run that does not exit is killed and
-/// fails the test (it would mean a bad command line started a server).
-fn run(args: &[&str]) -> Outcome {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_repcached"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn repcached");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("repcached {args:?} did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    Outcome {
-        code: status.code(),
-        stdout,
-        stderr,
-    }
-}
 
 /// Exit code 1, nothing on stdout, exactly one line on stderr containing `expected`.
 fn assert_refused(args: &[&str], expected: &str) {
-    let out = run(args);
+    let out = run_to_exit(args);
     assert_eq!(out.code, Some(1), "{args:?}: stderr {:?}", out.stderr);
     assert_eq!(out.stdout, "", "{args:?}");
     assert_eq!(
@@ -82,7 +31,7 @@ fn assert_refused(args: &[&str], expected: &str) {
 #[test]
 fn version_exits_zero() {
     for flag in ["-V", "--version"] {
-        let out = run(&[flag]);
+        let out = run_to_exit(&[flag]);
         assert_eq!(out.code, Some(0));
         assert_eq!(
             out.stdout,
@@ -98,7 +47,7 @@ fn version_exits_zero() {
 #[test]
 fn help_exits_zero() {
     for flag in ["-h", "--help"] {
-        let out = run(&[flag]);
+        let out = run_to_exit(&[flag]);
         assert_eq!(out.code, Some(0));
         for needle in [
             "Usage: repcached",
@@ -116,7 +65,7 @@ fn help_exits_zero() {
 
 #[test]
 fn help_wins_over_other_flags() {
-    assert_eq!(run(&["-p", "1", "-h"]).code, Some(0));
+    assert_eq!(run_to_exit(&["-p", "1", "-h"]).code, Some(0));
 }
 
 #[test]
@@ -228,7 +177,7 @@ fn daemon_args<'a>(port: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 #[test]
 fn daemon_reports_an_unwritable_pid_file() {
     let pid_file = "/nonexistent-repcached-dir/x.pid";
-    let out = run(&daemon_args("-1", &["-P", pid_file]));
+    let out = run_to_exit(&daemon_args("-1", &["-P", pid_file]));
     assert_eq!(out.code, Some(1), "stderr {:?}", out.stderr);
     assert!(
         out.stderr
@@ -246,7 +195,7 @@ fn daemon_reports_an_unwritable_pid_file() {
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let pid_file = dir.join("x.pid");
     let pid_file = pid_file.to_str().unwrap();
-    let out = run(&daemon_args("-1", &["-u", "nobody", "-P", pid_file]));
+    let out = run_to_exit(&daemon_args("-1", &["-u", "nobody", "-P", pid_file]));
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(out.code, Some(1), "stderr {:?}", out.stderr);
     assert!(
@@ -261,7 +210,7 @@ fn daemon_reports_an_unwritable_pid_file() {
 fn daemon_reports_a_port_in_use() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let out = run(&daemon_args(&port, &[]));
+    let out = run_to_exit(&daemon_args(&port, &[]));
     assert_eq!(out.code, Some(1), "stderr {:?}", out.stderr);
     assert!(
         out.stderr
@@ -280,7 +229,7 @@ fn daemon_parent_returns_once_the_daemon_serves() {
     let dir = std::env::temp_dir().join(format!("repcached-cli-daemon-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pid_file = dir.join("ok.pid");
-    let out = run(&daemon_args(
+    let out = run_to_exit(&daemon_args(
         &port.to_string(),
         &["-P", pid_file.to_str().unwrap()],
     ));

@@ -261,15 +261,7 @@ fn hexs(b: &[u8]) -> String {
 
 /// One binary request on `s`; returns (status, body).
 fn call(s: &mut TcpStream, opcode: u8, extras: &[u8], key: &[u8], value: &[u8]) -> (u16, Vec<u8>) {
-    let body = extras.len() + key.len() + value.len();
-    let mut req = vec![0x80, opcode];
-    req.extend_from_slice(&(key.len() as u16).to_be_bytes());
-    req.extend_from_slice(&[extras.len() as u8, 0, 0, 0]);
-    req.extend_from_slice(&(body as u32).to_be_bytes());
-    req.extend_from_slice(&[0; 12]);
-    req.extend_from_slice(extras);
-    req.extend_from_slice(key);
-    req.extend_from_slice(value);
+    let req = crate::harness::binary::request_with(opcode, extras, key, value, 0, 0);
     s.write_all(&req).expect("write");
     let mut h = [0u8; 24];
     s.read_exact(&mut h).expect("header");

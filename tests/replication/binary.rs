@@ -27,17 +27,7 @@ impl Bin {
     }
 
     fn call(&mut self, opcode: u8, extras: &[u8], key: &[u8], value: &[u8], cas: u64) -> Reply {
-        let body = extras.len() + key.len() + value.len();
-        let mut req = vec![0x80, opcode];
-        req.extend_from_slice(&(key.len() as u16).to_be_bytes());
-        req.push(extras.len() as u8);
-        req.extend_from_slice(&[0, 0, 0]);
-        req.extend_from_slice(&(body as u32).to_be_bytes());
-        req.extend_from_slice(&0x1234u32.to_be_bytes());
-        req.extend_from_slice(&cas.to_be_bytes());
-        req.extend_from_slice(extras);
-        req.extend_from_slice(key);
-        req.extend_from_slice(value);
+        let req = binary::request_with(opcode, extras, key, value, 0x1234, cas);
         self.0.write_all(&req).unwrap();
         let mut h = [0u8; 24];
         self.0.read_exact(&mut h).unwrap();

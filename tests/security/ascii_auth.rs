@@ -4,11 +4,10 @@
 //! the auth file read again on SIGHUP (and kept when the new one is bad); bad files at start;
 //! SASL PLAIN (`-S`) attempts in the same counters.
 
-use crate::harness::{ascii_login, binary, signal, Server, DEADLINE};
+use crate::harness::{ascii_login, binary, run_to_exit, signal, Server, DEADLINE};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// How long a silence must last to count as "nothing more to say" after the expected bytes.
@@ -393,18 +392,14 @@ fn sighup_reloads_the_file_and_keeps_it_when_bad() {
 
 #[test]
 fn bad_files_stop_the_start() {
-    let bin = env!("CARGO_BIN_EXE_repcached");
     let bad = TempFile::new("bad", b"foo:bar\nsupersecret\n");
     for (file, words) in [
         (bad.path(), vec![bad.path(), "line 2"]),
         ("/nonexistent/auth", vec!["/nonexistent/auth"]),
     ] {
-        let out = Command::new(bin)
-            .args(["-p", "-1", "-U", "0", "-X", "0", "-Y", file])
-            .output()
-            .expect("run repcached");
-        assert!(!out.status.success(), "{file}: started");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let out = run_to_exit(&["-p", "-1", "-U", "0", "-X", "0", "-Y", file]);
+        assert!(out.code != Some(0), "{file}: started");
+        let err = out.stderr;
         for w in words {
             assert!(err.contains(w), "{file}: {err}");
         }

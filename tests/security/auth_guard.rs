@@ -6,11 +6,10 @@
 //! logged per source and counted; root-only secret files work with -u; --repl-insecure says so
 //! at start and in `stats`.
 
-use crate::harness::{ascii_login, binary, is_root, temp_dir, Client, Server};
+use crate::harness::{ascii_login, binary, is_root, strs, temp_dir, Client, Server};
 use crate::harness::{free_port, spawn, synced, wait_for};
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -22,89 +21,23 @@ fn write(dir: &std::path::Path, name: &str, content: &[u8]) -> String {
     path.to_str().unwrap().to_string()
 }
 
-/// How a start ended: it served (with the stderr lines printed until then), or it exited.
-enum Start {
-    Serving(Child, Vec<String>),
-    Refused(String),
-}
-
-/// Runs `repcached -p -1 -U 0 -l 127.0.0.1 ARGS` until it prints its client listening line or
-/// exits.
-fn start(args: &[&str]) -> Start {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_repcached"))
-        .args(["-p", "-1", "-U", "0", "-l", "127.0.0.1"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn repcached");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + DEADLINE;
-    let mut lines = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                let serving = line.starts_with("repcached: listening on tcp");
-                lines.push(line);
-                if serving {
-                    return Start::Serving(child, lines);
-                }
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                let _ = child.wait();
-                return Start::Refused(lines.join("\n"));
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{args:?}: neither served nor exited: {lines:?}");
-            }
-        }
-    }
-}
-
+/// Runs `repcached -p -1 -U 0 -l 127.0.0.1 ARGS`; it must exit: its stderr.
 fn refused(args: &[&str]) -> String {
-    match start(args) {
-        Start::Refused(err) => err,
-        Start::Serving(mut child, lines) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{args:?} started: {lines:?}");
-        }
+    match Server::try_launch(BASE, args) {
+        Err(err) => err,
+        Ok(server) => panic!("{args:?} started: {:?}", server.stderr.lock().unwrap()),
     }
 }
 
-fn serving(args: &[&str]) -> (Child, Vec<String>) {
-    match start(args) {
-        Start::Serving(child, lines) => (child, lines),
-        Start::Refused(err) => panic!("{args:?} refused to start: {err}"),
-    }
+/// Runs `repcached -p -1 -U 0 -l 127.0.0.1 ARGS`; it must serve: the server and the stderr
+/// lines it printed until then.
+fn serving(args: &[&str]) -> (Server, Vec<String>) {
+    let server = Server::launch(BASE, args);
+    let lines = server.stderr.lock().unwrap().clone();
+    (server, lines)
 }
 
-fn stop(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// The client port printed in `lines`.
-fn client_port(lines: &[String]) -> u16 {
-    lines
-        .iter()
-        .find_map(|l| l.strip_prefix("repcached: listening on tcp "))
-        .and_then(|a| a.rsplit(':').next())
-        .and_then(|p| p.trim().parse().ok())
-        .expect("client port")
-}
+const BASE: &[&str] = &["-p", "-1", "-U", "0", "-l", "127.0.0.1"];
 
 fn text_stats(port: u16, group: &str) -> std::collections::HashMap<String, String> {
     Client::connect(port).stats(group)
@@ -166,17 +99,17 @@ fn client_auth_refuses_a_plaintext_replication_listener_on_loopback() {
     let err = refused(&["-Z", "-o", &required, "-X", &repl]);
     assert!(err.contains("clients must authenticate (-Z"), "{err}");
     let optional = tls(0);
-    let (child, lines) = serving(&["-Z", "-o", &optional, "-X", &repl]);
+    let (server, lines) = serving(&["-Z", "-o", &optional, "-X", &repl]);
     assert!(lines.iter().any(|l| l.contains("listening on repl")));
-    stop(child);
+    drop(server);
 
     // -X 0: no replication at all; it starts and nothing listens for replication.
-    let (child, lines) = serving(&["-Y", &users, "-X", "0"]);
+    let (server, lines) = serving(&["-Y", &users, "-X", "0"]);
     assert!(
         !lines.iter().any(|l| l.contains("listening on repl")),
         "{lines:?}"
     );
-    let port = client_port(&lines);
+    let port = server.port;
     let mut c = Client::connect(port);
     assert_eq!(c.set("k", "alice wonderland"), "STORED");
     assert_eq!(
@@ -187,7 +120,7 @@ fn client_auth_refuses_a_plaintext_replication_listener_on_loopback() {
         TcpStream::connect(("127.0.0.1", repl.parse::<u16>().unwrap())).is_err(),
         "something listens on the replication port"
     );
-    stop(child);
+    drop(server);
 
     // A secret authenticates the link: it starts with its listener.
     let secret = write(
@@ -195,9 +128,9 @@ fn client_auth_refuses_a_plaintext_replication_listener_on_loopback() {
         "secret",
         b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
     );
-    let (child, lines) = serving(&["-Y", &users, "-X", &repl, "--repl-secret-file", &secret]);
+    let (server, lines) = serving(&["-Y", &users, "-X", &repl, "--repl-secret-file", &secret]);
     assert!(lines.iter().any(|l| l.contains("listening on repl")));
-    stop(child);
+    drop(server);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -208,36 +141,36 @@ fn repl_insecure_warns_at_start_and_shows_in_stats() {
     let dir = temp_dir("authguard-insecure");
     let users = write(&dir, "users", b"alice:wonderland\n");
     let repl = free_port().to_string();
-    let (child, lines) = serving(&["-Y", &users, "-X", &repl, "--repl-insecure"]);
+    let (server, lines) = serving(&["-Y", &users, "-X", &repl, "--repl-insecure"]);
     let warnings: Vec<&String> = lines
         .iter()
         .filter(|l| l.contains("--repl-insecure") && l.contains("WARN"))
         .collect();
     assert_eq!(warnings.len(), 1, "{lines:?}");
     assert!(lines.iter().any(|l| l.contains("listening on repl")));
-    let port = client_port(&lines);
+    let port = server.port;
     let mut c = Client::connect(port);
     assert_eq!(c.set("k", "alice wonderland"), "STORED");
     assert_eq!(
         c.stats("settings").get("repl_insecure").map(String::as_str),
         Some("yes")
     );
-    stop(child);
+    drop(server);
 
     // Without the flag: "no", and no warning.
-    let (child, lines) = serving(&["-X", &repl]);
+    let (server, lines) = serving(&["-X", &repl]);
     assert!(
         !lines.iter().any(|l| l.contains("--repl-insecure")),
         "{lines:?}"
     );
-    let port = client_port(&lines);
+    let port = server.port;
     assert_eq!(
         text_stats(port, "settings")
             .get("repl_insecure")
             .map(String::as_str),
         Some("no")
     );
-    stop(child);
+    drop(server);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -282,8 +215,8 @@ fn a_weak_replication_secret_is_refused() {
         ("base64", b"q0jW8m3hV+e7ZkT2yPz5N1bX/4cRfLs9uAoD6gIiEnY=\n"),
     ] {
         let secret = write(&dir, name, content);
-        let (child, _) = serving(&["-X", &repl, "--repl-secret-file", &secret]);
-        stop(child);
+        let (server, _) = serving(&["-X", &repl, "--repl-secret-file", &secret]);
+        drop(server);
     }
 }
 
@@ -657,10 +590,6 @@ fn root_only_secret_and_certificate_files_work_with_dash_u() {
     for p in [&a, &b] {
         assert_not_root(p.pid());
     }
-}
-
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
 }
 
 /// Panics if process `pid` runs as root.

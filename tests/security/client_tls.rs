@@ -3,11 +3,9 @@
 //! certificates per ssl_verify_mode, refresh_certs, and memcached's TLS stats and start-up
 //! errors. Certificates are made fresh by each test (rcgen) in its own temporary directory.
 
-use crate::harness::{Client, Server, DEADLINE};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
+use crate::harness::pki::Ca;
+use crate::harness::{run_to_exit, Client, Server, DEADLINE};
+use rcgen::ExtendedKeyUsagePurpose;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use std::io::{ErrorKind, Read, Write};
@@ -19,19 +17,14 @@ use std::time::{Duration, Instant};
 
 /// A CA with a server certificate (localhost, 127.0.0.1) and a client certificate, as PEM files.
 struct Pki {
-    dir: PathBuf,
-    ca: rcgen::Certificate,
-    ca_key: KeyPair,
+    ca: Ca,
 }
 
 impl Pki {
     fn new(name: &str) -> Pki {
-        let dir = std::env::temp_dir().join(format!("repcached-tls-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let (ca, ca_key) = make_ca("repcached test CA");
-        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-        let pki = Pki { dir, ca, ca_key };
+        let pki = Pki {
+            ca: Ca::new(&format!("tls-{name}")),
+        };
         pki.issue(
             "server",
             &["localhost", "127.0.0.1"],
@@ -41,23 +34,14 @@ impl Pki {
         pki
     }
 
-    /// Writes NAME.pem and NAME.key signed by this CA.
+    /// Writes NAME.pem and NAME.key (and NAME.der) signed by this CA.
     fn issue(&self, name: &str, sans: &[&str], usage: ExtendedKeyUsagePurpose) {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("repcached test {name}"));
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
-        std::fs::write(self.path(&format!("{name}.pem")), cert.pem()).unwrap();
-        std::fs::write(self.path(&format!("{name}.key")), key.serialize_pem()).unwrap();
-        std::fs::write(self.path(&format!("{name}.der")), key.serialize_der()).unwrap();
+        self.ca
+            .issue(name, &format!("repcached test {name}"), sans, &[usage]);
     }
 
     fn path(&self, file: &str) -> PathBuf {
-        self.dir.join(file)
+        self.ca.path(file)
     }
 
     fn arg(&self, file: &str) -> String {
@@ -88,7 +72,7 @@ impl Pki {
 
     fn roots(&self) -> RootCertStore {
         let mut roots = RootCertStore::empty();
-        roots.add(self.ca.der().clone()).unwrap();
+        roots.add(self.ca.cert.der().clone()).unwrap();
         roots
     }
 
@@ -123,26 +107,7 @@ impl Pki {
     }
 }
 
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 use rustls::pki_types::pem::PemObject;
-
-fn make_ca(name: &str) -> (rcgen::Certificate, KeyPair) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    (params.self_signed(&key).unwrap(), key)
-}
 
 fn read_certs(path: &Path) -> Vec<CertificateDer<'static>> {
     CertificateDer::pem_file_iter(path)
@@ -633,50 +598,26 @@ fn without_tls_stats_and_refresh_certs_answer_like_memcached() {
 }
 
 /// Runs the binary with `args` and returns (exit code, stderr); it must exit on its own.
-fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_repcached"))
-        .args(["-p", "-1", "-l", "127.0.0.1", "-X", "0"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("repcached {args:?} started instead of refusing");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status.code(), err)
+/// Runs the binary on a free port; it must refuse to start: (exit code, stderr).
+fn refused(args: &[&str]) -> (Option<i32>, String) {
+    let base = ["-p", "-1", "-l", "127.0.0.1", "-X", "0"];
+    let out = run_to_exit(&[&base[..], args].concat());
+    (out.code, out.stderr)
 }
 
 #[test]
 fn tls_start_up_errors_use_memcacheds_words() {
     let pki = Pki::new("errors");
-    let (code, err) = run_to_exit(&["-Z"]);
+    let (code, err) = refused(&["-Z"]);
     assert_eq!(code, Some(1));
     assert!(
         err.contains("repcached: Error loading the certificate chain: (null) : "),
         "{err}"
     );
     let cert_only = format!("ssl_chain_cert={}", pki.arg("server.pem"));
-    let (_, err) = run_to_exit(&["-Z", "-o", &cert_only]);
+    let (_, err) = refused(&["-Z", "-o", &cert_only]);
     assert!(err.contains("Error loading the key: (null) : "), "{err}");
-    let (_, err) = run_to_exit(&["-Z", "-o", "ssl_chain_cert=/nonexistent,ssl_key=/x"]);
+    let (_, err) = refused(&["-Z", "-o", "ssl_chain_cert=/nonexistent,ssl_key=/x"]);
     assert!(
         err.contains("Error loading the certificate chain: /nonexistent : "),
         "{err}"
@@ -686,21 +627,21 @@ fn tls_start_up_errors_use_memcacheds_words() {
         pki.arg("server.pem"),
         pki.arg("client.key")
     );
-    let (_, err) = run_to_exit(&["-Z", "-o", &wrong_key]);
+    let (_, err) = refused(&["-Z", "-o", &wrong_key]);
     assert!(err.contains("key values mismatch"), "{err}");
     let bad_ca = pki.server_opts("ssl_ca_cert=/nonexistent,ssl_verify_mode=2");
-    let (_, err) = run_to_exit(&["-Z", "-o", &bad_ca]);
+    let (_, err) = refused(&["-Z", "-o", &bad_ca]);
     assert!(
         err.contains("Error loading the CA certificate: /nonexistent : "),
         "{err}"
     );
     let bad_ciphers = pki.server_opts("ssl_ciphers=BOGUS");
-    let (_, err) = run_to_exit(&["-Z", "-o", &bad_ciphers]);
+    let (_, err) = refused(&["-Z", "-o", &bad_ciphers]);
     assert!(
         err.contains("Error setting the provided cipher(s): BOGUS"),
         "{err}"
     );
-    let (_, err) = run_to_exit(&["-Z", "-o", &pki.server_opts("ssl_kernel_tls")]);
+    let (_, err) = refused(&["-Z", "-o", &pki.server_opts("ssl_kernel_tls")]);
     assert!(err.contains("Kernel TLS offload is not available"), "{err}");
 }
 

@@ -5,10 +5,11 @@
 
 use crate::harness::flood::{flood, Flood};
 use crate::harness::peer::{now_ms, put, security, snap_item, FakePeer};
+use crate::harness::pki::Ca;
 use crate::harness::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -175,9 +176,7 @@ fn a_captured_link_shows_no_key_or_value_in_cleartext() {
 
 /// Test certificates: a CA, and per node a certificate for 127.0.0.1 signed by it.
 struct Pki {
-    dir: PathBuf,
-    ca: rcgen::Certificate,
-    ca_key: rcgen::KeyPair,
+    ca: Ca,
 }
 
 /// Both extended key usages: what a replication peer's certificate needs.
@@ -188,18 +187,9 @@ const PEER_EKU: [rcgen::ExtendedKeyUsagePurpose; 2] = [
 
 impl Pki {
     fn new(name: &str) -> Pki {
-        let dir = std::env::temp_dir().join(format!("repcached-pki-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(
-            rcgen::DnType::CommonName,
-            format!("repcached test CA {name}"),
-        );
-        let ca = params.self_signed(&ca_key).unwrap();
-        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-        let pki = Pki { dir, ca, ca_key };
+        let pki = Pki {
+            ca: Ca::new(&format!("repl-{name}")),
+        };
         for node in ["a", "b"] {
             pki.issue(node, &["127.0.0.1", "localhost"], &PEER_EKU);
         }
@@ -209,20 +199,12 @@ impl Pki {
     /// A certificate `node` signed by this CA, for `names` (IP or DNS subject alternative
     /// names; none: no SAN extension) with these extended key usages.
     fn issue(&self, node: &str, names: &[&str], eku: &[rcgen::ExtendedKeyUsagePurpose]) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut p = rcgen::CertificateParams::new(names).unwrap();
-        p.distinguished_name
-            .push(rcgen::DnType::CommonName, format!("node {node}"));
-        p.extended_key_usages = eku.to_vec();
-        let cert = p.signed_by(&key, &self.ca, &self.ca_key).unwrap();
-        std::fs::write(self.dir.join(format!("{node}.pem")), cert.pem()).unwrap();
-        std::fs::write(self.dir.join(format!("{node}.key")), key.serialize_pem()).unwrap();
+        self.ca.issue(node, &format!("node {node}"), names, eku);
     }
 
     /// The library's certificate-mode channel with `node`'s certificate (for a hand-driven peer).
     fn security(&self, node: &str) -> Security {
-        let f = |n: &str| self.dir.join(n);
+        let f = |n: &str| self.ca.path(n);
         Security::from_tls_files(
             &f(&format!("{node}.pem")),
             &f(&format!("{node}.key")),
@@ -236,17 +218,13 @@ impl Pki {
         let p = |f: &str, d: &Path| d.join(f).to_str().unwrap().to_string();
         vec![
             "--repl-tls-cert".into(),
-            p(&format!("{node}.pem"), &self.dir),
+            p(&format!("{node}.pem"), &self.ca.dir),
             "--repl-tls-key".into(),
-            p(&format!("{node}.key"), &self.dir),
+            p(&format!("{node}.key"), &self.ca.dir),
             "--repl-tls-ca".into(),
-            p("ca.pem", &ca_of.dir),
+            p("ca.pem", &ca_of.ca.dir),
         ]
     }
-}
-
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
 }
 
 #[test]
