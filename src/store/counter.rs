@@ -186,6 +186,20 @@ impl Counter {
     }
 }
 
+/// memcached's safe_strtoull on an item value (a C string: it ends at the first NUL), by the
+/// crate's one implementation of memcached's number rules.
+pub fn parse_counter(v: &[u8]) -> Option<u64> {
+    crate::numbers::safe_strtoull_c_str(v)
+}
+
+pub(crate) fn apply_delta(current: u64, incr: bool, delta: u64) -> u64 {
+    if incr {
+        current.wrapping_add(delta)
+    } else {
+        current.saturating_sub(delta)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
