@@ -52,39 +52,40 @@ impl Evictor<'_> {
 
     #[cold]
     fn make_room(&self) {
-        if self.shards.space.refit.swap(false, Ordering::Relaxed) {
+        let space = &*self.shards.space;
+        if space.refit.swap(false, Ordering::Relaxed) {
             // An index that grew shrinks the ring's share, which needs no mprotect; should a
             // growth fail anyway, the ring keeps its old size (always safe: the capacity only
             // bounds allocations) and this write goes on. Retried at the next refit.
-            let _ = self.shards.space.fit_ring();
+            let _ = space.fit_ring();
         }
-        let headroom = self.shards.space.headroom.load(Ordering::Relaxed);
-        let _one = match self.shards.space.evicting.try_lock() {
+        let headroom = space.headroom.load(Ordering::Relaxed);
+        let _one = match space.evicting.try_lock() {
             Some(one) => one,
             None => {
                 // Another thread is evicting a batch: go on while the ring still has room,
                 // wait for it only when it is nearly out.
-                if self.shards.space.ring.lock().fits(headroom / 2) {
+                if space.ring.lock().fits(headroom / 2) {
                     return;
                 }
-                self.shards.space.evicting.lock()
+                space.evicting.lock()
             }
         };
-        if !self.shards.space.low.load(Ordering::Relaxed) {
+        if !space.low.load(Ordering::Relaxed) {
             return;
         }
-        if !self.shards.space.evict && !self.shards.space.died.load(Ordering::Relaxed) {
-            self.shards.space.low.store(false, Ordering::Relaxed);
+        if !space.evict && !space.died.load(Ordering::Relaxed) {
+            space.low.store(false, Ordering::Relaxed);
             return;
         }
         // Free a little more than asked so that eviction runs in batches, not per write.
         let ok = self.reclaim(headroom + headroom / 2, None, None) == Reclaim::Room;
-        if !ok && !self.shards.space.evict {
-            self.shards.space.died.store(false, Ordering::Relaxed);
+        if !ok && !space.evict {
+            space.died.store(false, Ordering::Relaxed);
         }
-        if ok || !self.shards.space.evict {
+        if ok || !space.evict {
             // With -M and no dead space to reclaim, writes answer out of memory themselves.
-            self.shards.space.low.store(false, Ordering::Relaxed);
+            space.low.store(false, Ordering::Relaxed);
         }
     }
 
@@ -98,20 +99,21 @@ impl Evictor<'_> {
         need: usize,
         keep: Option<u32>,
     ) -> bool {
+        let space = &*self.shards.space;
         for _ in 0..64 {
-            if self.shards.space.ring.lock().fits(need) {
+            if space.ring.lock().fits(need) {
                 return true;
             }
-            if !self.shards.space.evict && !self.shards.space.died.load(Ordering::Relaxed) {
+            if !space.evict && !space.died.load(Ordering::Relaxed) {
                 // -M: the last attempt to reclaim dead space failed and nothing died since.
                 return false;
             }
-            if let Some(one) = self.shards.space.evicting.try_lock() {
+            if let Some(one) = space.evicting.try_lock() {
                 match self.reclaim(need, Some((own, own_no)), keep) {
                     Reclaim::Room => return true,
                     Reclaim::Impossible => {
-                        if !self.shards.space.evict {
-                            self.shards.space.died.store(false, Ordering::Relaxed);
+                        if !space.evict {
+                            space.died.store(false, Ordering::Relaxed);
                         }
                         return false;
                     }
@@ -124,7 +126,7 @@ impl Evictor<'_> {
             // Another evictor is at work; it may be waiting for our shard, so never block.
             std::thread::yield_now();
         }
-        self.shards.space.ring.lock().fits(need)
+        space.ring.lock().fits(need)
     }
 
     /// Moves the tail until `need` contiguous bytes are free at the head. Called with the
@@ -136,7 +138,8 @@ impl Evictor<'_> {
         mut own: Option<(&mut Shard, usize)>,
         keep: Option<u32>,
     ) -> Reclaim {
-        let ring = &self.shards.space.ring;
+        let space = &*self.shards.space;
+        let ring = &space.ring;
         let cap = ring.lock().cap();
         // Second chances given in this call, in bytes: past half the ring, accessed items are
         // evicted too (a ring of nothing but hot items must still make room).
@@ -179,7 +182,7 @@ impl Evictor<'_> {
                 let it = shard.item(pos);
                 let dead = it.is_expired(now) || self.flushes.is_flushed(&it, now);
                 let second_chance = it.has(item::ACCESSED) && moved + len <= cap / 2;
-                if !dead && (second_chance || !self.shards.space.evict) {
+                if !dead && (second_chance || !space.evict) {
                     let mut m = it.meta();
                     m.bits &= !item::ACCESSED;
                     match shard.copy_with(pos, key, &m) {
@@ -188,7 +191,7 @@ impl Evictor<'_> {
                             moved += len;
                             self.counters.moves_to_head.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(_) if !self.shards.space.evict => return Reclaim::Impossible,
+                        Err(_) if !space.evict => return Reclaim::Impossible,
                         Err(_) => self.evict_item(shard, hash, pos, now),
                     }
                 } else {
