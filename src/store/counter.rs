@@ -20,6 +20,9 @@
 //!
 //! Items that were never incremented carry no counter at all: the state lives in a side table
 //! of the shard (see `Shard::counters`), charged against -m by [`Counter::charge`].
+//!
+//! Also memcached's reading of a counter's digits ([`parse_counter`]) and the local incr/decr
+//! rule (`apply_delta`: incr wraps at 2^64, decr stops at 0).
 
 /// One origin's contribution. `net` is split in two words so the struct stays 8-byte aligned
 /// (an i128 field would make it 48 bytes instead of 32).

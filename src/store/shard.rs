@@ -3,6 +3,8 @@
 //! write and the PN-counter state of incremented items (those three live on the heap, outside
 //! the ring, with their own charges). A shard is only ever touched under its own lock; holding
 //! it is what entitles a thread to read and write the bytes of the shard's items in the ring.
+//! [`Shards`] is all of them, with the hasher that places a key and the `Space` they share;
+//! [`ShardRef`] is a locked shard an `Entry` holds (its own lock, or a batch's).
 
 use super::counter::Counter;
 use super::item::{self, ItemRef, Meta, NodeIdx};
