@@ -269,6 +269,12 @@ def resolve(mods, cur, segs, depth=0):
         name = segs[0]
         if name in target.reexports:
             return resolve(mods, mod, target.reexports[name] + segs[1:], depth + 1)
+        # a name the module imported privately (visible to its children)
+        for useg, alias in target.uses:
+            if alias == name and useg[-1] != '*':
+                r = resolve(mods, mod, useg + segs[1:], depth + 1)
+                if r is not None:
+                    return r
         for g in target.globs:
             r = resolve(mods, mod, g + segs, depth + 1)
             if r is not None:
