@@ -20,6 +20,9 @@
 //!
 //! Items that were never incremented carry no counter at all: the state lives in a side table
 //! of the shard (see `Shard::counters`), charged against -m by [`Counter::charge`].
+//!
+//! Also memcached's reading of a counter's digits ([`parse_counter`]) and the local incr/decr
+//! rule (`apply_delta`: incr wraps at 2^64, decr stops at 0).
 
 /// One origin's contribution. `net` is split in two words so the struct stays 8-byte aligned
 /// (an i128 field would make it 48 bytes instead of 32).
@@ -183,6 +186,20 @@ impl Counter {
             c.merge_one(p);
         }
         c
+    }
+}
+
+/// memcached's safe_strtoull on an item value (a C string: it ends at the first NUL), by the
+/// crate's one implementation of memcached's number rules.
+pub fn parse_counter(v: &[u8]) -> Option<u64> {
+    crate::numbers::safe_strtoull_c_str(v)
+}
+
+pub(crate) fn apply_delta(current: u64, incr: bool, delta: u64) -> u64 {
+    if incr {
+        current.wrapping_add(delta)
+    } else {
+        current.saturating_sub(delta)
     }
 }
 

@@ -6,9 +6,10 @@
 //! before the walk and still there after it is seen (some maybe twice, which the walk filters
 //! per shard); an item written while the walk is under way may be missed.
 
+use super::clock::unix_now;
+use super::flush::Flushes;
 use super::item::{FETCHED, KEY_BINARY};
-use super::unix_now;
-use super::Store;
+use super::shard::Shards;
 
 /// Items copied out per shard lock.
 pub const DUMP_BATCH: usize = 256;
@@ -30,51 +31,53 @@ pub struct DumpItem {
     pub size: usize,
 }
 
-impl Store {
-    /// Calls `f` on every live item (not expired, not flushed), shard by shard, until `f`
-    /// returns false. Never calls `f` with a lock held.
-    pub fn visit_items(&self, mut f: impl FnMut(&DumpItem) -> bool) {
-        let mut batch: Vec<DumpItem> = Vec::with_capacity(DUMP_BATCH);
-        for shard_no in 0..self.shard_count() {
-            let mut bucket = Some(0);
-            let mut generation = None;
-            // Keys already reported from this shard: a restarted walk does not repeat them.
-            let mut seen: hashbrown::HashSet<Vec<u8>> = hashbrown::HashSet::new();
-            while let Some(from) = bucket {
-                batch.clear();
-                {
-                    let now = unix_now();
-                    let shard = self.shards[shard_no].lock();
-                    let from = if generation == Some(shard.generation()) {
-                        from
-                    } else {
-                        0
-                    };
-                    generation = Some(shard.generation());
-                    bucket = shard.walk_from(from, DUMP_BATCH, |pos| {
-                        let it = shard.item(pos);
-                        if it.is_expired(now) || self.is_flushed(&it, now) {
-                            return;
-                        }
-                        batch.push(DumpItem {
-                            key: it.key().to_vec(),
-                            value_len: it.value().len(),
-                            exptime: it.exptime(),
-                            last_access: it.last_access(),
-                            cas: it.cas(),
-                            fetched: it.has(FETCHED),
-                            key_binary: it.has(KEY_BINARY),
-                            size: it.charge(),
-                        });
-                    });
-                }
-                for item in &batch {
-                    if !seen.insert(item.key.clone()) {
-                        continue;
-                    }
-                    if !f(item) {
+/// Calls `f` on every live item (not expired, not flushed), shard by shard, until `f`
+/// returns false. Never calls `f` with a lock held.
+pub(super) fn visit_items(
+    shards: &Shards,
+    flushes: &Flushes,
+    mut f: impl FnMut(&DumpItem) -> bool,
+) {
+    let mut batch: Vec<DumpItem> = Vec::with_capacity(DUMP_BATCH);
+    for m in shards.iter() {
+        let mut bucket = Some(0);
+        let mut generation = None;
+        // Keys already reported from this shard: a restarted walk does not repeat them.
+        let mut seen: hashbrown::HashSet<Vec<u8>> = hashbrown::HashSet::new();
+        while let Some(from) = bucket {
+            batch.clear();
+            {
+                let now = unix_now();
+                let shard = m.lock();
+                let from = if generation == Some(shard.generation()) {
+                    from
+                } else {
+                    0
+                };
+                generation = Some(shard.generation());
+                bucket = shard.walk_from(from, DUMP_BATCH, |pos| {
+                    let it = shard.item(pos);
+                    if it.is_expired(now) || flushes.is_flushed(&it, now) {
                         return;
                     }
+                    batch.push(DumpItem {
+                        key: it.key().to_vec(),
+                        value_len: it.value().len(),
+                        exptime: it.exptime(),
+                        last_access: it.last_access(),
+                        cas: it.cas(),
+                        fetched: it.has(FETCHED),
+                        key_binary: it.has(KEY_BINARY),
+                        size: it.charge(),
+                    });
+                });
+            }
+            for item in &batch {
+                if !seen.insert(item.key.clone()) {
+                    continue;
+                }
+                if !f(item) {
+                    return;
                 }
             }
         }
@@ -84,7 +87,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Expiry, StoreConfig, WriteMode};
+    use crate::store::{Expiry, Store, StoreConfig, WriteMode};
 
     fn store() -> Store {
         Store::new(StoreConfig {

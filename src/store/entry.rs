@@ -1,15 +1,20 @@
-//! memcached's command semantics on one locked key: [`Entry`] implements get (with its access mark),
-//! set/add/replace/append/prepend/cas, delete, touch, incr/decr and meta invalidation, and
-//! publishes every change it makes as one replication record.
+//! One key's slot with its shard locked ([`Entry`]), how a key is looked up into one
+//! ([`Parts::lookup`]: expired and flushed items dropped on the way), and the primitives every
+//! command and merge rule is written with: write a new copy, change the meta, replace the value,
+//! leave a tombstone, rewrite a counter's digits, merge PN-counter state, publish a record.
+//! memcached's commands on an entry are in `command`, the merge rules of peers' records in
+//! `merge`.
 
-use super::clock::Expiry;
-use super::counter::{Counter, MAX_SEQ};
+use super::clock::unix_now;
+use super::counter::{parse_counter, Counter};
+use super::counters::StoreCounters;
+use super::evict::Evictor;
+use super::flush::Flushes;
 use super::item::{self, ItemRef, Meta};
-use super::mutation::{Mutation, MutationKind};
-use super::shard::{NoRoom, Shard, Tombstone};
+use super::mutation::{ApplyOutcome, Mutation, MutationKind};
+use super::shard::{NoRoom, Shard, ShardRef, Shards, Tombstone};
+use super::stream::Stream;
 use super::version::Version;
-use super::Store;
-use parking_lot::MutexGuard;
 use std::sync::atomic::Ordering;
 
 /// Seconds between updates of the access time of an item that keeps being fetched
@@ -24,32 +29,6 @@ pub enum StoreError {
     OutOfMemory,
 }
 
-/// Which of memcached's store commands a write is (do_store_item's `comm`). The store's own
-/// type: the text and meta protocols map their requests onto it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteMode {
-    Set,
-    Add,
-    Replace,
-    Append,
-    Prepend,
-    /// Compare-and-swap against the given CAS id.
-    Cas(u64),
-}
-
-/// Result of [`Entry::store`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreOutcome {
-    /// Stored, with the new CAS id.
-    Stored(u64),
-    NotStored,
-    /// CAS mismatch.
-    Exists,
-    /// cas on a missing key.
-    NotFound,
-    Error(StoreError),
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArithError {
     NotFound,
@@ -57,36 +36,96 @@ pub enum ArithError {
     Store(StoreError),
 }
 
-/// The locked shard an [`Entry`] works on: its own lock, or one that a batch of replicated
-/// records holds for several entries in turn (`Store::apply_remote_batch`).
-pub(super) enum ShardRef<'s> {
-    Locked(MutexGuard<'s, Shard>),
-    Batch(&'s mut Shard),
+/// The parts of the store an [`Entry`] works with: the shards (and the memory they share), the
+/// flushes, this node's stream (clock, sink, tombstone policy) and the counters.
+#[derive(Clone, Copy)]
+pub(crate) struct Parts<'s> {
+    pub shards: &'s Shards,
+    pub flushes: &'s Flushes,
+    pub stream: &'s Stream,
+    pub counters: &'s StoreCounters,
 }
 
-impl std::ops::Deref for ShardRef<'_> {
-    type Target = Shard;
-    fn deref(&self) -> &Shard {
-        match self {
-            ShardRef::Locked(g) => g,
-            ShardRef::Batch(s) => s,
+impl<'s> Parts<'s> {
+    /// The tail walker over these parts.
+    #[inline]
+    pub fn evictor(self) -> Evictor<'s> {
+        Evictor {
+            shards: self.shards,
+            flushes: self.flushes,
+            counters: self.counters,
         }
     }
-}
 
-impl std::ops::DerefMut for ShardRef<'_> {
-    fn deref_mut(&mut self) -> &mut Shard {
-        match self {
-            ShardRef::Locked(g) => g,
-            ShardRef::Batch(s) => s,
+    /// Locks the shard of `key` and looks the key up, dropping it if it has expired or been
+    /// flushed. `client`: a client's lookup (counted in `get_flushed`/`get_expired` when it
+    /// finds a dead item), not a peer's record.
+    #[inline]
+    pub fn lookup<'k>(self, key: &'k [u8], client: bool) -> Entry<'s, 'k> {
+        // Room first, with no lock held: eviction locks the shards of the items it drops.
+        self.evictor().ensure_room();
+        let (shard_no, hash) = self.shards.place(key);
+        let shard = self.shards.get(shard_no).lock();
+        self.lookup_in(ShardRef::Locked(shard), shard_no, hash, key, client)
+    }
+
+    /// [`Parts::lookup`] in a shard the caller has locked already.
+    pub fn lookup_in<'k>(
+        self,
+        shard: ShardRef<'s>,
+        shard_no: usize,
+        hash: u64,
+        key: &'k [u8],
+        client: bool,
+    ) -> Entry<'s, 'k> {
+        let mut entry = Entry {
+            parts: self,
+            shard,
+            shard_no,
+            hash,
+            key,
+            idx: None,
+            now: unix_now(),
+        };
+        entry.idx = entry.shard.find(hash, key);
+        if let Some(idx) = entry.idx {
+            let it = entry.shard.item(idx);
+            let flushed = self.flushes.is_flushed(&it, entry.now);
+            if flushed || it.is_expired(entry.now) {
+                if client {
+                    let counter = if flushed {
+                        &self.counters.get_flushed
+                    } else {
+                        &self.counters.get_expired
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                let unfetched = !it.has(item::FETCHED);
+                let memory =
+                    self.flushes
+                        .touch_memory(&it, entry.now, self.stream.tombstone_secs());
+                entry.shard.remove(hash, idx);
+                if let Some(t) = memory {
+                    entry.shard.add_tombstone(key, t);
+                }
+                entry.idx = None;
+                // Not `reclaimed`: memcached counts that only when a write reuses the room of
+                // an expired item (here the tail walker), not when a get drops one.
+                if unfetched {
+                    self.counters
+                        .expired_unfetched
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
+        entry
     }
 }
 
 /// One key's slot, with its shard locked. Dropping it releases the lock (unless a batch holds
 /// it).
 pub struct Entry<'s, 'k> {
-    pub(super) store: &'s Store,
+    pub(super) parts: Parts<'s>,
     pub(super) shard: ShardRef<'s>,
     pub(super) shard_no: usize,
     pub(super) hash: u64,
@@ -163,7 +202,7 @@ impl<'s, 'k> Entry<'s, 'k> {
             let it = self.shard.item(pos);
             let (bits, last) = (it.bits(), it.last_access());
             if bits & item::ACCESSED == 0 {
-                self.store
+                self.parts
                     .counters
                     .lru_bumps
                     .fetch_add(1, Ordering::Relaxed);
@@ -179,14 +218,21 @@ impl<'s, 'k> Entry<'s, 'k> {
 
     /// Writes a new copy of the key's item with `meta` and `value_parts` (making room if it
     /// must, with this shard locked) and returns its position; nothing is linked yet.
-    fn write_new(&mut self, value_parts: &[&[u8]], meta: &Meta) -> Result<u32, StoreError> {
+    pub(super) fn write_new(
+        &mut self,
+        value_parts: &[&[u8]],
+        meta: &Meta,
+    ) -> Result<u32, StoreError> {
         for attempt in 0..2 {
             match self.shard.write(self.key, value_parts, meta) {
                 Ok(pos) => return Ok(pos),
                 Err(NoRoom::Full(need)) if attempt == 0 => {
-                    let made =
-                        self.store
-                            .make_room_locked(&mut self.shard, self.shard_no, need, None);
+                    let made = self.parts.evictor().make_room_locked(
+                        &mut self.shard,
+                        self.shard_no,
+                        need,
+                        None,
+                    );
                     // Eviction may have dropped the key's own item.
                     self.idx = self.shard.find(self.hash, self.key);
                     if !made {
@@ -213,10 +259,12 @@ impl<'s, 'k> Entry<'s, 'k> {
                 }
                 Err(NoRoom::Full(need)) if attempt == 0 => {
                     let keep = self.idx;
-                    if !self
-                        .store
-                        .make_room_locked(&mut self.shard, self.shard_no, need, keep)
-                    {
+                    if !self.parts.evictor().make_room_locked(
+                        &mut self.shard,
+                        self.shard_no,
+                        need,
+                        keep,
+                    ) {
                         break;
                     }
                 }
@@ -224,76 +272,6 @@ impl<'s, 'k> Entry<'s, 'k> {
             }
         }
         Err(StoreError::OutOfMemory)
-    }
-    /// Writes the item (replacing any old one) and publishes it. `cas` of None takes a fresh
-    /// id. Returns the item's CAS id.
-    pub fn put(
-        &mut self,
-        value_parts: &[&[u8]],
-        flags: u32,
-        exptime: Expiry,
-        cas: Option<u64>,
-    ) -> Result<u64, StoreError> {
-        let len: usize = value_parts.iter().map(|p| p.len()).sum();
-        if len > self.store.item_size_max {
-            return Err(StoreError::TooLarge);
-        }
-        let version = self.store.clock.tick();
-        let cas = cas.unwrap_or_else(|| self.store.cas_for(version));
-        // Deltas waiting for an older write can never apply now.
-        self.apply_pending(version, false);
-        if exptime == Expiry::Expired {
-            // Stored already dead: no item remains, and a tombstone keeps older writes out.
-            self.remove_with_tombstone(version);
-            let offset = self.publish(
-                MutationKind::Put {
-                    flags,
-                    exptime: 1,
-                    value: &[],
-                },
-                version,
-            );
-            self.shard.set_tombstone_offset(self.key, version, offset);
-            return Ok(cas);
-        }
-        self.put_raw(value_parts, flags, exptime, cas, version, version)?;
-        if let (Some(sink), Some(i)) = (self.store.sink.get(), self.idx) {
-            // The record borrows the new item's value: the sink encodes it in place.
-            sink.publish_ref(Mutation {
-                key: self.key,
-                version,
-                kind: MutationKind::Put {
-                    flags,
-                    exptime: exptime.as_abs(),
-                    value: self.shard.item(i).value(),
-                },
-            });
-        }
-        Ok(cas)
-    }
-
-    pub(super) fn put_raw(
-        &mut self,
-        value_parts: &[&[u8]],
-        flags: u32,
-        exptime: Expiry,
-        cas: u64,
-        version: Version,
-        base: Version,
-    ) -> Result<(), StoreError> {
-        self.put_meta(
-            value_parts,
-            Meta {
-                flags,
-                exptime: exptime.as_abs(),
-                cas,
-                version,
-                base,
-                touched: Version::ZERO,
-                last_access: self.now,
-                bits: 0,
-            },
-        )
     }
 
     /// Writes a new item with this value and meta, replacing the key's live item if any.
@@ -303,252 +281,15 @@ impl<'s, 'k> Entry<'s, 'k> {
             Some(old) => self.shard.replace(self.hash, old, pos),
             None => {
                 self.shard.remove_tombstone(self.key);
-                self.shard.link(&self.store.hasher, self.hash, pos);
+                self.shard.link(self.parts.shards.hasher(), self.hash, pos);
             }
         }
         self.idx = Some(pos);
-        self.store
+        self.parts
             .counters
             .total_items
             .fetch_add(1, Ordering::Relaxed);
         Ok(())
-    }
-
-    /// memcached's do_store_item: set/add/replace/append/prepend/cas with its exact outcomes.
-    /// `compare` is a CAS id the item must hold (meta `C` on append/prepend; `Cas` mode carries
-    /// its own and ignores it; set, replace and add never compare). As in memcached, a CAS id
-    /// of 0 compares as none at all: `cas` with 0 answers EXISTS, append with `C0` stores.
-    /// `allow_stale` is the meta `I` flag: a lower CAS than the item's stores, marked stale.
-    pub fn store(
-        &mut self,
-        mode: WriteMode,
-        flags: u32,
-        exptime: Expiry,
-        data: &[u8],
-        compare: Option<u64>,
-        allow_stale: bool,
-    ) -> StoreOutcome {
-        use WriteMode as M;
-        if data.len() > self.store.item_size_max {
-            return StoreOutcome::Error(StoreError::TooLarge);
-        }
-        let compare = match mode {
-            M::Cas(c) => Some(c),
-            _ => compare,
-        };
-        let Some(old) = self.item() else {
-            return match mode {
-                M::Set | M::Add => self.finish_put(&[data], flags, exptime),
-                M::Cas(_) => StoreOutcome::NotFound,
-                M::Replace | M::Append | M::Prepend => StoreOutcome::NotStored,
-            };
-        };
-        let old_cas = old.cas();
-        let old_flags = old.flags();
-        let old_exp = Expiry::from_abs(old.exptime(), self.now);
-        let old_bits = old.bits();
-        #[derive(PartialEq)]
-        enum Cas {
-            None,
-            Match,
-            Stale,
-            Bad,
-        }
-        let cas_res = match compare.filter(|&c| c != 0) {
-            None => Cas::None,
-            Some(c) if c == old_cas => Cas::Match,
-            Some(c) if allow_stale && c < old_cas => Cas::Stale,
-            Some(_) => Cas::Bad,
-        };
-        match mode {
-            M::Add => {
-                // add only adds a missing item, but promotes an existing one (memcached).
-                if let Some(i) = self.idx {
-                    self.shard.set_bits(i, item::ACCESSED, 0);
-                }
-                StoreOutcome::NotStored
-            }
-            M::Cas(_) => match cas_res {
-                Cas::Match => self.finish_put(&[data], flags, exptime),
-                Cas::Stale => {
-                    let out = self.finish_put(&[data], flags, old_exp);
-                    if let Some(mut it) = self.item_mut() {
-                        it.set_bits(item::STALE | (old_bits & item::TOKEN_SENT));
-                    }
-                    out
-                }
-                _ => StoreOutcome::Exists,
-            },
-            M::Append | M::Prepend => {
-                if cas_res != Cas::None && cas_res != Cas::Match {
-                    return StoreOutcome::Exists;
-                }
-                let old_value = self
-                    .item()
-                    .map(|it| it.value().to_vec())
-                    .unwrap_or_default();
-                if old_value.len() + data.len() > self.store.item_size_max {
-                    return StoreOutcome::Error(StoreError::TooLarge);
-                }
-                let parts: [&[u8]; 2] = if mode == M::Append {
-                    [&old_value, data]
-                } else {
-                    [data, &old_value]
-                };
-                self.finish_put(&parts, old_flags, old_exp)
-            }
-            M::Set | M::Replace => self.finish_put(&[data], flags, exptime),
-        }
-    }
-
-    fn finish_put(&mut self, parts: &[&[u8]], flags: u32, exptime: Expiry) -> StoreOutcome {
-        match self.put(parts, flags, exptime, None) {
-            Ok(cas) => StoreOutcome::Stored(cas),
-            Err(e) => StoreOutcome::Error(e),
-        }
-    }
-
-    /// Deletes the item; true if there was one.
-    pub fn delete(&mut self) -> bool {
-        if self.idx.is_none() {
-            return false;
-        }
-        let version = self.store.clock.tick();
-        self.remove_with_tombstone(version);
-        let offset = self.publish(MutationKind::Delete, version);
-        self.shard.set_tombstone_offset(self.key, version, offset);
-        true
-    }
-
-    /// Sets a new expiry on the live item; true if there was one.
-    pub fn touch(&mut self, exptime: Expiry) -> bool {
-        let Some(i) = self.idx else { return false };
-        let version = self.store.clock.tick();
-        let abs = exptime.as_abs();
-        // The value's version (and so its CAS id) stays: a touch only orders expiries.
-        let mut m = self.shard.item(i).meta();
-        m.exptime = abs;
-        m.touched = version;
-        if self.set_meta(&m).is_err() {
-            // No room for the copy with a touch field, and nothing could be evicted: the item
-            // keeps its old expiry, as if the touch had come before it (never published).
-            return false;
-        }
-        let offset = self.publish(MutationKind::Touch { exptime: abs }, version);
-        if exptime == Expiry::Expired {
-            // Dead now, like a delete: peers do the same, and the tombstone keeps an older
-            // write still in flight from bringing the key back here.
-            self.remove_with_tombstone(version);
-            self.shard.set_tombstone_offset(self.key, version, offset);
-        }
-        true
-    }
-
-    /// meta `md <key> I`: marks the live item stale under a fresh CAS so that the next mg wins
-    /// the recache token, with an optional new expiry (published as a touch). STALE, TOKEN_SENT
-    /// and the CAS id are local state, so peers see only the expiry change. False if no item.
-    pub fn invalidate(&mut self, exptime: Option<Expiry>) -> bool {
-        if self.idx.is_none() {
-            return false;
-        }
-        if let Some(exp) = exptime {
-            self.touch(exp);
-        }
-        let cas = self.store.cas_for(self.store.clock.tick());
-        if let Some(pos) = self.idx {
-            let mut m = self.shard.item(pos).meta();
-            m.bits = (m.bits | item::STALE) & !item::TOKEN_SENT;
-            m.cas = cas;
-            let _ = self.set_meta(&m);
-        }
-        true
-    }
-
-    /// incr/decr with memcached's rules: the value must parse as an unsigned decimal, incr wraps
-    /// at 2^64, decr stops at 0; a result no longer than the old value is written in place and
-    /// padded with spaces, like memcached does. Returns (new value, new CAS).
-    ///
-    /// While replicating, the item keeps its PN-counter state (see `counter`): this node's
-    /// contribution grows by the change actually made, and the record carries it whole.
-    pub fn arith(&mut self, incr: bool, delta: u64) -> Result<(u64, u64), ArithError> {
-        self.arith_with(incr, delta, true)
-    }
-
-    /// [`Entry::arith`], saying whether the result may be written in place. memcached writes in
-    /// place only while nobody else holds the item (a reply not yet written, e.g. after `mg`);
-    /// otherwise it allocates a new value of exactly the result's length.
-    ///
-    /// A replicating node ignores `in_place` and always pads in place: its peers apply the change
-    /// in place too (they hold no reply of this connection), so only padding keeps every node's
-    /// bytes identical. The difference from memcached is only visible to a client that reads and
-    /// changes a counter in one pipelined batch, where memcached itself pads or not depending on
-    /// what its other threads hold at that moment.
-    pub fn arith_with(
-        &mut self,
-        incr: bool,
-        delta: u64,
-        in_place: bool,
-    ) -> Result<(u64, u64), ArithError> {
-        let Some(i) = self.idx else {
-            return Err(ArithError::NotFound);
-        };
-        let (current, base) = {
-            let it = self.shard.item(i);
-            (
-                parse_counter(it.value()).ok_or(ArithError::NonNumeric)?,
-                it.base(),
-            )
-        };
-        let me = self.store.node_id();
-        let stuck = self.store.sink.get().is_some()
-            && self
-                .shard
-                .counter(i)
-                .and_then(|c| c.get(me))
-                .is_some_and(|c| c.seq >= MAX_SEQ);
-        if stuck {
-            // This node's contribution cannot grow (a peer handed it the largest sequence number
-            // it may carry): the result goes out as a full write instead, a new base every node
-            // takes whole, so no node ever sends a sequence number past MAX_SEQ.
-            let value = apply_delta(current, incr, delta);
-            let (flags, exptime) = {
-                let it = self.shard.item(i);
-                (it.flags(), Expiry::from_abs(it.exptime(), self.now))
-            };
-            let digits = value.to_string();
-            let cas = self
-                .put(&[digits.as_bytes()], flags, exptime, None)
-                .map_err(ArithError::Store)?;
-            return Ok((value, cas));
-        }
-        let version = self.store.clock.tick();
-        let cas = self.store.cas_for(version);
-        if self.store.sink.get().is_none() {
-            // Not replicating: nobody needs the contributions.
-            let value = apply_delta(current, incr, delta);
-            self.write_counter(value, cas, version, in_place, None)?;
-            return Ok((value, cas));
-        }
-        let mut counter = self
-            .shard
-            .take_counter(i)
-            .unwrap_or_else(|| Counter::new(current));
-        let (value, mine) = counter.local(self.store.node_id(), incr, delta);
-        debug_assert_eq!(value, apply_delta(current, incr, delta));
-        // In place whatever `in_place` says: see above.
-        self.write_counter(value, cas, version, true, Some(counter))?;
-        self.publish(
-            MutationKind::Delta {
-                base,
-                incr,
-                delta,
-                value,
-                seq: mine.seq,
-                net: mine.net(),
-            },
-            version,
-        );
-        Ok((value, cas))
     }
 
     /// Replaces the counter's digits, in place when they fit (memcached pads with spaces), and
@@ -597,10 +338,10 @@ impl<'s, 'k> Entry<'s, 'k> {
             Ok(pos) => {
                 match self.idx {
                     Some(old) => self.shard.replace(self.hash, old, pos),
-                    None => self.shard.link(&self.store.hasher, self.hash, pos),
+                    None => self.shard.link(self.parts.shards.hasher(), self.hash, pos),
                 }
                 self.idx = Some(pos);
-                self.store
+                self.parts
                     .counters
                     .total_items
                     .fetch_add(1, Ordering::Relaxed);
@@ -629,7 +370,7 @@ impl<'s, 'k> Entry<'s, 'k> {
             let h = self.hash;
             self.shard.remove(h, i);
         }
-        let until = self.now.saturating_add(self.store.tombstone_secs());
+        let until = self.now.saturating_add(self.parts.stream.tombstone_secs());
         self.shard.add_tombstone(
             self.key,
             Tombstone {
@@ -643,25 +384,76 @@ impl<'s, 'k> Entry<'s, 'k> {
     }
 
     /// Returns the record's offset in this node's stream (0 without replication).
-    fn publish(&self, kind: MutationKind<&[u8]>, version: Version) -> u64 {
-        self.store.publish(Mutation {
+    pub(super) fn publish(&self, kind: MutationKind<&[u8]>, version: Version) -> u64 {
+        self.parts.stream.publish(Mutation {
             key: self.key,
             version,
             kind,
         })
     }
-}
 
-/// memcached's safe_strtoull on an item value (a C string: it ends at the first NUL), by the
-/// crate's one implementation of memcached's number rules.
-pub fn parse_counter(v: &[u8]) -> Option<u64> {
-    crate::numbers::safe_strtoull_c_str(v)
-}
+    /// Changes the live item's PN-counter state with `f` (which says whether it changed
+    /// anything) and rewrites the digits; `version` is the newest version the change brings.
+    /// An item never incremented starts from its value (that of the base write).
+    pub(super) fn merge_counter(
+        &mut self,
+        version: Version,
+        f: impl FnOnce(&mut Counter) -> bool,
+    ) -> ApplyOutcome {
+        let Some(i) = self.idx else {
+            return ApplyOutcome::Stale;
+        };
+        let mut counter = match self.shard.take_counter(i) {
+            Some(c) => c,
+            None => match parse_counter(self.shard.item(i).value()) {
+                Some(v) => Counter::new(v),
+                // The same write holds a number on the origin: cannot happen.
+                None => return ApplyOutcome::Rejected,
+            },
+        };
+        if !f(&mut counter) {
+            if !counter.contributions().is_empty() {
+                self.shard.set_counter(i, counter);
+            }
+            return ApplyOutcome::Stale;
+        }
+        let value = counter.shown();
+        let new_version = self.shard.item(i).version().max(version);
+        let cas = self.parts.shards.space.cas_for(new_version);
+        match self.write_counter(value, cas, new_version, true, Some(counter)) {
+            Ok(()) => ApplyOutcome::Applied,
+            Err(_) => ApplyOutcome::Rejected,
+        }
+    }
 
-pub(super) fn apply_delta(current: u64, incr: bool, delta: u64) -> u64 {
-    if incr {
-        current.wrapping_add(delta)
-    } else {
-        current.saturating_sub(delta)
+    /// After a full write with version `written` was applied: merges the contributions that
+    /// were waiting for it (if `add`), keeps those based on a later write, drops those based on
+    /// an older one.
+    pub(super) fn apply_pending(&mut self, written: Version, add: bool) {
+        if self.shard.pending.is_empty() {
+            return;
+        }
+        for d in self.shard.take_pending(self.key) {
+            if d.base > written {
+                // Put back what was just taken out: it fits again, whatever the cap.
+                self.shard.add_pending(self.key, d, usize::MAX);
+            } else if d.base == written && add {
+                let _ = self.merge_counter(d.version, |c| c.merge_one(d.contribution));
+            }
+        }
+    }
+
+    /// The newest touch this node knows for the key (on the item, or remembered by its
+    /// tombstone) if it is newer than `version`: (touch version, expiry).
+    pub(super) fn touch_newer_than(&self, version: Version) -> Option<(Version, u32)> {
+        match self.item() {
+            Some(it) => (it.touched() > version).then_some((it.touched(), it.exptime())),
+            None => self
+                .shard
+                .tombstones
+                .get(self.key)
+                .filter(|t| t.touched > version)
+                .map(|t| (t.touched, t.exptime)),
+        }
     }
 }

@@ -3,37 +3,18 @@
 //! write and the PN-counter state of incremented items (those three live on the heap, outside
 //! the ring, with their own charges). A shard is only ever touched under its own lock; holding
 //! it is what entitles a thread to read and write the bytes of the shard's items in the ring.
+//! [`Shards`] is all of them, with the hasher that places a key and the `Space` they share;
+//! [`ShardRef`] is a locked shard an `Entry` holds (its own lock, or a batch's).
 
-use super::arena::Ring;
 use super::counter::Counter;
 use super::item::{self, ItemRef, Meta, NodeIdx};
-use super::version::{NodeTable, Version};
-use hashbrown::{HashMap, HashTable};
+use super::space::Space;
+use super::version::Version;
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use parking_lot::{Mutex, MutexGuard};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
-/// What every shard shares: the ring, the node table of the items' versions, and the few
-/// settings the item layout depends on.
-pub(crate) struct Space {
-    pub ring: Ring,
-    pub nodes: NodeTable,
-    pub cas_enabled: bool,
-    /// Contiguous free bytes the ring should keep at its head (see `Store::ensure_room`).
-    pub headroom: AtomicUsize,
-    /// Set by a write that left less than `headroom` free: the next lookup evicts first.
-    pub low: AtomicBool,
-    /// Set when an item's bytes in the ring die (removed, or replaced by a new copy): with -M,
-    /// moving live items to reclaim dead space is tried again only after that.
-    pub died: AtomicBool,
-    /// The memory limit (-m, or the last cache_memlimit): the ring gets what the shards' hash
-    /// indexes leave of it, so that -m bounds items and index together (see `Store::fit_ring`).
-    pub limit: AtomicUsize,
-    /// Bytes of every shard's hash index (buckets and control bytes).
-    pub index_bytes: AtomicUsize,
-    /// Set when an index grew: the next lookup gives the ring its new, smaller share of -m.
-    pub refit: AtomicBool,
-}
 
 /// Bytes of a hash index bucket: the item's position and hashbrown's control byte.
 pub(crate) const INDEX_BUCKET_BYTES: usize = std::mem::size_of::<u32>() + 1;
@@ -568,5 +549,86 @@ impl Shard {
         self.heap_bytes -= freed;
         self.pending_bytes -= freed;
         (by_ack, by_time, by_cap)
+    }
+}
+
+/// All the shards of a store, the hasher that places a key in one of them, and the memory
+/// they share. A key's shard is the top bits of its hash; the shard's index uses the rest.
+pub(crate) struct Shards {
+    list: Box<[Mutex<Shard>]>,
+    mask: u64,
+    hasher: DefaultHashBuilder,
+    pub space: Arc<Space>,
+}
+
+impl Shards {
+    /// `n` shards (rounded up to a power of two, at least one) over `space`.
+    pub fn new(n: usize, space: Space) -> Shards {
+        let n = n.max(1).next_power_of_two();
+        let space = Arc::new(space);
+        Shards {
+            list: (0..n)
+                .map(|_| Mutex::new(Shard::new(space.clone())))
+                .collect(),
+            mask: (n - 1) as u64,
+            hasher: DefaultHashBuilder::default(),
+            space,
+        }
+    }
+
+    /// The shard number and hash of `key`.
+    #[inline]
+    pub fn place(&self, key: &[u8]) -> (usize, u64) {
+        let hash = hash_key(&self.hasher, key);
+        (((hash >> 32) & self.mask) as usize, hash)
+    }
+
+    /// The shard lock of shard number `no` (from [`Shards::place`]).
+    #[inline]
+    pub fn get(&self, no: usize) -> &Mutex<Shard> {
+        &self.list[no]
+    }
+
+    pub fn hasher(&self) -> &DefaultHashBuilder {
+        &self.hasher
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Mutex<Shard>> {
+        self.list.iter()
+    }
+
+    /// Bytes each shard may hold in pending deltas (increments waiting for their base write).
+    pub fn pending_cap(&self) -> usize {
+        self.space.mem_limit() / PENDING_SHARE / self.list.len()
+    }
+}
+
+/// The locked shard an `Entry` works on: its own lock, or one that a batch of replicated
+/// records holds for several entries in turn (`merge::apply_remote_batch`).
+pub(crate) enum ShardRef<'s> {
+    Locked(MutexGuard<'s, Shard>),
+    Batch(&'s mut Shard),
+}
+
+impl std::ops::Deref for ShardRef<'_> {
+    type Target = Shard;
+    fn deref(&self) -> &Shard {
+        match self {
+            ShardRef::Locked(g) => g,
+            ShardRef::Batch(s) => s,
+        }
+    }
+}
+
+impl std::ops::DerefMut for ShardRef<'_> {
+    fn deref_mut(&mut self) -> &mut Shard {
+        match self {
+            ShardRef::Locked(g) => g,
+            ShardRef::Batch(s) => s,
+        }
     }
 }

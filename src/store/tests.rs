@@ -2,6 +2,13 @@
 
 use super::*;
 use bytes::Bytes;
+use std::sync::atomic::Ordering;
+
+/// A flush as a peer's record installs it.
+fn install_flush(s: &Store, at: u32, version: Version, now: u32) {
+    s.flushes
+        .install(&s.shards, s.tombstone_secs(), at, version, now);
+}
 
 fn store() -> Store {
     Store::new(StoreConfig::default())
@@ -654,15 +661,15 @@ fn flushes_take_effect_at_their_own_times() {
         .unwrap();
     let v = |secs: u32| Version::new(((secs as u64) * 1000) << 16, 9);
     // Two delayed flushes (as a peer would send them), the later first.
-    s.install_flush(now + 600, v(now + 600), now);
-    s.install_flush(now + 3, v(now + 3), now);
+    install_flush(&s, now + 600, v(now + 600), now);
+    install_flush(&s, now + 3, v(now + 3), now);
     assert!(get(&s, b"old").is_some(), "neither is due");
-    assert_eq!(s.flush_in_effect(now), None);
+    assert_eq!(s.flushes.in_effect(now), None);
     // The same flush again (a snapshot after the record) changes nothing.
-    s.install_flush(now + 3, v(now + 3), now);
+    install_flush(&s, now + 3, v(now + 3), now);
     assert_eq!(s.flush_marks().len(), 2);
-    assert_eq!(s.flush_in_effect(now + 3), Some(v(now + 3)));
-    assert_eq!(s.flush_in_effect(now + 600), Some(v(now + 600)));
+    assert_eq!(s.flushes.in_effect(now + 3), Some(v(now + 3)));
+    assert_eq!(s.flushes.in_effect(now + 600), Some(v(now + 600)));
 }
 
 #[test]
@@ -1022,7 +1029,7 @@ fn tail_walker_races_in_place_header_changes() {
         let s = &s;
         scope.spawn(move || {
             for _ in 0..rounds {
-                let _ = s.tail_age(unix_now());
+                let _ = s.evictor().tail_age(unix_now());
             }
         });
         scope.spawn(move || {
@@ -1054,9 +1061,9 @@ fn a_ring_that_cannot_grow_keeps_its_size() {
         item_size_max: 1024,
         ..Default::default()
     });
-    let ring_cap = |s: &Store| s.space.ring.lock().cap();
+    let ring_cap = |s: &Store| s.shards.space.ring.lock().cap();
     let before = ring_cap(&s);
-    s.space.ring.fail_next_growth();
+    s.shards.space.ring.fail_next_growth();
     assert!(matches!(
         s.set_mem_limit(64 << 20),
         Err(MemLimitError::Grow(_))
@@ -1070,10 +1077,10 @@ fn a_ring_that_cannot_grow_keeps_its_size() {
     assert_eq!(s.mem_limit(), 1 << 20);
 
     // The write path: a refit that would grow the ring, and the growth fails.
-    s.space.limit.store(64 << 20, Ordering::Relaxed);
-    s.space.refit.store(true, Ordering::Relaxed);
-    s.space.low.store(true, Ordering::Relaxed);
-    s.space.ring.fail_next_growth();
+    s.shards.space.limit.store(64 << 20, Ordering::Relaxed);
+    s.shards.space.refit.store(true, Ordering::Relaxed);
+    s.shards.space.low.store(true, Ordering::Relaxed);
+    s.shards.space.ring.fail_next_growth();
     s.entry(b"k").put(&[b"v"], 0, Expiry::Never, None).unwrap();
     assert_eq!(ring_cap(&s), before, "the ring kept its size");
     assert_eq!(get(&s, b"k").as_deref(), Some(&b"v"[..]));
