@@ -1050,7 +1050,7 @@ fn tail_walker_races_in_place_header_changes() {
 }
 
 /// A ring that cannot grow (mprotect fails: injected here, RLIMIT_DATA in
-/// tests/server_behaviour.rs) refuses the new limit and changes nothing, and a write whose
+/// tests/protocol/server_behaviour.rs) refuses the new limit and changes nothing, and a write whose
 /// refit needs a growth that fails goes on with the ring's old size: no panic either way.
 #[cfg(not(miri))]
 #[test]
