@@ -92,7 +92,7 @@ impl Replicator {
             budget: Arc::new(budget::HandshakeBudget::default()),
             failure_log: budget::FailureLog::default(),
             max_skew_ms: config.repl_max_clock_skew.as_millis() as u64,
-            limits: frame::Limits {
+            limits: frame::FrameLimits {
                 item_size_max: store.item_size_max(),
             },
             backlog: backlog.clone(),
