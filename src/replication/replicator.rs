@@ -260,12 +260,12 @@ impl Replicator {
     }
 
     /// Lines for `stats` (name, value).
-    pub fn general_stats(&self) -> Vec<(String, String)> {
+    pub fn general_stats(&self) -> Vec<(String, report::ReportValue)> {
         report::general_stats(&self.sh)
     }
 
     /// `stats replication`: one group of `peerN:` lines per peer.
-    pub fn replication_stats(&self) -> Vec<(String, String)> {
+    pub fn replication_stats(&self) -> Vec<(String, report::ReportValue)> {
         report::replication_stats(&self.sh)
     }
 
