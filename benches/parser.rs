@@ -1,9 +1,9 @@
 //! Text protocol parsing alone: the per-request cost before any store access.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use repcached::protocol::{text, Limits, Parsed};
+use repcached::protocol::{text, ParseLimits, Parsed};
 
-fn parse_all(input: &[u8], limits: &Limits) -> usize {
+fn parse_all(input: &[u8], limits: &ParseLimits) -> usize {
     let mut pos = 0;
     let mut n = 0;
     while pos < input.len() {
@@ -20,7 +20,7 @@ fn parse_all(input: &[u8], limits: &Limits) -> usize {
 }
 
 fn bench_parser(c: &mut Criterion) {
-    let limits = Limits::default();
+    let limits = ParseLimits::default();
     let mut group = c.benchmark_group("parse");
     let cases: [(&str, Vec<u8>); 4] = [
         ("get", b"get user:session:0000001234\r\n".to_vec()),

@@ -7,7 +7,7 @@
 //! of the same walk is `fuzz/` (cargo-fuzz, nightly).
 
 use repcached::protocol::binary::{self, Command, Sasl};
-use repcached::protocol::{auth, text, Limits, Parsed, Request};
+use repcached::protocol::{auth, text, ParseLimits, Parsed, Request};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -140,10 +140,10 @@ const ITEM_MAX: usize = 2048;
 /// few small tables, far below the declared sizes of up to 4 GiB.
 const ALLOC_BOUND: usize = 16 * 1024;
 
-fn limits() -> Limits {
-    Limits {
+fn limits() -> ParseLimits {
+    ParseLimits {
         item_size_max: ITEM_MAX,
-        ..Limits::default()
+        ..ParseLimits::default()
     }
 }
 

@@ -5,12 +5,12 @@
 
 use libfuzzer_sys::fuzz_target;
 use repcached::protocol::binary::{self, Command, Sasl};
-use repcached::protocol::Limits;
+use repcached::protocol::ParseLimits;
 
 fuzz_target!(|data: &[u8]| {
-    let limits = Limits {
+    let limits = ParseLimits {
         item_size_max: 2048,
-        ..Limits::default()
+        ..ParseLimits::default()
     };
     for sasl in [Sasl::Disabled, Sasl::Required, Sasl::Authenticated] {
         // Walk the input as a connection would: request after request.

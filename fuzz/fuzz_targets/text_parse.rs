@@ -5,12 +5,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use repcached::protocol::{auth, text, Effect, Limits, Parsed, Request};
+use repcached::protocol::{auth, text, Effect, ParseLimits, Parsed, Request};
 
 fuzz_target!(|data: &[u8]| {
-    let limits = Limits {
+    let limits = ParseLimits {
         item_size_max: 2048,
-        ..Limits::default()
+        ..ParseLimits::default()
     };
     // Walk the input as a connection would: request after request.
     let mut rest = data;

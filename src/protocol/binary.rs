@@ -37,7 +37,7 @@ pub use response::{
     encode_version, SASL_AUTHENTICATED,
 };
 
-use super::Limits;
+use super::ParseLimits;
 
 /// Every request and response starts with this fixed header.
 pub const HEADER_LEN: usize = 24;
@@ -214,7 +214,7 @@ pub fn is_binary_start(first_byte: u8) -> bool {
 /// The longest input [`parse`] can ask to see before it answers: a header, the largest extras
 /// and key a header can declare (memcached reads both before it checks anything about them),
 /// and a value at the item size limit. A connection's read buffer never needs more.
-pub fn max_frame_len(limits: &Limits) -> usize {
+pub fn max_frame_len(limits: &ParseLimits) -> usize {
     let fixed = HEADER_LEN + usize::from(u8::MAX) + usize::from(u16::MAX);
     // A stored value passes the size check only if it fits in an item, so it is below the limit.
     fixed.saturating_add(limits.item_size_max)
@@ -222,7 +222,7 @@ pub fn max_frame_len(limits: &Limits) -> usize {
 
 /// True when memcached would find no room for an item of this key, flags and value length
 /// (`item_size_ok` failing): the request is answered "Too large." and its value discarded.
-fn item_too_large(limits: &Limits, key_len: usize, flags: u32, value_len: usize) -> bool {
+fn item_too_large(limits: &ParseLimits, key_len: usize, flags: u32, value_len: usize) -> bool {
     let flags_size = if flags == 0 { 0 } else { 4 };
     let total = ITEM_OVERHEAD
         .saturating_add(key_len + 1 + flags_size)

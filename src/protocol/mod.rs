@@ -21,9 +21,10 @@ pub mod reply;
 pub mod text;
 pub mod tokens;
 
-/// Limits applied while parsing, the same for client input and replicated frames.
+/// Limits on client input, applied by the text, meta and binary parsers. Replicated frames have
+/// their own, `replication::frame::FrameLimits`.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct ParseLimits {
     /// Longest key in bytes (memcached: KEY_MAX_LENGTH = 250).
     pub max_key_len: usize,
     /// Largest value accepted (-I); larger data blocks are swallowed and refused.
@@ -33,9 +34,9 @@ pub struct Limits {
     pub max_line_len: usize,
 }
 
-impl Default for Limits {
+impl Default for ParseLimits {
     fn default() -> Self {
-        Limits {
+        ParseLimits {
             max_key_len: 250,
             item_size_max: 1024 * 1024,
             max_line_len: 2048,

@@ -10,8 +10,8 @@
 use super::reply::ErrorKind;
 use super::tokens::{split_line, Tokens as LineTokens};
 use super::{
-    Effect, Limits, LruCrawlerCommand, MetadumpScope, Parsed, Request, ShutdownMode, SlabsCommand,
-    StatsGroup, StoreMode,
+    Effect, LruCrawlerCommand, MetadumpScope, ParseLimits, Parsed, Request, ShutdownMode,
+    SlabsCommand, StatsGroup, StoreMode,
 };
 use crate::numbers::{
     safe_strtol as strtol32, safe_strtoul as strtoul32, safe_strtoull as strtoull,
@@ -35,7 +35,7 @@ const ITEM_OVERHEAD: usize = 48 + 8;
 const MAX_SLAB_CLASSES: u32 = 64;
 
 /// Parses one request from the front of `input` (the unread bytes of a connection).
-pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
+pub fn parse<'a>(input: &'a [u8], limits: &ParseLimits) -> Parsed<'a> {
     let Some((line, consumed)) = find_line(input, limits) else {
         return if input.len() > limits.max_line_len && !may_wait(input) {
             close()
@@ -174,7 +174,7 @@ pub fn block_end(input: &[u8]) -> Option<usize> {
 
 /// Finds the first command line (see [`split_line`]) and the bytes it occupies. `None` while
 /// memcached would still wait.
-fn find_line<'a>(input: &'a [u8], limits: &Limits) -> Option<(&'a [u8], usize)> {
+fn find_line<'a>(input: &'a [u8], limits: &ParseLimits) -> Option<(&'a [u8], usize)> {
     let (line, consumed) = split_line(input)?;
     // memcached never holds more than its read buffer of a line unless it is a multiget.
     if consumed > READ_BUFFER_SIZE.max(limits.max_line_len) && !is_multiget(input) {
@@ -234,7 +234,7 @@ struct Line<'a, 'b> {
     input: &'a [u8],
     consumed: usize,
     toks: &'b Tokens<'a>,
-    limits: &'b Limits,
+    limits: &'b ParseLimits,
 }
 
 impl<'a> Line<'a, '_> {

@@ -338,10 +338,10 @@ impl MutationSink for BacklogSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replication::frame::{decode, Frame, Limits};
+    use crate::replication::frame::{decode, Frame, FrameLimits};
     use crate::store::MutationKind;
 
-    const LIM: Limits = Limits {
+    const LIM: FrameLimits = FrameLimits {
         item_size_max: 1 << 20,
     };
 

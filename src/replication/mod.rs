@@ -30,4 +30,5 @@ mod shared;
 
 pub use random::random_node_id;
 pub use replicator::{PeerChanges, Replicator};
+pub use report::ReportValue;
 pub use shared::{parse_peer, ReplError, DEFAULT_PORT};

@@ -92,7 +92,7 @@ impl Replicator {
             budget: Arc::new(budget::HandshakeBudget::default()),
             failure_log: budget::FailureLog::default(),
             max_skew_ms: config.repl_max_clock_skew.as_millis() as u64,
-            limits: frame::Limits {
+            limits: frame::FrameLimits {
                 item_size_max: store.item_size_max(),
             },
             backlog: backlog.clone(),
@@ -260,12 +260,12 @@ impl Replicator {
     }
 
     /// Lines for `stats` (name, value).
-    pub fn general_stats(&self) -> Vec<(String, String)> {
+    pub fn general_stats(&self) -> Vec<(String, report::ReportValue)> {
         report::general_stats(&self.sh)
     }
 
     /// `stats replication`: one group of `peerN:` lines per peer.
-    pub fn replication_stats(&self) -> Vec<(String, String)> {
+    pub fn replication_stats(&self) -> Vec<(String, report::ReportValue)> {
         report::replication_stats(&self.sh)
     }
 

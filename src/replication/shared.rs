@@ -104,7 +104,7 @@ pub(crate) struct Shared {
     pub(crate) failure_log: budget::FailureLog,
     /// A remote version more than this many milliseconds ahead of our wall clock is refused.
     pub(crate) max_skew_ms: u64,
-    pub(crate) limits: frame::Limits,
+    pub(crate) limits: frame::FrameLimits,
     pub(crate) backlog: Arc<Backlog>,
     pub(crate) listen_port: u16,
     /// The address the listener binds, told to peers in HELLO (None: all interfaces).

@@ -7,7 +7,7 @@ use super::counters::Stats;
 use super::session;
 use super::tls;
 use crate::config::{Config, Users};
-use crate::protocol::Limits;
+use crate::protocol::ParseLimits;
 use crate::replication::Replicator;
 use crate::store::{Store, StoreConfig};
 use parking_lot::{Mutex, RwLock};
@@ -53,7 +53,7 @@ pub struct ServerState {
     pub store: Arc<Store>,
     pub stats: Stats,
     pub config: Config,
-    pub limits: Limits,
+    pub limits: ParseLimits,
     pub started_unix: u32,
     /// Replies a connection may queue unwritten (`-o read_buf_mem_limit`); None: no limit.
     pub reply_slots: Option<usize>,
@@ -96,9 +96,9 @@ impl ServerState {
         ServerState {
             store: Arc::new(store),
             stats: Stats::default(),
-            limits: Limits {
+            limits: ParseLimits {
                 item_size_max: config.item_size_max,
-                ..Limits::default()
+                ..ParseLimits::default()
             },
             started_unix: crate::store::unix_now(),
             reply_slots: session::reply_slots(config.read_buf_mem_limit, config.threads),

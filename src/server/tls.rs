@@ -121,23 +121,23 @@ impl ClientTls {
         None
     }
 
-    /// `stats` lines, in memcached's order (only printed with -Z).
-    pub fn general_stats(&self, now: u32) -> Vec<(&'static str, String)> {
+    /// `stats` lines, in memcached's order (only printed with -Z); all counts, so plain numbers
+    /// (tls sits below stats in the module graph and cannot name its `Value`).
+    pub fn general_stats(&self, now: u32) -> Vec<(&'static str, u64)> {
         let mut out = Vec::new();
         if self.settings.session_cache {
             out.push((
                 "ssl_new_sessions",
-                self.new_sessions.load(Ordering::Relaxed).to_string(),
+                self.new_sessions.load(Ordering::Relaxed),
             ));
         }
         out.push((
             "ssl_handshake_errors",
-            self.handshake_errors.load(Ordering::Relaxed).to_string(),
+            self.handshake_errors.load(Ordering::Relaxed),
         ));
         out.push((
             "time_since_server_cert_refresh",
-            now.saturating_sub(self.refreshed_at.load(Ordering::Relaxed))
-                .to_string(),
+            u64::from(now.saturating_sub(self.refreshed_at.load(Ordering::Relaxed))),
         ));
         out
     }

@@ -126,7 +126,7 @@ impl Node {
             .into_iter()
             .chain(self.repl.replication_stats())
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
+            .map(|(_, v)| v.to_string())
     }
 
     pub fn stat_u64(&self, name: &str) -> u64 {

@@ -5,7 +5,7 @@
 //! of a given snapshot, given records).
 
 use bytes::{Bytes, BytesMut};
-use repcached::replication::frame::{self, Frame, Limits, PROTO_VERSION};
+use repcached::replication::frame::{self, Frame, FrameLimits, PROTO_VERSION};
 use repcached::replication::secure::{self, LinkReader, LinkWriter, Role, Security};
 use repcached::store::{unix_now, Counter, Mutation, MutationKind, Version};
 use std::net::SocketAddr;
@@ -112,7 +112,7 @@ impl PeerLink {
 
     /// The node's next frame; None once it closed the link or `deadline` passed.
     pub async fn next_until(&mut self, deadline: tokio::time::Instant) -> Option<Frame> {
-        let limits = Limits {
+        let limits = FrameLimits {
             item_size_max: 1 << 20,
         };
         loop {

@@ -7,7 +7,7 @@
 use crate::harness::peer::{security, PeerLink};
 use crate::harness::*;
 use bytes::{Bytes, BytesMut};
-use repcached::replication::frame::{self, Frame, Limits};
+use repcached::replication::frame::{self, Frame, FrameLimits};
 use repcached::replication::secure::Security;
 use repcached::store::{
     unix_now, ApplyOutcome, Contribution, Counter, Expiry, Mutation, MutationKind, MutationSink,
@@ -162,7 +162,7 @@ fn pending_deltas_are_bounded_by_a_sixteenth_of_m() {
 
 #[test]
 fn frames_with_a_sequence_number_past_max_seq_are_malformed() {
-    let limits = Limits {
+    let limits = FrameLimits {
         item_size_max: 1 << 20,
     };
     let now = unix_now();

@@ -2,7 +2,7 @@
 //! and `dispatch_bin_command` do and answers with a typed [`Command`] or a [`BinError`] that
 //! carries what memcached does about it.
 
-use super::{item_too_large, opcode as op, Header, Limits, Status, HEADER_LEN, MAX_BODY_LEN};
+use super::{item_too_large, opcode as op, Header, ParseLimits, Status, HEADER_LEN, MAX_BODY_LEN};
 use super::{MAX_SASL_MECH_LEN, REQUEST_MAGIC};
 use crate::protocol::StoreMode;
 
@@ -220,7 +220,7 @@ pub type ParseResult<'a> = Result<Option<(BinRequest<'a>, usize)>, BinError<'a>>
 /// `Ok(Some((request, consumed)))`: execute `request`, then drop `consumed` bytes; `consumed`
 /// can be less than the frame's declared length (stat, touch and gat read only extras and key).
 /// `Err(e)`: a refusal, see [`BinError`].
-pub fn parse<'a>(buf: &'a [u8], limits: &Limits, sasl: Sasl) -> ParseResult<'a> {
+pub fn parse<'a>(buf: &'a [u8], limits: &ParseLimits, sasl: Sasl) -> ParseResult<'a> {
     let Some(h) = Header::decode(buf) else {
         return Ok(None);
     };
@@ -394,7 +394,7 @@ impl<'a> Frame<'a, '_> {
         accept(self.h, command, self.fixed)
     }
 
-    fn store(&self, limits: &Limits) -> ParseResult<'a> {
+    fn store(&self, limits: &ParseLimits) -> ParseResult<'a> {
         let &[f0, f1, f2, f3, e0, e1, e2, e3] = self.extras else {
             return self.bad_layout();
         };
@@ -426,7 +426,7 @@ impl<'a> Frame<'a, '_> {
         accept(self.h, command, self.fixed + self.value_len)
     }
 
-    fn concat(&self, limits: &Limits) -> ParseResult<'a> {
+    fn concat(&self, limits: &ParseLimits) -> ParseResult<'a> {
         if !self.extras.is_empty() || self.key.is_empty() {
             return self.bad_layout();
         }
@@ -454,7 +454,7 @@ impl<'a> Frame<'a, '_> {
         Err(self.refuse_value(ErrorKind::UnknownCommand))
     }
 
-    fn sasl(&self, limits: &Limits) -> ParseResult<'a> {
+    fn sasl(&self, limits: &ParseLimits) -> ParseResult<'a> {
         if !self.extras.is_empty() || self.key.is_empty() {
             return self.bad_layout();
         }
@@ -463,7 +463,7 @@ impl<'a> Frame<'a, '_> {
         }
         // memcached reads the data into an item and refuses chunked ones, i.e. anything
         // past half an item page; we apply the same bound.
-        let half = Limits {
+        let half = ParseLimits {
             item_size_max: limits.item_size_max / 2,
             ..*limits
         };

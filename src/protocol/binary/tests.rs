@@ -65,12 +65,12 @@ pub(super) fn frame(
 }
 
 fn parse_default(buf: &[u8]) -> Result<Option<(BinRequest<'_>, usize)>, BinError<'_>> {
-    parse(buf, &Limits::default(), Sasl::Disabled)
+    parse(buf, &ParseLimits::default(), Sasl::Disabled)
 }
 
 /// Parses a complete frame that must be accepted, consuming `consumed` bytes.
 fn accepted(buf: &[u8], sasl: Sasl) -> (Command<'_>, usize) {
-    match parse(buf, &Limits::default(), sasl) {
+    match parse(buf, &ParseLimits::default(), sasl) {
         Ok(Some((r, n))) => {
             assert_eq!(r.opaque, OPAQUE);
             assert_eq!(r.opcode, buf[1]);
@@ -81,7 +81,7 @@ fn accepted(buf: &[u8], sasl: Sasl) -> (Command<'_>, usize) {
 }
 
 pub(super) fn refused(buf: &[u8], sasl: Sasl) -> BinError<'_> {
-    match parse(buf, &Limits::default(), sasl) {
+    match parse(buf, &ParseLimits::default(), sasl) {
         Err(e) => e,
         other => panic!("{buf:02x?} -> {other:?}"),
     }
@@ -522,9 +522,9 @@ fn refusals() {
 #[test]
 fn too_large_boundary_follows_item_size() {
     // 56 bytes of item overhead, key + NUL, value + "\r\n", 4 for non-zero flags.
-    let limits = Limits {
+    let limits = ParseLimits {
         item_size_max: 1000,
-        ..Limits::default()
+        ..ParseLimits::default()
     };
     let fits_flags0 = 1000 - 56 - 2 - 2; // key "k"
     for (flags, value_len, too_large) in [

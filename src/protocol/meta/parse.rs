@@ -9,7 +9,7 @@ use super::types::{
 use crate::numbers::safe_strtol;
 use crate::protocol::reply::ErrorKind;
 use crate::protocol::tokens::split_line;
-use crate::protocol::{Effect, Limits, Parsed, Request};
+use crate::protocol::{Effect, ParseLimits, Parsed, Request};
 use std::borrow::Cow;
 
 /// Bytes memcached charges for an item besides key and data: the item header (48), the key's
@@ -28,7 +28,7 @@ fn error(kind: ErrorKind, consumed: usize) -> Parsed<'static> {
 
 /// Parses one meta request from the front of `input` (which starts at a line whose command is
 /// mg/ms/md/ma/mn/me).
-pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
+pub fn parse<'a>(input: &'a [u8], limits: &ParseLimits) -> Parsed<'a> {
     let Some((line, consumed)) = split_line(input) else {
         if input.len() > limits.max_line_len {
             // memcached closes a connection sending a long line that is not a get.
@@ -50,7 +50,7 @@ pub fn parse_line<'a>(
     input: &'a [u8],
     line: &'a [u8],
     consumed: usize,
-    limits: &Limits,
+    limits: &ParseLimits,
 ) -> Parsed<'a> {
     let tokens = Tokens::new(line);
     let cmd = tokens.at(0);
@@ -68,7 +68,7 @@ pub fn parse_line<'a>(
     }
 }
 
-fn parse_debug<'a>(tokens: &Tokens<'a>, limits: &Limits, consumed: usize) -> Parsed<'a> {
+fn parse_debug<'a>(tokens: &Tokens<'a>, limits: &ParseLimits, consumed: usize) -> Parsed<'a> {
     const BAD: ErrorKind = ErrorKind::BadFormat;
     let key = tokens.at(1);
     if tokens.ntokens() < 3 || key.len() > limits.max_key_len {
@@ -97,7 +97,7 @@ fn parse_cmd<'a>(
     tokens: &Tokens<'a>,
     input: &'a [u8],
     consumed: usize,
-    limits: &Limits,
+    limits: &ParseLimits,
 ) -> Parsed<'a> {
     const BAD: ErrorKind = ErrorKind::BadFormat;
     let n = tokens.ntokens();

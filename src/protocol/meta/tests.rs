@@ -1,11 +1,11 @@
 use super::*;
 use crate::protocol::reply::ErrorKind;
-use crate::protocol::{Effect, Limits, Parsed, Request};
+use crate::protocol::{Effect, ParseLimits, Parsed, Request};
 use proptest::prelude::*;
 use std::borrow::Cow;
 
 fn p(input: &[u8]) -> Parsed<'_> {
-    parse(input, &Limits::default())
+    parse(input, &ParseLimits::default())
 }
 
 fn err(input: &[u8]) -> (String, usize, usize) {
@@ -258,9 +258,9 @@ proptest! {
         let mut line = format!("{cmd} {key} {}", toks.join(" ")).into_bytes();
         line.extend_from_slice(b"\r\n");
         line.extend_from_slice(&tail);
-        let _ = parse(&line, &Limits::default());
+        let _ = parse(&line, &ParseLimits::default());
         for cut in 0..line.len() {
-            let _ = parse(&line[..cut], &Limits::default());
+            let _ = parse(&line[..cut], &ParseLimits::default());
         }
     }
 
@@ -268,6 +268,6 @@ proptest! {
     fn meta_parse_random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
         let mut input = b"m".to_vec();
         input.extend_from_slice(&bytes);
-        let _ = parse(&input, &Limits::default());
+        let _ = parse(&input, &ParseLimits::default());
     }
 }

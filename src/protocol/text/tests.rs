@@ -6,7 +6,7 @@ use crate::protocol::reply::*;
 use proptest::prelude::*;
 
 fn p(input: &[u8]) -> Parsed<'_> {
-    parse(input, &Limits::default())
+    parse(input, &ParseLimits::default())
 }
 
 fn req(input: &[u8]) -> Request<'_> {
@@ -304,7 +304,7 @@ fn bad_data_chunk_consumes_the_block() {
 
 #[test]
 fn too_large_swallows() {
-    let lim = Limits::default();
+    let lim = ParseLimits::default();
     // Thresholds observed on memcached -I 1m: 48-byte header + 8 CAS + key + 1 + flags + data.
     for (flags, max_ok) in [(0u32, 1048516usize), (1, 1048512)] {
         let ok = format!("set a {flags} 0 {max_ok}\r\n");
@@ -647,7 +647,7 @@ fn meta_is_delegated() {
     // The placeholder meta parser answers ERROR for the whole line.
     assert_eq!(
         p(b"mn\r\nget a\r\n"),
-        super::super::meta::parse(b"mn\r\nget a\r\n", &Limits::default())
+        super::super::meta::parse(b"mn\r\nget a\r\n", &ParseLimits::default())
     );
     assert!(matches!(
         p(b"mg foo v\r\n"),
@@ -679,7 +679,7 @@ fn closes_silently() {
     // ... but not on known command families.
     assert_eq!(p(b"set / HTTP/1.1\r\n"), err(ERROR, 16));
     // Over 2048 bytes without a newline.
-    let lim = Limits::default();
+    let lim = ParseLimits::default();
     assert_eq!(p(&[b'x'; 2048]), Parsed::Incomplete);
     assert_eq!(p(&[b'x'; 2049]), closed());
     // ... unless it is a multiget (after at most 100 spaces), up to our 4 MiB cap.
@@ -789,7 +789,7 @@ proptest! {
         data in proptest::collection::vec(any::<u8>(), 0..300),
         cut in 0usize..300,
     ) {
-        let lim = Limits { max_line_len: 64, item_size_max: 4096, ..Limits::default() };
+        let lim = ParseLimits { max_line_len: 64, item_size_max: 4096, ..ParseLimits::default() };
         let cut = cut.min(data.len());
         for input in [&data[..cut], &data[..]] {
             let mut rest = input;
@@ -822,7 +822,7 @@ proptest! {
         cut in 0usize..40,
     ) {
         let line = format!("{cmd} k 0 0 {len}\r\n");
-        let parsed = parse(line.as_bytes(), &Limits::default());
+        let parsed = parse(line.as_bytes(), &ParseLimits::default());
         let vlen = len as u32 as i32;
         if !(0..=i32::MAX - 2).contains(&vlen) {
             prop_assert_eq!(parsed, err(BAD_FORMAT, line.len()));
@@ -831,7 +831,7 @@ proptest! {
             prop_assert!(is_error);
         }
         let cut = cut.min(line.len() - 1);
-        prop_assert_eq!(parse(&line.as_bytes()[..cut], &Limits::default()), Parsed::Incomplete);
+        prop_assert_eq!(parse(&line.as_bytes()[..cut], &ParseLimits::default()), Parsed::Incomplete);
     }
 }
 
@@ -888,7 +888,7 @@ fn refused_get_prefix_keeps_the_keys_before_the_bad_one() {
 #[test]
 fn lru_crawler_and_slabs_commands() {
     use crate::protocol::{LruCrawlerCommand as L, SlabsCommand as S};
-    let lim = Limits::default();
+    let lim = ParseLimits::default();
     let req = |line: &'static [u8]| match parse(line, &lim) {
         Parsed::Request(r, n) if n == line.len() => r,
         other => panic!("{:?}: {other:?}", String::from_utf8_lossy(line)),

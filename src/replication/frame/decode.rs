@@ -8,7 +8,11 @@ use super::record::record_body;
 
 /// Decodes one frame from the front of `buf`: `Ok(None)` if more bytes are needed, else the
 /// frame and the number of bytes it took. Errors mean the peer is broken or hostile.
-pub fn decode(buf: &[u8], limits: &Limits, now: u32) -> Result<Option<(Frame, usize)>, FrameError> {
+pub fn decode(
+    buf: &[u8],
+    limits: &FrameLimits,
+    now: u32,
+) -> Result<Option<(Frame, usize)>, FrameError> {
     if buf.len() < 4 {
         return Ok(None);
     }
@@ -28,7 +32,7 @@ pub fn decode(buf: &[u8], limits: &Limits, now: u32) -> Result<Option<(Frame, us
     Ok(Some((frame, 4 + len)))
 }
 
-fn decode_body(ty: u8, body: &[u8], limits: &Limits, now: u32) -> Result<Frame, FrameError> {
+fn decode_body(ty: u8, body: &[u8], limits: &FrameLimits, now: u32) -> Result<Frame, FrameError> {
     let name = match ty {
         T_HELLO => "hello",
         T_PSYNC => "psync",

@@ -1,6 +1,6 @@
 //! The vocabulary of the wire format: protocol constants, the frame type and record kind codes,
-//! [`Frame`] (every frame as a value), the receiver's [`Limits`], [`FrameError`], and how expiry
-//! times travel (remaining seconds, see [`ttl_out`] and [`ttl_in`]).
+//! [`Frame`] (every frame as a value), the receiver's [`FrameLimits`], [`FrameError`], and how
+//! expiry times travel (remaining seconds, see [`ttl_out`] and [`ttl_in`]).
 
 use crate::store::{Counter, Mutation, Version};
 use bytes::Bytes;
@@ -37,13 +37,14 @@ pub(super) const K_TOUCH: u8 = 3;
 pub(super) const K_DELTA: u8 = 4;
 pub(super) const K_FLUSH: u8 = 5;
 
-/// Limits a receiver enforces on every frame.
+/// Limits a replication receiver enforces on every peer frame (client input has its own,
+/// `protocol::ParseLimits`).
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct FrameLimits {
     pub item_size_max: usize,
 }
 
-impl Limits {
+impl FrameLimits {
     pub fn max_frame(&self) -> usize {
         self.item_size_max + KEY_MAX + FRAME_OVERHEAD
     }

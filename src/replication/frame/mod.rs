@@ -14,7 +14,7 @@
 //! record that waited in the backlog (a peer catching up after a break) still expires at the
 //! origin's absolute time.
 //!
-//! Files: `format` (type codes, [`Frame`], [`Limits`], [`FrameError`], the expiry rule),
+//! Files: `format` (type codes, [`Frame`], [`FrameLimits`], [`FrameError`], the expiry rule),
 //! `encode` (every frame into bytes; snapshot entries straight from the store), `record` (the
 //! RECORD frame both ways: the backlog's header, its patching, the in-place decoder the link
 //! reader applies), `payload` (the bounds-checked field reader), `decode` (bytes into any
@@ -29,7 +29,7 @@ mod record;
 
 pub use decode::decode;
 pub use encode::{encode, encode_snap_item, encode_snap_tomb, SnapItemRef};
-pub use format::{Frame, FrameError, Limits, KEY_MAX, MAGIC, PROTO_VERSION};
+pub use format::{Frame, FrameError, FrameLimits, KEY_MAX, MAGIC, PROTO_VERSION};
 pub use record::{
     decode_record, patch_time, record_header, record_key, RecordHeader, TimeField,
     RECORD_HEADER_MAX, RECORD_HLC_AT,

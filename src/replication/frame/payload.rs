@@ -2,7 +2,7 @@
 //! are there, keys and values are checked against the limits, and a payload with bytes left
 //! over is malformed.
 
-use super::format::{FrameError, Limits, KEY_MAX, MAX_CONTRIBUTIONS};
+use super::format::{FrameError, FrameLimits, KEY_MAX, MAX_CONTRIBUTIONS};
 use crate::store::{Contribution, Counter, Version};
 use bytes::{Buf, Bytes};
 
@@ -88,10 +88,10 @@ impl<'a> Payload<'a> {
         }
         self.bytes(n)
     }
-    pub(super) fn value(&mut self, limits: &Limits) -> Result<Bytes, FrameError> {
+    pub(super) fn value(&mut self, limits: &FrameLimits) -> Result<Bytes, FrameError> {
         self.value_ref(limits).map(Bytes::copy_from_slice)
     }
-    pub(super) fn value_ref(&mut self, limits: &Limits) -> Result<&'a [u8], FrameError> {
+    pub(super) fn value_ref(&mut self, limits: &FrameLimits) -> Result<&'a [u8], FrameError> {
         if self.buf.len() > limits.item_size_max {
             return Err(FrameError::ValueTooLarge(self.buf.len()));
         }

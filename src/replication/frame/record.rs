@@ -151,7 +151,7 @@ pub fn patch_time(frame: &mut [u8], field: TimeField, now: u32) {
 /// The payload of a RECORD frame, borrowing key and value from it.
 pub(super) fn record_body<'a>(
     p: &mut Payload<'a>,
-    limits: &Limits,
+    limits: &FrameLimits,
     now: u32,
 ) -> Result<(u64, MutationRef<'a>), FrameError> {
     let offset = p.u64()?;
@@ -207,7 +207,7 @@ pub(super) fn record_body<'a>(
 /// it took. A receiver applies a whole read buffer of records this way, then advances past them.
 pub fn decode_record<'a>(
     buf: &'a [u8],
-    limits: &Limits,
+    limits: &FrameLimits,
     now: u32,
 ) -> Result<Option<(u64, MutationRef<'a>, usize)>, FrameError> {
     if buf.len() < 5 || buf[4] != T_RECORD {

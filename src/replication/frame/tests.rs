@@ -4,7 +4,7 @@ use super::*;
 use crate::store::{Contribution, Counter, Mutation, MutationKind, Version};
 use bytes::{Bytes, BytesMut};
 
-const LIM: Limits = Limits {
+const LIM: FrameLimits = FrameLimits {
     item_size_max: 1024,
 };
 

@@ -1,7 +1,7 @@
 //! What every part of a link shares: timing constants, the error type, the frame reader over
 //! the secure channel, the bounded writer, and the reader-to-writer control message.
 
-use super::super::frame::{self, Frame, FrameError, Limits, PROTO_VERSION};
+use super::super::frame::{self, Frame, FrameError, FrameLimits, PROTO_VERSION};
 use super::super::secure::{LinkReader, LinkWriter, SecureError};
 use crate::store::unix_now;
 use bytes::{Buf, BytesMut};
@@ -94,7 +94,7 @@ impl LinkError {
 pub(super) struct FrameReader {
     pub(super) rd: LinkReader,
     pub(super) buf: BytesMut,
-    pub(super) limits: Limits,
+    pub(super) limits: FrameLimits,
     /// Once the peer is authenticated, a frame over our limits (say a value larger than our
     /// -I, from a peer started with a bigger one) is drained and counted instead of ending the
     /// link; before that it is a protocol error.
@@ -109,7 +109,7 @@ pub(super) struct FrameReader {
 }
 
 /// Frame limits while the peer is unauthenticated: HELLO and AUTH are small.
-pub(super) const HANDSHAKE_LIMITS: Limits = Limits { item_size_max: 0 };
+pub(super) const HANDSHAKE_LIMITS: FrameLimits = FrameLimits { item_size_max: 0 };
 
 impl FrameReader {
     /// The next frame; `wait` bounds each silence, not the whole frame, so a large value on a

@@ -132,10 +132,10 @@ pub fn general(shared: &ServerState) -> Snapshot {
     s.count("lru_bumps_dropped", 0);
     s.count("curr_tombstones", store.tombstones);
     if let Some(tls) = &shared.tls {
-        s.extend_text(tls.general_stats(now));
+        s.extend(tls.general_stats(now));
     }
     if let Some(repl) = shared.replicator() {
-        s.extend_text(repl.general_stats());
+        s.extend(repl.general_stats());
     }
     s
 }

@@ -8,7 +8,7 @@ use crate::server::shared::ServerState;
 pub fn replication(shared: &ServerState) -> Snapshot {
     let mut s = Snapshot::default();
     if let Some(repl) = shared.replicator() {
-        s.extend_text(repl.replication_stats());
+        s.extend(repl.replication_stats());
     }
     s
 }

@@ -2,6 +2,7 @@
 //! [`Snapshot`] of one group, with memcached's text rendering.
 
 use crate::protocol::reply::push_u64;
+use crate::replication::ReportValue;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -83,6 +84,22 @@ impl fmt::Display for Value {
     }
 }
 
+impl From<u64> for Value {
+    fn from(n: u64) -> Value {
+        Value::Count(n)
+    }
+}
+
+impl From<ReportValue> for Value {
+    fn from(v: ReportValue) -> Value {
+        match v {
+            ReportValue::Count(n) => Value::Count(n),
+            ReportValue::Word(w) => Value::Word(w),
+            ReportValue::Text(t) => Value::Text(t),
+        }
+    }
+}
+
 /// One statistic.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stat {
@@ -131,6 +148,16 @@ impl Snapshot {
 
     pub fn push(&mut self, name: Name, value: Value) {
         self.stats.push(Stat { name, value });
+    }
+
+    /// Rows another module hands over typed as (name, value), e.g. replication's.
+    pub fn extend<N: Into<Name>, V: Into<Value>>(
+        &mut self,
+        rows: impl IntoIterator<Item = (N, V)>,
+    ) {
+        for (name, value) in rows {
+            self.push(name.into(), value.into());
+        }
     }
 
     /// Rows another module hands over as (name, text).

@@ -4,15 +4,15 @@
 use super::super::*;
 use proptest::prelude::*;
 
-fn small_limits() -> Limits {
-    Limits {
+fn small_limits() -> ParseLimits {
+    ParseLimits {
         item_size_max: 4096,
-        ..Limits::default()
+        ..ParseLimits::default()
     }
 }
 
 /// Checks the invariants of one parse over `buf`.
-fn check_invariants(buf: &[u8], limits: &Limits, sasl: Sasl) {
+fn check_invariants(buf: &[u8], limits: &ParseLimits, sasl: Sasl) {
     match parse(buf, limits, sasl) {
         Ok(None) => {}
         Ok(Some((r, n))) => {

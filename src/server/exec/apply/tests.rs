@@ -9,7 +9,7 @@ use super::store::store;
 use crate::protocol::binary::lower;
 use crate::protocol::command::{ArithCommand, DeleteCommand, StoreCommand};
 use crate::protocol::meta::MetaCmd;
-use crate::protocol::{meta, Limits, Parsed, Request, StoreMode};
+use crate::protocol::{meta, ParseLimits, Parsed, Request, StoreMode};
 use crate::server::counters::Stats;
 use crate::server::session::HeldItems;
 use crate::store::{Expiry, Store, StoreConfig, StoreError, StoreOutcome, WriteMode};
@@ -58,7 +58,7 @@ fn value(store: &Store) -> Option<Vec<u8>> {
 /// (Leaked so that the command lowered from it may live as long as the table.)
 fn meta_cmd(line: &str) -> &'static MetaCmd<'static> {
     let input: &'static [u8] = Box::leak(line.as_bytes().to_vec().into_boxed_slice());
-    match meta::parse(input, &Limits::default()) {
+    match meta::parse(input, &ParseLimits::default()) {
         Parsed::Request(Request::Meta(meta::MetaRequest::Cmd(cmd)), _) => Box::leak(Box::new(cmd)),
         other => panic!("{line:?}: {other:?}"),
     }

@@ -1,6 +1,6 @@
 use super::debug::slab_class;
 use super::*;
-use crate::protocol::{meta, Limits, Parsed, Request};
+use crate::protocol::{meta, ParseLimits, Parsed, Request};
 use crate::server::counters::Stats;
 use crate::server::session::HeldItems;
 use crate::store::Store;
@@ -18,7 +18,7 @@ fn run(store: &Store, stats: &Stats, input: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut rest = input;
     while !rest.is_empty() {
-        match meta::parse(rest, &Limits::default()) {
+        match meta::parse(rest, &ParseLimits::default()) {
             Parsed::Request(Request::Meta(req), used) => {
                 execute(store, stats, &req, &mut out, &mut HeldItems::default());
                 rest = &rest[used..];
